@@ -1,1 +1,13 @@
-"""placeholder"""
+"""The world: the Think–Solve environment, its problems, prompts and verifier."""
+
+from .env import SOLVER, THINKER, ThinkSolveEnv, UnicodeText, env, parallel_env, raw_env
+from .problems import Problem, ProblemFormatError, arith_problems, load_problems
+from .prompts import DEFAULT_PROMPTS, PromptSet, prompt_set
+from .verifier import MathVerifier, Verification, Verifier, extract_answer
+
+__all__ = [
+    "ThinkSolveEnv", "raw_env", "env", "parallel_env", "UnicodeText", "THINKER", "SOLVER",
+    "Problem", "ProblemFormatError", "load_problems", "arith_problems",
+    "PromptSet", "DEFAULT_PROMPTS", "prompt_set",
+    "MathVerifier", "Verification", "Verifier", "extract_answer",
+]

@@ -1,0 +1,408 @@
+"""# Think–Solve
+
+| Import             | `from thinksolve_env import ThinkSolveEnv, env, parallel_env` |
+|--------------------|----------------------------------------------------------------|
+| Actions            | text (`str`)                                                    |
+| Parallel API       | yes, turn-based (`parallel_env`)                                |
+| Manual control     | no                                                              |
+| Agents             | `agents = ["thinker_0", "solver_0"]`                            |
+| Number of agents   | 2                                                               |
+| Action space       | `UnicodeText(max_length=role limit)`                            |
+| Observation space  | `Dict(problem=UnicodeText, thought=UnicodeText)`                |
+| Reward             | verifier reward, +1 correct / −1 wrong, to every acting agent   |
+
+Two LLM agents collaborate on one math problem. The **Thinker** (`thinker_0`) writes a thought
+(approach, observations, intermediate results; no final answer). The **Solver** (`solver_0`)
+reads the problem and the thought and writes an answer ending in `\\boxed{...}`. A verifier
+compares the last boxed answer with the reference and both agents receive R = ±1.
+
+### Chat prompts
+A policy never builds a prompt: when it is an agent's turn, `infos[agent]["messages"]` holds its
+chat prompt (a list of `{"role", "content"}` dicts, from :mod:`thinksolve_env.prompts`). Before
+the thought reaches the Solver, one trailing `\\boxed{...}` is stripped from it and it is cut to
+`solver_thought_chars` characters (keeping its beginning).
+
+### Observations
+`{"problem": str, "thought": str}` — the thought is empty for the Thinker and for a solo
+Solver. PettingZoo's test suite checks the `"observation"` key of a Dict space for dtype; this
+one has none, so the text fields pass `api_test` (see ECOSYSTEM-NOTES §A.4).
+
+### Counterfactual removal (`reset(options={"remove": ...})`)
+| removed   | who acts                        | reward                                   |
+|-----------|---------------------------------|------------------------------------------|
+| nobody    | Thinker, then Solver            | R_joint = R(answer)                      |
+| Thinker   | Solver alone, solo prompt       | R_¬T = R(answer)                         |
+| Solver    | Thinker alone                   | R_¬S = R(the thought's own final answer) |
+| both      | nobody (`agents` is empty)      | R_∅ = −1                                 |
+
+A removed agent is not in `agents` for that episode. `env.outcome` (a dict: `reward`,
+`verification`, `removed`, `problem_id`) holds the team result of the last finished episode in
+every mode, including the one where nobody acts.
+
+### Episode end
+After the last acting agent's step both agents are terminated, `rewards[agent]` is R and
+`infos[agent]["verification"]` is the verifier's record (`reward`, `correct`, `extracted`,
+`reason`, `reference`). An action longer than the role's limit is cut to the limit and
+`infos[agent]["action_truncated"]` is set; lone surrogate code points (not encodable text) are
+replaced by U+FFFD and `infos[agent]["action_sanitized"]` is set. Neither raises mid-rollout.
+
+### Arguments
+`ThinkSolveEnv(problems, *, verifier=None, render_mode=None, prompts=None,
+max_thought_chars=16384, max_answer_chars=24576, solver_thought_chars=12000)`:
+`problems` is a list of :class:`Problem` or anything :func:`load_problems` reads; `verifier`
+defaults to a :class:`MathVerifier` owned (and closed) by the env.
+
+### Version history
+* v0: initial release.
+"""
+
+from __future__ import annotations
+
+import functools
+import string
+import warnings
+from typing import Any, Iterable
+
+import numpy as np
+from gymnasium import spaces
+from gymnasium.utils import seeding
+from pettingzoo import AECEnv
+from pettingzoo.utils import AgentSelector, wrappers
+from pettingzoo.utils.conversions import turn_based_aec_to_parallel_wrapper
+
+from . import prompts as P
+from .problems import Problem, load_problems
+from .verifier import MathVerifier, Verification, Verifier
+
+__all__ = ["ThinkSolveEnv", "raw_env", "env", "parallel_env", "UnicodeText", "THINKER", "SOLVER"]
+
+THINKER = "thinker_0"
+SOLVER = "solver_0"
+AGENTS = (THINKER, SOLVER)
+
+
+# --------------------------------------------------------------------------- text spaces
+
+
+@functools.lru_cache(maxsize=1)
+def _sampling_alphabet() -> str:
+    """An ordered, wide alphabet for sampling: printable ASCII, Latin-1, Greek, math
+    operators, arrows, super/subscripts, full-width forms, some CJK and a few astral symbols."""
+    ranges = [
+        (0x00A0, 0x0180),  # Latin-1 supplement, Latin extended-A
+        (0x0391, 0x03CA),  # Greek
+        (0x2000, 0x206F),  # general punctuation
+        (0x2070, 0x209F),  # super/subscripts
+        (0x2190, 0x21FF),  # arrows
+        (0x2200, 0x22FF),  # mathematical operators
+        (0xFF01, 0xFF5F),  # full-width forms
+        (0x4E00, 0x4F00),  # a slice of CJK
+    ]
+    chars = [string.printable]
+    chars += ["".join(chr(c) for c in range(a, b)) for a, b in ranges]
+    chars.append("\U0001d465\U0001d466\U0001f600\U0001f914")  # 𝑥 𝑦 😀 🤔
+    return "".join(dict.fromkeys("".join(chars)))
+
+
+class UnicodeText(spaces.Text):
+    """A Gymnasium ``Text`` space over *all* Unicode scalar values.
+
+    ``contains`` accepts any ``str`` within the length bounds whose characters are Unicode
+    scalar values (every code point except the UTF-16 surrogates U+D800–U+DFFF, which are
+    not encodable text). ``sample`` draws from an explicit, ordered sampling alphabet of a few
+    thousand characters (ASCII, Latin, Greek, math symbols, arrows, full-width forms, CJK and
+    astral symbols), so seeded samples are reproducible across processes. Model text, LaTeX
+    and arbitrary Unicode therefore round-trip through the environment unchanged.
+    """
+
+    def __init__(self, max_length: int, *, min_length: int = 0, seed=None) -> None:
+        super().__init__(max_length, min_length=min_length, charset=_sampling_alphabet(), seed=seed)
+
+    def contains(self, x: Any) -> bool:
+        if not isinstance(x, str) or not self.min_length <= len(x) <= self.max_length:
+            return False
+        try:
+            x.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+
+    def __repr__(self) -> str:
+        return f"UnicodeText({self.min_length}, {self.max_length})"
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, UnicodeText) and (self.min_length, self.max_length) == (other.min_length, other.max_length)
+
+
+def _sanitize(text: str) -> tuple[str, bool]:
+    """Replace lone surrogates (not encodable) with U+FFFD; report whether anything changed."""
+    try:
+        text.encode("utf-8")
+        return text, False
+    except UnicodeEncodeError:
+        return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text), True
+
+
+# --------------------------------------------------------------------------- the env
+
+
+class raw_env(AECEnv):
+    """The Think–Solve environment (see the module docstring for the card)."""
+
+    metadata = {
+        "name": "think_solve_v0",
+        "render_modes": ["ansi", "human"],
+        "is_parallelizable": False,
+    }
+
+    def __init__(
+        self,
+        problems: Iterable[Problem] | str,
+        *,
+        verifier: Verifier | None = None,
+        render_mode: str | None = None,
+        prompts: P.PromptSet | None = None,
+        max_thought_chars: int = 16384,
+        max_answer_chars: int = 24576,
+        solver_thought_chars: int | None = 12000,
+    ) -> None:
+        super().__init__()
+        if isinstance(problems, str):
+            problems = load_problems(problems)
+        self.problems: list[Problem] = list(problems)
+        if not self.problems:
+            raise ValueError("ThinkSolveEnv needs at least one problem; the problem list is empty")
+        for i, p in enumerate(self.problems):
+            if not isinstance(p, Problem):
+                raise TypeError(f"problems[{i}] must be a Problem, got {type(p).__name__}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        for name, v in (("max_thought_chars", max_thought_chars), ("max_answer_chars", max_answer_chars)):
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if solver_thought_chars is not None and (not isinstance(solver_thought_chars, int) or solver_thought_chars < 0):
+            raise ValueError(f"solver_thought_chars must be a non-negative integer or None, got {solver_thought_chars!r}")
+        self.render_mode = render_mode
+        self.prompts = prompts or P.DEFAULT_PROMPTS
+        self.max_chars = {THINKER: max_thought_chars, SOLVER: max_answer_chars}
+        self.solver_thought_chars = solver_thought_chars
+        self._owns_verifier = verifier is None
+        self._verifier = verifier
+        self._index = {p.id: i for i, p in enumerate(self.problems)}
+        if len(self._index) != len(self.problems):
+            warnings.warn("problem ids are not unique; reset(options={'problem': id}) picks the last one", stacklevel=2)
+
+        self.possible_agents = list(AGENTS)
+        longest_problem = max(len(p.problem) for p in self.problems)
+        problem_space = UnicodeText(max(4096, longest_problem))
+        thought_cap = max_thought_chars if solver_thought_chars is None else min(max_thought_chars, solver_thought_chars)
+        self._observation_spaces = {
+            a: spaces.Dict({"problem": problem_space, "thought": UnicodeText(thought_cap)}) for a in AGENTS
+        }
+        self._action_spaces = {a: UnicodeText(self.max_chars[a]) for a in AGENTS}
+        self._np_random, self._np_random_seed = seeding.np_random(None)
+        # Episode state (filled by reset).
+        self.agents: list[str] = []
+        self.problem: Problem | None = None
+        self.removed: frozenset[str] = frozenset()
+        self.actions: dict[str, str] = {}
+        self.thought_for_solver: str | None = None
+        self.outcome: dict | None = None
+
+    # -- spaces -----------------------------------------------------------------------
+    def observation_space(self, agent: str) -> spaces.Space:
+        return self._observation_spaces[agent]
+
+    def action_space(self, agent: str) -> spaces.Space:
+        return self._action_spaces[agent]
+
+    @property
+    def verifier(self) -> Verifier:
+        if self._verifier is None:
+            self._verifier = MathVerifier()
+        return self._verifier
+
+    # -- episode --------------------------------------------------------------------------
+    def _pick_problem(self, choice: Any) -> int:
+        if choice is None:
+            return int(self._np_random.integers(len(self.problems)))
+        if isinstance(choice, (int, np.integer)) and not isinstance(choice, bool):
+            if not -len(self.problems) <= choice < len(self.problems):
+                raise IndexError(f"options['problem']={choice} is out of range for {len(self.problems)} problems")
+            return int(choice) % len(self.problems)
+        if isinstance(choice, str):
+            if choice not in self._index:
+                raise KeyError(f"options['problem']={choice!r}: no problem with that id")
+            return self._index[choice]
+        raise TypeError(f"options['problem'] must be an index or a problem id, got {type(choice).__name__}")
+
+    @staticmethod
+    def _parse_remove(remove: Any) -> frozenset[str]:
+        if remove is None:
+            return frozenset()
+        names = [remove] if isinstance(remove, str) else list(remove)
+        bad = [n for n in names if n not in AGENTS]
+        if bad:
+            raise ValueError(f"options['remove']: unknown agent(s) {bad}; choose from {list(AGENTS)}")
+        return frozenset(names)
+
+    def reset(self, seed: int | None = None, options: dict | None = None) -> None:
+        if seed is not None:
+            self._np_random, self._np_random_seed = seeding.np_random(seed)
+        options = dict(options or {})
+        idx = self._pick_problem(options.get("problem"))
+        self.removed = self._parse_remove(options.get("remove"))
+        self.problem = self.problems[idx]
+        self.actions = {}
+        self.thought_for_solver = None
+        self.outcome = None
+
+        self.agents = [a for a in self.possible_agents if a not in self.removed]
+        self.rewards = {a: 0.0 for a in self.agents}
+        self._cumulative_rewards = {a: 0.0 for a in self.agents}
+        self.terminations = {a: False for a in self.agents}
+        self.truncations = {a: False for a in self.agents}
+        self.infos = {a: self._base_info(a) for a in self.agents}
+        if not self.agents:
+            # Nobody answers: R_∅ = −1 (METHOD.md §2).
+            self._finish(Verification.judged(False, None, "no-answer", self.problem.answer))
+            self.agent_selection = None
+            return
+        self._agent_selector = AgentSelector(self.agents)
+        self.agent_selection = self._agent_selector.reset()
+        self.infos[self.agent_selection]["messages"] = self._messages(self.agent_selection)
+
+    def _base_info(self, agent: str) -> dict:
+        solo = agent == SOLVER and THINKER in self.removed
+        return {
+            "role": "thinker" if agent == THINKER else "solver",
+            "problem_id": self.problem.id,
+            "mode": "solo" if solo else ("thinker-only" if SOLVER in self.removed else "joint"),
+            "messages": None,
+        }
+
+    def _messages(self, agent: str) -> list[dict]:
+        x = self.problem.problem
+        if agent == THINKER:
+            return P.thinker_messages(x, self.prompts)
+        if THINKER in self.removed:
+            return P.solo_messages(x, self.prompts)
+        return P.solver_messages(x, self.thought_for_solver or "", self.prompts)
+
+    def observe(self, agent: str) -> dict:
+        thought = self.thought_for_solver if (agent == SOLVER and self.thought_for_solver is not None) else ""
+        return {"problem": self.problem.problem, "thought": thought}
+
+    def step(self, action: Any) -> None:
+        if self.agent_selection is None or not self.agents:
+            raise RuntimeError("step() called but the episode is over (no live agents); call reset() first")
+        agent = self.agent_selection
+        if self.terminations[agent] or self.truncations[agent]:
+            self._was_dead_step(action)
+            return
+        if not isinstance(action, str):
+            raise TypeError(f"the action for {agent} must be a str (the agent's text), got {type(action).__name__}")
+        info = self.infos[agent]
+        action, sanitized = _sanitize(action)
+        if sanitized:
+            info["action_sanitized"] = True
+        limit = self.max_chars[agent]
+        if len(action) > limit:
+            info["action_truncated"] = True
+            info["action_original_length"] = len(action)
+            action = action[:limit]
+        self.actions[agent] = action
+        self._cumulative_rewards[agent] = 0.0
+        self._clear_rewards()
+
+        if agent == THINKER and SOLVER not in self.removed:
+            self.thought_for_solver = P.prepare_thought(action, self.solver_thought_chars)
+            self.agent_selection = self._agent_selector.next()
+            self.infos[SOLVER]["messages"] = self._messages(SOLVER)
+        else:
+            # The last acting agent has spoken: verify its text (the Thinker's when the Solver
+            # is removed, METHOD.md §2) and end the episode for everyone.
+            self._finish(self.verifier.verify(action, self.problem.answer))
+            self.agent_selection = self._agent_selector.next()
+        self._accumulate_rewards()
+        if self.render_mode == "human":
+            self.render()
+
+    def _finish(self, verification: Verification) -> None:
+        record = verification.to_dict()
+        record.setdefault("reference", self.problem.answer)
+        record["reference"] = record["reference"] or self.problem.answer
+        r = float(verification.reward)
+        for a in self.agents:
+            self.rewards[a] = r
+            self.terminations[a] = True
+            self.infos[a]["verification"] = dict(record)
+        self.outcome = {
+            "reward": r,
+            "verification": dict(record),
+            "removed": sorted(self.removed),
+            "problem_id": self.problem.id,
+            "actions": dict(self.actions),
+        }
+
+    # -- rendering ----------------------------------------------------------------------
+    def _transcript(self) -> str:
+        if self.problem is None:
+            return "ThinkSolveEnv: call reset() first"
+        lines = [f"[{self.problem.id}] {self.problem.problem}"]
+        if self.removed:
+            lines.append(f"(removed: {', '.join(sorted(self.removed))})")
+        for a in AGENTS:
+            if a in self.actions:
+                lines.append(f"--- {a} ---\n{self.actions[a]}")
+        if self.outcome is not None:
+            v = self.outcome["verification"]
+            lines.append(f"=== reward {self.outcome['reward']:+.0f} ({v['reason']}; extracted {v['extracted']!r}, reference {self.problem.answer!r})")
+        return "\n".join(lines)
+
+    def render(self) -> str | None:
+        if self.render_mode is None:
+            warnings.warn("render() called without a render_mode; pass render_mode='ansi' or 'human'", stacklevel=2)
+            return None
+        text = self._transcript()
+        if self.render_mode == "ansi":
+            return text
+        print(text)
+        return None
+
+    def close(self) -> None:
+        if self._owns_verifier and self._verifier is not None:
+            self._verifier.close()
+            self._verifier = None
+
+
+#: The environment class users construct directly: ``ThinkSolveEnv(problems, ...)``.
+ThinkSolveEnv = raw_env
+
+
+def env(problems: Iterable[Problem] | str, **kwargs) -> AECEnv:
+    """:class:`ThinkSolveEnv` wrapped in PettingZoo's order-enforcing wrapper."""
+    return wrappers.OrderEnforcingWrapper(raw_env(problems, **kwargs))
+
+
+class _TurnBasedParallel(turn_based_aec_to_parallel_wrapper):
+    """PettingZoo's turn-based parallel view, with two fixes: ``infos[agent]["active_agent"]``
+    is set after ``reset`` too (not only after ``step``), and stepping a finished episode
+    returns the documented 5-tuple instead of a 4-tuple."""
+
+    def reset(self, seed=None, options=None):
+        observations, infos = super().reset(seed=seed, options=options)
+        for agent in self.aec_env.agents:
+            infos[agent]["active_agent"] = self.aec_env.agent_selection
+        return observations, infos
+
+    def step(self, actions):
+        if not self.agents:
+            return {}, {}, {}, {}, {}
+        return super().step(actions)
+
+
+def parallel_env(problems: Iterable[Problem] | str, **kwargs):
+    """The turn-based parallel view: each ``step(actions)`` uses the action of the agent whose
+    turn it is (``infos[agent]["active_agent"]`` names it) and ignores the others."""
+    return _TurnBasedParallel(env(problems, **kwargs))

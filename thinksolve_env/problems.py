@@ -1,0 +1,270 @@
+"""Problems: the :class:`Problem` record, loaders, and the built-in ``arith:`` task.
+
+``load_problems(source)`` understands
+
+* a path to a ``.jsonl`` / ``.json`` / ``.parquet`` file whose records have ``problem`` (or
+  ``question``) and ``answer`` fields (an ``id`` field is used when present);
+* ``"arith:<key>=<value>,..."`` — the procedural multi-step arithmetic task (see
+  :func:`arith_problems`);
+* ``"hf:<dataset>[:<split>]"`` or a bare ``owner/name`` that is not a file — a Hugging Face
+  dataset, when the ``datasets`` package is installed and the hub is reachable;
+* an iterable of :class:`Problem` objects or dicts (validated the same way).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+__all__ = ["Problem", "load_problems", "arith_problems", "parse_arith_spec", "ProblemFormatError"]
+
+
+class ProblemFormatError(ValueError):
+    """A problem source could not be read; the message names the file, line or field."""
+
+
+@dataclass
+class Problem:
+    """One task: ``problem`` text, reference ``answer`` (a string), free-form ``meta``."""
+
+    id: str
+    problem: str
+    answer: str
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.problem, str) or not self.problem.strip():
+            raise ProblemFormatError(f"problem {self.id!r}: 'problem' must be a non-empty string")
+        if isinstance(self.answer, (int, float)) and not isinstance(self.answer, bool):
+            self.answer = str(self.answer)
+        if not isinstance(self.answer, str) or not self.answer.strip():
+            raise ProblemFormatError(f"problem {self.id!r}: 'answer' must be a non-empty string")
+        self.id = str(self.id)
+
+
+# --------------------------------------------------------------------------- records
+
+
+def _from_record(rec: Any, where: str, default_id: str) -> Problem:
+    if not isinstance(rec, dict):
+        raise ProblemFormatError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+    text = rec.get("problem", rec.get("question"))
+    if text is None:
+        raise ProblemFormatError(f"{where}: record has no 'problem' (or 'question') field; fields: {sorted(rec)}")
+    if "answer" not in rec or rec["answer"] is None:
+        raise ProblemFormatError(f"{where}: record has no 'answer' field; fields: {sorted(rec)}")
+    meta = {k: v for k, v in rec.items() if k not in ("id", "problem", "question", "answer")}
+    try:
+        return Problem(id=str(rec.get("id", default_id)), problem=text, answer=rec["answer"], meta=meta)
+    except ProblemFormatError as e:
+        raise ProblemFormatError(f"{where}: {e}") from None
+
+
+def _read_jsonl(path: Path) -> list[Problem]:
+    out = []
+    with path.open("r", encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ProblemFormatError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
+            out.append(_from_record(rec, f"{path}:{lineno}", f"{path.stem}-{len(out)}"))
+    return out
+
+
+def _read_json(path: Path) -> list[Problem]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ProblemFormatError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    if isinstance(data, dict):
+        data = data.get("data", data.get("problems", [data]))
+    if not isinstance(data, list):
+        raise ProblemFormatError(f"{path}: expected a list of records")
+    return [_from_record(r, f"{path}[{i}]", f"{path.stem}-{i}") for i, r in enumerate(data)]
+
+
+def _read_parquet(path: Path) -> list[Problem]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ImportError(
+            f"reading {path} needs pyarrow: pip install 'thinksolve[parquet]' (or pip install pyarrow)"
+        ) from None
+    rows = pq.read_table(path).to_pylist()
+    return [_from_record(r, f"{path} row {i}", f"{path.stem}-{i}") for i, r in enumerate(rows)]
+
+
+def _read_hf(name: str) -> list[Problem]:
+    dataset, _, split = name.partition(":")
+    try:
+        import datasets  # type: ignore
+    except ImportError:
+        raise ImportError(
+            f"{name!r} is not a file, so it was read as a Hugging Face dataset name, which needs "
+            "the `datasets` package: pip install 'thinksolve[datasets]'"
+        ) from None
+    try:
+        ds = datasets.load_dataset(dataset, split=split or "test")
+    except Exception as e:  # network, unknown dataset, ...
+        raise ProblemFormatError(f"could not load Hugging Face dataset {dataset!r} (split {split or 'test'!r}): {e}") from e
+    return [_from_record(dict(r), f"{dataset}[{i}]", f"{dataset.split('/')[-1]}-{i}") for i, r in enumerate(ds)]
+
+
+# --------------------------------------------------------------------------- arith task
+
+_ARITH_DEFAULTS = {"n": 1000, "difficulty": 2, "seed": 0, "split": "train"}
+#: difficulty → (number of operations, operand range of the start value, of the others)
+_ARITH_LEVELS = {
+    1: (2, 9, 9),
+    2: (3, 20, 9),
+    3: (3, 50, 20),
+    4: (4, 99, 20),
+    5: (5, 99, 50),
+}
+
+
+def parse_arith_spec(spec: str) -> dict:
+    """``"arith:n=200,difficulty=3,split=test"`` → a dict of settings (with defaults).
+
+    Keys: ``n`` (count), ``difficulty`` (1–5), ``seed`` (int), ``split`` (``train``/``test``:
+    disjoint random streams), ``steps`` (operations; overrides the difficulty's).
+    """
+    if not spec.startswith("arith:"):
+        raise ValueError(f"not an arith spec: {spec!r}")
+    cfg: dict[str, Any] = dict(_ARITH_DEFAULTS)
+    body = spec[len("arith:"):].strip()
+    for part in filter(None, (p.strip() for p in body.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise ValueError(f"arith spec {spec!r}: {part!r} is not key=value")
+        key = key.strip()
+        if key not in ("n", "difficulty", "seed", "split", "steps"):
+            raise ValueError(f"arith spec {spec!r}: unknown key {key!r} (known: n, difficulty, seed, split, steps)")
+        if key == "split":
+            if value not in ("train", "test"):
+                raise ValueError(f"arith spec {spec!r}: split must be 'train' or 'test', got {value!r}")
+            cfg[key] = value
+        else:
+            try:
+                cfg[key] = int(value)
+            except ValueError:
+                raise ValueError(f"arith spec {spec!r}: {key} must be an integer, got {value!r}") from None
+    if cfg["difficulty"] not in _ARITH_LEVELS:
+        raise ValueError(f"arith spec {spec!r}: difficulty must be 1..5, got {cfg['difficulty']}")
+    if cfg["n"] < 1:
+        raise ValueError(f"arith spec {spec!r}: n must be >= 1, got {cfg['n']}")
+    if "steps" in cfg and not 1 <= cfg["steps"] <= 10:
+        raise ValueError(f"arith spec {spec!r}: steps must be 1..10, got {cfg['steps']}")
+    return cfg
+
+
+def arith_problems(n: int = 1000, *, difficulty: int = 2, seed: int = 0, split: str = "train",
+                   steps: int | None = None) -> list[Problem]:
+    """Multi-step integer arithmetic, e.g. ``Compute ((12 + 7) * 3) - 5.`` → ``52``.
+
+    Each problem chains ``steps`` operations (+, −, ×) onto a start value, so writing down the
+    intermediate results (``meta["steps"]``: ``["12 + 7 = 19", "19 * 3 = 57", "57 - 5 = 52"]``)
+    is exactly the kind of thought that helps a Solver. Deterministic in ``(seed, split)``;
+    the ``test`` split uses a disjoint random stream and drops any problem text that the
+    ``train`` stream of the same size would contain.
+    """
+    n_ops, start_hi, other_hi = _ARITH_LEVELS[difficulty]
+    n_ops = steps or n_ops
+    stream = 0 if split == "train" else 1
+    rng = random.Random(f"thinksolve-arith/{seed}/{stream}/{difficulty}/{n_ops}")
+
+    def make(r: random.Random) -> tuple[str, int, list[str]]:
+        value = r.randint(2, start_hi)
+        expr = str(value)
+        trace = []
+        for k in range(n_ops):
+            op = r.choice("+-*")
+            b = r.randint(2, 9) if op == "*" else r.randint(1, other_hi)
+            new = value + b if op == "+" else value - b if op == "-" else value * b
+            trace.append(f"{value} {op} {b} = {new}")
+            expr = f"({expr}) {op} {b}" if k > 0 else f"{expr} {op} {b}"
+            value = new
+        return f"Compute {expr}.", value, trace
+
+    exclude: set[str] = set()
+    if split == "test":
+        train_rng = random.Random(f"thinksolve-arith/{seed}/0/{difficulty}/{n_ops}")
+        exclude = {make(train_rng)[0] for _ in range(max(n, 1000))}
+    out = []
+    attempts = 0
+    while len(out) < n:
+        attempts += 1
+        if attempts > 50 * n + 1000:
+            raise ValueError(f"arith: could not draw {n} distinct {split} problems at difficulty {difficulty}")
+        text, answer, trace = make(rng)
+        if text in exclude:
+            continue
+        out.append(Problem(
+            id=f"arith-{split}-{seed}-{len(out)}",
+            problem=text,
+            answer=str(answer),
+            meta={"steps": trace, "difficulty": difficulty, "split": split},
+        ))
+    return out
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def load_problems(source: str | os.PathLike | Iterable, *, limit: int | None = None, seed: int | None = None) -> list[Problem]:
+    """Load problems from a file, a task spec, a Hugging Face dataset or an iterable.
+
+    ``seed`` shuffles file/dataset records deterministically before ``limit`` is applied (and
+    seeds the ``arith:`` generator when the spec gives no ``seed=``). Raises
+    :class:`ProblemFormatError` (a ``ValueError``) naming the file and line or the missing
+    field, and ``ValueError`` when the result would be empty.
+    """
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
+    shuffled = False
+    if isinstance(source, (str, os.PathLike)):
+        s = os.fspath(source)
+        path = Path(s)
+        if s.startswith("arith:"):
+            cfg = parse_arith_spec(s)
+            if seed is not None and "seed=" not in s:
+                cfg["seed"] = seed
+            if limit is not None:
+                cfg["n"] = min(cfg["n"], limit)
+            problems = arith_problems(**cfg)
+            shuffled = True
+        elif path.exists():
+            suffix = path.suffix.lower()
+            if suffix == ".jsonl":
+                problems = _read_jsonl(path)
+            elif suffix == ".json":
+                problems = _read_json(path)
+            elif suffix == ".parquet":
+                problems = _read_parquet(path)
+            else:
+                raise ValueError(f"{path}: unsupported file type {suffix!r} (use .jsonl, .json or .parquet)")
+            where = str(path)
+        elif s.startswith("hf:") or ("/" in s and not s.startswith((".", "/")) and not path.suffix):
+            problems = _read_hf(s[3:] if s.startswith("hf:") else s)
+            where = s
+        else:
+            raise FileNotFoundError(f"problem source {s!r}: no such file, and not an 'arith:' spec or 'hf:<dataset>' name")
+    else:
+        items = list(source)
+        problems = [p if isinstance(p, Problem) else _from_record(p, f"item {i}", f"item-{i}") for i, p in enumerate(items)]
+        where = "the given iterable"
+    if not problems:
+        raise ValueError(f"no problems loaded from {source!r}: the problem list is empty")
+    if seed is not None and not shuffled:
+        problems = problems[:]
+        random.Random(seed).shuffle(problems)
+    if limit is not None:
+        problems = problems[:limit]
+    return problems
