@@ -31,6 +31,7 @@ def play(e, thought="", answer="", options=None, seed=None):
 # --------------------------------------------------------------------------- PettingZoo suites
 
 
+@pytest.mark.filterwarnings("ignore:ThinkSolveEnv.reset. ignoring unknown option")  # api_test passes {"options": 1}
 def test_pettingzoo_api_test(problems, verifier):
     api_test(env(problems, verifier=verifier), num_cycles=300)
 
@@ -44,6 +45,7 @@ def test_pettingzoo_render_test(problems, verifier, capsys):
     assert "reward" in capsys.readouterr().out  # "human" printed the transcript
 
 
+@pytest.mark.filterwarnings("ignore:ThinkSolveEnv.reset. ignoring unknown option")  # parallel_api_test too
 def test_pettingzoo_parallel_tests(problems, verifier):
     parallel_api_test(parallel_env(problems, verifier=verifier), num_cycles=100)
     parallel_seed_test(lambda: parallel_env(problems, verifier=verifier), num_cycles=50)
@@ -185,6 +187,13 @@ def test_bad_input_errors(verifier):
         e.step(42)
     with pytest.raises(ValueError, match="render_mode"):
         ThinkSolveEnv([Problem("p", "q", "1")], render_mode="rgb_array")
+
+
+def test_unknown_reset_option_warns(verifier):
+    e = ThinkSolveEnv([Problem("p", "q", "1")], verifier=verifier)
+    with pytest.warns(UserWarning, match=r"unknown option\(s\) \['remvoe'\]"):
+        e.reset(options={"remvoe": "thinker_0"})
+    assert e.agents == [THINKER, SOLVER]
 
 
 def test_stepping_after_the_end_follows_pettingzoo_convention(verifier):

@@ -250,6 +250,12 @@ class raw_env(AECEnv):
         if seed is not None:
             self._np_random, self._np_random_seed = seeding.np_random(seed)
         options = dict(options or {})
+        unknown = sorted(set(options) - {"problem", "remove"}, key=str)
+        if unknown:
+            warnings.warn(
+                f"ThinkSolveEnv.reset: ignoring unknown option(s) {unknown}; known options: 'problem', 'remove'",
+                stacklevel=2,
+            )
         idx = self._pick_problem(options.get("problem"))
         self.removed = self._parse_remove(options.get("remove"))
         self.problem = self.problems[idx]
