@@ -1,0 +1,246 @@
+"""Crash-safe training checkpoints.
+
+A checkpoint is a directory::
+
+    checkpoint/
+      meta.json                 step, config, credit-method state, format version
+      weights/<role>.safetensors
+      optim/<role>.pt           optimizer state (tensors and plain Python values only)
+      rng.pt                    Python, NumPy and torch RNG states
+
+:func:`save_checkpoint` writes everything into a fresh sibling directory, fsyncs it, and only
+then swaps it in with renames, so a crash, a full disk or Ctrl-C at any moment leaves either
+the previous checkpoint or the new one in place — never a half-written one.
+:func:`load_checkpoint` also recovers from a crash between the two renames of the swap.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["save_checkpoint", "load_checkpoint", "capture_rng", "restore_rng", "config_diff", "CheckpointError"]
+
+FORMAT_VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, incomplete or does not match the run that wants it."""
+
+
+# --------------------------------------------------------------------------- RNG
+
+
+def capture_rng() -> dict:
+    """The global RNG states of Python, NumPy and torch (CPU, and CUDA when present)."""
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict) -> None:
+    random.setstate(_as_python_state(state["python"]))
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_python_state(s):
+    # random.setstate needs (int, tuple, None|float); JSON/pickle round trips may give lists.
+    version, internal, gauss = s
+    return version, tuple(internal), gauss
+
+
+def _rng_to_file(state: dict) -> dict:
+    version, internal, gauss = state["python"]
+    np_state = state["numpy"]
+    out = {
+        "python": {"version": version, "internal": torch.tensor(internal, dtype=torch.int64), "gauss": gauss},
+        "numpy": {"name": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "torch": state["torch"],
+    }
+    if "cuda" in state:
+        out["cuda"] = list(state["cuda"])
+    return out
+
+
+def _rng_from_file(d: dict) -> dict:
+    n = d["numpy"]
+    state = {
+        "python": (d["python"]["version"], tuple(int(x) for x in d["python"]["internal"].tolist()), d["python"]["gauss"]),
+        "numpy": (n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]),
+        "torch": d["torch"],
+    }
+    if "cuda" in d:
+        state["cuda"] = d["cuda"]
+    return state
+
+
+# --------------------------------------------------------------------------- config
+
+
+def config_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Human-readable differences between two (nested) config dicts: ``field: old -> new``."""
+    out = []
+    for key in sorted(set(old) | set(new), key=str):
+        a, b = old.get(key, "<absent>"), new.get(key, "<absent>")
+        name = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_diff(a, b, prefix=name + ".")
+        elif a != b:
+            out.append(f"{name}: {a!r} -> {b!r}")
+    return out
+
+
+# --------------------------------------------------------------------------- save / load
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            with open(os.path.join(dirpath, name), "rb") as f:
+                os.fsync(f.fileno())
+        _fsync_dir(Path(dirpath))
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    *,
+    step: int,
+    weights: dict[str, dict[str, torch.Tensor]],
+    optimizers: dict[str, dict] | None = None,
+    credit_state: dict | None = None,
+    config: dict | None = None,
+    rng: dict | None = None,
+    extra: dict | None = None,
+) -> Path:
+    """Atomically write a checkpoint directory at ``path`` (replacing any previous one).
+
+    ``weights`` maps a role (e.g. ``"thinker_0"``) to a state dict of tensors; ``optimizers``
+    maps roles to ``optimizer.state_dict()``; ``credit_state`` is the credit method's
+    ``state_dict()``; ``config`` is the run's configuration as a JSON-able dict; ``rng``
+    defaults to :func:`capture_rng`. ``extra`` is stored in ``meta.json`` (JSON-able).
+    """
+    from safetensors.torch import save_file
+
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-"))
+    try:
+        (tmp / "weights").mkdir()
+        for role, sd in weights.items():
+            tensors = {k: v.detach().to("cpu").contiguous() for k, v in sd.items()}
+            save_file(tensors, str(tmp / "weights" / f"{role}.safetensors"))
+        if optimizers:
+            (tmp / "optim").mkdir()
+            for role, sd in optimizers.items():
+                torch.save(sd, tmp / "optim" / f"{role}.pt")
+        torch.save(_rng_to_file(rng if rng is not None else capture_rng()), tmp / "rng.pt")
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "step": int(step),
+            "roles": sorted(weights),
+            "config": config or {},
+            "credit_state": credit_state or {},
+            "extra": extra or {},
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=_json_default))
+        _fsync_tree(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    # Swap: final -> old, tmp -> final, remove old. A crash in between leaves `old` (complete),
+    # which load_checkpoint falls back to.
+    old = final.with_name(final.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    _fsync_dir(final.parent)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _json_default(o: Any):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON-serialisable in a checkpoint: {type(o).__name__}")
+
+
+def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu") -> dict:
+    """Read a checkpoint written by :func:`save_checkpoint`.
+
+    Returns ``{"step", "weights", "optimizers", "credit_state", "config", "rng", "extra"}``.
+    Raises :class:`CheckpointError` if there is none or it is incomplete.
+    """
+    from safetensors.torch import load_file
+
+    final = Path(path)
+    if not (final / "meta.json").exists():
+        old = final.with_name(final.name + ".old")
+        if (old / "meta.json").exists():
+            final = old  # a crash happened between the two renames of the last save
+        else:
+            raise CheckpointError(f"no checkpoint at {path} (meta.json missing)")
+    try:
+        meta = json.loads((final / "meta.json").read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{final}/meta.json is corrupt: {e}") from None
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{final}: checkpoint format {meta.get('format_version')} is not {FORMAT_VERSION}")
+    weights = {}
+    for role in meta["roles"]:
+        f = final / "weights" / f"{role}.safetensors"
+        if not f.exists():
+            raise CheckpointError(f"{final}: weights for {role} are missing")
+        weights[role] = load_file(str(f), device=map_location)
+    optimizers = {}
+    if (final / "optim").exists():
+        for f in sorted((final / "optim").glob("*.pt")):
+            optimizers[f.stem] = torch.load(f, map_location=map_location, weights_only=True)
+    rng = _rng_from_file(torch.load(final / "rng.pt", weights_only=True))
+    return {
+        "step": meta["step"],
+        "weights": weights,
+        "optimizers": optimizers,
+        "credit_state": meta.get("credit_state", {}),
+        "config": meta.get("config", {}),
+        "rng": rng,
+        "extra": meta.get("extra", {}),
+        "path": final,
+    }

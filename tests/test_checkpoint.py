@@ -1,0 +1,70 @@
+import os
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from algorithms.checkpoint import CheckpointError, capture_rng, config_diff, load_checkpoint, restore_rng, save_checkpoint
+
+
+def _model(seed):
+    torch.manual_seed(seed)
+    return torch.nn.Linear(4, 3)
+
+
+def _draws():
+    return (random.random(), float(np.random.rand()), float(torch.rand(1)))
+
+
+def test_round_trip_restores_weights_optimizer_rng_and_state(tmp_path):
+    m = _model(0)
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-3)
+    m(torch.ones(2, 4)).sum().backward()
+    opt.step()
+    random.seed(1), np.random.seed(1), torch.manual_seed(1)
+    rng = capture_rng()
+    expected = _draws()
+    save_checkpoint(tmp_path / "ck", step=7, weights={"thinker_0": m.state_dict()}, optimizers={"thinker_0": opt.state_dict()},
+                    credit_state={"mu": 0.25, "count": 12}, config={"lr": 1e-3, "credit": {"name": "ccpo"}}, rng=rng)
+    _draws()  # move the RNGs on
+    ck = load_checkpoint(tmp_path / "ck")
+    restore_rng(ck["rng"])
+    assert _draws() == expected
+    assert ck["step"] == 7 and ck["credit_state"] == {"mu": 0.25, "count": 12}
+    assert ck["config"]["credit"]["name"] == "ccpo"
+    m2 = _model(1)
+    m2.load_state_dict(ck["weights"]["thinker_0"])
+    assert torch.equal(m2.weight, m.weight)
+    opt2 = torch.optim.AdamW(m2.parameters(), lr=1e-3)
+    opt2.load_state_dict(ck["optimizers"]["thinker_0"])
+    assert torch.equal(opt2.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
+
+
+def test_failed_write_keeps_the_previous_checkpoint(tmp_path):
+    good = _model(0).state_dict()
+    save_checkpoint(tmp_path / "ck", step=1, weights={"solver_0": good})
+    with pytest.raises(TypeError):
+        # A value that cannot be serialised fails half-way through the write.
+        save_checkpoint(tmp_path / "ck", step=2, weights={"solver_0": _model(1).state_dict()}, config={"bad": object()})
+    ck = load_checkpoint(tmp_path / "ck")
+    assert ck["step"] == 1 and torch.equal(ck["weights"]["solver_0"]["weight"], good["weight"])
+    assert sorted(os.listdir(tmp_path)) == ["ck"]  # no temporary directory left behind
+
+
+def test_crash_between_renames_falls_back_to_the_old_checkpoint(tmp_path):
+    save_checkpoint(tmp_path / "ck", step=3, weights={"solver_0": _model(0).state_dict()})
+    os.replace(tmp_path / "ck", tmp_path / "ck.old")  # what a crash after the first rename leaves
+    assert load_checkpoint(tmp_path / "ck")["step"] == 3
+    save_checkpoint(tmp_path / "ck", step=4, weights={"solver_0": _model(0).state_dict()})
+    assert load_checkpoint(tmp_path / "ck")["step"] == 4 and not (tmp_path / "ck.old").exists()
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        load_checkpoint(tmp_path / "nothing")
+
+
+def test_config_diff_names_fields():
+    diff = config_diff({"lr": 1e-6, "credit": {"lam": 0.2}, "seed": 1}, {"lr": 1e-5, "credit": {"lam": 0.2}, "steps": 4})
+    assert diff == ["lr: 1e-06 -> 1e-05", "seed: 1 -> '<absent>'", "steps: '<absent>' -> 4"]
