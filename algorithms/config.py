@@ -1,0 +1,349 @@
+"""Training configuration: one dataclass per configurable thing, every field documented.
+
+Defaults reproduce the reference recipe of METHOD.md §6 (separate Thinker and Solver models,
+both roles sampled each step, one role updated per step alternating every 10 steps starting
+with the Thinker, 16 rollouts per problem, AdamW at lr 1e-6, grad clip 1.0, no KL, GRPO
+advantages without the std (Dr. GRPO) and the GSPO sequence-level loss with ε = 3e-4/4e-4).
+Presets (:data:`PRESETS`) adapt them to a machine: ``tiny-arith`` for a laptop CPU,
+``smollm2-arith`` for a real small LLM on CPU, and GPU presets with the paper's settings.
+
+Any field can be overridden from the command line as ``section.field=value``
+(:func:`apply_overrides`); :meth:`TrainerConfig.validate` names the field and the allowed range
+of any invalid value.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "ModelConfig", "RolloutConfig", "CreditConfig", "OptimConfig", "ScheduleConfig", "TrainerConfig",
+    "PRESETS", "preset", "apply_overrides", "ConfigError",
+]
+
+ROLES = ("thinker_0", "solver_0")
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value; the message names the field and what is allowed."""
+
+
+@dataclass
+class ModelConfig:
+    name: str = "Qwen/Qwen2.5-1.5B-Instruct"
+    """Model for both roles: ``tiny``, ``smollm2-135m``, a local path or a hub id."""
+    solver_name: str | None = None
+    """A different model for the Solver (``None``: the same as ``name``)."""
+    sharing: Literal["separate", "shared", "lora"] = "separate"
+    """``separate``: two full models (reference); ``shared``: one model, role prompts only;
+    ``lora``: one frozen base with a LoRA adapter per role."""
+    dtype: str = "float32"
+    """Parameter dtype: float32, bfloat16 or float16."""
+    device: str = "cpu"
+    """Torch device for training (``cuda`` on GPUs)."""
+    gradient_checkpointing: bool = False
+    """Trade compute for activation memory."""
+    lora_rank: int = 16
+    """LoRA rank when ``sharing == "lora"``."""
+    lora_alpha: int = 32
+    """LoRA alpha when ``sharing == "lora"``."""
+
+
+@dataclass
+class RolloutConfig:
+    problems_per_step: int = 8
+    """Problems sampled per training step."""
+    group_size: int = 16
+    """Joint rollouts per problem (n)."""
+    solo_samples: int | None = None
+    """Thinker-removed samples per problem (m); ``None`` = ``group_size`` as in the reference."""
+    thinker_max_new_tokens: int = 4096
+    """Thinker generation budget (tokens)."""
+    solver_max_new_tokens: int = 6144
+    """Solver generation budget (tokens)."""
+    rating_max_new_tokens: int = 512
+    """SEPO rating budget (tokens)."""
+    max_prompt_tokens: int = 4096
+    """Prompts longer than this are cut from the left of the user content."""
+    temperature: float = 1.0
+    """Sampling temperature for training rollouts."""
+    top_p: float = 1.0
+    """Nucleus sampling threshold."""
+    engine: Literal["transformers", "vllm"] = "transformers"
+    """Rollout engine; ``vllm`` syncs weights from the trainable policy after each update."""
+
+
+@dataclass
+class CreditConfig:
+    name: str = "ccpo"
+    """Credit method (see ``algorithms.credit.available()``)."""
+    params: dict = field(default_factory=dict)
+    """Keyword parameters of the method, e.g. ``{"variant": "event", "lam": 0.2}``."""
+
+
+@dataclass
+class OptimConfig:
+    estimator: str = "grpo"
+    """Advantage estimator: grpo, dr_grpo, rloo, reinforce++, reinforce++-baseline."""
+    scale: Literal["group", "batch", "none"] = "none"
+    """GRPO std scaling (``none`` = Dr. GRPO, the reference default)."""
+    loss: str = "gspo"
+    """Policy loss: ``grpo`` (token-level ratio) or ``gspo`` (sequence-level ratio)."""
+    agg: str = "seq-mean-token-mean"
+    """Loss aggregation: token-mean, seq-mean-token-mean, seq-mean-token-sum, seq-mean-token-sum-norm."""
+    clip_low: float = 3e-4
+    """Lower clip ε (ratio ≥ 1 − ε)."""
+    clip_high: float = 4e-4
+    """Upper clip ε (ratio ≤ 1 + ε)."""
+    dual_clip: float | None = None
+    """Dual-clip constant c (> 1) for negative advantages; ``None`` disables it."""
+    kl_coef: float = 0.0
+    """KL penalty coefficient β to a frozen reference policy (0 = no reference model)."""
+    kl_type: Literal["k1", "k3"] = "k3"
+    """KL estimator."""
+    lr: float = 1e-6
+    """AdamW learning rate (constant after warm-up)."""
+    warmup_steps: int = 0
+    """Linear warm-up of the learning rate, in optimizer steps."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    grad_clip: float = 1.0
+    """Gradient-norm clip (0 disables)."""
+    ppo_epochs: int = 1
+    """Updates per rollout batch (PPO-style reuse; old log-probs come from sampling time)."""
+    micro_batch_tokens: int = 8192
+    """Token budget of one forward/backward micro-batch."""
+
+
+@dataclass
+class ScheduleConfig:
+    mode: Literal["alternate", "simultaneous"] = "alternate"
+    """``alternate``: one role updated per step; ``simultaneous``: both every step."""
+    period: int = 10
+    """Steps before the updated role switches (alternate mode)."""
+    start_role: Literal["thinker_0", "solver_0"] = "thinker_0"
+    """Role updated first (alternate mode)."""
+
+
+@dataclass
+class TrainerConfig:
+    train_data: str = "arith:n=5000,difficulty=2"
+    """Training problems (anything ``load_problems`` reads)."""
+    eval_data: str = "arith:n=200,difficulty=2,split=test"
+    """Held-out problems for evaluation."""
+    steps: int = 100
+    """Training steps."""
+    seed: int = 0
+    """Seed for problem order, sampling and initialisation."""
+    out: str = "runs/default"
+    """Output directory (metrics.jsonl, checkpoint/)."""
+    save_every: int = 10
+    """Steps between checkpoints (the last step is always saved)."""
+    eval_every: int = 0
+    """Steps between evaluations (0: only at the end)."""
+    tensorboard: bool = True
+    """Also log to TensorBoard when it is installed."""
+    warm_start: bool = False
+    """Run the cached supervised format warm-up first (``tiny`` preset)."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    credit: CreditConfig = field(default_factory=CreditConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+
+    # -- (de)serialisation ------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainerConfig":
+        return _from_dict(cls, d, "")
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    # -- validation ---------------------------------------------------------------------
+    def validate(self) -> "TrainerConfig":
+        """Raise :class:`ConfigError` naming the first invalid field and its allowed range."""
+        def need(ok: bool, name: str, allowed: str, value: Any) -> None:
+            if not ok:
+                raise ConfigError(f"{name}={value!r} is invalid: allowed {allowed}")
+
+        r, o, s, m = self.rollout, self.optim, self.schedule, self.model
+        need(self.steps >= 1, "steps", ">= 1", self.steps)
+        need(self.save_every >= 1, "save_every", ">= 1", self.save_every)
+        need(self.eval_every >= 0, "eval_every", ">= 0", self.eval_every)
+        need(m.sharing in ("separate", "shared", "lora"), "model.sharing", "separate|shared|lora", m.sharing)
+        need(m.dtype in ("float32", "bfloat16", "float16"), "model.dtype", "float32|bfloat16|float16", m.dtype)
+        need(m.lora_rank >= 1, "model.lora_rank", ">= 1", m.lora_rank)
+        need(r.problems_per_step >= 1, "rollout.problems_per_step", ">= 1", r.problems_per_step)
+        need(r.group_size >= 2, "rollout.group_size", ">= 2 (a group needs a baseline)", r.group_size)
+        need(r.solo_samples is None or r.solo_samples >= 1, "rollout.solo_samples", ">= 1 or None", r.solo_samples)
+        for name in ("thinker_max_new_tokens", "solver_max_new_tokens", "rating_max_new_tokens", "max_prompt_tokens"):
+            need(getattr(r, name) >= 1, f"rollout.{name}", ">= 1", getattr(r, name))
+        need(r.temperature >= 0, "rollout.temperature", ">= 0", r.temperature)
+        need(0 < r.top_p <= 1, "rollout.top_p", "(0, 1]", r.top_p)
+        need(r.engine in ("transformers", "vllm"), "rollout.engine", "transformers|vllm", r.engine)
+        need(o.scale in ("group", "batch", "none"), "optim.scale", "group|batch|none", o.scale)
+        need(o.agg in ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"),
+             "optim.agg", "token-mean|seq-mean-token-mean|seq-mean-token-sum|seq-mean-token-sum-norm", o.agg)
+        need(0 <= o.clip_low < 1, "optim.clip_low", "[0, 1)", o.clip_low)
+        need(o.clip_high >= 0, "optim.clip_high", ">= 0", o.clip_high)
+        need(o.dual_clip is None or o.dual_clip > 1, "optim.dual_clip", "> 1 or None", o.dual_clip)
+        need(o.kl_coef >= 0, "optim.kl_coef", ">= 0", o.kl_coef)
+        need(o.kl_type in ("k1", "k3"), "optim.kl_type", "k1|k3", o.kl_type)
+        need(o.lr > 0, "optim.lr", "> 0", o.lr)
+        need(o.warmup_steps >= 0, "optim.warmup_steps", ">= 0", o.warmup_steps)
+        need(o.grad_clip >= 0, "optim.grad_clip", ">= 0 (0 disables)", o.grad_clip)
+        need(o.ppo_epochs >= 1, "optim.ppo_epochs", ">= 1", o.ppo_epochs)
+        need(o.micro_batch_tokens >= 1, "optim.micro_batch_tokens", ">= 1", o.micro_batch_tokens)
+        need(s.mode in ("alternate", "simultaneous"), "schedule.mode", "alternate|simultaneous", s.mode)
+        need(s.period >= 1, "schedule.period", ">= 1", s.period)
+        need(s.start_role in ROLES, "schedule.start_role", "|".join(ROLES), s.start_role)
+        return self
+
+
+def _from_dict(cls, d: dict, prefix: str):
+    if not isinstance(d, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {type(d).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(d) - names
+    if unknown:
+        raise ConfigError(f"unknown config field(s) {sorted(prefix + u for u in unknown)}; known: {sorted(prefix + n for n in names)}")
+    kwargs = {}
+    for k, v in d.items():
+        t = hints[k]
+        kwargs[k] = _from_dict(t, v, f"{prefix}{k}.") if dataclasses.is_dataclass(t) else copy.deepcopy(v)
+    return cls(**kwargs)
+
+
+# --------------------------------------------------------------------------- overrides
+
+
+def _coerce(value: str, current: Any, name: str) -> Any:
+    if value.lower() in ("none", "null"):
+        return None
+    if isinstance(current, bool):
+        if value.lower() in ("true", "1", "yes", "on"):
+            return True
+        if value.lower() in ("false", "0", "no", "off"):
+            return False
+        raise ConfigError(f"{name}={value!r} is invalid: allowed true|false")
+    if isinstance(current, dict):
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            raise ConfigError(f"{name}={value!r} is invalid: allowed a JSON object") from None
+        if not isinstance(parsed, dict):
+            raise ConfigError(f"{name}={value!r} is invalid: allowed a JSON object")
+        return parsed
+    for kind in (int, float):
+        if isinstance(current, kind) or current is None:
+            try:
+                return kind(value)
+            except ValueError:
+                if current is not None:
+                    raise ConfigError(f"{name}={value!r} is invalid: allowed a {kind.__name__}") from None
+    return value
+
+
+def apply_overrides(config: TrainerConfig, overrides: list[str]) -> TrainerConfig:
+    """Return a copy of ``config`` with ``section.field=value`` overrides applied.
+
+    ``credit.params.lam=0.5`` sets one key of a dict field. Unknown fields are an error that
+    lists the known ones.
+    """
+    config = copy.deepcopy(config)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"override {item!r} is not field=value")
+        parts = key.strip().split(".")
+        obj: Any = config
+        for i, part in enumerate(parts[:-1]):
+            if isinstance(obj, dict):
+                obj = obj.setdefault(part, {})
+                continue
+            if not hasattr(obj, part):
+                raise ConfigError(f"unknown config field {'.'.join(parts[: i + 1])!r}")
+            obj = getattr(obj, part)
+        last = parts[-1]
+        if isinstance(obj, dict):
+            obj[last] = _coerce(value, obj.get(last), key)
+            continue
+        if not dataclasses.is_dataclass(obj) or last not in {f.name for f in dataclasses.fields(obj)}:
+            known = sorted(f.name for f in dataclasses.fields(obj)) if dataclasses.is_dataclass(obj) else []
+            raise ConfigError(f"unknown config field {key!r}; known here: {known}")
+        current = getattr(obj, last)
+        if dataclasses.is_dataclass(current):
+            raise ConfigError(f"{key!r} is a section; set one of its fields, e.g. {key}.{dataclasses.fields(current)[0].name}=...")
+        setattr(obj, last, _coerce(value, current, key))
+    return config
+
+
+# --------------------------------------------------------------------------- presets
+
+
+def _tiny_arith() -> TrainerConfig:
+    return TrainerConfig(
+        train_data="arith:n=2000,difficulty=1",
+        eval_data="arith:n=100,difficulty=1,split=test",
+        steps=30,
+        out="runs/tiny-arith",
+        save_every=10,
+        warm_start=True,
+        model=ModelConfig(name="tiny", sharing="separate"),
+        rollout=RolloutConfig(problems_per_step=8, group_size=8, solo_samples=4, thinker_max_new_tokens=48,
+                              solver_max_new_tokens=32, rating_max_new_tokens=32, max_prompt_tokens=256),
+        optim=OptimConfig(lr=1e-4, loss="grpo", clip_low=0.2, clip_high=0.2, agg="token-mean", warmup_steps=0),
+        schedule=ScheduleConfig(period=5),
+    )
+
+
+def _smollm2_arith() -> TrainerConfig:
+    return TrainerConfig(
+        train_data="arith:n=2000,difficulty=1",
+        eval_data="arith:n=50,difficulty=1,split=test",
+        steps=10,
+        out="runs/smollm2-arith",
+        save_every=5,
+        model=ModelConfig(name="smollm2-135m", sharing="shared"),
+        rollout=RolloutConfig(problems_per_step=2, group_size=4, solo_samples=2, thinker_max_new_tokens=96,
+                              solver_max_new_tokens=96, rating_max_new_tokens=64, max_prompt_tokens=512),
+        optim=OptimConfig(lr=2e-6),
+        schedule=ScheduleConfig(period=2),
+    )
+
+
+def _qwen_math(name: str) -> TrainerConfig:
+    return TrainerConfig(
+        train_data="../shared/data/math/math_train.jsonl",
+        eval_data="../shared/data/math/math500.jsonl",
+        steps=200,
+        out=f"runs/{name.split('/')[-1].lower()}-math",
+        model=ModelConfig(name=name, dtype="bfloat16", device="cuda", gradient_checkpointing=True),
+        rollout=RolloutConfig(engine="vllm"),
+    )
+
+
+#: Complete configurations by name (see ``thinksolve train --preset``).
+PRESETS = {
+    "tiny-arith": _tiny_arith,
+    "smollm2-arith": _smollm2_arith,
+    "qwen2.5-1.5b-math": lambda: _qwen_math("Qwen/Qwen2.5-1.5B-Instruct"),
+    "qwen2.5-7b-math": lambda: _qwen_math("Qwen/Qwen2.5-7B-Instruct"),
+    "llama3.1-8b-math": lambda: _qwen_math("meta-llama/Llama-3.1-8B-Instruct"),
+}
+
+
+def preset(name: str) -> TrainerConfig:
+    """A fresh copy of a named preset; an unknown name lists the choices."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
+    return PRESETS[name]().validate()

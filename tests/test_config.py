@@ -1,0 +1,64 @@
+import json
+
+import pytest
+
+from algorithms.config import PRESETS, ConfigError, TrainerConfig, apply_overrides, preset
+
+
+def test_defaults_are_the_reference_recipe():
+    c = TrainerConfig().validate()
+    assert c.rollout.group_size == 16 and c.rollout.solo_samples is None
+    assert (c.rollout.thinker_max_new_tokens, c.rollout.solver_max_new_tokens, c.rollout.max_prompt_tokens) == (4096, 6144, 4096)
+    assert c.optim.lr == 1e-6 and c.optim.grad_clip == 1.0 and c.optim.kl_coef == 0.0
+    assert (c.optim.loss, c.optim.clip_low, c.optim.clip_high, c.optim.agg) == ("gspo", 3e-4, 4e-4, "seq-mean-token-mean")
+    assert (c.optim.estimator, c.optim.scale) == ("grpo", "none")
+    assert (c.schedule.mode, c.schedule.period, c.schedule.start_role) == ("alternate", 10, "thinker_0")
+    assert c.model.sharing == "separate" and c.credit.name == "ccpo"
+
+
+def test_every_preset_validates_and_round_trips_through_json():
+    for name in PRESETS:
+        c = preset(name)
+        assert TrainerConfig.from_dict(json.loads(c.to_json())) == c
+
+
+def test_unknown_preset_lists_choices():
+    with pytest.raises(ConfigError, match=r"unknown preset 'nope'; choose from \['llama3.1-8b-math'"):
+        preset("nope")
+
+
+def test_overrides_are_typed_and_nested():
+    c = apply_overrides(preset("tiny-arith"), ["optim.lr=3e-5", "rollout.group_size=4", "tensorboard=false",
+                                               "credit.params.lam=0.5", "rollout.solo_samples=none", "credit.name=sepo"])
+    assert c.optim.lr == 3e-5 and c.rollout.group_size == 4 and c.tensorboard is False
+    assert c.credit.params == {"lam": 0.5} and c.rollout.solo_samples is None and c.credit.name == "sepo"
+    assert preset("tiny-arith").optim.lr == 1e-4  # the preset itself is untouched
+
+
+@pytest.mark.parametrize("override, msg", [
+    ("optim.lrr=1", r"unknown config field 'optim.lrr'; known here: \["),
+    ("optim.lr=fast", "optim.lr='fast' is invalid: allowed a float"),
+    ("optim=1", "is a section"),
+    ("tensorboard=maybe", "allowed true|false"),
+    ("steps", "not field=value"),
+])
+def test_bad_overrides(override, msg):
+    with pytest.raises(ConfigError, match=msg):
+        apply_overrides(TrainerConfig(), [override])
+
+
+@pytest.mark.parametrize("override, msg", [
+    ("rollout.group_size=1", r"rollout.group_size=1 is invalid: allowed >= 2"),
+    ("rollout.top_p=1.5", r"rollout.top_p=1.5 is invalid: allowed \(0, 1\]"),
+    ("optim.agg=mean", "optim.agg='mean' is invalid: allowed token-mean"),
+    ("schedule.start_role=critic_0", "schedule.start_role='critic_0' is invalid"),
+    ("optim.dual_clip=0.5", r"optim.dual_clip=0.5 is invalid: allowed > 1 or None"),
+])
+def test_validation_names_field_and_range(override, msg):
+    with pytest.raises(ConfigError, match=msg):
+        apply_overrides(TrainerConfig(), [override]).validate()
+
+
+def test_from_dict_rejects_unknown_fields():
+    with pytest.raises(ConfigError, match=r"unknown config field\(s\) \['optim.foo'\]"):
+        TrainerConfig.from_dict({"optim": {"foo": 1}})
