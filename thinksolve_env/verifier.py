@@ -2,24 +2,44 @@
 
 Layers, cheapest first:
 
-1. **Extraction** (:func:`extract_answer`): the last ``\\boxed{...}`` / ``\\fbox{...}`` (nested
-   braces balanced by a linear scan), else a final-answer phrase ("the answer is ...",
-   "Final answer: ..."). Text and answers are bounded in size before anything looks at them.
-2. **Normalised string comparison** (:func:`normalize_answer`): strips ``$``, ``\\left``/
-   ``\\right``, spacing commands, ``\\text{}`` wrappers, trailing punctuation, ``^\\circ``, ...
-   Equal normal forms are accepted at once.
-3. **Symbolic equivalence** (:meth:`MathVerifier._symbolic`): a hook for the slower engine.
-   The first layer ships without it (``symbolic=False`` behaviour); the isolated worker-process
-   engine plugs in here without changing the public API.
+1. **Extraction** (:func:`extract_answer`): the last ``\\boxed{...}`` / ``\\fbox{...}`` (braces
+   matched in one linear pass, so unbalanced or deeply nested braces cost linear time), else a
+   final-answer phrase ("the answer is ...", "Final answer: ..."). Model text is cut to its last
+   ``max_text_chars`` characters first, and an answer longer than ``max_answer_chars`` is
+   rejected (``reason="too-long"``) before anything parses it.
+2. **Normalised string comparison** (:func:`normalize_answer`), in the calling process: strips
+   ``$``, ``\\left``/``\\right``, spacing commands, ``\\text{}`` wrappers, degrees, percent,
+   trailing unit words, thousands separators, trailing zeros, ``x =``; maps full-width and
+   other Unicode look-alikes to ASCII. Equal normal forms are accepted at once
+   (``reason="match"``); most correct answers end here.
+3. **Symbolic equivalence**, in worker processes: math-verify (LaTeX extraction only, over
+   latex2sympy2_extended and sympy) with its own signal-based timeouts off. Each answer gets a
+   hard wall-clock deadline (``timeout``); a worker that overruns is killed and replaced and
+   the answer counts as wrong with ``reason="timeout"``. Verdicts are cached per
+   (answer, reference) pair.
 
-Model text is never evaluated as code: no ``eval``/``exec``/``sympify``/``parse_expr``.
+Safety: model text is never evaluated as code. Nothing here calls ``eval``, ``exec``, sympy's
+string parser or ``pickle`` on it: the workers speak JSON over pipes and are started as plain
+scripts (see :mod:`thinksolve_env._verify_worker` for the engine-side argument). Workers run
+under an address-space limit and end themselves if their parent disappears.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
 import re
+import select
+import subprocess
+import sys
+import threading
+import time
 import unicodedata
+import weakref
+from collections import OrderedDict, deque
 from dataclasses import asdict, dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Iterable, Protocol, Sequence, runtime_checkable
 
 __all__ = [
@@ -38,6 +58,10 @@ REASONS = ("match", "mismatch", "no-answer", "parse-error", "timeout", "too-long
 DEFAULT_MAX_TEXT_CHARS = 200_000
 #: An extracted answer longer than this is not compared at all (``reason="too-long"``).
 DEFAULT_MAX_ANSWER_CHARS = 1_000
+#: Worker processes by default: two, or one on a single-core machine.
+DEFAULT_WORKERS = max(1, min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)))
+
+_WORKER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_verify_worker.py")
 
 
 @dataclass(frozen=True)
@@ -77,62 +101,61 @@ class Verifier(Protocol):
 
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _BOX_SPACE_RE = re.compile(r"\\boxed +([^\s$]+)")  # "\boxed 5" (no braces)
+_BRACE_TOKEN_RE = re.compile(r"\\\\|\\[{}]|[{}]")
 _PHRASE_RE = re.compile(
     r"(?:final\s+answer|the\s+answer)\s*(?:is|:|=)?\s*:?\s*(.+)",
     re.IGNORECASE,
 )
 
 
-def _balanced(text: str, open_idx: int) -> tuple[str, int] | None:
-    """Content of the brace group whose ``{`` is at ``open_idx`` and the index after it."""
-    depth = 0
-    i = open_idx
-    n = len(text)
-    while i < n:
-        c = text[i]
-        if c == "\\" and i + 1 < n and text[i + 1] in "{}":
-            i += 2
-            continue
-        if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return text[open_idx + 1 : i], i + 1
-        i += 1
-    return None
+def _match_braces(text: str) -> dict[int, int]:
+    """Map each ``{`` that gets closed to the index of its ``}``, in one left-to-right pass.
+
+    ``\\{``/``\\}`` are literal braces and ``\\\\`` is a LaTeX line break, so neither counts.
+    A stray ``}`` with nothing open is ignored; a ``{`` never closed gets no entry.
+    """
+    pairs: dict[int, int] = {}
+    stack: list[int] = []
+    for m in _BRACE_TOKEN_RE.finditer(text):
+        tok = m.group()
+        if tok == "{":
+            stack.append(m.start())
+        elif tok == "}":
+            if stack:
+                pairs[stack.pop()] = m.start()
+    return pairs
 
 
 def find_boxed(text: str) -> list[tuple[int, int, str]]:
     """All complete ``\\boxed{}``/``\\fbox{}`` groups as ``(start, end, content)``, in order.
 
-    Nested boxes count once (the outer one). Unbalanced groups are skipped. Linear-ish time:
-    the scan resumes after each complete group.
+    Nested boxes count once (the outer one). A box whose brace never closes is skipped, and
+    boxes after it are still found. Linear time in ``len(text)``.
     """
+    if "\\boxed" not in text and "\\fbox" not in text:
+        return []
+    closing = _match_braces(text)
     out = []
-    pos = 0
-    while True:
-        m = _BOX_RE.search(text, pos)
-        if m is None:
-            break
-        got = _balanced(text, m.end() - 1)
-        if got is None:
-            # Unbalanced: this box never closes, and neither can any later box (they would be
-            # nested inside it), except ones that appear after it at depth 0, which we cannot
-            # tell apart cheaply; skip past this opener and keep looking.
-            pos = m.end()
+    last_end = -1
+    for m in _BOX_RE.finditer(text):
+        if m.start() < last_end:
+            continue  # inside a box already taken
+        open_idx = m.end() - 1
+        close_idx = closing.get(open_idx)
+        if close_idx is None:
             continue
-        content, end = got
-        out.append((m.start(), end, content))
-        pos = end
+        out.append((m.start(), close_idx + 1, text[open_idx + 1 : close_idx]))
+        last_end = close_idx + 1
     return out
 
 
 def extract_answer(text: str, *, max_chars: int = DEFAULT_MAX_TEXT_CHARS) -> str | None:
     """The answer a model text commits to, or ``None``.
 
-    The last ``\\boxed{...}``/``\\fbox{...}`` wins; without one, a final-answer phrase ("The
-    final answer is 5.", "Final answer: 5") on the last line that has one.
+    The last ``\\boxed{...}``/``\\fbox{...}`` wins (an empty last box means no answer); without
+    one, ``\\boxed 5``; without that, a final-answer phrase ("The final answer is 5.",
+    "Final answer: $5$") on the last line that has one. Text longer than ``max_chars`` is cut
+    from the front first.
     """
     if not isinstance(text, str) or not text:
         return None
@@ -140,12 +163,12 @@ def extract_answer(text: str, *, max_chars: int = DEFAULT_MAX_TEXT_CHARS) -> str
         text = text[-max_chars:]
     boxes = find_boxed(text)
     if boxes:
-        return boxes[-1][2].strip()
+        return boxes[-1][2].strip() or None
     m = None
     for m in _BOX_SPACE_RE.finditer(text):
         pass
     if m is not None:
-        return m.group(1).strip()
+        return m.group(1).strip() or None
     last = None
     for line in text.splitlines():
         pm = _PHRASE_RE.search(line)
@@ -153,76 +176,295 @@ def extract_answer(text: str, *, max_chars: int = DEFAULT_MAX_TEXT_CHARS) -> str
             last = pm.group(1)
     if last is None:
         return None
-    last = last.strip().strip("$").strip()
-    last = re.sub(r"[.\s]+$", "", last)
+    last = last.strip()
+    for _ in range(3):  # "$5$." / "**5**." and the like
+        last = re.sub(r"[.\s]+$", "", last).strip("$*").strip()
     return last or None
+
+
+# --------------------------------------------------------------------------- cleaning
+
+_CTRL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SUPERSCRIPTS = "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻⁼⁽⁾ⁿ"
+_SUBSCRIPTS = "₀₁₂₃₄₅₆₇₈₉₊₋₌₍₎"
+_SUP_RE = re.compile(f"[{_SUPERSCRIPTS}]+")
+_SUB_RE = re.compile(f"[{_SUBSCRIPTS}]+")
+_UNICODE_MATH = {
+    "π": "\\pi ", "∞": "\\infty ", "−": "-", "–": "-", "×": "\\times ", "·": "\\cdot ",
+    "÷": "\\div ", "≤": "\\le ", "≥": "\\ge ", "≠": "\\ne ", "√": "\\sqrt ", "°": "^\\circ ",
+    "∪": "\\cup ", "∩": "\\cap ", "∈": "\\in ", "⁄": "/",
+}
+_UNICODE_MATH_RE = re.compile("|".join(map(re.escape, _UNICODE_MATH)))
+
+
+def _vulgar_fraction(ch: str) -> str | None:
+    form = unicodedata.normalize("NFKC", ch)
+    if "⁄" in form:
+        num, _, den = form.partition("⁄")
+        return f"\\frac{{{num}}}{{{den}}}"
+    return None
+
+
+def _clean(s: str) -> str:
+    """Plain-ASCII LaTeX for an answer: no control characters, Unicode look-alikes mapped.
+
+    Superscripts and subscripts become ``^{..}``/``_{..}`` and vulgar fractions ``\\frac{}{}``
+    *before* NFKC folding, which would otherwise turn ``2²`` into ``22`` and ``1½`` into
+    ``11⁄2``. NFKC then maps full-width digits and letters to ASCII.
+    """
+    s = _CTRL_RE.sub("", s)
+    if s.isascii():
+        return s
+    s = _SUP_RE.sub(lambda m: "^{" + unicodedata.normalize("NFKC", m.group()).replace("−", "-") + "}", s)
+    s = _SUB_RE.sub(lambda m: "_{" + unicodedata.normalize("NFKC", m.group()) + "}", s)
+    s = "".join(_vulgar_fraction(c) or c if not c.isascii() else c for c in s)
+    s = unicodedata.normalize("NFKC", s)
+    return _UNICODE_MATH_RE.sub(lambda m: _UNICODE_MATH[m.group()], s)
+
+
+_SCI_RE = re.compile(r"([+-]?)(\d+(?:\.\d*)?|\.\d+)(?:[eE]|\s*\\(?:times|cdot)\s*10\s*\^)\s*\{?\s*([+-]?\d{1,3})\s*\}?")
+
+
+def _scientific_to_decimal(s: str) -> str:
+    """``1.5e3`` / ``1.5\\times10^{3}`` as a whole answer → ``1500`` (exact; Decimal, no eval)."""
+    m = _SCI_RE.fullmatch(s)
+    if not m:
+        return s
+    try:
+        d = Decimal(m.group(1) + m.group(2) + "e" + m.group(3))
+    except InvalidOperation:  # pragma: no cover - the regex admits only valid numbers
+        return s
+    text = format(d, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def _engine_form(s: str) -> str:
+    """The answer string handed to the symbolic engine: cleaned, delimiters and final dot off."""
+    s = _clean(s).strip()
+    s = s.strip("$").strip()
+    for a, b in (("\\(", "\\)"), ("\\[", "\\]")):
+        if s.startswith(a) and s.endswith(b):
+            s = s[len(a) : len(s) - len(b)].strip()
+    s = re.sub(r"(?<!\\)[.\s]+$", "", s)
+    return _scientific_to_decimal(s)
 
 
 # --------------------------------------------------------------------------- normalisation
 
-_TEXT_CMD_RE = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
-_SPACING_RE = re.compile(r"\\[,;:! ]|\\quad|\\qquad|~")
-_UNITS_WORDS = (
+_TEXT_CMD_RE = re.compile(r"\\(?:text|textbf|textit|textrm|textnormal|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
+_SPACING_RE = re.compile(r"\\[,;:! ]|\\q?quad(?![a-zA-Z])|~")
+_LEFT_RIGHT_RE = re.compile(r"\\(?:left|right|bigl|bigr|Bigl|Bigr|big|Big)(?![a-zA-Z])")
+_UNIT_WORDS = (
     "degrees", "degree", "units", "unit", "cm", "meters", "meter", "inches", "inch", "feet",
     "foot", "dollars", "dollar", "cents", "cent", "square", "sq",
 )
-
-
-def _fullwidth_to_ascii(s: str) -> str:
-    # NFKC maps full-width digits/letters (U+FF10..) and other compatibility forms to ASCII.
-    return unicodedata.normalize("NFKC", s)
+_UNIT_RE = re.compile(r"(?:(?<=\s)|(?<=\d))(?:" + "|".join(_UNIT_WORDS) + r")\.?$", re.IGNORECASE)
+_THOUSANDS_RE = re.compile(r"[+-]?\d{1,3}(?:(?:,|\{,\})\d{3})+(?:\.\d+)?")
 
 
 def normalize_answer(s: str) -> str:
     """A canonical string form of an answer for the fast equality path.
 
     Conservative: two answers with equal normal forms are equal; unequal forms decide nothing
-    on their own (the symbolic layer may still find them equal).
+    on their own (the symbolic layer may still find them equal). Answers made only of letters
+    and spaces (``\\text{Evelyn}``, multiple-choice letters) compare case-insensitively.
     """
-    s = _fullwidth_to_ascii(s).replace("\x00", "")
-    s = s.strip()
+    s = _clean(s).strip()
     # Outer math delimiters.
     s = s.strip("$")
     s = s.replace("\\(", "").replace("\\)", "").replace("\\[", "").replace("\\]", "")
-    s = s.replace("\\left", "").replace("\\right", "")
+    s = _LEFT_RIGHT_RE.sub("", s)
     s = s.replace("\\displaystyle", "")
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
-    s = _SPACING_RE.sub("", s)
+    s = _SPACING_RE.sub(" ", s)
     # \text{...} and friends → their content (repeat for nesting).
     for _ in range(4):
         new = _TEXT_CMD_RE.sub(r"\1", s)
         if new == s:
             break
         s = new
-    s = s.replace("^\\circ", "").replace("^{\\circ}", "").replace("\\circ", "").replace("°", "")
+    s = s.replace("^{\\circ}", "").replace("^\\circ", "").replace("\\circ", "")
     s = s.replace("\\%", "").replace("%", "")
     s = s.replace("\\$", "")
     s = s.strip()
-    # Trailing sentence punctuation.
-    s = re.sub(r"[.\s]+$", "", s)
+    s = re.sub(r"[.\s]+$", "", s)  # trailing sentence punctuation
     # "x = 5" → "5" when the left side is a single variable name.
     m = re.fullmatch(r"[A-Za-z](?:_\{?\w+\}?)?\s*=\s*(.+)", s)
     if m and "=" not in m.group(1):
         s = m.group(1)
-    # Trailing unit words ("10 cm", "5 degrees").
-    low = s.lower()
-    for w in _UNITS_WORDS:
-        if low.endswith(" " + w) or (low.endswith(w) and low[: -len(w)].strip().replace(".", "").isdigit()):
-            s = s[: len(s) - len(w)].strip()
+    # Trailing unit words ("10 cm", "5 degrees", "12 square units").
+    for _ in range(3):
+        new = _UNIT_RE.sub("", s).strip()
+        if new == s or not new:
             break
-    s = re.sub(r"\s+", "", s)
-    # Thousands separators in a plain number: 1,000,000 → 1000000.
-    if re.fullmatch(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?", s) or re.fullmatch(r"-?\d{1,3}(?:\{,\}\d{3})+(?:\.\d+)?", s):
+        s = new
+    # Thousands separators in a plain number (checked before spaces go: "2, 100" is a list).
+    if _THOUSANDS_RE.fullmatch(s):
         s = s.replace("{,}", "").replace(",", "")
-    # Plain decimal numbers: drop trailing zeros / leading plus.
-    if re.fullmatch(r"[+-]?\d+\.\d+", s):
-        s = s.rstrip("0").rstrip(".")
-    if s.startswith("+") and re.fullmatch(r"\+\d+(?:\.\d+)?", s):
-        s = s[1:]
+    s = re.sub(r"\s+", "", s)
+    s = _scientific_to_decimal(s)
+    # Plain numbers: no leading plus, no leading zeros, no trailing decimal zeros.
+    if re.fullmatch(r"[+-]?\d+(?:\.\d+)?", s):
+        sign = "-" if s.startswith("-") else ""
+        body = s.lstrip("+-")
+        if "." in body:
+            body = body.rstrip("0").rstrip(".")
+        body = body.lstrip("0") or "0"
+        if body.startswith("."):
+            body = "0" + body
+        s = "" if body == "0" else sign
+        s += body
     s = re.sub(r"\\frac(\d)(\d)", r"\\frac{\1}{\2}", s)
     s = re.sub(r"\\sqrt(\d)", r"\\sqrt{\1}", s)
+    # Multiple-choice letter in parentheses: "(C)" → "C".
+    m = re.fullmatch(r"\(([A-Za-z])\)", s)
+    if m:
+        s = m.group(1)
     # Text answers compare case-insensitively.
     return s.lower() if re.fullmatch(r"[A-Za-z ]+", s) else s
+
+
+# --------------------------------------------------------------------------- worker pool
+
+
+class _Worker:
+    """One worker process and the parent's view of it (owned by one thread at a time)."""
+
+    __slots__ = ("popen", "fd", "buf", "state", "task", "deadline", "spawned_at")
+
+    def __init__(self, popen: subprocess.Popen) -> None:
+        self.popen = popen
+        self.fd = popen.stdout.fileno()
+        self.buf = b""
+        self.state = "starting"  # starting → idle ⇄ busy; dead at the end
+        self.task = None
+        self.deadline = 0.0
+        self.spawned_at = time.monotonic()
+
+    def send(self, obj: dict) -> None:
+        self.popen.stdin.write(json.dumps(obj).encode() + b"\n")
+        self.popen.stdin.flush()
+
+    def pump(self) -> list[dict] | None:
+        """Messages that have arrived; ``None`` at end of stream (the process is gone)."""
+        try:
+            data = os.read(self.fd, 1 << 16)
+        except OSError:
+            return None
+        if not data:
+            return None
+        self.buf += data
+        *lines, self.buf = self.buf.split(b"\n")
+        out = []
+        for line in lines:
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(msg, dict):
+                out.append(msg)
+        return out
+
+    def kill(self) -> None:
+        self.state = "dead"
+        try:
+            self.popen.kill()
+        except OSError:
+            pass
+        for f in (self.popen.stdin, self.popen.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
+        try:
+            self.popen.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL not honoured
+            pass
+
+
+class _Pool:
+    """Worker processes shared by the threads of one :class:`MathVerifier`.
+
+    A thread *holds* the workers it uses; it only ever blocks for a worker while holding none,
+    so threads cannot deadlock on each other. Every process is registered under the lock, so
+    :meth:`close` finds and kills them all, including ones a thread is using.
+    """
+
+    def __init__(self, size: int, config: dict) -> None:
+        self.size = size
+        self.config = config
+        self.cond = threading.Condition()
+        self.free: list[_Worker] = []
+        self.procs: set[_Worker] = set()
+        self.closed = False
+        self.started = False
+        self.owner_pid = os.getpid()
+        self.spawned = 0
+
+    def _spawn(self) -> _Worker:  # caller holds the lock
+        popen = subprocess.Popen(
+            [sys.executable, _WORKER_SCRIPT, json.dumps(self.config)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            close_fds=True,
+            start_new_session=True,  # a Ctrl-C aimed at the trainer does not hit its workers
+        )
+        w = _Worker(popen)
+        self.procs.add(w)
+        self.spawned += 1
+        return w
+
+    def acquire(self, want: int, block: bool) -> list[_Worker]:
+        """Up to ``want`` free workers (ready ones first); waits for one only if ``block``."""
+        with self.cond:
+            while True:
+                if self.closed:
+                    return []
+                if not self.started:
+                    self.started = True
+                    self.free.extend(self._spawn() for _ in range(self.size))
+                if self.free:
+                    self.free.sort(key=lambda w: w.state != "idle")
+                    got, self.free = self.free[:want], self.free[want:]
+                    return got
+                if not block:
+                    return []
+                self.cond.wait()
+
+    def release(self, workers: Iterable[_Worker]) -> None:
+        with self.cond:
+            for w in workers:
+                if w.state != "dead" and w in self.procs:
+                    self.free.append(w)
+            self.cond.notify_all()
+
+    def replace(self, w: _Worker) -> _Worker | None:
+        """Kill ``w`` and return a fresh (starting) worker held by the caller; None once closed."""
+        w.kill()
+        with self.cond:
+            self.procs.discard(w)
+            if self.closed:
+                return None
+            return self._spawn()
+
+    def close(self) -> None:
+        with self.cond:
+            self.closed = True
+            procs = list(self.procs)
+            self.procs.clear()
+            self.free.clear()
+            self.cond.notify_all()
+        if os.getpid() != self.owner_pid:
+            return  # a forked child: the processes belong to the parent
+        for w in procs:
+            w.kill()
+
+    def pids(self) -> list[int]:
+        with self.cond:
+            return [w.popen.pid for w in self.procs]
 
 
 # --------------------------------------------------------------------------- verifier
@@ -232,24 +474,43 @@ class MathVerifier:
     """Checks math answers against references and returns :class:`Verification` objects.
 
     Args:
-        timeout: wall-clock seconds allowed for the symbolic check of one answer.
-        workers: worker processes for symbolic checks (0 = decide in-process; only the string
-            layer runs in-process).
+        timeout: wall-clock seconds the symbolic check of one answer may take in a worker; an
+            answer that overruns is judged wrong with ``reason="timeout"`` and its worker is
+            killed and replaced.
+        workers: worker processes for the symbolic layer (default: 2, or 1 on a single core).
+            ``0`` turns the symbolic layer off (string layer only; nothing is ever evaluated
+            in the calling process).
         max_text_chars: model text beyond this is cut from the front before extraction.
         max_answer_chars: extracted answers beyond this are rejected with ``reason="too-long"``.
         symbolic: whether to consult the symbolic layer when the string forms differ.
+        cache_size: verdicts of the symbolic layer kept per (answer, reference) pair; ``0``
+            disables the cache. Timeouts are cached too, so a repeated hostile answer does not
+            cost its deadline again.
+        memory_mb: address-space limit of each worker process (``None``: no limit).
+        fast_path: whether equal normal forms are accepted without the symbolic layer (turn it
+            off only to test the symbolic layer on its own).
+        start_timeout: seconds a new worker may take to import its engine before
+            :class:`RuntimeError` is raised.
 
-    Usable as a context manager; :meth:`close` ends any worker processes.
+    Worker processes start lazily on the first answer that needs them, so creating a verifier
+    is cheap. Safe to share between threads (and from asyncio through :meth:`averify` /
+    :meth:`averify_batch`). Usable as a context manager; :meth:`close` (also run when the
+    verifier is garbage-collected and at interpreter exit) kills every worker process. A closed
+    verifier still answers; it starts a new pool if it needs one.
     """
 
     def __init__(
         self,
         *,
         timeout: float = 3.0,
-        workers: int = 0,
+        workers: int = DEFAULT_WORKERS,
         max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
         max_answer_chars: int = DEFAULT_MAX_ANSWER_CHARS,
         symbolic: bool = True,
+        cache_size: int = 65_536,
+        memory_mb: int | None = 2048,
+        fast_path: bool = True,
+        start_timeout: float = 60.0,
     ) -> None:
         if timeout <= 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
@@ -260,27 +521,67 @@ class MathVerifier:
         self.max_text_chars = int(max_text_chars)
         self.max_answer_chars = int(max_answer_chars)
         self.symbolic = bool(symbolic)
+        self.fast_path = bool(fast_path)
+        self.cache_size = int(cache_size)
+        self.memory_mb = memory_mb
+        self.start_timeout = float(start_timeout)
+        self._cache: OrderedDict[tuple[str, str], tuple[bool, str]] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._pool: _Pool | None = None
+        self._pool_lock = threading.Lock()
+        self._finalizer: weakref.finalize | None = None
+        self._stats_lock = threading.Lock()
+        self.stats = {"pairs": 0, "fast": 0, "cache_hits": 0, "symbolic": 0, "timeouts": 0, "crashes": 0}
 
     # -- public API ---------------------------------------------------------------------
     def verify(self, text: str, reference: str) -> Verification:
+        """Judge one model text against its reference answer."""
         return self.verify_batch([(text, reference)])[0]
 
     def verify_batch(self, pairs: Iterable[tuple[str, str]]) -> list[Verification]:
+        """Judge many (text, reference) pairs; symbolic checks run in parallel on the pool.
+
+        Results come back in input order. Each answer's symbolic check has its own deadline,
+        counted from the moment a worker starts on it.
+        """
         results: list[Verification | None] = []
         pending: list[tuple[int, str, str]] = []  # (index, extracted, reference)
         for text, reference in pairs:
             v, extracted = self._fast(text, reference)
             if v is None:
-                pending.append((len(results), extracted, reference))
+                pending.append((len(results), extracted, "" if reference is None else str(reference)))
             results.append(v)
+        with self._stats_lock:
+            self.stats["pairs"] += len(results)
+            self.stats["fast"] += len(results) - len(pending)
         if pending:
             decided = self._symbolic([(e, r) for _, e, r in pending])
-            for (i, extracted, reference), v in zip(pending, decided):
+            for (i, _extracted, _reference), v in zip(pending, decided):
                 results[i] = v
         return results  # type: ignore[return-value]
 
+    async def averify(self, text: str, reference: str) -> Verification:
+        """:meth:`verify` without blocking the event loop (runs in a thread)."""
+        return await asyncio.to_thread(self.verify, text, reference)
+
+    async def averify_batch(self, pairs: Sequence[tuple[str, str]]) -> list[Verification]:
+        """:meth:`verify_batch` without blocking the event loop (runs in a thread)."""
+        return await asyncio.to_thread(self.verify_batch, list(pairs))
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the live worker processes (empty before the first symbolic check)."""
+        pool = self._pool
+        return pool.pids() if pool is not None else []
+
     def close(self) -> None:
-        """Release resources (worker processes in the isolated engine)."""
+        """Kill every worker process. Idempotent; the verifier stays usable afterwards."""
+        with self._pool_lock:
+            pool, fin = self._pool, self._finalizer
+            self._pool, self._finalizer = None, None
+        if fin is not None:
+            fin()  # runs pool.close once, whoever gets there first
+        elif pool is not None:
+            pool.close()
 
     def __enter__(self) -> "MathVerifier":
         return self
@@ -289,6 +590,13 @@ class MathVerifier:
         self.close()
 
     # -- layers ---------------------------------------------------------------------------
+    def _reference_answer(self, reference: str) -> str:
+        if "\\boxed" in reference or "\\fbox" in reference:
+            got = extract_answer(reference)
+            if got is not None:
+                return got
+        return reference
+
     def _fast(self, text: str, reference: str) -> tuple[Verification | None, str]:
         """String layer: a final verdict, or ``(None, extracted)`` to defer to the symbolic one."""
         reference = "" if reference is None else str(reference)
@@ -299,17 +607,173 @@ class MathVerifier:
             return Verification.judged(False, None, "no-answer", reference), ""
         if len(extracted) > self.max_answer_chars:
             return Verification.judged(False, extracted[:200], "too-long", reference), ""
-        ref = extract_answer(reference) if "\\boxed" in reference else reference
-        ref = ref if ref is not None else reference
-        if normalize_answer(extracted) == normalize_answer(ref):
+        ref = self._reference_answer(reference)
+        if self.fast_path and normalize_answer(extracted) == normalize_answer(ref):
             return Verification.judged(True, extracted, "match", reference), extracted
-        if not self.symbolic:
+        if not self.symbolic or self.workers == 0:
             return Verification.judged(False, extracted, "mismatch", reference), extracted
         return None, extracted
 
-    def _symbolic(self, pairs: list[tuple[str, str]]) -> list[Verification]:
-        """Symbolic layer over ``(extracted, reference)`` pairs the string layer left open.
+    def _get_pool(self) -> _Pool:
+        with self._pool_lock:
+            pool = self._pool
+            if pool is not None and pool.owner_pid != os.getpid():
+                pool = None  # inherited through fork: leave the parent's workers alone
+            if pool is None or pool.closed:
+                config = {
+                    "memory_mb": self.memory_mb,
+                    "self_destruct_s": 2 * self.timeout + 5,
+                    "cache_size": 4096,
+                }
+                pool = _Pool(self.workers, config)
+                self._pool = pool
+                self._finalizer = weakref.finalize(self, pool.close)
+            return pool
 
-        First layer: no symbolic engine yet, so unequal normal forms are a mismatch.
-        """
-        return [Verification.judged(False, e, "mismatch", r) for e, r in pairs]
+    def _cache_get(self, key: tuple[str, str]) -> tuple[bool, str] | None:
+        if not self.cache_size:
+            return None
+        with self._cache_lock:
+            got = self._cache.get(key)
+            if got is not None:
+                self._cache.move_to_end(key)
+            return got
+
+    def _cache_put(self, key: tuple[str, str], verdict: tuple[bool, str]) -> None:
+        if not self.cache_size:
+            return
+        with self._cache_lock:
+            self._cache[key] = verdict
+            self._cache.move_to_end(key)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+
+    def _symbolic(self, pairs: list[tuple[str, str]]) -> list[Verification]:
+        """Symbolic layer over ``(extracted, reference)`` pairs the string layer left open."""
+        keys = [(_engine_form(e), _engine_form(self._reference_answer(r))) for e, r in pairs]
+        verdicts: dict[tuple[str, str], tuple[bool, str]] = {}
+        todo: list[tuple[str, str]] = []
+        seen: set[tuple[str, str]] = set()
+        hits = 0
+        for key in keys:
+            if key in seen:
+                continue
+            seen.add(key)
+            got = self._cache_get(key)
+            if got is not None:
+                verdicts[key] = got
+                hits += 1
+            else:
+                todo.append(key)
+        if todo:
+            decided = self._run(todo)
+            for key, verdict in decided.items():
+                verdicts[key] = verdict
+                self._cache_put(key, verdict)
+        with self._stats_lock:
+            self.stats["cache_hits"] += hits
+            self.stats["symbolic"] += len(todo)
+        out = []
+        for (extracted, reference), key in zip(pairs, keys):
+            ok, reason = verdicts[key]
+            out.append(Verification.judged(ok, extracted, reason, reference))
+        return out
+
+    def _run(self, tasks: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[bool, str]]:
+        """Run ``(pred, gold)`` tasks on the pool under the per-answer deadline."""
+        pool = self._get_pool()
+        queue = deque(tasks)
+        results: dict[tuple[str, str], tuple[bool, str]] = {}
+        held: list[_Worker] = []
+        next_id = 0
+        poller = select.poll()
+        try:
+            while queue or any(w.state == "busy" for w in held):
+                # 1. Enough workers for what is queued (block only while holding none).
+                spare = sum(w.state in ("idle", "starting") for w in held)
+                if queue and spare < len(queue):
+                    held += pool.acquire(len(queue) - spare, block=not held)
+                if not held:  # the pool was closed under us
+                    for key in queue:
+                        results[key] = (False, "timeout")
+                    queue.clear()
+                    break
+                # 2. Hand queued tasks to idle workers.
+                now = time.monotonic()
+                for w in list(held):
+                    if w.state == "idle" and queue:
+                        key = queue.popleft()
+                        try:
+                            w.send({"id": next_id, "pred": key[0], "gold": key[1]})
+                        except (OSError, ValueError):  # died while idle
+                            queue.appendleft(key)
+                            self._swap(pool, held, w)
+                            continue
+                        w.state, w.task, w.deadline = "busy", (next_id, key), now + self.timeout
+                        next_id += 1
+                # 3. Wait for an answer, a ready line or the next deadline.
+                waiting = [w for w in held if w.state in ("busy", "starting")]
+                if not waiting:
+                    continue
+                due = [w.deadline for w in waiting if w.state == "busy"]
+                due += [w.spawned_at + self.start_timeout for w in waiting if w.state == "starting"]
+                wait_ms = max(0.0, min(due) - time.monotonic()) * 1000
+                by_fd = {w.fd: w for w in waiting}
+                for fd in by_fd:
+                    poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+                try:
+                    events = poller.poll(wait_ms + 1)
+                finally:
+                    for fd in by_fd:
+                        poller.unregister(fd)
+                for fd, _ev in events:
+                    w = by_fd[fd]
+                    msgs = w.pump()
+                    if msgs is None:  # the process died
+                        if w.state == "starting" and not pool.closed:
+                            raise RuntimeError(
+                                f"verifier worker exited during start-up (exit code {w.popen.poll()}); "
+                                f"check that `{sys.executable} -c 'import math_verify'` works"
+                            )
+                        if w.state == "busy":
+                            results[w.task[1]] = (False, "parse-error")
+                            with self._stats_lock:
+                                self.stats["crashes"] += 1
+                        self._swap(pool, held, w)
+                        continue
+                    for msg in msgs:
+                        if "ready" in msg and w.state == "starting":
+                            w.state = "idle"
+                        elif w.state == "busy" and msg.get("id") == w.task[0]:
+                            results[w.task[1]] = (bool(msg.get("ok")), str(msg.get("reason", "parse-error")))
+                            w.state, w.task = "idle", None
+                # 4. Deadlines.
+                now = time.monotonic()
+                for w in list(held):
+                    if w.state == "busy" and now >= w.deadline:
+                        results[w.task[1]] = (False, "timeout")
+                        with self._stats_lock:
+                            self.stats["timeouts"] += 1
+                        self._swap(pool, held, w)
+                    elif w.state == "starting" and now >= w.spawned_at + self.start_timeout:
+                        raise RuntimeError(f"verifier worker did not start within {self.start_timeout:.0f} s")
+                # 5. Give back what this thread no longer needs.
+                if not queue:
+                    spare_workers = [w for w in held if w.state in ("idle", "starting")]
+                    if spare_workers:
+                        held = [w for w in held if w not in spare_workers]
+                        pool.release(spare_workers)
+        finally:
+            for w in [w for w in held if w.state == "busy"]:
+                # Only on an exception: this answer will never be read, so the worker goes.
+                self._swap(pool, held, w)
+            pool.release([w for w in held if w.state in ("idle", "starting")])
+        return results
+
+    @staticmethod
+    def _swap(pool: _Pool, held: list[_Worker], w: _Worker) -> None:
+        """Replace ``w`` (killed) by a fresh worker in ``held``."""
+        held.remove(w)
+        fresh = pool.replace(w)
+        if fresh is not None:
+            held.append(fresh)
