@@ -1,1 +1,150 @@
-"""placeholder"""
+"""Credit assignment: one team outcome in, one reward per role and joint episode out.
+
+Built-in methods (METHOD.md §3–§5), one module each:
+
+==============  =================================================  ===========================
+name            Thinker / Solver reward                             requires
+==============  =================================================  ===========================
+``shared``      r_T = r_S = R_joint                                 —
+``ccpo``        counterfactual bonus for the Thinker (variants      ``solo`` (+ ``no_solver``
+                ``event``, ``margin``, ``normalized``)              for ``margin``)
+``sepo``        R ± λ·(rating share − group mean)                   ``ratings``
+``difference``  r_i = R_joint − R_¬i                                ``solo``, ``no_solver``
+``shapley``     exact two-player Shapley values                     ``solo``, ``no_solver``
+==============  =================================================  ===========================
+
+Usage::
+
+    from algorithms import credit
+    method = credit.get("ccpo", variant="event", lam=0.2)
+    groups = collect_groups(problems, policies, group_size=8, needs=method.requires)
+    rewards = method(groups)          # {"thinker_0": array, "solver_0": array}
+
+Your own method: register a class (subclass :class:`CreditMethod` and implement ``compute``)
+or a plain function ``fn(groups, **params) -> {agent: rewards}``::
+
+    @credit.register("solver_only", requires={"solo"})
+    def solver_only(groups, bonus=0.1):
+        R = credit.joint_rewards(groups)
+        return {"thinker_0": R, "solver_0": R + bonus * (R - credit.solo_baselines(groups))}
+
+    credit.get("solver_only", bonus=0.2)(groups)
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Iterable
+
+from .base import (
+    AGENTS,
+    COUNTERFACTUALS,
+    NO_SOLVER,
+    R_EMPTY,
+    RATINGS,
+    SOLO,
+    CreditMethod,
+    MissingCounterfactualError,
+    check_needs,
+    group_index,
+    joint_rewards,
+    no_solver_rewards,
+    normalize_needs,
+    paired_solo_rewards,
+    solo_baselines,
+)
+
+__all__ = [
+    "get",
+    "register",
+    "available",
+    "CreditMethod",
+    "MissingCounterfactualError",
+    "check_needs",
+    "normalize_needs",
+    "COUNTERFACTUALS",
+    "SOLO",
+    "NO_SOLVER",
+    "RATINGS",
+    "R_EMPTY",
+    "AGENTS",
+    "joint_rewards",
+    "group_index",
+    "solo_baselines",
+    "paired_solo_rewards",
+    "no_solver_rewards",
+]
+
+_REGISTRY: dict[str, Any] = {}
+
+
+class _FunctionMethod(CreditMethod):
+    """A registered plain function ``fn(groups, **params)`` seen as a credit method."""
+
+    def __init__(self, name: str, fn: Callable, requires: frozenset[str], params: dict) -> None:
+        super().__init__()
+        self.name, self.fn, self.requires, self.params = name, fn, requires, params
+
+    def compute(self, groups):
+        return self.fn(groups, **self.params)
+
+
+def register(name: str, *, requires: Iterable[str] | None = None, replace: bool = False):
+    """Decorator adding a credit method under ``name``.
+
+    Works on a class (``get`` instantiates it with the given parameters; subclass
+    :class:`CreditMethod` or provide ``requires`` and ``__call__``) or on a function
+    ``fn(groups, **params) -> {agent: rewards}``. ``requires`` names the counterfactuals it
+    needs (see :data:`COUNTERFACTUALS`); for a class it may also be a class attribute.
+    Re-registering a name is an error unless ``replace=True``.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a credit method name must be a non-empty string, got {name!r}")
+    req = None if requires is None else normalize_needs(requires)
+
+    def deco(obj):
+        if name in _REGISTRY and not replace:
+            raise ValueError(f"credit method {name!r} is already registered; pass replace=True to override it")
+        if not callable(obj):
+            raise TypeError(f"credit.register({name!r}) needs a class or a function, got {type(obj).__name__}")
+        if inspect.isclass(obj):
+            if req is not None:
+                obj.requires = req
+            elif not hasattr(obj, "requires"):
+                obj.requires = frozenset()
+            obj.requires = normalize_needs(obj.requires)
+        _REGISTRY[name] = (obj, req)
+        return obj
+
+    return deco
+
+
+def available() -> list[str]:
+    """The registered method names, built-ins first."""
+    return list(_REGISTRY)
+
+
+def get(name: str, **params) -> CreditMethod:
+    """The credit method ``name`` configured with ``params``.
+
+    An unknown name or parameter is an error that lists the available ones."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown credit method {name!r}; available: {', '.join(available())}")
+    obj, req = _REGISTRY[name]
+    sig = inspect.signature(obj)
+    accepted = [p for p in sig.parameters if p != "groups" and sig.parameters[p].kind not in (inspect.Parameter.VAR_POSITIONAL,)]
+    if not any(p.kind == inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
+        unknown = sorted(set(params) - set(accepted))
+        if unknown:
+            raise TypeError(f"credit method {name!r} has no parameter(s) {unknown}; parameters: {', '.join(accepted) or 'none'}")
+    if inspect.isclass(obj):
+        method = obj(**params)
+        if not getattr(method, "name", None) or method.name == CreditMethod.name:
+            method.name = name
+        return method
+    requires = req if req is not None else normalize_needs(getattr(obj, "requires", frozenset()))
+    return _FunctionMethod(name, obj, requires, params)
+
+
+# Built-ins register themselves on import, in this order.
+from . import shared, ccpo, sepo, difference, shapley  # noqa: E402,F401

@@ -1,0 +1,219 @@
+"""What every credit method shares: the counterfactual names, the method base class, and
+small array helpers over episode groups (METHOD.md §2–§5).
+
+A *credit method* turns the verified outcomes of a batch of episode groups into one scalar
+reward per joint episode for each role. It is a pure function of the groups (the one
+exception, ``ccpo(variant="normalized")``, keeps moving averages that it exposes through
+``state_dict()`` / ``load_state_dict()`` so a trainer can checkpoint them).
+
+Counterfactuals a method can require (its ``.requires``; pass it as ``needs`` to
+:func:`algorithms.rollout.collect_groups`):
+
+=============  ====================================================================  ==========================
+name           what is collected                                                      cost
+=============  ====================================================================  ==========================
+``solo``       Thinker removed: the Solver answers the problem alone, m samples per   m Solver generations and
+               problem; ``EpisodeGroup.solo_rewards`` (R_¬T), baseline b(x) = mean     m verifier calls / problem
+``no_solver``  Solver removed: the Thinker's own text is verified;                    1 verifier call / episode,
+               ``Episode.no_solver_reward`` (R_¬S)                                     no generation
+``ratings``    SEPO: each role rates the finished transcript; ``Episode.ratings``     1 rating per role / episode
+=============  ====================================================================  ==========================
+
+Both removed needs nothing: R_∅ = −1 (:data:`R_EMPTY`).
+
+Groups are duck-typed: a method reads ``group.episodes`` (each with ``.reward`` and, when
+collected, ``.no_solver_reward`` and ``.ratings``) and ``group.solo_rewards``. Build them by hand
+with :meth:`algorithms.rollout.EpisodeGroup.from_rewards`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from thinksolve_env.env import SOLVER, THINKER
+
+__all__ = [
+    "SOLO",
+    "NO_SOLVER",
+    "RATINGS",
+    "COUNTERFACTUALS",
+    "R_EMPTY",
+    "AGENTS",
+    "THINKER",
+    "SOLVER",
+    "MissingCounterfactualError",
+    "CreditMethod",
+    "normalize_needs",
+    "check_needs",
+    "joint_rewards",
+    "group_index",
+    "solo_baselines",
+    "paired_solo_rewards",
+    "no_solver_rewards",
+]
+
+SOLO = "solo"
+NO_SOLVER = "no_solver"
+RATINGS = "ratings"
+
+#: Every counterfactual name a method may require, with what it means.
+COUNTERFACTUALS: dict[str, str] = {
+    SOLO: "the Thinker-removed replay (the Solver answers alone; R_¬T, m samples per problem)",
+    NO_SOLVER: "the Solver-removed replay (the Thinker's own text is verified; R_¬S, one per episode)",
+    RATINGS: "the SEPO ratings (each role rates the finished transcript)",
+}
+
+#: Reward when both agents are removed: nobody answers (METHOD.md §2).
+R_EMPTY = -1.0
+
+AGENTS = (THINKER, SOLVER)
+
+
+class MissingCounterfactualError(ValueError):
+    """A credit method's ``requires`` is not met by what was (or will be) collected."""
+
+
+def normalize_needs(needs: Any) -> frozenset[str]:
+    """``needs`` as a frozenset of counterfactual names.
+
+    Accepts a collection of names, a single name, ``None`` (nothing), or any object with a
+    ``.requires`` attribute (a credit method). Unknown names are an error that lists the known
+    ones."""
+    if needs is None:
+        return frozenset()
+    if hasattr(needs, "requires"):
+        needs = needs.requires
+    if isinstance(needs, str):
+        needs = [needs]
+    try:
+        names = frozenset(needs)
+    except TypeError:
+        raise TypeError(f"needs must be a collection of counterfactual names or a credit method, got {type(needs).__name__}") from None
+    unknown = sorted(str(n) for n in names - set(COUNTERFACTUALS))
+    if unknown:
+        known = ", ".join(f"{k!r} ({v})" for k, v in COUNTERFACTUALS.items())
+        raise ValueError(f"unknown counterfactual(s) {unknown}; known: {known}")
+    return names
+
+
+def check_needs(method: Any, needs: Any) -> None:
+    """Raise :class:`MissingCounterfactualError` up front (before any generation) when
+    ``method.requires`` is not a subset of ``needs``, naming what is missing."""
+    missing = sorted(normalize_needs(method) - normalize_needs(needs))
+    if missing:
+        raise MissingCounterfactualError(
+            f"credit method {_label(method)} requires {_describe(missing)}, which the configured collection "
+            f"does not provide; add {missing} to needs (or pass needs=method.requires)"
+        )
+
+
+def _label(method: Any) -> str:
+    return repr(getattr(method, "name", type(method).__name__))
+
+
+def _describe(missing: Sequence[str]) -> str:
+    return "; ".join(f"the {m!r} counterfactual ({COUNTERFACTUALS[m]})" for m in missing)
+
+
+def _has(groups: Sequence[Any], need: str) -> bool:
+    if need == SOLO:
+        return all(getattr(g, "solo_rewards", None) is not None and len(g.solo_rewards) > 0 for g in groups)
+    if need == NO_SOLVER:
+        return all(getattr(e, "no_solver_reward", None) is not None for g in groups for e in g.episodes)
+    if need == RATINGS:
+        return all(getattr(e, "ratings", None) is not None for g in groups for e in g.episodes)
+    return True
+
+
+class CreditMethod:
+    """Base class for credit methods (subclass it, or register a plain function).
+
+    Subclasses set ``name`` and ``requires`` and implement :meth:`compute`; calling the method
+    checks ``requires`` against the groups, runs :meth:`compute`, and checks that it returned
+    one finite reward per joint episode for every agent. ``metrics`` holds the diagnostics of the
+    last call (e.g. SEPO's rating valid rate).
+    """
+
+    name: str = "credit"
+    requires: frozenset[str] = frozenset()
+
+    def __init__(self) -> None:
+        self.metrics: dict[str, float] = {}
+
+    def compute(self, groups: Sequence[Any]) -> dict[str, np.ndarray]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __call__(self, groups: Iterable[Any]) -> dict[str, np.ndarray]:
+        groups = list(groups)
+        if not groups:
+            raise ValueError(f"credit method {self.name!r} got no episode groups")
+        missing = [n for n in sorted(self.requires) if not _has(groups, n)]
+        if missing:
+            raise MissingCounterfactualError(
+                f"credit method {self.name!r} requires {_describe(missing)}, but the groups were collected "
+                f"without it; collect with needs={sorted(self.requires)} (method.requires)"
+            )
+        self.metrics = {}
+        out = self.compute(groups)
+        return _check_output(self.name, out, sum(len(g.episodes) for g in groups))
+
+    def state_dict(self) -> dict:
+        """State to checkpoint (empty for the stateless methods)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict` output (nothing to do for stateless methods)."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, requires={sorted(self.requires)})"
+
+
+def _check_output(name: str, out: Any, n: int) -> dict[str, np.ndarray]:
+    if not isinstance(out, dict):
+        raise TypeError(f"credit method {name!r} must return a dict agent -> rewards, got {type(out).__name__}")
+    missing = [a for a in AGENTS if a not in out]
+    if missing:
+        raise ValueError(f"credit method {name!r} returned no rewards for {missing}")
+    result = {}
+    for agent, r in out.items():
+        arr = np.asarray(r, dtype=np.float64).reshape(-1) if np.ndim(r) <= 1 else None
+        if arr is None or arr.shape != (n,):
+            raise ValueError(f"credit method {name!r}: rewards for {agent} must have one value per joint episode ({n}), got shape {np.shape(r)}")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"credit method {name!r}: rewards for {agent} contain NaN or inf")
+        result[agent] = arr
+    return result
+
+
+# --------------------------------------------------------------------------- array helpers
+
+
+def joint_rewards(groups: Sequence[Any]) -> np.ndarray:
+    """R_joint of every joint episode, in the order of the groups and their episodes."""
+    return np.array([float(e.reward) for g in groups for e in g.episodes], dtype=np.float64)
+
+
+def group_index(groups: Sequence[Any]) -> np.ndarray:
+    """The group number of every joint episode (the ``index`` the estimators take)."""
+    return np.array([i for i, g in enumerate(groups) for _ in g.episodes], dtype=np.int64)
+
+
+def solo_baselines(groups: Sequence[Any]) -> np.ndarray:
+    """b(x) = mean of the problem's m solo rewards R_¬T, repeated for each joint episode."""
+    return np.array([float(np.mean(g.solo_rewards)) for g in groups for _ in g.episodes], dtype=np.float64)
+
+
+def paired_solo_rewards(groups: Sequence[Any]) -> np.ndarray:
+    """Joint episode k paired with solo sample k of its problem (k mod m when m < n)."""
+    out = []
+    for g in groups:
+        solo = np.asarray(g.solo_rewards, dtype=np.float64)
+        out.extend(solo[k % len(solo)] for k in range(len(g.episodes)))
+    return np.array(out, dtype=np.float64)
+
+
+def no_solver_rewards(groups: Sequence[Any]) -> np.ndarray:
+    """R_¬S of every joint episode (its thought verified on its own)."""
+    return np.array([float(e.no_solver_reward) for g in groups for e in g.episodes], dtype=np.float64)

@@ -1,0 +1,34 @@
+"""``shapley`` — exact Shapley values of the two-player game (METHOD.md §5).
+
+The coalition values are v(∅) = R_∅ = −1, v({T}) = R_¬S, v({S}) = R_¬T, v({T, S}) = R_joint:
+
+    φ_T = ½[(R_¬S − R_∅) + (R_joint − R_¬T)]
+    φ_S = ½[(R_¬T − R_∅) + (R_joint − R_¬S)]
+
+so φ_T + φ_S = R_joint − R_∅ (efficiency). R_¬T is estimated by the solo baseline b(x)
+(it does not depend on the thought); efficiency holds for any value used.
+"""
+
+from __future__ import annotations
+
+from . import register
+from .base import NO_SOLVER, R_EMPTY, SOLO, SOLVER, THINKER, CreditMethod, joint_rewards, no_solver_rewards, solo_baselines
+
+__all__ = ["Shapley"]
+
+
+@register("shapley")
+class Shapley(CreditMethod):
+    """φ_T = ½[(R_¬S − R_∅) + (R_joint − b)], φ_S = ½[(b − R_∅) + (R_joint − R_¬S)], R_∅ = −1."""
+
+    name = "shapley"
+    requires = frozenset({SOLO, NO_SOLVER})
+
+    def compute(self, groups):
+        R = joint_rewards(groups)
+        b = solo_baselines(groups)
+        rs = no_solver_rewards(groups)
+        return {
+            THINKER: 0.5 * ((rs - R_EMPTY) + (R - b)),
+            SOLVER: 0.5 * ((b - R_EMPTY) + (R - rs)),
+        }

@@ -1,0 +1,23 @@
+"""``shared`` — the ReMA baseline (METHOD.md §5): both roles get the team reward.
+
+    r_T = r_S = R_joint
+"""
+
+from __future__ import annotations
+
+from . import register
+from .base import AGENTS, CreditMethod, joint_rewards
+
+__all__ = ["Shared"]
+
+
+@register("shared")
+class Shared(CreditMethod):
+    """Shared reward: r_T = r_S = R_joint. Requires nothing beyond the joint episodes."""
+
+    name = "shared"
+    requires = frozenset()
+
+    def compute(self, groups):
+        R = joint_rewards(groups)
+        return {a: R.copy() for a in AGENTS}

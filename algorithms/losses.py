@@ -1,0 +1,202 @@
+"""Policy-gradient losses: token-level PPO/GRPO clipping and sequence-level GSPO (METHOD.md §6).
+
+A small registry of pure torch functions (``get(name)``, ``register(name)``, ``available()``).
+Every loss has the signature::
+
+    fn(logp, old_logp, advantages, mask, *, clip_low, clip_high, dual_clip=None, agg=...,
+       ref_logp=None, kl_coef=0.0, kl_type="k3", max_len=None) -> (loss, metrics)
+
+``logp`` (B, T) are the current per-token log-probs (with gradient), ``old_logp`` the
+sampling-time ones, ``advantages`` (B,) or (B, T), ``mask`` (B, T) marks response tokens.
+``metrics`` is a dict of floats: ``loss``, ``pg_loss``, ``clip_frac`` (share of valid tokens
+where the clipped term is the active one; ``clip_frac_low``/``clip_frac_high`` split it),
+``dual_clip_frac``, ``ratio_mean``, ``kl`` (token mean of the KL estimate, 0 without a reference).
+
+Per-token loss, with ρ the importance ratio and A the advantage:
+
+    ℓ = max(−A·ρ, −A·clip(ρ, 1 − ε_low, 1 + ε_high))
+    dual clip (c > 1, A < 0 only):  ℓ = min(ℓ, −A·c)
+    plus β·KL_t when ``kl_coef`` β > 0:  k1 = log π − log π_ref,
+                                         k3 = exp(log π_ref − log π) − (log π_ref − log π) − 1
+
+``grpo`` (token level; defaults ε = 0.2, ``token-mean``): ρ_t = exp(log π_t − log π_old,t)
+(the log-ratio clamped to ±20).
+
+``gspo`` (sequence level; defaults ε_low = 3e-4, ε_high = 4e-4, ``seq-mean-token-mean``):
+s_i = exp(mean_t(log π − log π_old)) over the sequence's valid tokens, used in its token form
+log s_{i,t} = log π_t − sg(log π_t) + sg(log s_i) (value s_i for every token, clamped at
+log s ≤ 10): with ``seq-mean-token-mean`` its gradient is that of the sequence objective
+−min(s_i·A_i, clip(s_i)·A_i). With one update per batch (ρ ≡ 1) GSPO equals GRPO.
+
+Aggregation (``agg``) of the masked loss matrix ℓ (B, T), named as in verl:
+
+===========================  ===========================================  ========================
+``agg``                      formula                                      TRL ``loss_type``
+===========================  ===========================================  ========================
+``token-mean``               Σ ℓ·m / Σ m                                  ``bnpo`` (local batch),
+                                                                          ``dapo`` (global batch)
+``seq-mean-token-mean``      mean_i (Σ_t ℓ·m / Σ_t m) over non-empty i     ``grpo``
+``seq-mean-token-sum``       mean_i Σ_t ℓ·m                               (none)
+``seq-mean-token-sum-norm``  Σ ℓ·m / (B · L), L = ``max_len`` or T        ``dr_grpo``
+===========================  ===========================================  ========================
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+__all__ = ["get", "register", "available", "grpo_loss", "gspo_loss", "aggregate", "kl_estimate", "AGG_MODES", "KL_TYPES"]
+
+AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
+KL_TYPES = ("k1", "k3")
+_REGISTRY: dict[str, Callable] = {}
+
+
+def register(name: str, *, replace: bool = False):
+    """Decorator adding a loss function under ``name``."""
+
+    def deco(fn):
+        if name in _REGISTRY and not replace:
+            raise ValueError(f"loss {name!r} is already registered; pass replace=True to override it")
+        _REGISTRY[name] = fn
+        return fn
+
+    return deco
+
+
+def available() -> list[str]:
+    return list(_REGISTRY)
+
+
+def get(name: str) -> Callable:
+    """The loss function ``name``; an unknown name lists the available ones."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown policy loss {name!r}; available: {', '.join(available())}")
+    return _REGISTRY[name]
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+def aggregate(loss_mat: torch.Tensor, mask: torch.Tensor, agg: str, max_len: int | None = None) -> torch.Tensor:
+    """Reduce a (B, T) per-token loss to a scalar (formulas in the module docstring)."""
+    m = mask.to(loss_mat.dtype)
+    lm = loss_mat * m
+    if agg == "token-mean":
+        return lm.sum() / m.sum().clamp(min=1)
+    if agg == "seq-mean-token-mean":
+        n = m.sum(dim=-1)
+        nonempty = n > 0
+        if not nonempty.any():
+            return lm.sum() * 0
+        return (lm.sum(dim=-1)[nonempty] / n[nonempty]).mean()
+    if agg == "seq-mean-token-sum":
+        return lm.sum(dim=-1).mean()
+    if agg == "seq-mean-token-sum-norm":
+        L = loss_mat.shape[-1] if max_len is None else max_len
+        if L < 1:
+            raise ValueError(f"max_len must be >= 1, got {L}")
+        return lm.sum() / (loss_mat.shape[0] * L)
+    raise ValueError(f"unknown aggregation {agg!r}; available: {', '.join(AGG_MODES)}")
+
+
+def kl_estimate(logp: torch.Tensor, ref_logp: torch.Tensor, kl_type: str = "k3") -> torch.Tensor:
+    """Per-token KL(π‖π_ref) estimate: k1 = log π − log π_ref;
+    k3 = exp(log π_ref − log π) − (log π_ref − log π) − 1 (clamped to [−10, 10])."""
+    if kl_type == "k1":
+        return logp - ref_logp
+    if kl_type == "k3":
+        d = (ref_logp - logp).clamp(-20, 20)
+        return (torch.exp(d) - d - 1).clamp(-10, 10)
+    raise ValueError(f"unknown kl_type {kl_type!r}; available: {', '.join(KL_TYPES)}")
+
+
+def _prepare(logp, old_logp, advantages, mask, clip_low, clip_high, dual_clip, agg):
+    if logp.ndim != 2:
+        raise ValueError(f"logp must have shape (B, T), got {tuple(logp.shape)}")
+    if old_logp.shape != logp.shape or mask.shape != logp.shape:
+        raise ValueError(f"logp, old_logp and mask must share a shape; got {tuple(logp.shape)}, {tuple(old_logp.shape)}, {tuple(mask.shape)}")
+    adv = advantages.to(logp.dtype)
+    if adv.ndim == 1:
+        if adv.shape[0] != logp.shape[0]:
+            raise ValueError(f"advantages has {adv.shape[0]} rows for {logp.shape[0]} sequences")
+        adv = adv[:, None].expand_as(logp)
+    elif adv.shape != logp.shape:
+        raise ValueError(f"advantages must have shape (B,) or (B, T) = {tuple(logp.shape)}, got {tuple(adv.shape)}")
+    if not (0 <= clip_low < 1 and clip_high >= 0):
+        raise ValueError(f"need 0 <= clip_low < 1 and clip_high >= 0, got {clip_low}, {clip_high}")
+    if dual_clip is not None and dual_clip <= 1:
+        raise ValueError(f"dual_clip must be > 1 (the reference uses 3.0), got {dual_clip}")
+    if agg not in AGG_MODES:
+        raise ValueError(f"unknown aggregation {agg!r}; available: {', '.join(AGG_MODES)}")
+    return adv.detach(), mask.to(logp.dtype), old_logp.detach()
+
+
+def _clipped(ratio, adv, m, clip_low, clip_high, dual_clip):
+    pg1 = -adv * ratio
+    pg2 = -adv * ratio.clamp(1 - clip_low, 1 + clip_high)
+    loss = torch.maximum(pg1, pg2)
+    r = ratio.detach()
+    n = m.sum().clamp(min=1)
+    low = ((adv < 0) & (r < 1 - clip_low)).to(m.dtype) * m
+    high = ((adv > 0) & (r > 1 + clip_high)).to(m.dtype) * m
+    metrics = {"clip_frac_low": float(low.sum() / n), "clip_frac_high": float(high.sum() / n)}
+    metrics["clip_frac"] = metrics["clip_frac_low"] + metrics["clip_frac_high"]
+    dual = torch.zeros_like(m)
+    if dual_clip is not None:
+        capped = -adv * dual_clip
+        dual = ((adv < 0) & (loss.detach() > capped)).to(m.dtype) * m
+        loss = torch.where(adv < 0, torch.minimum(loss, capped), loss)
+    metrics["dual_clip_frac"] = float(dual.sum() / n)
+    metrics["ratio_mean"] = float((r * m).sum() / n)
+    return loss, metrics
+
+
+def _finish(loss_mat, logp, m, agg, max_len, ref_logp, kl_coef, kl_type, metrics):
+    pg = aggregate(loss_mat, m, agg, max_len)
+    metrics["pg_loss"] = float(pg.detach())
+    metrics["kl"] = 0.0
+    if ref_logp is not None:
+        kl = kl_estimate(logp, ref_logp.detach(), kl_type)
+        metrics["kl"] = float((kl.detach() * m).sum() / m.sum().clamp(min=1))
+        if kl_coef:
+            loss_mat = loss_mat + kl_coef * kl
+    elif kl_coef:
+        raise ValueError("kl_coef > 0 needs ref_logp (the reference policy's log-probs)")
+    loss = aggregate(loss_mat, m, agg, max_len)
+    metrics["loss"] = float(loss.detach())
+    return loss, metrics
+
+
+# --------------------------------------------------------------------------- losses
+
+
+@register("grpo")
+def grpo_loss(logp, old_logp, advantages, mask, *, clip_low: float = 0.2, clip_high: float = 0.2,
+              dual_clip: float | None = None, agg: str = "token-mean", ref_logp=None, kl_coef: float = 0.0,
+              kl_type: str = "k3", max_len: int | None = None):
+    """Token-level clipped loss: ρ_t = exp(log π_t − log π_old,t),
+    ℓ_t = max(−A·ρ_t, −A·clip(ρ_t, 1 − ε_low, 1 + ε_high)) (dual clip: min(ℓ_t, −A·c) for A < 0),
+    aggregated by ``agg``; + β·KL_t with a reference."""
+    adv, m, old = _prepare(logp, old_logp, advantages, mask, clip_low, clip_high, dual_clip, agg)
+    ratio = torch.exp((logp - old).clamp(-20, 20))
+    loss_mat, metrics = _clipped(ratio, adv, m, clip_low, clip_high, dual_clip)
+    return _finish(loss_mat, logp, m, agg, max_len, ref_logp, kl_coef, kl_type, metrics)
+
+
+@register("gspo")
+def gspo_loss(logp, old_logp, advantages, mask, *, clip_low: float = 3e-4, clip_high: float = 4e-4,
+              dual_clip: float | None = None, agg: str = "seq-mean-token-mean", ref_logp=None, kl_coef: float = 0.0,
+              kl_type: str = "k3", max_len: int | None = None):
+    """Sequence-level clipped loss (GSPO): s_i = exp(mean_t(log π − log π_old)) over valid tokens,
+    token form log s_{i,t} = log π_t − sg(log π_t) + sg(log s_i) (≤ 10),
+    ℓ_{i,t} = max(−A_i·s_{i,t}, −A_i·clip(s_{i,t}, 1 − ε_low, 1 + ε_high)); ``seq-mean-token-mean``
+    makes it the sequence objective. Clipping metrics count tokens of clipped sequences."""
+    adv, m, old = _prepare(logp, old_logp, advantages, mask, clip_low, clip_high, dual_clip, agg)
+    n = m.sum(dim=-1).clamp(min=1)
+    log_s = ((logp - old) * m).sum(dim=-1) / n
+    log_s_tok = (logp - logp.detach() + log_s.detach()[:, None]).clamp(max=10)
+    loss_mat, metrics = _clipped(torch.exp(log_s_tok), adv, m, clip_low, clip_high, dual_clip)
+    return _finish(loss_mat, logp, m, agg, max_len, ref_logp, kl_coef, kl_type, metrics)

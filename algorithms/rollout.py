@@ -1,0 +1,348 @@
+"""Episodes, episode groups, and batched collection with counterfactual replays (METHOD.md §2, §4).
+
+:func:`collect_groups` plays ``group_size`` joint episodes per problem through
+:class:`~thinksolve_env.ThinkSolveEnv` (the single definition of the game: prompts, thought
+hand-over, verification, removal modes) and adds what the credit method needs
+(``needs``, usually ``method.requires``):
+
+* ``"solo"`` — Thinker removed: ``solo_samples`` (m, default = ``group_size``, as in the
+  reference) Solver answers per problem from the solo prompt → ``EpisodeGroup.solo_rewards``;
+* ``"no_solver"`` — Solver removed: each joint episode's thought is replayed alone and verified,
+  no generation → ``Episode.no_solver_reward``;
+* ``"ratings"`` — SEPO: each role rates each finished joint transcript → ``Episode.ratings``.
+
+Both-removed needs nothing (R_∅ = −1). Every phase is one batched ``generate`` call across all
+problems and episodes: one Thinker call; one Solver call holding the joint prompts *and* the
+solo prompts; with ratings, one rating call per role. That holds when both roles share one
+policy object too (one call per role and phase).
+
+How the env is driven: it is deterministic given the problem and the actions, so one env
+instance is driven phase by phase — an episode is resumed by resetting to its problem and
+removal mode and re-stepping its already generated actions (nothing is regenerated, and a
+Thinker step does no verification), then the new action is stepped. The verifier runs once per
+finished episode, inside the env.
+
+Sampling keywords (``**sampling``): ``temperature`` (1.0), ``top_p`` (1.0), ``seed`` (None;
+phases use seed, seed+1, … so they do not share random streams), ``max_new_tokens`` (default for
+both roles), ``thinker_max_new_tokens`` (4096), ``solver_max_new_tokens`` (6144),
+``rating_max_new_tokens`` (512), ``rating_temperature`` (= ``temperature``).
+
+The result is a list of :class:`EpisodeGroup` with a ``.budget`` attribute: ``generate_calls``
+per agent, and per phase (``thinker``, ``solver``, ``solo``, ``no_solver``, ``rating_thinker``,
+``rating_solver``) the number of ``generations``, generated ``tokens`` and ``verifier_calls``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from agents.base import Completion, Messages
+from thinksolve_env.env import SOLVER, THINKER, ThinkSolveEnv
+from thinksolve_env.problems import Problem, load_problems
+from thinksolve_env.verifier import MathVerifier
+
+from .credit.base import NO_SOLVER, RATINGS, SOLO, normalize_needs
+from .credit.sepo import rating_prompts
+
+__all__ = ["Episode", "EpisodeGroup", "Collected", "collect_groups", "SAMPLING_DEFAULTS", "PHASES"]
+
+#: Sampling keywords collect_groups accepts, with their defaults (None: see the module docstring).
+SAMPLING_DEFAULTS: dict[str, Any] = {
+    "temperature": 1.0,
+    "top_p": 1.0,
+    "seed": None,
+    "max_new_tokens": None,
+    "thinker_max_new_tokens": 4096,
+    "solver_max_new_tokens": 6144,
+    "rating_max_new_tokens": 512,
+    "rating_temperature": None,
+}
+PHASES = ("thinker", "solver", "solo", "no_solver", "rating_thinker", "rating_solver")
+
+
+@dataclass
+class Episode:
+    """One joint episode (Thinker → Solver) and its per-episode counterfactuals.
+
+    ``reward`` is R_joint (±1); ``completions[agent]`` the sampled :class:`Completion`;
+    ``prompts[agent]`` the chat prompt it answered; ``actions[agent]`` the text the env accepted
+    (after its length cut); ``thought`` what the Solver was shown (trailing box stripped, cut);
+    ``verification`` the verifier's record. ``no_solver_reward`` (R_¬S) and ``ratings``
+    (rater agent → rating text, or a pair) are filled when collected.
+    """
+
+    reward: float
+    completions: dict[str, Completion] = field(default_factory=dict)
+    prompts: dict[str, Messages] = field(default_factory=dict)
+    actions: dict[str, str] = field(default_factory=dict)
+    thought: str = ""
+    verification: dict = field(default_factory=dict)
+    no_solver_reward: float | None = None
+    no_solver_verification: dict | None = None
+    ratings: dict[str, Any] | None = None
+    rating_completions: dict[str, Completion] = field(default_factory=dict)
+    rating_prompts: dict[str, Messages] = field(default_factory=dict)
+
+    @property
+    def correct(self) -> bool:
+        return self.reward > 0
+
+
+@dataclass
+class EpisodeGroup:
+    """The joint episodes of one problem (in order) and the problem-level counterfactual.
+
+    ``solo_rewards`` are the m Thinker-removed rewards R_¬T (``None`` when not collected);
+    ``solo_baseline`` is their mean b(x)."""
+
+    problem: Problem | None
+    episodes: list[Episode]
+    solo_rewards: list[float] | None = None
+    solo_completions: list[Completion] = field(default_factory=list)
+    solo_prompt: Messages | None = None
+    solo_verifications: list[dict] = field(default_factory=list)
+
+    @property
+    def rewards(self) -> np.ndarray:
+        return np.array([e.reward for e in self.episodes], dtype=np.float64)
+
+    @property
+    def solo_baseline(self) -> float | None:
+        return None if not self.solo_rewards else float(np.mean(self.solo_rewards))
+
+    @classmethod
+    def from_rewards(cls, joint: Sequence[float], *, solo: Sequence[float] | None = None,
+                     no_solver: Sequence[float] | None = None, ratings: Sequence[Mapping[str, Any]] | None = None,
+                     problem: Problem | None = None) -> "EpisodeGroup":
+        """A group built by hand from outcomes (tests, bandit studies, custom harnesses):
+        ``joint`` R_joint per episode, ``solo`` the m values R_¬T, ``no_solver`` R_¬S per
+        episode, ``ratings`` one ``{rater: text or pair}`` per episode."""
+        n = len(joint)
+        for name, seq in (("no_solver", no_solver), ("ratings", ratings)):
+            if seq is not None and len(seq) != n:
+                raise ValueError(f"{name} needs one entry per joint episode ({n}), got {len(seq)}")
+        episodes = [
+            Episode(
+                reward=float(joint[j]),
+                no_solver_reward=None if no_solver is None else float(no_solver[j]),
+                ratings=None if ratings is None else dict(ratings[j]),
+            )
+            for j in range(n)
+        ]
+        return cls(problem=problem, episodes=episodes, solo_rewards=None if solo is None else [float(v) for v in solo])
+
+
+class Collected(list):
+    """``list[EpisodeGroup]`` with the collection's ``budget`` (see the module docstring)."""
+
+    budget: dict
+
+
+class _CountingVerifier:
+    """Delegates to a verifier and counts how many answers it checked."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.calls = 0
+
+    def verify(self, text, reference):
+        self.calls += 1
+        return self.inner.verify(text, reference)
+
+    def verify_batch(self, pairs):
+        pairs = list(pairs)
+        self.calls += len(pairs)
+        return self.inner.verify_batch(pairs)
+
+    def close(self) -> None:  # the owner closes the inner verifier
+        pass
+
+
+def _sampling(sampling: dict) -> dict:
+    unknown = sorted(set(sampling) - set(SAMPLING_DEFAULTS))
+    if unknown:
+        raise TypeError(f"collect_groups: unknown sampling keyword(s) {unknown}; accepted: {', '.join(SAMPLING_DEFAULTS)}")
+    s = {**SAMPLING_DEFAULTS, **sampling}
+    if s["max_new_tokens"] is not None:
+        for role in ("thinker", "solver"):
+            if f"{role}_max_new_tokens" not in sampling:
+                s[f"{role}_max_new_tokens"] = s["max_new_tokens"]
+    if s["rating_temperature"] is None:
+        s["rating_temperature"] = s["temperature"]
+    return s
+
+
+def _generate(policy, agent: str, prompts: list, max_new_tokens: int, temperature: float, top_p: float, seed) -> list[Completion]:
+    out = policy.generate(prompts, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed)
+    out = list(out)
+    if len(out) != len(prompts):
+        raise RuntimeError(f"the {agent} policy returned {len(out)} completions for {len(prompts)} prompts")
+    for c in out:
+        if not isinstance(c, Completion):
+            raise TypeError(f"the {agent} policy must return Completion objects, got {type(c).__name__}")
+    return out
+
+
+def _seed(seed, k: int):
+    return None if seed is None else seed + k
+
+
+def collect_groups(problems: Sequence[Problem] | str, policies: Mapping[str, Any], *, group_size: int, needs: Any,
+                   verifier=None, solo_samples: int | None = None, env_options: Mapping[str, Any] | None = None,
+                   **sampling) -> Collected:
+    """Play ``group_size`` joint episodes per problem plus the counterfactuals in ``needs``.
+
+    Args:
+        problems: a list of :class:`Problem` (or a source :func:`load_problems` reads).
+        policies: ``{"thinker_0": policy, "solver_0": policy}`` (the same object may serve both).
+        group_size: n, joint episodes per problem (≥ 1).
+        needs: counterfactual names (``"solo"``, ``"no_solver"``, ``"ratings"``) or a credit method
+            (its ``.requires``).
+        verifier: shared by every episode; default a :class:`MathVerifier` owned and closed here.
+        solo_samples: m, Thinker-removed samples per problem (default ``group_size``).
+        env_options: extra :class:`ThinkSolveEnv` arguments (``prompts``, ``max_thought_chars``, ...).
+        **sampling: see the module docstring.
+
+    Returns a :class:`Collected` list of groups, one per problem in order, with ``.budget``.
+    """
+    if isinstance(problems, str):
+        problems = load_problems(problems)
+    problems = list(problems)
+    if not problems:
+        raise ValueError("collect_groups: the problem list is empty")
+    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
+        raise ValueError(f"collect_groups: group_size must be an integer >= 1, got {group_size!r}")
+    need = normalize_needs(needs)
+    m = group_size if solo_samples is None else solo_samples
+    if isinstance(m, bool) or not isinstance(m, int) or m < 0:
+        raise ValueError(f"collect_groups: solo_samples must be an integer >= 0, got {solo_samples!r}")
+    if SOLO in need and m < 1:
+        raise ValueError("collect_groups: needs includes 'solo' (the Thinker-removed counterfactual) but solo_samples=0")
+    if SOLO not in need:
+        m = 0
+    if not isinstance(policies, Mapping):
+        raise TypeError(f"policies must map agent names to policies, got {type(policies).__name__}")
+    for agent in (THINKER, SOLVER):
+        if agent not in policies:
+            what = "" if agent == THINKER else " (also needed for the 'solo' counterfactual)" if SOLO in need else ""
+            raise ValueError(f"collect_groups: no policy for {agent!r}{what}; policies has {sorted(policies)}")
+        if not callable(getattr(policies[agent], "generate", None)):
+            raise TypeError(f"policies[{agent!r}] has no generate() method")
+    s = _sampling(sampling)
+
+    own = verifier is None
+    inner = MathVerifier() if own else verifier
+    counter = _CountingVerifier(inner)
+    env = ThinkSolveEnv(problems, verifier=counter, **dict(env_options or {}))
+    budget = {"generate_calls": {THINKER: 0, SOLVER: 0},
+              **{p: {"generations": 0, "tokens": 0, "verifier_calls": 0} for p in PHASES}}
+    try:
+        return _collect(env, problems, policies, group_size, m, need, s, counter, budget)
+    finally:
+        env.close()
+        if own:
+            inner.close()
+
+
+def _collect(env, problems, policies, n, m, need, s, counter, budget) -> Collected:
+    P = len(problems)
+    slots = [(i, j) for i in range(P) for j in range(n)]  # joint episodes, problem-major
+
+    def gen(agent, phase, prompts, max_new, temperature, seed):
+        out = _generate(policies[agent], agent, prompts, max_new, temperature, s["top_p"], seed)
+        budget["generate_calls"][agent] += 1
+        return out
+
+    def account(phase, completions):
+        budget[phase]["generations"] += len(completions)
+        budget[phase]["tokens"] += sum(len(c.token_ids) for c in completions)
+
+    def reset(i, remove=None):
+        env.reset(options={"problem": i, "remove": remove})
+
+    # Phase 1: every Thinker prompt, one call.
+    thinker_prompts = []
+    for i in range(P):
+        reset(i)
+        msgs = env.infos[THINKER]["messages"]
+        thinker_prompts.extend([msgs] * n)
+    thoughts = gen(THINKER, "thinker", thinker_prompts, s["thinker_max_new_tokens"], s["temperature"], s["seed"])
+    account("thinker", thoughts)
+
+    # Phase 2: every Solver prompt (joint, then solo), one call.
+    solver_prompts, shown = [], []
+    for (i, _), t in zip(slots, thoughts):
+        reset(i)
+        env.step(t.text)
+        solver_prompts.append(env.infos[SOLVER]["messages"])
+        shown.append(env.thought_for_solver)
+    solo_prompts = []
+    for i in range(P):
+        if m:
+            reset(i, THINKER)
+            solo_prompts.extend([env.infos[SOLVER]["messages"]] * m)
+    answers = gen(SOLVER, "solver", solver_prompts + solo_prompts, s["solver_max_new_tokens"], s["temperature"], _seed(s["seed"], 1))
+    joint_answers, solo_answers = answers[: len(slots)], answers[len(slots):]
+    account("solver", joint_answers)
+    account("solo", solo_answers)
+
+    # Phase 3: finish every episode in the env (one verification each).
+    episodes: list[list[Episode]] = [[] for _ in range(P)]
+    before = counter.calls
+    for k, ((i, _), t, a) in enumerate(zip(slots, thoughts, joint_answers)):
+        reset(i)
+        env.step(t.text)
+        env.step(a.text)
+        episodes[i].append(Episode(
+            reward=float(env.rewards[SOLVER]),
+            completions={THINKER: t, SOLVER: a},
+            prompts={THINKER: thinker_prompts[k], SOLVER: solver_prompts[k]},
+            actions=dict(env.outcome["actions"]),
+            thought=shown[k],
+            verification=dict(env.infos[SOLVER]["verification"]),
+        ))
+    budget["solver"]["verifier_calls"] += counter.calls - before
+
+    groups = Collected(EpisodeGroup(problem=problems[i], episodes=episodes[i]) for i in range(P))
+    if m:
+        before = counter.calls
+        for i, g in enumerate(groups):
+            g.solo_rewards, g.solo_prompt = [], solo_prompts[i * m]
+            for a in solo_answers[i * m:(i + 1) * m]:
+                reset(i, THINKER)
+                env.step(a.text)
+                g.solo_rewards.append(float(env.rewards[SOLVER]))
+                g.solo_completions.append(a)
+                g.solo_verifications.append(dict(env.infos[SOLVER]["verification"]))
+        budget["solo"]["verifier_calls"] += counter.calls - before
+
+    if NO_SOLVER in need:
+        before = counter.calls
+        for i, g in enumerate(groups):
+            for e in g.episodes:
+                reset(i, SOLVER)
+                env.step(e.completions[THINKER].text)
+                e.no_solver_reward = float(env.rewards[THINKER])
+                e.no_solver_verification = dict(env.infos[THINKER]["verification"])
+        budget["no_solver"]["verifier_calls"] += counter.calls - before
+
+    # Phase 4: ratings, one call per rater role.
+    if RATINGS in need:
+        flat = [(g, e) for g in groups for e in g.episodes]
+        prompts = [rating_prompts(g.problem.problem, e.thought, e.actions.get(SOLVER, ""), e.correct, env.prompts) for g, e in flat]
+        for k, rater in enumerate((THINKER, SOLVER)):
+            batch = [p[rater] for p in prompts]
+            phase = f"rating_{'thinker' if rater == THINKER else 'solver'}"
+            out = gen(rater, phase, batch, s["rating_max_new_tokens"], s["rating_temperature"], _seed(s["seed"], 2 + k))
+            account(phase, out)
+            for (g, e), msgs, c in zip(flat, batch, out):
+                if e.ratings is None:
+                    e.ratings = {}
+                e.ratings[rater] = c.text
+                e.rating_completions[rater] = c
+                e.rating_prompts[rater] = msgs
+    groups.budget = budget
+    return groups
