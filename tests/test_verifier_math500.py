@@ -1,0 +1,57 @@
+"""MATH500 acceptance: every reference solution is judged equal to its reference answer."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from thinksolve_env.verifier import MathVerifier, normalize_answer
+
+DATA = Path(os.environ.get("THINKSOLVE_MATH_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data" / "math"))
+MATH500 = DATA / "math500.jsonl"
+
+pytestmark = pytest.mark.skipif(not MATH500.exists(), reason=f"MATH500 not found at {MATH500}")
+
+
+@pytest.fixture(scope="module")
+def rows() -> list[dict]:
+    with open(MATH500) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    assert len(rows) == 500
+    return rows
+
+
+def test_all_500_solutions_match_their_answer(rows):
+    with MathVerifier(timeout=5.0, workers=2) as v:
+        got = v.verify_batch([(r["solution"], r["answer"]) for r in rows])
+    bad = [(r["id"], g) for r, g in zip(rows, got) if not g.correct]
+    assert bad == []
+    assert all(g.reason == "match" and g.reward == 1.0 for g in got)
+
+
+def test_symbolic_layer_alone_matches_all_500(rows):
+    """With the string fast path off, the worker engine must reach the same verdicts."""
+    with MathVerifier(timeout=5.0, workers=2, fast_path=False) as v:
+        got = v.verify_batch([(r["solution"], r["answer"]) for r in rows])
+        assert v.stats["fast"] == 0 and v.stats["symbolic"] > 0
+    bad = [(r["id"], g) for r, g in zip(rows, got) if not g.correct]
+    assert bad == []
+
+
+def test_solutions_do_not_match_other_problems_answers(rows):
+    """Negative control: solution i against answer i+1 is accepted only when the two answers
+    are themselves equivalent, and identical answers are always accepted."""
+    n = len(rows)
+    with MathVerifier(timeout=5.0, workers=2) as v:
+        shifted = v.verify_batch([(rows[i]["solution"], rows[(i + 1) % n]["answer"]) for i in range(n)])
+        direct = v.verify_batch([("\\boxed{" + rows[i]["answer"] + "}", rows[(i + 1) % n]["answer"]) for i in range(n)])
+    accepted = 0
+    for i, (s, d) in enumerate(zip(shifted, direct)):
+        assert s.correct == d.correct, (rows[i]["answer"], rows[(i + 1) % n]["answer"])
+        if normalize_answer(rows[i]["answer"]) == normalize_answer(rows[(i + 1) % n]["answer"]):
+            assert s.correct
+        accepted += s.correct
+    assert accepted < n // 20  # neighbouring MATH500 answers rarely coincide
