@@ -221,3 +221,25 @@ def test_repeated_hostile_answer_hits_the_cache(verifier):
     again = verifier.verify_batch([(text, "3")] * 8)
     assert time.monotonic() - t < 0.5
     assert all(r.reason == first.reason and r.reward == -1.0 for r in again)
+
+
+def test_worker_killed_mid_answer_is_retried_once():
+    """An answer whose worker dies under it is retried on a fresh worker, once."""
+    import threading
+
+    with MathVerifier(timeout=TIMEOUT, workers=1, cache_size=0) as v:
+        assert v.verify("\\boxed{\\frac{4}{2}}", "2").correct
+        (pid,) = v.worker_pids()
+        box: list = []
+        t = threading.Thread(target=lambda: box.append(v.verify("\\boxed{9^{9^{9^{9}}}}", "1")))
+        start = time.monotonic()
+        t.start()
+        time.sleep(TIMEOUT / 3)
+        os.kill(pid, signal.SIGKILL)
+        t.join(TIMEOUT * 2 + SLACK)
+        assert box, "verify did not return"
+        # The retry ran into the deadline (not a parse error from the crash).
+        assert (box[0].reason, box[0].reward) == ("timeout", -1.0)
+        assert v.stats["crashes"] == 1 and v.stats["timeouts"] == 1
+        assert time.monotonic() - start < TIMEOUT / 3 + TIMEOUT + SLACK
+        assert v.verify("\\boxed{\\frac{6}{2}}", "3").correct

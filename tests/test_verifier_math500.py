@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 
 from thinksolve_env.verifier import MathVerifier, normalize_answer
 
-DATA = Path(os.environ.get("THINKSOLVE_MATH_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data" / "math"))
-MATH500 = DATA / "math500.jsonl"
-
-pytestmark = pytest.mark.skipif(not MATH500.exists(), reason=f"MATH500 not found at {MATH500}")
-
 
 @pytest.fixture(scope="module")
-def rows() -> list[dict]:
-    with open(MATH500) as f:
+def rows(math500_path) -> list[dict]:
+    # math500_path (tests/conftest.py) fails loudly when the shared data is missing.
+    with open(math500_path) as f:
         rows = [json.loads(line) for line in f if line.strip()]
     assert len(rows) == 500
     return rows

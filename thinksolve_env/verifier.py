@@ -685,6 +685,7 @@ class MathVerifier:
         queue = deque(tasks)
         results: dict[tuple[str, str], tuple[bool, str]] = {}
         held: list[_Worker] = []
+        retried: set[tuple[str, str]] = set()
         next_id = 0
         poller = select.poll()
         try:
@@ -736,9 +737,17 @@ class MathVerifier:
                                 f"check that `{sys.executable} -c 'import math_verify'` works"
                             )
                         if w.state == "busy":
-                            results[w.task[1]] = (False, "parse-error")
+                            # A worker killed from outside (OOM killer, an idle reaper) gets its
+                            # answer retried once; one that dies on the same answer twice was
+                            # killed by it (allocation failure in C code): a parse error.
+                            key = w.task[1]
                             with self._stats_lock:
                                 self.stats["crashes"] += 1
+                            if key in retried:
+                                results[key] = (False, "parse-error")
+                            else:
+                                retried.add(key)
+                                queue.appendleft(key)
                         self._swap(pool, held, w)
                         continue
                     for msg in msgs:
