@@ -1,0 +1,98 @@
+"""Per-batch collaboration diagnostics (METHOD.md §3, §7).
+
+:func:`collaboration_diagnostics` summarises a batch of episode groups. Accuracies are averaged
+per problem first (each group weighs the same), with p(x) the problem's solo accuracy (share of
+its m solo samples that are correct):
+
+==========================  ===============================================================
+key                         meaning
+==========================  ===============================================================
+``joint_accuracy``          mean_x mean_j [R_joint > 0]
+``solo_accuracy``           mean_x p(x)                                   (needs ``solo``)
+``influence``               joint_accuracy − solo_accuracy                (needs ``solo``)
+``thinker_help_rate``       P(R_joint > R_¬T) = mean_x mean_j [R_joint,j > 0]·(1 − p(x))
+``thinker_hurt_rate``       P(R_joint < R_¬T) = mean_x mean_j [R_joint,j < 0]·p(x)
+                            (R_¬T drawn from the problem's solo samples; help − hurt = influence)
+``no_solver_accuracy``      mean_x mean_j [R_¬S,j > 0]                     (needs ``no_solver``)
+``solver_help_rate``        mean_x mean_j [R_joint,j > R_¬S,j]             (needs ``no_solver``)
+``solver_hurt_rate``        mean_x mean_j [R_joint,j < R_¬S,j]             (needs ``no_solver``)
+``rating_valid_rate``       share of SEPO ratings that parse to a valid pair (needs ``ratings``)
+``adv_corr_<agent>``        Pearson correlation, over the batch, of the agent's advantages
+                            under ``rewards`` with the shared-reward advantages (same estimator)
+==========================  ===============================================================
+
+A credit method that is only a rescaled shared reward shows ``adv_corr`` = 1. A correlation is
+``None`` when either advantage vector is constant (e.g. every group is all-correct).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from . import estimators
+from .credit.base import SOLVER, THINKER, group_index, joint_rewards
+from .credit.sepo import parse_rating
+
+__all__ = ["collaboration_diagnostics", "correlation"]
+
+
+def correlation(a: Any, b: Any) -> float | None:
+    """Pearson correlation of two vectors; ``None`` when either is constant."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    da, db = a - a.mean(), b - b.mean()
+    na, nb = float(np.sqrt((da**2).sum())), float(np.sqrt((db**2).sum()))
+    if na == 0.0 or nb == 0.0:
+        return None
+    return float(np.clip((da * db).sum() / (na * nb), -1.0, 1.0))
+
+
+def collaboration_diagnostics(groups: Sequence[Any], rewards: Mapping[str, Any] | None = None, *,
+                              estimator: str = "grpo", **estimator_params) -> dict[str, float | None]:
+    """The diagnostics above for ``groups``; with ``rewards`` (a credit method's output) also the
+    advantage correlations, computed with ``estimators.get(estimator)(r, index, **estimator_params)``."""
+    groups = list(groups)
+    if not groups:
+        raise ValueError("collaboration_diagnostics got no episode groups")
+    out: dict[str, float | None] = {}
+    acc, solo, help_, hurt = [], [], [], []
+    has_solo = all(getattr(g, "solo_rewards", None) for g in groups)
+    for g in groups:
+        R = np.array([float(e.reward) for e in g.episodes])
+        acc.append(float(np.mean(R > 0)))
+        if has_solo:
+            p = float(np.mean(np.asarray(g.solo_rewards, dtype=np.float64) > 0))
+            solo.append(p)
+            help_.append(float(np.mean((R > 0) * (1 - p))))
+            hurt.append(float(np.mean((R < 0) * p)))
+    out["joint_accuracy"] = float(np.mean(acc))
+    if has_solo:
+        out["solo_accuracy"] = float(np.mean(solo))
+        out["influence"] = out["joint_accuracy"] - out["solo_accuracy"]
+        out["thinker_help_rate"] = float(np.mean(help_))
+        out["thinker_hurt_rate"] = float(np.mean(hurt))
+    if all(e.no_solver_reward is not None for g in groups for e in g.episodes):
+        ns, sh, su = [], [], []
+        for g in groups:
+            R = np.array([float(e.reward) for e in g.episodes])
+            Rs = np.array([float(e.no_solver_reward) for e in g.episodes])
+            ns.append(float(np.mean(Rs > 0)))
+            sh.append(float(np.mean(R > Rs)))
+            su.append(float(np.mean(R < Rs)))
+        out["no_solver_accuracy"] = float(np.mean(ns))
+        out["solver_help_rate"] = float(np.mean(sh))
+        out["solver_hurt_rate"] = float(np.mean(su))
+    rated = [(e, r) for g in groups for e in g.episodes if e.ratings is not None for r in (THINKER, SOLVER)]
+    if rated:
+        out["rating_valid_rate"] = float(np.mean([parse_rating(e.ratings.get(r), e.reward > 0).valid for e, r in rated]))
+    if rewards is not None:
+        est = estimators.get(estimator)
+        idx = group_index(groups)
+        shared = est(joint_rewards(groups), idx, **estimator_params).numpy()
+        for agent in (THINKER, SOLVER):
+            if agent in rewards:
+                adv = est(np.asarray(rewards[agent], dtype=np.float64), idx, **estimator_params).numpy()
+                out[f"adv_corr_{agent}"] = correlation(adv, shared)
+    return out
