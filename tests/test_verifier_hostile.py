@@ -243,3 +243,32 @@ def test_worker_killed_mid_answer_is_retried_once():
         assert v.stats["crashes"] == 1 and v.stats["timeouts"] == 1
         assert time.monotonic() - start < TIMEOUT / 3 + TIMEOUT + SLACK
         assert v.verify("\\boxed{\\frac{6}{2}}", "3").correct
+
+
+def test_verifier_source_has_no_code_evaluation():
+    """No eval/exec/compile, no sympy string parsing, no pickle, no Expr extraction (parse_expr)."""
+    import ast
+
+    import thinksolve_env._verify_worker as worker
+    import thinksolve_env.verifier as verifier
+
+    banned_calls = {"eval", "exec", "sympify", "parse_expr", "__import__"}  # also as attributes
+    banned_builtins = banned_calls | {"compile"}  # as a bare name (re.compile is fine)
+    banned_names = {"pickle", "cPickle", "dill", "cloudpickle", "ExprExtractionConfig", "parse_expr",
+                    "sympify", "multiprocessing"}
+    for mod in (verifier, worker):
+        tree = ast.parse(open(mod.__file__).read())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                f = node.func
+                if isinstance(f, ast.Name):
+                    assert f.id not in banned_builtins, f"{mod.__name__}:{node.lineno} calls {f.id}"
+                elif isinstance(f, ast.Attribute):
+                    assert f.attr not in banned_calls, f"{mod.__name__}:{node.lineno} calls {f.attr}"
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = {a.name.split(".")[0] for a in node.names} | {a.name for a in node.names}
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    names.add(node.module.split(".")[0])
+                assert not names & banned_names, f"{mod.__name__}:{node.lineno} imports {names & banned_names}"
+            if isinstance(node, ast.Name):
+                assert node.id not in banned_names, f"{mod.__name__}:{node.lineno} uses {node.id}"
