@@ -83,7 +83,7 @@ def get(name: str) -> Callable:
 def aggregate(loss_mat: torch.Tensor, mask: torch.Tensor, agg: str, max_len: int | None = None) -> torch.Tensor:
     """Reduce a (B, T) per-token loss to a scalar (formulas in the module docstring)."""
     m = mask.to(loss_mat.dtype)
-    lm = loss_mat * m
+    lm = torch.where(m > 0, loss_mat, torch.zeros_like(loss_mat))  # padding may hold inf/NaN
     if agg == "token-mean":
         return lm.sum() / m.sum().clamp(min=1)
     if agg == "seq-mean-token-mean":
@@ -134,6 +134,11 @@ def _prepare(logp, old_logp, advantages, mask, clip_low, clip_high, dual_clip, a
     return adv.detach(), mask.to(logp.dtype), old_logp.detach()
 
 
+def _log_ratio(logp, old, m):
+    """log π − log π_old on valid tokens, 0 on padding (which may hold anything)."""
+    return torch.where(m > 0, logp - old, torch.zeros_like(logp))
+
+
 def _clipped(ratio, adv, m, clip_low, clip_high, dual_clip):
     pg1 = -adv * ratio
     pg2 = -adv * ratio.clamp(1 - clip_low, 1 + clip_high)
@@ -159,8 +164,9 @@ def _finish(loss_mat, logp, m, agg, max_len, ref_logp, kl_coef, kl_type, metrics
     metrics["pg_loss"] = float(pg.detach())
     metrics["kl"] = 0.0
     if ref_logp is not None:
-        kl = kl_estimate(logp, ref_logp.detach(), kl_type)
-        metrics["kl"] = float((kl.detach() * m).sum() / m.sum().clamp(min=1))
+        ref = ref_logp.detach()
+        kl = kl_estimate(torch.where(m > 0, logp, ref), ref, kl_type)
+        metrics["kl"] = float(aggregate(kl.detach(), m, "token-mean"))
         if kl_coef:
             loss_mat = loss_mat + kl_coef * kl
     elif kl_coef:
@@ -181,7 +187,7 @@ def grpo_loss(logp, old_logp, advantages, mask, *, clip_low: float = 0.2, clip_h
     ℓ_t = max(−A·ρ_t, −A·clip(ρ_t, 1 − ε_low, 1 + ε_high)) (dual clip: min(ℓ_t, −A·c) for A < 0),
     aggregated by ``agg``; + β·KL_t with a reference."""
     adv, m, old = _prepare(logp, old_logp, advantages, mask, clip_low, clip_high, dual_clip, agg)
-    ratio = torch.exp((logp - old).clamp(-20, 20))
+    ratio = torch.exp(_log_ratio(logp, old, m).clamp(-20, 20))
     loss_mat, metrics = _clipped(ratio, adv, m, clip_low, clip_high, dual_clip)
     return _finish(loss_mat, logp, m, agg, max_len, ref_logp, kl_coef, kl_type, metrics)
 
@@ -196,7 +202,8 @@ def gspo_loss(logp, old_logp, advantages, mask, *, clip_low: float = 3e-4, clip_
     makes it the sequence objective. Clipping metrics count tokens of clipped sequences."""
     adv, m, old = _prepare(logp, old_logp, advantages, mask, clip_low, clip_high, dual_clip, agg)
     n = m.sum(dim=-1).clamp(min=1)
-    log_s = ((logp - old) * m).sum(dim=-1) / n
-    log_s_tok = (logp - logp.detach() + log_s.detach()[:, None]).clamp(max=10)
+    log_s = _log_ratio(logp, old, m).sum(dim=-1) / n
+    tok = torch.where(m > 0, logp - logp.detach(), torch.zeros_like(logp))
+    log_s_tok = (tok + log_s.detach()[:, None]).clamp(max=10)
     loss_mat, metrics = _clipped(torch.exp(log_s_tok), adv, m, clip_low, clip_high, dual_clip)
     return _finish(loss_mat, logp, m, agg, max_len, ref_logp, kl_coef, kl_type, metrics)

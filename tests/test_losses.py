@@ -132,3 +132,14 @@ def test_shape_errors():
         losses.get("grpo")(lp, lp.detach(), torch.zeros(2), ONE(1, 2))
     with pytest.raises(ValueError, match="share a shape"):
         losses.get("gspo")(lp, lp.detach(), torch.zeros(1), ONE(1, 3))
+
+
+@pytest.mark.parametrize("name", ["grpo", "gspo"])
+def test_padding_values_never_leak(name):
+    lp = torch.tensor([[0.0, float("-inf")], [0.0, float("nan")]], dtype=torch.float64, requires_grad=True)
+    old = torch.tensor([[0.0, 0.0], [0.0, float("inf")]], dtype=torch.float64)
+    loss, m = losses.get(name)(lp, old, torch.tensor([1.0, -1.0]), torch.tensor([[1, 0], [1, 0]]),
+                               ref_logp=torch.zeros(2, 2, dtype=torch.float64), kl_coef=0.1)
+    loss.backward()
+    assert math.isfinite(loss.item()) and loss.item() == pytest.approx(0.0)  # (−1 + 1)/2, KL 0
+    assert torch.isfinite(lp.grad).all() and all(math.isfinite(v) for v in m.values())
