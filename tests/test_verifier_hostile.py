@@ -15,7 +15,7 @@ import pytest
 
 from thinksolve_env.verifier import REASONS, MathVerifier, Verification
 
-TIMEOUT = 1.0
+TIMEOUT = 0.75
 # Start-up of a replacement worker (a few tenths of a second) plus scheduling noise on a
 # shared 2-core machine.
 SLACK = 3.0
