@@ -12,7 +12,8 @@ loss differentiates). Greedy decoding (``temperature=0``) records ``T = 1``.
 :meth:`TransformersPolicy.logprobs` recomputes exactly that quantity under the current weights,
 reading the temperature and the prompt token ids that ``generate`` attached to each completion
 (``completion.temperature``, ``completion.prompt_token_ids``), so the two agree within float
-error (1e-4) while the weights are unchanged.
+error (1e-4 in float32; about 1e-3 in bfloat16, where the cached and uncached forward passes
+round differently) while the weights are unchanged.
 
 Prompts longer than the context (``max_context``, default ``config.max_position_embeddings``)
 minus ``max_new_tokens`` are cut from the left of the last user message, with a warning.
@@ -103,7 +104,10 @@ class TransformersPolicy:
         if device is not None:
             model = model.to(device)
         if gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x
+                model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             if hasattr(model, "enable_input_require_grads") and lora:
                 model.enable_input_require_grads()
         if lora:

