@@ -157,7 +157,13 @@ def save_checkpoint(
     try:
         (tmp / "weights").mkdir()
         for role, sd in weights.items():
-            tensors = {k: v.detach().to("cpu").contiguous() for k, v in sd.items()}
+            tensors, seen = {}, set()
+            for k, v in sd.items():
+                v = v.detach().to("cpu").contiguous()
+                ptr = v.untyped_storage().data_ptr()
+                # tied weights (e.g. embeddings = LM head) share memory; safetensors wants copies
+                tensors[k] = v.clone() if ptr in seen else v
+                seen.add(ptr)
             save_file(tensors, str(tmp / "weights" / f"{role}.safetensors"))
         if optimizers:
             (tmp / "optim").mkdir()

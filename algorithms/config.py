@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = [
-    "ModelConfig", "RolloutConfig", "CreditConfig", "OptimConfig", "ScheduleConfig", "TrainerConfig",
-    "PRESETS", "preset", "apply_overrides", "ConfigError",
+    "ModelConfig", "RolloutConfig", "CreditConfig", "OptimConfig", "ScheduleConfig", "WarmStartConfig", "TrainerConfig",
+    "PRESETS", "preset", "apply_overrides", "ConfigError", "OPTIMIZERS", "apply_optimizer", "apply_credit",
 ]
 
 ROLES = ("thinker_0", "solver_0")
@@ -131,6 +131,26 @@ class ScheduleConfig:
 
 
 @dataclass
+class WarmStartConfig:
+    """The supervised format warm-up of ``algorithms.warmstart`` (for a randomly initialised
+    ``tiny`` model; cached per machine, keyed by every field but ``enabled``)."""
+
+    enabled: bool = False
+    """Run (or reuse) the warm start and start both roles from it."""
+    data: str = "arith:n=3000,difficulty=1"
+    """Problems with ``meta["steps"]`` (the ``arith:`` task)."""
+    steps: int = 250
+    """Supervised optimizer steps."""
+    batch_size: int = 32
+    """Examples per step."""
+    lr: float = 3e-3
+    """AdamW learning rate (linear decay to 10%)."""
+    seed: int = 0
+    """Seed of the initial weights and the example order (independent of the run's seed, so one
+    warm start serves every run)."""
+
+
+@dataclass
 class TrainerConfig:
     train_data: str = "arith:n=5000,difficulty=2"
     """Training problems (anything ``load_problems`` reads)."""
@@ -145,11 +165,16 @@ class TrainerConfig:
     save_every: int = 10
     """Steps between checkpoints (the last step is always saved)."""
     eval_every: int = 0
-    """Steps between evaluations (0: only at the end)."""
+    """Steps between evaluations on ``eval_data`` (0: none during training; ``thinksolve eval``)."""
+    eval_samples: int = 1
+    """Samples per problem in evaluations (mean@k)."""
+    eval_temperature: float = 1.0
+    """Sampling temperature of evaluations (0 = greedy)."""
     tensorboard: bool = True
     """Also log to TensorBoard when it is installed."""
-    warm_start: bool = False
-    """Run the cached supervised format warm-up first (``tiny`` preset)."""
+    threads: int = 0
+    """torch CPU threads (0: torch's default). 1 is fastest for the tiny model on a busy CPU."""
+    warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     credit: CreditConfig = field(default_factory=CreditConfig)
@@ -178,6 +203,19 @@ class TrainerConfig:
         need(self.steps >= 1, "steps", ">= 1", self.steps)
         need(self.save_every >= 1, "save_every", ">= 1", self.save_every)
         need(self.eval_every >= 0, "eval_every", ">= 0", self.eval_every)
+        need(self.eval_samples >= 1, "eval_samples", ">= 1", self.eval_samples)
+        need(self.eval_temperature >= 0, "eval_temperature", ">= 0 (0 = greedy)", self.eval_temperature)
+        need(self.threads >= 0, "threads", ">= 0 (0 = torch default)", self.threads)
+        w = self.warm_start
+        need(w.steps >= 1, "warm_start.steps", ">= 1", w.steps)
+        need(w.batch_size >= 1, "warm_start.batch_size", ">= 1", w.batch_size)
+        need(w.lr > 0, "warm_start.lr", "> 0", w.lr)
+        from . import credit, estimators, losses
+
+        need(self.credit.name in credit.available(), "credit.name", "|".join(credit.available()), self.credit.name)
+        need(isinstance(self.credit.params, dict), "credit.params", "a mapping of the method's parameters", self.credit.params)
+        need(o.estimator in estimators.available(), "optim.estimator", "|".join(estimators.available()), o.estimator)
+        need(o.loss in losses.available(), "optim.loss", "|".join(losses.available()), o.loss)
         need(m.sharing in ("separate", "shared", "lora"), "model.sharing", "separate|shared|lora", m.sharing)
         need(m.dtype in ("float32", "bfloat16", "float16"), "model.dtype", "float32|bfloat16|float16", m.dtype)
         need(m.lora_rank >= 1, "model.lora_rank", ">= 1", m.lora_rank)
@@ -297,7 +335,8 @@ def _tiny_arith() -> TrainerConfig:
         steps=30,
         out="runs/tiny-arith",
         save_every=10,
-        warm_start=True,
+        warm_start=WarmStartConfig(enabled=True),
+        threads=1,
         model=ModelConfig(name="tiny", sharing="separate"),
         rollout=RolloutConfig(problems_per_step=8, group_size=8, solo_samples=4, thinker_max_new_tokens=48,
                               solver_max_new_tokens=32, rating_max_new_tokens=32, max_prompt_tokens=256),
@@ -340,6 +379,43 @@ PRESETS = {
     "qwen2.5-7b-math": lambda: _qwen_math("Qwen/Qwen2.5-7B-Instruct"),
     "llama3.1-8b-math": lambda: _qwen_math("meta-llama/Llama-3.1-8B-Instruct"),
 }
+
+
+#: ``--optimizer`` names: an advantage estimator × a policy loss (METHOD.md §6), as optim fields.
+OPTIMIZERS: dict[str, dict[str, Any]] = {
+    "gspo": dict(estimator="grpo", scale="none", loss="gspo", agg="seq-mean-token-mean", clip_low=3e-4, clip_high=4e-4),
+    "grpo": dict(estimator="grpo", scale="group", loss="grpo", agg="token-mean", clip_low=0.2, clip_high=0.2),
+    "dr_grpo": dict(estimator="grpo", scale="none", loss="grpo", agg="token-mean", clip_low=0.2, clip_high=0.2),
+    "rloo": dict(estimator="rloo", scale="none", loss="grpo", agg="token-mean", clip_low=0.2, clip_high=0.2),
+    "reinforce++": dict(estimator="reinforce++", scale="none", loss="grpo", agg="token-mean", clip_low=0.2, clip_high=0.2),
+    "reinforce++-baseline": dict(estimator="reinforce++-baseline", scale="none", loss="grpo", agg="token-mean",
+                                 clip_low=0.2, clip_high=0.2),
+}
+
+
+def apply_optimizer(config: TrainerConfig, name: str) -> TrainerConfig:
+    """A copy of ``config`` with the optim fields of the named optimizer (:data:`OPTIMIZERS`);
+    an unknown name lists the choices. Learning rate, schedule and batching are kept."""
+    if name not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer {name!r}; choose from {sorted(OPTIMIZERS)}")
+    config = copy.deepcopy(config)
+    for k, v in OPTIMIZERS[name].items():
+        setattr(config.optim, k, v)
+    return config
+
+
+def apply_credit(config: TrainerConfig, name: str) -> TrainerConfig:
+    """A copy of ``config`` using credit method ``name`` (its parameters reset unless it is the
+    same method); an unknown name lists the choices."""
+    from . import credit
+
+    if name not in credit.available():
+        raise ConfigError(f"unknown credit method {name!r}; choose from {sorted(credit.available())}")
+    config = copy.deepcopy(config)
+    if config.credit.name != name:
+        config.credit.params = {}
+    config.credit.name = name
+    return config
 
 
 def preset(name: str) -> TrainerConfig:

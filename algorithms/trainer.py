@@ -1,0 +1,660 @@
+"""The trainer: one training step, top to bottom (METHOD.md §6 reference loop).
+
+``Trainer(config).train()`` repeats :meth:`Trainer.step`, which reads in order:
+
+1. **problems** — ``rollout.problems_per_step`` problems drawn with a generator seeded by
+   ``(seed, step)``; under ``accelerate launch`` each rank takes its shard ``[rank::world]``;
+2. **collect** — :func:`~algorithms.rollout.collect_groups`: both roles sampled, ``group_size``
+   joint episodes per problem plus the counterfactuals the credit method requires;
+3. **credit** — the credit method turns outcomes into one reward per role and joint episode
+   (on every rank over the *whole* batch, gathered, so its state stays identical);
+4. **advantages** — per role, the configured estimator over the groups;
+5. **update** — the role(s) the schedule picks this step (``alternate``: one role for ``period``
+   steps, then the other; ``simultaneous``: both): ``ppo_epochs`` passes over the rollout, each
+   pass micro-batched by a token budget (gradients accumulated, all-reduced by DDP at the last
+   micro-batch), grad-norm clip, AdamW with linear warm-up. Old log-probs are the sampling-time
+   ones (``Completion.logprobs``); with ``kl_coef > 0`` a frozen copy of the initial weights
+   supplies the reference log-probs;
+6. **metrics** — one JSON row in ``OUT/metrics.jsonl`` (and TensorBoard when installed);
+7. **checkpoint** — every ``save_every`` steps and at the end, atomically, in ``OUT/checkpoint/``.
+
+Exact resume: all randomness of a step is seeded from ``(seed, step, rank)``, and the checkpoint
+holds weights, optimizer states, credit state, RNG states and the step, so a run resumed at step
+k continues exactly as the uninterrupted run. Ctrl-C finishes the current step, writes a
+checkpoint and exits (a second Ctrl-C aborts at once, keeping the last checkpoint).
+
+Models (``model.sharing``): ``separate`` (reference: one full model per role), ``shared`` (one
+model, the roles differ by prompt; each role still has its own AdamW state), ``lora`` (one frozen
+base with one LoRA adapter per role).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents import TransformersPolicy
+from agents.models import load_model
+from thinksolve_env import MathVerifier, load_problems
+
+from . import credit as credit_registry
+from . import estimators, losses
+from .checkpoint import capture_rng, config_diff, load_checkpoint, restore_rng, save_checkpoint
+from .config import ROLES, TrainerConfig
+from .credit.base import group_index
+from .diagnostics import collaboration_diagnostics
+from .rollout import EpisodeGroup, collect_groups
+
+__all__ = ["Trainer", "ResumeError", "step_seed", "micro_batches"]
+
+THINKER, SOLVER = ROLES
+#: Config fields a resumed run may change.
+RESUMABLE_CHANGES = ("steps", "out")
+
+
+class ResumeError(RuntimeError):
+    """``--resume`` found a checkpoint from a different configuration."""
+
+
+def step_seed(seed: int, step: int, rank: int = 0) -> int:
+    """The seed of everything random in step ``step`` on rank ``rank`` (a 31-bit integer)."""
+    return int(np.random.SeedSequence([int(seed), int(step), int(rank)]).generate_state(1)[0] >> 1)
+
+
+def micro_batches(lengths: list[int], budget: int) -> list[list[int]]:
+    """Consecutive index groups whose padded size (count × longest sequence) fits ``budget``
+    tokens (a sequence longer than the budget gets a micro-batch of its own)."""
+    out, cur, longest = [], [], 0
+    for i, n in enumerate(lengths):
+        if cur and (len(cur) + 1) * max(longest, n) > budget:
+            out.append(cur)
+            cur, longest = [], 0
+        cur.append(i)
+        longest = max(longest, n)
+    if cur:
+        out.append(cur)
+    return out
+
+
+class _Dist:
+    """Data parallelism through ``accelerate`` when launched with several processes."""
+
+    def __init__(self, device: str, lora: bool) -> None:
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.accelerator = None
+        self.rank = 0
+        if self.world > 1:
+            from accelerate import Accelerator
+            from accelerate.utils import DistributedDataParallelKwargs
+
+            handlers = [DistributedDataParallelKwargs(find_unused_parameters=lora)]
+            self.accelerator = Accelerator(cpu=device == "cpu", kwargs_handlers=handlers)
+            self.rank = self.accelerator.process_index
+            self.world = self.accelerator.num_processes
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def wrap(self, model):
+        """The model DDP/FSDP-wrapped for training (the model itself on one process)."""
+        return self.accelerator.prepare_model(model) if self.accelerator else model
+
+    def no_sync(self, wrapped):
+        if self.accelerator is None or not hasattr(wrapped, "no_sync"):
+            return contextlib.nullcontext()
+        return wrapped.no_sync()
+
+    def gather(self, obj: Any) -> list:
+        if self.world == 1:
+            return [obj]
+        out = [None] * self.world
+        torch.distributed.all_gather_object(out, obj)
+        return out
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
+
+@contextlib.contextmanager
+def _training_view(policy: TransformersPolicy, wrapped):
+    """Route ``policy.logprobs`` through the DDP wrapper (gradient all-reduce) while updating."""
+    plain = policy.model
+    policy.model = wrapped
+    try:
+        yield
+    finally:
+        policy.model = plain
+
+
+class _RolePolicy(TransformersPolicy):
+    """One role's view of a shared LoRA model: activates the role's adapter for every call
+    and exposes only that adapter's parameters."""
+
+    def __init__(self, model, tokenizer, role: str, **kw) -> None:
+        super().__init__(model, tokenizer, **kw)
+        self.role = role
+
+    def _activate(self):
+        self._base_peft().set_adapter(self.role)
+
+    def _base_peft(self):
+        m = self.model
+        return getattr(m, "module", m)
+
+    def generate(self, *a, **kw):
+        self._activate()
+        return super().generate(*a, **kw)
+
+    def logprobs(self, *a, **kw):
+        self._activate()
+        return super().logprobs(*a, **kw)
+
+    def named_parameters(self):
+        return ((n, p) for n, p in self._base_peft().named_parameters() if f".{self.role}." in n)
+
+    def parameters(self):
+        return (p for _, p in self.named_parameters())
+
+    @property
+    def is_peft(self) -> bool:
+        return True
+
+    def _base_model(self):
+        return self._base_peft().get_base_model()
+
+
+class Trainer:
+    """Collect → credit → advantages → update per role, with checkpoints and metrics.
+
+    Args:
+        config: a :class:`~algorithms.config.TrainerConfig` (validated here).
+        resume: continue from ``config.out/checkpoint`` (refused if its config differs in any
+            field but ``steps`` and ``out``).
+        log: where progress lines go (``None`` silences them).
+    """
+
+    def __init__(self, config: TrainerConfig, *, resume: bool = False, log=print) -> None:
+        self.config = cfg = copy.deepcopy(config).validate()
+        self.out = Path(cfg.out)
+        self.dist = _Dist(cfg.model.device, cfg.model.sharing == "lora")
+        self.log = log if self.dist.main else None
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed % 2**32)
+
+        self.problems = load_problems(cfg.train_data)
+        self.credit = credit_registry.get(cfg.credit.name, **cfg.credit.params)
+        self.estimator = estimators.get(cfg.optim.estimator)
+        self.loss_fn = losses.get(cfg.optim.loss)
+        self.policies = self._build_policies()
+        # One trainable policy per role (the same object for both under `shared`), its wrapped
+        # (DDP) model for updates, its AdamW. Frozen reference copies only when a KL is asked for.
+        self.wrapped = {role: self.dist.wrap(self.policies[role].model) if cfg.model.sharing != "lora" else None
+                        for role in ROLES}
+        if cfg.model.sharing == "shared":
+            self.wrapped[SOLVER] = self.wrapped[THINKER]
+        if cfg.model.sharing == "lora":
+            wrapped = self.dist.wrap(self.policies[THINKER].model)
+            self.wrapped = {role: wrapped for role in ROLES}
+        self.optimizers = {
+            role: torch.optim.AdamW(list(self.policies[role].parameters()), lr=cfg.optim.lr,
+                                    weight_decay=cfg.optim.weight_decay)
+            for role in ROLES
+        }
+        self.reference = self._build_reference() if cfg.optim.kl_coef > 0 else None
+        self.rollout_policies = self._rollout_engines()
+        self.verifier = MathVerifier()
+        self.step_count = 0
+        self.optimizer_steps = {role: 0 for role in ROLES}
+        self._stop_requested = False
+        self._updating = False
+        self._tb = None
+        if resume:
+            self._resume()
+
+    # ------------------------------------------------------------------ the training step
+
+    def step(self) -> dict:
+        """One training step (see the module docstring); returns its metrics row."""
+        cfg, r, s = self.config, self.config.rollout, self.step_count
+        t = {"start": time.perf_counter()}
+        seed = step_seed(cfg.seed, s, self.dist.rank)
+
+        # 1. problems: a global draw from (seed, step), then this rank's shard
+        order = np.random.default_rng([cfg.seed, s]).choice(len(self.problems), r.problems_per_step,
+                                                             replace=len(self.problems) < r.problems_per_step)
+        problems = [self.problems[i] for i in order][self.dist.rank::self.dist.world]
+
+        # 2. collect: both roles sampled; counterfactuals as the credit method requires
+        groups = collect_groups(
+            problems, self.rollout_policies, group_size=r.group_size, needs=self.credit.requires,
+            verifier=self.verifier, solo_samples=r.solo_samples, seed=seed, temperature=r.temperature, top_p=r.top_p,
+            thinker_max_new_tokens=r.thinker_max_new_tokens, solver_max_new_tokens=r.solver_max_new_tokens,
+            rating_max_new_tokens=r.rating_max_new_tokens,
+        )
+        t["collect"] = time.perf_counter()
+
+        # 3. credit over the whole (gathered) batch; this rank keeps its own episodes' rewards
+        all_groups, offset = self._gather_outcomes(groups)
+        rewards_all = self.credit(all_groups)
+        n_local = sum(len(g.episodes) for g in groups)
+        rewards = {role: rewards_all[role][offset:offset + n_local] for role in ROLES}
+        diag = collaboration_diagnostics(all_groups, rewards_all, estimator=cfg.optim.estimator,
+                                         **self._estimator_params())
+        t["credit"] = time.perf_counter()
+
+        # 4-5. advantages and update for the role(s) scheduled this step
+        index = group_index(groups)
+        role_metrics = {}
+        self._updating = True
+        for role in self.roles_to_update(s):
+            prompts = [e.prompts[role] for g in groups for e in g.episodes]
+            completions = [e.completions[role] for g in groups for e in g.episodes]
+            lengths = [len(c.token_ids) for c in completions]
+            adv = self.estimator(rewards[role], index, lengths=lengths, **self._estimator_params())
+            role_metrics[role] = self._update(role, prompts, completions, adv)
+        self._updating = False
+        self._sync_rollout_engines()
+        t["update"] = time.perf_counter()
+        self.step_count += 1
+
+        # 6. metrics row
+        row = self._metrics_row(s, groups, all_groups, rewards_all, diag, role_metrics, t)
+        self._log_row(row)
+        return row
+
+    def roles_to_update(self, step: int) -> list[str]:
+        """The roles updated at ``step``: both (simultaneous) or one, switching every ``period``."""
+        sch = self.config.schedule
+        if sch.mode == "simultaneous":
+            return list(ROLES)
+        first = ROLES.index(sch.start_role)
+        return [ROLES[(first + step // sch.period) % 2]]
+
+    def _update(self, role: str, prompts, completions, advantages: torch.Tensor) -> dict:
+        """``ppo_epochs`` clipped policy-gradient updates of one role on one rollout batch."""
+        o = self.config.optim
+        policy, wrapped, opt = self.policies[role], self.wrapped[role], self.optimizers[role]
+        params = list(policy.parameters())
+        old = [torch.tensor(c.logprobs, dtype=torch.float32) for c in completions]
+        T = max(len(x) for x in old)
+        lengths = [len(getattr(c, "prompt_token_ids", []) or []) + len(c.token_ids) for c in completions]
+        batches = micro_batches(lengths, o.micro_batch_tokens)
+        ref = self._reference_logprobs(role, prompts, completions, batches) if self.reference else None
+        n_tok, n_seq = sum(len(x) for x in old), len(old)
+        sums: dict[str, float] = {}
+        policy.train()
+        with _training_view(policy, wrapped):
+            for _ in range(o.ppo_epochs):
+                for group in opt.param_groups:  # linear warm-up, then constant
+                    group["lr"] = o.lr * min(1.0, (self.optimizer_steps[role] + 1) / (o.warmup_steps + 1))
+                opt.zero_grad(set_to_none=True)
+                for k, idx in enumerate(batches):
+                    with self.dist.no_sync(wrapped) if k < len(batches) - 1 else contextlib.nullcontext():
+                        logp = policy.logprobs([prompts[i] for i in idx], [completions[i] for i in idx])
+                        cur, mask = _pad(logp, T)
+                        loss, m = self.loss_fn(
+                            cur, _pad([old[i] for i in idx], T)[0], advantages[idx], mask,
+                            clip_low=o.clip_low, clip_high=o.clip_high, dual_clip=o.dual_clip, agg=o.agg,
+                            ref_logp=None if ref is None else _pad([ref[i] for i in idx], T)[0],
+                            kl_coef=o.kl_coef, kl_type=o.kl_type, max_len=T,
+                        )
+                        # each micro-batch's share of the whole batch's aggregate
+                        share = float(mask.sum()) / n_tok if o.agg == "token-mean" else len(idx) / n_seq
+                        (loss * share).backward()
+                    for key, v in m.items():
+                        sums[key] = sums.get(key, 0.0) + v * share / o.ppo_epochs
+                norm = torch.nn.utils.clip_grad_norm_(params, o.grad_clip if o.grad_clip > 0 else float("inf"))
+                sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(norm) / o.ppo_epochs
+                opt.step()
+                self.optimizer_steps[role] += 1
+        policy.eval()
+        sums["lr"] = opt.param_groups[0]["lr"]
+        sums["micro_batches"] = len(batches)
+        sums["advantage_mean"] = float(advantages.float().mean())
+        sums["advantage_abs_mean"] = float(advantages.float().abs().mean())
+        return sums
+
+    # ------------------------------------------------------------------ the loop
+
+    def train(self) -> list[dict]:
+        """Run until ``config.steps``; returns the metrics rows of this call.
+
+        Ctrl-C: the current step finishes, a checkpoint is written, then ``KeyboardInterrupt``
+        is raised (the CLI exits with 130). A second Ctrl-C aborts at once; the last checkpoint
+        stays, and the state is saved too if no update was under way.
+        """
+        cfg = self.config
+        rows = []
+        bar = self._progress()
+        previous = self._install_sigint()
+        try:
+            while self.step_count < cfg.steps:
+                row = self.step()
+                rows.append(row)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(acc=f"{row['joint_accuracy']:.2f}", loss=f"{row.get('loss', 0.0):.3f}")
+                if cfg.eval_every and (self.step_count % cfg.eval_every == 0 or self.step_count == cfg.steps):
+                    self._log_eval(self.evaluate(cfg.eval_data))
+                if self.step_count % cfg.save_every == 0 or self.step_count == cfg.steps or self._stop_requested:
+                    self.save()
+                if self._stop_requested:
+                    raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            if not self._stop_requested and not self._updating:
+                self.save()
+            if self.log:
+                self.log(f"interrupted at step {self.step_count}; checkpoint in {self.out / 'checkpoint'} "
+                         "(continue with --resume)")
+            raise
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+            if bar is not None:
+                bar.close()
+        return rows
+
+    def _install_sigint(self):
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def handler(signum, frame):
+            if self._stop_requested:
+                raise KeyboardInterrupt
+            self._stop_requested = True
+            if self.log:
+                self.log("\nCtrl-C: finishing this step, then saving a checkpoint (Ctrl-C again to abort)")
+
+        return signal.signal(signal.SIGINT, handler)
+
+    def request_stop(self) -> None:
+        """Ask :meth:`train` to stop after the current step (as Ctrl-C does)."""
+        self._stop_requested = True
+
+    def close(self) -> None:
+        self.verifier.close()
+        for p in self.rollout_policies.values():
+            if hasattr(p, "close") and not isinstance(p, TransformersPolicy):
+                p.close()
+        if self._tb:
+            self._tb.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def role_weights(self) -> dict[str, dict[str, torch.Tensor]]:
+        """What the checkpoint stores per role: the full state dict (``separate``; ``shared``
+        stores it once, under the Thinker), or the role's adapter (``lora``)."""
+        sharing = self.config.model.sharing
+        if sharing == "lora":
+            return {role: {n: p.detach() for n, p in self.policies[role].named_parameters()} for role in ROLES}
+        if sharing == "shared":
+            return {THINKER: self.policies[THINKER].model.state_dict()}
+        return {role: self.policies[role].model.state_dict() for role in ROLES}
+
+    def save(self) -> Path | None:
+        """Write ``out/checkpoint`` atomically (rank 0; the others wait)."""
+        path = None
+        if self.dist.main:
+            path = save_checkpoint(
+                self.out / "checkpoint", step=self.step_count, weights=self.role_weights(),
+                optimizers={role: opt.state_dict() for role, opt in self.optimizers.items()},
+                credit_state=self.credit.state_dict(), config=self.config.to_dict(), rng=capture_rng(),
+                extra={"optimizer_steps": self.optimizer_steps},
+            )
+        self.dist.barrier()
+        return path
+
+    def _resume(self) -> None:
+        ck = load_checkpoint(self.out / "checkpoint")
+        mine = self.config.to_dict()
+        theirs = {**mine, **{k: v for k, v in ck["config"].items()}}
+        diff = [d for d in config_diff(ck["config"], mine) if d.split(":")[0] not in RESUMABLE_CHANGES]
+        if diff or set(ck["config"]) != set(theirs):
+            raise ResumeError(
+                f"cannot resume {self.out}: the checkpoint was written with a different configuration "
+                f"(only {', '.join(RESUMABLE_CHANGES)} may change):\n  " + "\n  ".join(diff)
+            )
+        sharing = self.config.model.sharing
+        for role, sd in ck["weights"].items():
+            model = self.policies[role].model
+            if sharing == "lora":
+                params = dict(self.policies[role].named_parameters())
+                with torch.no_grad():
+                    for n, v in sd.items():
+                        params[n].copy_(v)
+            else:
+                model.load_state_dict(sd)
+        for role, sd in ck["optimizers"].items():
+            self.optimizers[role].load_state_dict(sd)
+        self.credit.load_state_dict(ck["credit_state"])
+        restore_rng(ck["rng"])
+        self.step_count = int(ck["step"])
+        self.optimizer_steps = {r: int(v) for r, v in ck["extra"].get("optimizer_steps", {}).items()} or self.optimizer_steps
+        self._sync_rollout_engines()
+        if self.log:
+            self.log(f"resumed from {ck['path']} at step {self.step_count}")
+
+    # ------------------------------------------------------------------ evaluation
+
+    def evaluate(self, data: str | list, *, samples: int | None = None, temperature: float | None = None) -> dict:
+        """Accuracy with and without the Thinker on ``data`` (see :func:`algorithms.evaluate.evaluate`)."""
+        from .evaluate import evaluate
+
+        cfg = self.config
+        return evaluate(self.rollout_policies, data, samples=samples or cfg.eval_samples,
+                        temperature=cfg.eval_temperature if temperature is None else temperature,
+                        seed=cfg.seed, verifier=self.verifier, rollout=cfg.rollout)
+
+    def _log_eval(self, result: dict) -> None:
+        if self.dist.main:
+            with open(self.out / "eval.jsonl", "a") as f:
+                f.write(json.dumps({"step": self.step_count, **result}) + "\n")
+            if self.log:
+                self.log(f"eval @ step {self.step_count}: joint {result['joint_accuracy']:.1%}, "
+                         f"Thinker removed {result['solo_accuracy']:.1%}")
+
+    # ------------------------------------------------------------------ construction helpers
+
+    def _model_source(self, name: str) -> str:
+        ws = self.config.warm_start
+        if not ws.enabled:
+            return name
+        from .warmstart import warm_start
+
+        wcfg = copy.deepcopy(ws)
+        wcfg.model = name
+        if self.dist.main:
+            path = warm_start(wcfg, log=self.log)
+        self.dist.barrier()
+        return str(warm_start(wcfg, log=None) if not self.dist.main else path)
+
+    def _load(self, name: str, **kw) -> tuple:
+        m = self.config.model
+        model, tok = load_model(self._model_source(name), seed=self.config.seed, dtype=m.dtype, device=m.device)
+        return model, tok
+
+    def _build_policies(self) -> dict[str, TransformersPolicy]:
+        m, seed = self.config.model, self.config.seed
+        kw = dict(seed=seed, gradient_checkpointing=m.gradient_checkpointing)
+        if m.sharing == "shared":
+            model, tok = self._load(m.name)
+            p = TransformersPolicy(model, tok, name=m.name, **kw)
+            return {THINKER: p, SOLVER: p}
+        if m.sharing == "lora":
+            import peft
+
+            from agents.transformers_policy import _lora_config
+
+            model, tok = self._load(m.name)
+            lcfg = _lora_config({"r": m.lora_rank, "lora_alpha": m.lora_alpha})
+            torch.manual_seed(seed)
+            pm = peft.get_peft_model(model, lcfg, adapter_name=THINKER)
+            pm.add_adapter(SOLVER, lcfg)
+            for n, p in pm.named_parameters():
+                p.requires_grad_(".lora_" in n)
+            return {role: _RolePolicy(pm, tok, role, name=f"{m.name}+lora:{role}", **kw) for role in ROLES}
+        thinker = TransformersPolicy(*self._load(m.name), name=m.name, **kw)
+        solver_name = m.solver_name or m.name
+        solver = TransformersPolicy(*self._load(solver_name), name=solver_name, **kw)
+        return {THINKER: thinker, SOLVER: solver}
+
+    def _build_reference(self) -> dict:
+        ref = {}
+        for role in ROLES:
+            frozen = copy.deepcopy(self.policies[role])
+            for p in frozen.model.parameters():
+                p.requires_grad_(False)
+            ref[role] = frozen
+        return ref
+
+    def _reference_logprobs(self, role, prompts, completions, batches) -> list[torch.Tensor]:
+        out: list[Any] = [None] * len(prompts)
+        with torch.no_grad():
+            for idx in batches:
+                for i, lp in zip(idx, self.reference[role].logprobs([prompts[i] for i in idx], [completions[i] for i in idx])):
+                    out[i] = lp.float()
+        return out
+
+    def _rollout_engines(self) -> dict:
+        if self.config.rollout.engine != "vllm":
+            return dict(self.policies)
+        from agents.vllm_policy import VLLMPolicy
+
+        engines = {}
+        for role in ROLES:
+            src = self.policies[role]
+            same = [r for r in engines if self.policies[r] is src]
+            engines[role] = engines[same[0]] if same else VLLMPolicy.from_policy(src, seed=self.config.seed)
+        return engines
+
+    def _sync_rollout_engines(self) -> None:
+        if self.config.rollout.engine != "vllm":
+            return
+        for role in ROLES:
+            self.rollout_policies[role].sync_weights(self.policies[role])
+
+    def _estimator_params(self) -> dict:
+        return {"scale": self.config.optim.scale} if self.config.optim.estimator == "grpo" else {}
+
+    def _gather_outcomes(self, groups) -> tuple[list, int]:
+        """Every rank's groups (outcomes only) in rank order, and where this rank's episodes start."""
+        if self.dist.world == 1:
+            return list(groups), 0
+        mine = [dict(joint=[e.reward for e in g.episodes], solo=g.solo_rewards,
+                     no_solver=None if any(e.no_solver_reward is None for e in g.episodes)
+                     else [e.no_solver_reward for e in g.episodes],
+                     ratings=None if any(e.ratings is None for e in g.episodes) else [e.ratings for e in g.episodes])
+                for g in groups]
+        everyone = self.dist.gather(mine)
+        offset = sum(len(d["joint"]) for ranks in everyone[: self.dist.rank] for d in ranks)
+        out = [EpisodeGroup.from_rewards(d["joint"], solo=d["solo"], no_solver=d["no_solver"], ratings=d["ratings"])
+               for ranks in everyone for d in ranks]
+        return out, offset
+
+    # ------------------------------------------------------------------ metrics
+
+    def _metrics_row(self, step, groups, all_groups, rewards, diag, role_metrics, t) -> dict:
+        row: dict[str, Any] = {"step": step + 1, "updated": sorted(role_metrics)}
+        for role in ROLES:
+            row[f"reward_{role}"] = float(np.mean(rewards[role]))
+        row.update({k: v for k, v in diag.items()})
+        row["accuracy_solver_0"] = diag["joint_accuracy"]
+        if "no_solver_accuracy" in diag:
+            row["accuracy_thinker_0"] = diag["no_solver_accuracy"]
+        row.update({f"credit_{k}": v for k, v in getattr(self.credit, "metrics", {}).items()})
+        for role, m in role_metrics.items():
+            row.update({f"{k}_{role}": v for k, v in m.items()})
+        first = role_metrics.get(sorted(role_metrics)[0]) if role_metrics else {}
+        for k in ("loss", "kl", "clip_frac"):
+            if k in first:
+                row[k] = first[k]
+        budget = groups.budget
+        row["tokens"] = {phase: budget[phase]["tokens"] for phase in budget if phase != "generate_calls"}
+        row["tokens_total"] = sum(row["tokens"].values())
+        row["time"] = {"collect": t["collect"] - t["start"], "credit": t["credit"] - t["collect"],
+                       "update": t["update"] - t["credit"]}
+        row["time_total"] = t["update"] - t["start"]
+        return row
+
+    def _log_row(self, row: dict) -> None:
+        if not self.dist.main:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(row, default=_json_default) + "\n")
+        if self.config.tensorboard:
+            if self._tb is None:
+                try:
+                    from torch.utils.tensorboard import SummaryWriter
+                except Exception:  # tensorboard not installed
+                    self._tb = False
+                else:
+                    self._tb = SummaryWriter(str(self.out / "tensorboard"))
+            if self._tb:
+                for k, v in _flatten(row).items():
+                    if isinstance(v, (int, float)) and v is not None and math.isfinite(v):
+                        self._tb.add_scalar(k, v, row["step"])
+
+    def _progress(self):
+        if not self.dist.main or self.log is None:
+            return None
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            return None
+        return tqdm(total=self.config.steps, initial=self.step_count, desc="train", unit="step",
+                    disable=not sys.stderr.isatty())
+
+
+def _pad(seqs: list[torch.Tensor], T: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad 1-D tensors to (B, T); returns the matrix and its mask."""
+    out = torch.zeros(len(seqs), T, dtype=torch.float32)
+    mask = torch.zeros(len(seqs), T, dtype=torch.float32)
+    rows = []
+    for i, s in enumerate(seqs):
+        mask[i, : len(s)] = 1
+        rows.append(torch.nn.functional.pad(s.float(), (0, T - len(s))))
+    return torch.stack(rows) if rows else out, mask
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}/"))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(type(o).__name__)
