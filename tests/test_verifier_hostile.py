@@ -272,3 +272,29 @@ def test_verifier_source_has_no_code_evaluation():
                 assert not names & banned_names, f"{mod.__name__}:{node.lineno} imports {names & banned_names}"
             if isinstance(node, ast.Name):
                 assert node.id not in banned_names, f"{mod.__name__}:{node.lineno} uses {node.id}"
+
+
+def test_close_while_another_thread_verifies():
+    """close() from one thread while another waits on slow answers: the waiting call returns
+    promptly with -1 verdicts, and no worker survives."""
+    import threading
+
+    before = _worker_children()
+    v = MathVerifier(timeout=5.0, workers=2, cache_size=0)
+    assert v.verify("\\boxed{\\frac{4}{2}}", "2").correct
+    box: list = []
+    bombs = [(f"\\boxed{{{k}^{{{k}^{{{k}^{{{k}}}}}}}}}", "1") for k in (7, 8, 9)]
+    t = threading.Thread(target=lambda: box.append(v.verify_batch(bombs)))
+    t.start()
+    time.sleep(0.5)
+    start = time.monotonic()
+    v.close()
+    t.join(SLACK)
+    assert box and time.monotonic() - start < SLACK
+    assert [r.reward for r in box[0]] == [-1.0] * 3
+    assert all(r.reason in ("timeout", "parse-error") for r in box[0])
+    assert _worker_children() - before == set()
+    # Still usable afterwards (a new pool), and closable again.
+    assert v.verify("\\boxed{\\frac{9}{3}}", "3").correct
+    v.close()
+    assert _worker_children() - before == set()

@@ -367,7 +367,19 @@ class _Worker:
                 out.append(msg)
         return out
 
+    def terminate(self) -> None:
+        """SIGKILL the process and reap it; the pipes and ``state`` are left to the holder."""
+        try:
+            self.popen.kill()
+        except OSError:
+            pass
+        try:
+            self.popen.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL not honoured
+            pass
+
     def kill(self) -> None:
+        """Terminate the process and close the parent's ends of its pipes."""
         self.state = "dead"
         try:
             self.popen.kill()
@@ -436,10 +448,15 @@ class _Pool:
 
     def release(self, workers: Iterable[_Worker]) -> None:
         with self.cond:
+            orphans = []
             for w in workers:
                 if w.state != "dead" and w in self.procs:
                     self.free.append(w)
+                elif w.state != "dead":
+                    orphans.append(w)  # the pool was closed while this thread held it
             self.cond.notify_all()
+        for w in orphans:
+            w.kill()
 
     def replace(self, w: _Worker) -> _Worker | None:
         """Kill ``w`` and return a fresh (starting) worker held by the caller; None once closed."""
@@ -451,16 +468,23 @@ class _Pool:
             return self._spawn()
 
     def close(self) -> None:
+        """Kill every process. Workers another thread holds are only terminated: that thread
+        sees end-of-stream, finds the pool closed and closes their pipes itself (closing file
+        descriptors under a thread that polls them could hand it someone else's file)."""
         with self.cond:
             self.closed = True
             procs = list(self.procs)
+            free = set(self.free)
             self.procs.clear()
             self.free.clear()
             self.cond.notify_all()
         if os.getpid() != self.owner_pid:
             return  # a forked child: the processes belong to the parent
         for w in procs:
-            w.kill()
+            if w in free:
+                w.kill()
+            else:
+                w.terminate()
 
     def pids(self) -> list[int]:
         with self.cond:
@@ -675,7 +699,8 @@ class MathVerifier:
             self.stats["symbolic"] += len(todo)
         out = []
         for (extracted, reference), key in zip(pairs, keys):
-            ok, reason = verdicts[key]
+            # Every task gets a verdict; only a close() racing this call could leave one open.
+            ok, reason = verdicts.get(key, (False, "timeout"))
             out.append(Verification.judged(ok, extracted, reason, reference))
         return out
 
