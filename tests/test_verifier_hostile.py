@@ -298,3 +298,41 @@ def test_close_while_another_thread_verifies():
     assert v.verify("\\boxed{\\frac{9}{3}}", "3").correct
     v.close()
     assert _worker_children() - before == set()
+
+
+@pytest.mark.parametrize("how", ["exit-without-close", "parent-killed"])
+def test_workers_do_not_outlive_their_parent(tmp_path, how):
+    """Interpreter exit without close() (atexit finaliser), or a parent killed outright (the
+    workers see end-of-input, or their self-destruct timer fires): no worker stays behind."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "parent.py"
+    end = "pass" if how == "exit-without-close" else "os.kill(os.getpid(), signal.SIGKILL)"
+    script.write_text(
+        "import os, signal, sys\n"
+        f"sys.path.insert(0, {str(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))!r})\n"
+        "from thinksolve_env.verifier import MathVerifier\n"
+        "v = MathVerifier(timeout=1.0, workers=2)\n"
+        "assert v.verify('\\\\boxed{\\\\frac{4}{2}}', '2').correct\n"
+        "print(' '.join(map(str, v.worker_pids())), flush=True)\n"
+        f"{end}\n"
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    pids = [int(p) for p in out.stdout.split()]
+    assert len(pids) == 2, out.stderr
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_pid_alive(p) for p in pids):
+        time.sleep(0.1)
+    assert not any(_pid_alive(p) for p in pids)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[-1].split()[0]
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read()
+    except OSError:
+        return False
+    return state != "Z" and b"_verify_worker.py" in cmd
