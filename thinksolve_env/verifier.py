@@ -22,6 +22,11 @@ Safety: model text is never evaluated as code. Nothing here calls ``eval``, ``ex
 string parser or ``pickle`` on it: the workers speak JSON over pipes and are started as plain
 scripts (see :mod:`thinksolve_env._verify_worker` for the engine-side argument). Workers run
 under an address-space limit and end themselves if their parent disappears.
+
+Process start: ``subprocess`` (fork+exec, like the spawn method: safe with threads and torch in
+the parent) of a plain script. multiprocessing's spawn and forkserver children re-import the
+parent's ``__main__`` (a trainer's torch import included): measured on the 2-core dev box,
+1.25 s per worker for those against 0.34 s for the script, which imports only the engine.
 """
 
 from __future__ import annotations
