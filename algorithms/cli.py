@@ -2,9 +2,13 @@
 
 Subcommands:
 
-* ``demo`` — the main job until the trainer lands: plays MATH500 episodes with scripted
-  policies through :class:`~thinksolve_env.ThinkSolveEnv` and prints the team's accuracy with
-  nobody, the Thinker, the Solver, and both removed (the counterfactuals CCPO is built on).
+* ``train`` — ``thinksolve train --preset P --credit C --optimizer O --seed S --steps N --out DIR
+  [--resume] [field=value ...]``: any config field can be overridden (``optim.lr=1e-5``).
+* ``eval`` — accuracy per dataset with and without the Thinker (the collaboration diagnostic),
+  for a run directory or a model; writes JSON.
+* ``demo`` — the main job (``make demo``): warm-start the ``tiny`` model, evaluate, train
+  ``tiny-arith`` with CCPO, evaluate again, print the before/after table.
+* ``play`` — scripted MATH500 episodes in every removal mode (no model; the env's counterfactuals).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["main", "build_parser", "scripted_team"]
+__all__ = ["main", "build_parser", "scripted_team", "train_config"]
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "math" / "math500.jsonl"
 
@@ -77,7 +81,7 @@ def _play(env, policies, options, seed=None):
     return env.unwrapped.outcome
 
 
-def cmd_demo(args) -> int:
+def _cmd_play(args) -> int:
     from thinksolve_env import MathVerifier, env as make_env, load_problems
 
     data = Path(args.data)
@@ -112,14 +116,214 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _fail(msg: str) -> int:
+    print(f"thinksolve: error: {msg}", file=sys.stderr)
+    return 2
+
+
+def train_config(args):
+    """The TrainerConfig named by ``train``'s arguments (preset, then flags, then overrides)."""
+    from .config import apply_credit, apply_optimizer, apply_overrides, preset
+
+    cfg = preset(args.preset)
+    if args.credit:
+        cfg = apply_credit(cfg, args.credit)
+    if args.optimizer:
+        cfg = apply_optimizer(cfg, args.optimizer)
+    for name in ("seed", "steps", "out"):
+        if getattr(args, name, None) is not None:
+            setattr(cfg, name, getattr(args, name))
+    return apply_overrides(cfg, list(args.overrides or [])).validate()
+
+
+def _print_row(prefix: str, r: dict) -> None:
+    print(f"| {prefix:<22} | {r['joint_accuracy']:>8.1%} | {r['solo_accuracy']:>15.1%} | {r['collaboration']:>+13.1%} |")
+
+
+def _table_header(title: str) -> None:
+    print(f"| {title:<22} | team     | Thinker removed | collaboration |")
+    print(f"|{'-' * 24}|---------:|----------------:|--------------:|")
+
+
+def cmd_train(args) -> int:
+    from .config import ConfigError
+    from .trainer import ResumeError, Trainer
+
+    try:
+        cfg = train_config(args)
+    except ConfigError as e:
+        return _fail(str(e))
+    out = Path(cfg.out)
+    if not args.resume and (out / "checkpoint").exists():
+        return _fail(f"{out} already holds a run (checkpoint/); pass --resume to continue it or choose another --out")
+    try:
+        trainer = Trainer(cfg, resume=args.resume)
+    except ResumeError as e:
+        return _fail(str(e))
+    with trainer:
+        if trainer.dist.main:
+            (out / "config.json").write_text(cfg.to_json())
+            print(f"training {args.preset}: credit {cfg.credit.name}, {cfg.optim.estimator}+{cfg.optim.loss}, "
+                  f"{cfg.steps} steps, seed {cfg.seed} -> {out}")
+        try:
+            rows = trainer.train()
+        except KeyboardInterrupt:
+            return 130
+        if trainer.dist.main and rows:
+            last = rows[-1]
+            print(f"done: step {last['step']}, batch accuracy {last['joint_accuracy']:.1%}; "
+                  f"metrics in {out / 'metrics.jsonl'}, checkpoint in {out / 'checkpoint'}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    import json
+
+    from .evaluate import evaluate, load_team
+
+    temperature = 0.0 if args.greedy else args.temperature
+    if temperature < 0:
+        return _fail(f"--temperature must be >= 0, got {temperature}")
+    if args.samples < 1:
+        return _fail(f"--samples must be >= 1, got {args.samples}")
+    files = [f for f in args.data.split(",") if f]
+    try:
+        team = load_team(args.model, solver_model=args.solver_model, seed=args.seed)
+    except (OSError, ValueError) as e:
+        return _fail(str(e))
+    results = {}
+    print(f"evaluating {args.model} at temperature {temperature}, {args.samples} sample(s) per problem")
+    for f in files:
+        try:
+            r = evaluate(team, f, samples=args.samples, temperature=temperature, seed=args.seed, remove=args.remove,
+                         limit=args.limit, rollout=_eval_budgets(args))
+        except (OSError, ValueError) as e:
+            return _fail(f"{f}: {e}")
+        results[f] = r
+    print()
+    if args.remove is None:
+        _table_header("dataset")
+        for f, r in results.items():
+            _print_row(Path(f).name if not f.startswith("arith:") else f[:22], r)
+    else:
+        key = "solo_accuracy" if args.remove == "thinker_0" else "no_solver_accuracy"
+        print(f"| dataset                | {args.remove} removed |")
+        print("|------------------------|------------------:|")
+        for f, r in results.items():
+            print(f"| {Path(f).name[:22]:<22} | {r[key]:>17.1%} |")
+    out = Path(args.out) if args.out else None
+    if out is None and Path(args.model).is_dir():
+        out = Path(args.model) / "eval.json"
+    if out is not None:
+        out.write_text(json.dumps({"model": args.model, "temperature": temperature, "results": results}, indent=2))
+        print(f"\nwritten to {out}")
+    return 0
+
+
+def _eval_budgets(args):
+    from .config import RolloutConfig
+
+    return RolloutConfig(thinker_max_new_tokens=args.max_new_tokens, solver_max_new_tokens=args.max_new_tokens)
+
+
+def cmd_demo(args) -> int:
+    """Warm start, evaluate, train tiny-arith with CCPO, evaluate again."""
+    import json
+    import shutil
+
+    from .config import apply_overrides, preset
+    from .trainer import Trainer
+
+    if args.scripted:
+        return cmd_play(args)
+    t0 = time.perf_counter()
+    cfg = preset("tiny-arith")
+    cfg.out, cfg.seed = args.out, args.seed
+    if args.steps is not None:
+        cfg.steps = args.steps
+    cfg = apply_overrides(cfg, list(args.overrides or [])).validate()
+    out = Path(cfg.out)
+    if out.exists():
+        shutil.rmtree(out)
+    print(f"thinksolve demo: tiny-arith, credit {cfg.credit.name} ({cfg.credit.params or 'event'}), "
+          f"{cfg.optim.estimator}+{cfg.optim.loss}, {cfg.steps} steps, {cfg.rollout.problems_per_step} problems x "
+          f"{cfg.rollout.group_size} rollouts per step -> {out}")
+    with Trainer(cfg) as trainer:
+        before = trainer.evaluate(cfg.eval_data)
+        print(f"warm start evaluated ({time.perf_counter() - t0:.0f}s so far); training...")
+        try:
+            trainer.train()
+        except KeyboardInterrupt:
+            return 130
+        after = trainer.evaluate(cfg.eval_data)
+    wall = time.perf_counter() - t0
+    print()
+    print(f"held-out {cfg.eval_data}: accuracy of the Solver's answer, {cfg.eval_samples} sample(s) per problem "
+          f"at temperature {cfg.eval_temperature}")
+    print()
+    _table_header("model")
+    _print_row("warm start", before)
+    _print_row(f"+ CCPO, {cfg.steps} steps", after)
+    print()
+    print(f"team accuracy {before['joint_accuracy']:.1%} -> {after['joint_accuracy']:.1%} "
+          f"({after['joint_accuracy'] - before['joint_accuracy']:+.1%}); wall time {wall / 60:.1f} min")
+    (out / "demo.json").write_text(json.dumps({"before": before, "after": after, "wall_s": wall,
+                                               "config": cfg.to_dict()}, indent=2))
+    return 0
+
+
+def cmd_play(args) -> int:
+    return _cmd_play(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .config import OPTIMIZERS, PRESETS
+
     parser = argparse.ArgumentParser(prog="thinksolve", description="Think–Solve multi-agent RL toolkit")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="play MATH500 episodes with scripted policies in every removal mode")
-    demo.add_argument("--data", default=str(DEFAULT_DATA), help="problem file (JSONL/parquet); default: shared MATH500")
-    demo.add_argument("--episodes", type=int, default=48, help="problems to play per mode (default 48)")
-    demo.add_argument("--seed", type=int, default=0, help="seed for choosing the problems")
+
+    train = sub.add_parser("train", help="train a Thinker/Solver team", description=(
+        "Train with a preset; any config field can be overridden as field=value (e.g. optim.lr=1e-5 "
+        "schedule.mode=simultaneous credit.params.lam=0.5)."))
+    train.add_argument("--preset", default="tiny-arith", help=f"one of: {', '.join(PRESETS)} (default tiny-arith)")
+    train.add_argument("--credit", help="credit method (shared, ccpo, sepo, difference, shapley, or registered)")
+    train.add_argument("--optimizer", help=f"one of: {', '.join(OPTIMIZERS)}")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--steps", type=int)
+    train.add_argument("--out", help="run directory (metrics.jsonl, checkpoint/)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    train.add_argument("overrides", nargs="*", metavar="field=value")
+    train.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("eval", help="accuracy with and without the Thinker")
+    ev.add_argument("--model", required=True, help="a run directory (with checkpoint/), a model name (tiny, smollm2-135m) or path")
+    ev.add_argument("--solver-model", help="a different model for the Solver")
+    ev.add_argument("--data", required=True, help="problem file(s) or arith: specs, comma-separated")
+    ev.add_argument("--remove", choices=["thinker_0", "solver_0"], help="evaluate only with this agent removed")
+    ev.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
+    ev.add_argument("--greedy", action="store_true", help="greedy decoding (temperature 0)")
+    ev.add_argument("--samples", type=int, default=1, help="samples per problem (mean@k)")
+    ev.add_argument("--limit", type=int, help="evaluate only the first N problems of each file")
+    ev.add_argument("--max-new-tokens", type=int, default=1024, help="generation budget per role")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--out", help="JSON file for the results (default: RUN/eval.json for a run directory)")
+    ev.set_defaults(func=cmd_eval)
+
+    demo = sub.add_parser("demo", help="the main job: warm start, CCPO training of tiny-arith, before/after table")
+    demo.add_argument("--out", default="runs/demo", help="run directory (replaced)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--steps", type=int, help="training steps (default: the preset's)")
+    demo.add_argument("--scripted", action="store_true", help="play scripted MATH500 episodes instead (= `thinksolve play`)")
+    demo.add_argument("--data", default=str(DEFAULT_DATA), help=argparse.SUPPRESS)
+    demo.add_argument("--episodes", type=int, default=48, help=argparse.SUPPRESS)
+    demo.add_argument("overrides", nargs="*", metavar="field=value")
     demo.set_defaults(func=cmd_demo)
+
+    play = sub.add_parser("play", help="play MATH500 episodes with scripted policies in every removal mode")
+    play.add_argument("--data", default=str(DEFAULT_DATA), help="problem file (JSONL/parquet); default: shared MATH500")
+    play.add_argument("--episodes", type=int, default=48, help="problems to play per mode (default 48)")
+    play.add_argument("--seed", type=int, default=0, help="seed for choosing the problems")
+    play.set_defaults(func=cmd_play)
     return parser
 
 
@@ -128,7 +332,10 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "episodes", 1) < 1:
         print("thinksolve: --episodes must be >= 1", file=sys.stderr)
         return 2
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

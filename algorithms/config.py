@@ -329,18 +329,23 @@ def apply_overrides(config: TrainerConfig, overrides: list[str]) -> TrainerConfi
 
 
 def _tiny_arith() -> TrainerConfig:
+    # The randomly initialised `tiny` model is warm-started briefly (format + some arithmetic),
+    # so RL has room: CCPO then raises the team's held-out accuracy within minutes on a CPU.
     return TrainerConfig(
-        train_data="arith:n=2000,difficulty=1",
-        eval_data="arith:n=100,difficulty=1,split=test",
+        train_data="arith:n=3000,difficulty=1",
+        eval_data="arith:n=200,difficulty=1,split=test",
         steps=30,
         out="runs/tiny-arith",
         save_every=10,
-        warm_start=WarmStartConfig(enabled=True),
+        eval_samples=2,
+        eval_temperature=1.0,
         threads=1,
+        warm_start=WarmStartConfig(enabled=True, data="arith:n=3000,difficulty=1", steps=150, batch_size=32, lr=3e-3),
         model=ModelConfig(name="tiny", sharing="separate"),
-        rollout=RolloutConfig(problems_per_step=8, group_size=8, solo_samples=4, thinker_max_new_tokens=48,
-                              solver_max_new_tokens=32, rating_max_new_tokens=32, max_prompt_tokens=256),
-        optim=OptimConfig(lr=1e-4, loss="grpo", clip_low=0.2, clip_high=0.2, agg="token-mean", warmup_steps=0),
+        rollout=RolloutConfig(problems_per_step=8, group_size=8, solo_samples=4, thinker_max_new_tokens=32,
+                              solver_max_new_tokens=24, rating_max_new_tokens=32, max_prompt_tokens=512),
+        optim=OptimConfig(estimator="grpo", scale="none", loss="grpo", agg="token-mean", clip_low=0.2, clip_high=0.2,
+                          lr=3e-4, micro_batch_tokens=8192),
         schedule=ScheduleConfig(period=5),
     )
 

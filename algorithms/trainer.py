@@ -54,9 +54,9 @@ from .checkpoint import capture_rng, config_diff, load_checkpoint, restore_rng, 
 from .config import ROLES, TrainerConfig
 from .credit.base import group_index
 from .diagnostics import collaboration_diagnostics
-from .rollout import EpisodeGroup, collect_groups
+from .rollout import collect_groups
 
-__all__ = ["Trainer", "ResumeError", "step_seed", "micro_batches"]
+__all__ = ["Trainer", "ResumeError", "step_seed", "micro_batches", "scheduled_roles"]
 
 THINKER, SOLVER = ROLES
 #: Config fields a resumed run may change.
@@ -85,6 +85,15 @@ def micro_batches(lengths: list[int], budget: int) -> list[list[int]]:
     if cur:
         out.append(cur)
     return out
+
+
+def scheduled_roles(schedule, step: int) -> list[str]:
+    """The roles updated at ``step`` (0-based): both (``simultaneous``), or one, starting with
+    ``start_role`` and switching every ``period`` steps (``alternate``)."""
+    if schedule.mode == "simultaneous":
+        return list(ROLES)
+    first = ROLES.index(schedule.start_role)
+    return [ROLES[(first + step // schedule.period) % 2]]
 
 
 class _Dist:
@@ -278,12 +287,7 @@ class Trainer:
         return row
 
     def roles_to_update(self, step: int) -> list[str]:
-        """The roles updated at ``step``: both (simultaneous) or one, switching every ``period``."""
-        sch = self.config.schedule
-        if sch.mode == "simultaneous":
-            return list(ROLES)
-        first = ROLES.index(sch.start_role)
-        return [ROLES[(first + step // sch.period) % 2]]
+        return scheduled_roles(self.config.schedule, step)
 
     def _update(self, role: str, prompts, completions, advantages: torch.Tensor) -> dict:
         """``ppo_epochs`` clipped policy-gradient updates of one role on one rollout batch."""
@@ -484,12 +488,10 @@ class Trainer:
             return name
         from .warmstart import warm_start
 
-        wcfg = copy.deepcopy(ws)
-        wcfg.model = name
-        if self.dist.main:
-            path = warm_start(wcfg, log=self.log)
+        if self.dist.main:  # rank 0 trains (or finds) the cached warm start; the others wait
+            warm_start(ws, model=name, log=self.log)
         self.dist.barrier()
-        return str(warm_start(wcfg, log=None) if not self.dist.main else path)
+        return str(warm_start(ws, model=name, log=None))
 
     def _load(self, name: str, **kw) -> tuple:
         m = self.config.model
@@ -560,19 +562,13 @@ class Trainer:
         return {"scale": self.config.optim.scale} if self.config.optim.estimator == "grpo" else {}
 
     def _gather_outcomes(self, groups) -> tuple[list, int]:
-        """Every rank's groups (outcomes only) in rank order, and where this rank's episodes start."""
+        """Every rank's groups in rank order (so the credit method sees the whole batch, and its
+        state stays identical on every rank), and where this rank's episodes start."""
         if self.dist.world == 1:
             return list(groups), 0
-        mine = [dict(joint=[e.reward for e in g.episodes], solo=g.solo_rewards,
-                     no_solver=None if any(e.no_solver_reward is None for e in g.episodes)
-                     else [e.no_solver_reward for e in g.episodes],
-                     ratings=None if any(e.ratings is None for e in g.episodes) else [e.ratings for e in g.episodes])
-                for g in groups]
-        everyone = self.dist.gather(mine)
-        offset = sum(len(d["joint"]) for ranks in everyone[: self.dist.rank] for d in ranks)
-        out = [EpisodeGroup.from_rewards(d["joint"], solo=d["solo"], no_solver=d["no_solver"], ratings=d["ratings"])
-               for ranks in everyone for d in ranks]
-        return out, offset
+        everyone = self.dist.gather(list(groups))
+        offset = sum(len(g.episodes) for ranks in everyone[: self.dist.rank] for g in ranks)
+        return [g for ranks in everyone for g in ranks], offset
 
     # ------------------------------------------------------------------ metrics
 

@@ -11,7 +11,7 @@ model on four kinds of targets, cross-entropy on the target tokens only:
 
 Both roles then start from this model. The result is cached under
 ``<thinksolve cache>/warmstart/<key>`` (key = a hash of :class:`WarmStartConfig` and the
-package's warm-start version), written atomically, so it runs once per machine.
+model name, the example mix and the warm-start version), written atomically, so it runs once per machine.
 """
 
 from __future__ import annotations
@@ -21,34 +21,19 @@ import hashlib
 import json
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from .config import WarmStartConfig
 
 __all__ = ["WarmStartConfig", "warm_start", "warm_start_path", "warm_start_examples", "format_targets"]
 
 VERSION = 1
 
 
-@dataclass
-class WarmStartConfig:
-    """Settings of the supervised format warm-up (every field enters the cache key)."""
-
-    model: str = "tiny"
-    """Model to warm up (a built-in name or a path)."""
-    data: str = "arith:n=3000,difficulty=1"
-    """Problems with ``meta["steps"]`` (the ``arith:`` task)."""
-    steps: int = 250
-    """Optimizer steps."""
-    batch_size: int = 32
-    """Examples per step."""
-    lr: float = 3e-3
-    """AdamW learning rate (linear decay to 10% over the steps)."""
-    seed: int = 0
-    """Seed of the initial weights and of the example order."""
-    mix: tuple = (0.4, 0.35, 0.15, 0.1)
-    """Shares of Thinker, Solver, solo and rating examples."""
+#: Shares of Thinker, Solver, solo and rating examples.
+MIX = (0.4, 0.35, 0.15, 0.1)
 
 
 def format_targets(problem) -> dict[str, str]:
@@ -65,7 +50,7 @@ def format_targets(problem) -> dict[str, str]:
     }
 
 
-def warm_start_examples(problems, n: int, *, mix=(0.4, 0.35, 0.15, 0.1), seed: int = 0) -> list[tuple[list[dict], str]]:
+def warm_start_examples(problems, n: int, *, mix=MIX, seed: int = 0) -> list[tuple[list[dict], str]]:
     """``n`` (chat prompt, target text) pairs drawn from ``problems``."""
     from thinksolve_env.prompts import rating_messages, solo_messages, solver_messages, thinker_messages
 
@@ -91,15 +76,17 @@ def warm_start_examples(problems, n: int, *, mix=(0.4, 0.35, 0.15, 0.1), seed: i
     return out
 
 
-def _key(cfg: WarmStartConfig) -> str:
-    blob = json.dumps({"version": VERSION, **dataclasses.asdict(cfg)}, sort_keys=True, default=list)
+def _key(cfg: WarmStartConfig, model: str) -> str:
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "enabled"}
+    blob = json.dumps({"version": VERSION, "model": model, "mix": MIX, **settings}, sort_keys=True, default=list)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def warm_start_path(cfg: WarmStartConfig) -> Path:
+def warm_start_path(cfg: WarmStartConfig, model: str = "tiny") -> Path:
+    """Where the warm start of ``model`` with settings ``cfg`` is cached."""
     from agents.models import cache_dir
 
-    return cache_dir() / "warmstart" / f"{cfg.model.replace('/', '_')}-{_key(cfg)}"
+    return cache_dir() / "warmstart" / f"{Path(model).name}-{_key(cfg, model)}"
 
 
 def _tokenize(policy, prompt, target):
@@ -113,7 +100,7 @@ def _tokenize(policy, prompt, target):
 
 def train_format(policy, problems, cfg: WarmStartConfig, log=print) -> list[float]:
     """Run the supervised phase on ``policy`` in place; returns the loss per step."""
-    examples = warm_start_examples(problems, cfg.steps * cfg.batch_size, mix=cfg.mix, seed=cfg.seed)
+    examples = warm_start_examples(problems, cfg.steps * cfg.batch_size, mix=MIX, seed=cfg.seed)
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 - 0.9 * s / max(cfg.steps, 1))
     policy.train()
@@ -138,22 +125,22 @@ def train_format(policy, problems, cfg: WarmStartConfig, log=print) -> list[floa
     return losses
 
 
-def warm_start(cfg: WarmStartConfig | None = None, *, log=print) -> Path:
+def warm_start(cfg: WarmStartConfig | None = None, *, model: str = "tiny", log=print) -> Path:
     """The warm-started model directory (trained and cached on first use; atomic write)."""
     from agents import TransformersPolicy
     from agents.models import _atomic_dir, load_model
     from thinksolve_env import load_problems
 
     cfg = cfg or WarmStartConfig()
-    target = warm_start_path(cfg)
+    target = warm_start_path(cfg, model)
     if (target / "config.json").exists():
         return target
     if log:
-        log(f"warm start: training {cfg.model} on the formats ({cfg.steps} steps), caching to {target}")
+        log(f"warm start: training {model} on the formats ({cfg.steps} steps), caching to {target}")
 
     def write(tmp: Path) -> None:
-        model, tok = load_model(cfg.model, seed=cfg.seed)
-        policy = TransformersPolicy(model, tok, seed=cfg.seed)
+        net, tok = load_model(model, seed=cfg.seed)
+        policy = TransformersPolicy(net, tok, seed=cfg.seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             losses = train_format(policy, load_problems(cfg.data), cfg, log=log)
