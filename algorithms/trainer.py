@@ -255,6 +255,7 @@ class Trainer:
             thinker_max_new_tokens=r.thinker_max_new_tokens, solver_max_new_tokens=r.solver_max_new_tokens,
             rating_max_new_tokens=r.rating_max_new_tokens,
         )
+        self.last_groups = groups  # this rank's groups of the latest step (for inspection)
         t["collect"] = time.perf_counter()
 
         # 3. credit over the whole (gathered) batch; this rank keeps its own episodes' rewards
