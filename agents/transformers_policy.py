@@ -278,8 +278,9 @@ class TransformersPolicy:
         """Next tokens and their log-probs under ``log_softmax(logits / T)`` (T = 1 if greedy)."""
         logits = logits.float()
         if temperature == 0:
-            logp = torch.log_softmax(logits, dim=-1)
-            tokens = logp.argmax(dim=-1)
+            tokens = logits.argmax(dim=-1)
+            chosen = logits.gather(-1, tokens[:, None]).squeeze(-1)
+            return tokens, chosen - torch.logsumexp(logits, dim=-1)
         else:
             logp = torch.log_softmax(logits / temperature, dim=-1)
             if top_p < 1.0:
@@ -314,21 +315,16 @@ class TransformersPolicy:
                          use_cache=True, logits_to_keep=1, **{self._cache_kw: cache})
         next_pos = positions[:, -1] + 1
         rows = torch.arange(n, device=device)  # original row of each live batch entry
-        tokens: list[list[int]] = [[] for _ in range(n)]
-        logps: list[list[float]] = [[] for _ in range(n)]
-        stopped = [False] * n
+        record_rows, record_tok, record_lp = [], [], []
         for step in range(steps):
             tok, lp = self._pick(out.logits[:, -1, :], temperature, top_p, generator)
-            tok_l, lp_l, rows_l = tok.tolist(), lp.tolist(), rows.tolist()
-            done = torch.isin(tok, eos)
-            for j, r in enumerate(rows_l):
-                tokens[r].append(tok_l[j])
-                logps[r].append(lp_l[j])
+            record_rows.append(rows)
+            record_tok.append(tok)
+            record_lp.append(lp)
             if step == steps - 1:
                 break
+            done = torch.isin(tok, eos)
             if bool(done.any()):
-                for j in done.nonzero().flatten().tolist():
-                    stopped[rows_l[j]] = True
                 keep = (~done).nonzero().flatten()
                 if keep.numel() == 0:
                     break
@@ -338,6 +334,17 @@ class TransformersPolicy:
             out = self.model(input_ids=tok[:, None], attention_mask=mask, position_ids=next_pos[:, None],
                              use_cache=True, **{self._cache_kw: cache})
             next_pos = next_pos + 1
+        # records are in step order; a stable sort by row gives each row's tokens in order
+        all_rows = torch.cat(record_rows)
+        order = torch.sort(all_rows, stable=True).indices
+        counts = torch.bincount(all_rows, minlength=n).tolist()
+        flat_tok = torch.cat(record_tok)[order].tolist()
+        flat_lp = torch.cat(record_lp)[order].tolist()
+        tokens, logps, start = [], [], 0
+        for c in counts:
+            tokens.append(flat_tok[start : start + c])
+            logps.append(flat_lp[start : start + c])
+            start += c
         eos_set = set(self.eos_token_ids)
         completions = []
         for i in range(n):

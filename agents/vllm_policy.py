@@ -17,6 +17,10 @@ policy's ``logprobs()`` when the exact untruncated value is needed.
 
 Seeds: each prompt gets its own vLLM seed derived from ``(seed, row)``, so the same seed and the
 same batch give the same samples.
+
+Weight sync uses the engine workers' in-place ``reload_weights`` (checkpoint-format names in;
+vLLM fuses and repacks them), then resets the prefix cache. It is tested with the engine
+in-process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``, as the tests and CPU runs use).
 """
 
 from __future__ import annotations
@@ -87,9 +91,6 @@ class VLLMPolicy:
         config = AutoConfig.from_pretrained(self.path)
         ctx = int(getattr(config, "max_position_embeddings", 4096) or 4096)
         self.max_context = int(max_model_len or min(ctx, 4096))
-        # The engine's weights are replaced in place by sync_weights(); with the V1 engine in a
-        # separate process, the function doing that is pickled (vLLM refuses unless allowed).
-        os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")
         if kv_cache_gb is not None:
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(int(kv_cache_gb)))
         self.seed = int(seed)
