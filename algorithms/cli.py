@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["main", "build_parser", "scripted_team", "train_config"]
+__all__ = ["main", "build_parser", "scripted_team", "train_config", "split_data"]
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "math" / "math500.jsonl"
 
@@ -162,6 +162,7 @@ def cmd_train(args) -> int:
         return _fail(str(e))
     with trainer:
         if trainer.dist.main:
+            out.mkdir(parents=True, exist_ok=True)
             (out / "config.json").write_text(cfg.to_json())
             print(f"training {args.preset}: credit {cfg.credit.name}, {cfg.optim.estimator}+{cfg.optim.loss}, "
                   f"{cfg.steps} steps, seed {cfg.seed} -> {out}")
@@ -186,7 +187,7 @@ def cmd_eval(args) -> int:
         return _fail(f"--temperature must be >= 0, got {temperature}")
     if args.samples < 1:
         return _fail(f"--samples must be >= 1, got {args.samples}")
-    files = [f for f in args.data.split(",") if f]
+    files = split_data(args.data)
     try:
         team = load_team(args.model, solver_model=args.solver_model, seed=args.seed)
     except (OSError, ValueError) as e:
@@ -218,6 +219,18 @@ def cmd_eval(args) -> int:
         out.write_text(json.dumps({"model": args.model, "temperature": temperature, "results": results}, indent=2))
         print(f"\nwritten to {out}")
     return 0
+
+
+def split_data(spec: str) -> list[str]:
+    """``FILE[,FILE...]`` → sources; the commas inside an ``arith:`` spec (``arith:n=50,difficulty=2``)
+    stay with it."""
+    out: list[str] = []
+    for piece in filter(None, (p.strip() for p in spec.split(","))):
+        if out and out[-1].startswith("arith:") and re.match(r"^\w+=", piece):
+            out[-1] += "," + piece
+        else:
+            out.append(piece)
+    return out
 
 
 def _eval_budgets(args):

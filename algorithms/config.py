@@ -148,6 +148,9 @@ class WarmStartConfig:
     seed: int = 0
     """Seed of the initial weights and the example order (independent of the run's seed, so one
     warm start serves every run)."""
+    model_config: dict = field(default_factory=dict)
+    """Config overrides of the built-in ``tiny`` model before the warm start, e.g.
+    ``{"hidden_size": 256, "num_hidden_layers": 4}`` (ignored for other models)."""
 
 
 @dataclass

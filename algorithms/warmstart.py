@@ -139,7 +139,15 @@ def warm_start(cfg: WarmStartConfig | None = None, *, model: str = "tiny", log=p
         log(f"warm start: training {model} on the formats ({cfg.steps} steps), caching to {target}")
 
     def write(tmp: Path) -> None:
-        net, tok = load_model(model, seed=cfg.seed)
+        if model == "tiny" and cfg.model_config:
+            from agents.models import build_tiny_model
+
+            size = dict(cfg.model_config)
+            if "hidden_size" in size and "head_dim" not in size:
+                size["head_dim"] = size["hidden_size"] // size.get("num_attention_heads", 4)
+            net, tok = build_tiny_model(cfg.seed, **size)
+        else:
+            net, tok = load_model(model, seed=cfg.seed)
         policy = TransformersPolicy(net, tok, seed=cfg.seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)

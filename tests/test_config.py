@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from algorithms.config import PRESETS, ConfigError, TrainerConfig, apply_overrides, preset
+from algorithms.config import PRESETS, ConfigError, TrainerConfig, apply_credit, apply_optimizer, apply_overrides, preset
 
 
 def test_defaults_are_the_reference_recipe():
@@ -32,7 +32,7 @@ def test_overrides_are_typed_and_nested():
                                                "credit.params.lam=0.5", "rollout.solo_samples=none", "credit.name=sepo"])
     assert c.optim.lr == 3e-5 and c.rollout.group_size == 4 and c.tensorboard is False
     assert c.credit.params == {"lam": 0.5} and c.rollout.solo_samples is None and c.credit.name == "sepo"
-    assert preset("tiny-arith").optim.lr == 1e-4  # the preset itself is untouched
+    assert preset("tiny-arith").optim.lr == PRESETS["tiny-arith"]().optim.lr != 3e-5  # the preset is untouched
 
 
 @pytest.mark.parametrize("override, msg", [
@@ -62,3 +62,27 @@ def test_validation_names_field_and_range(override, msg):
 def test_from_dict_rejects_unknown_fields():
     with pytest.raises(ConfigError, match=r"unknown config field\(s\) \['optim.foo'\]"):
         TrainerConfig.from_dict({"optim": {"foo": 1}})
+
+
+@pytest.mark.parametrize("override, msg", [
+    ("credit.name=magic", r"credit.name='magic' is invalid: allowed shared\|ccpo\|sepo"),
+    ("optim.estimator=ppo", r"optim.estimator='ppo' is invalid: allowed grpo\|dr_grpo"),
+    ("optim.loss=dpo", r"optim.loss='dpo' is invalid: allowed grpo\|gspo"),
+    ("warm_start.steps=0", r"warm_start.steps=0 is invalid: allowed >= 1"),
+    ("eval_temperature=-1", r"eval_temperature=-1.0 is invalid: allowed >= 0"),
+])
+def test_names_of_registries_are_checked(override, msg):
+    with pytest.raises(ConfigError, match=msg):
+        apply_overrides(TrainerConfig(), [override]).validate()
+
+
+def test_optimizer_and_credit_shortcuts():
+    c = apply_optimizer(TrainerConfig(), "rloo")
+    assert (c.optim.estimator, c.optim.loss, c.optim.clip_low) == ("rloo", "grpo", 0.2) and c.optim.lr == 1e-6
+    assert apply_optimizer(TrainerConfig(), "gspo").optim == TrainerConfig().optim  # the reference optimizer
+    with pytest.raises(ConfigError, match=r"unknown optimizer 'adam'; choose from \['dr_grpo', 'grpo', 'gspo'"):
+        apply_optimizer(TrainerConfig(), "adam")
+    c = apply_credit(apply_overrides(TrainerConfig(), ["credit.params.lam=0.5"]), "sepo")
+    assert c.credit.name == "sepo" and c.credit.params == {}
+    with pytest.raises(ConfigError, match=r"unknown credit method 'magic'; choose from \["):
+        apply_credit(TrainerConfig(), "magic")
