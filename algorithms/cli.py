@@ -189,15 +189,20 @@ def cmd_eval(args) -> int:
         return _fail(f"--samples must be >= 1, got {args.samples}")
     files = split_data(args.data)
     try:
-        team = load_team(args.model, solver_model=args.solver_model, seed=args.seed)
+        team, run_rollout = load_team(args.model, solver_model=args.solver_model, seed=args.seed)
     except (OSError, ValueError) as e:
         return _fail(str(e))
+    if args.prompts is not None:
+        from .config import PROMPT_SETS
+
+        if args.prompts not in PROMPT_SETS:
+            return _fail(f"unknown prompt set {args.prompts!r}; choose from {sorted(PROMPT_SETS)}")
     results = {}
     print(f"evaluating {args.model} at temperature {temperature}, {args.samples} sample(s) per problem")
     for f in files:
         try:
             r = evaluate(team, f, samples=args.samples, temperature=temperature, seed=args.seed, remove=args.remove,
-                         limit=args.limit, rollout=_eval_budgets(args))
+                         limit=args.limit, rollout=_eval_budgets(args, run_rollout))
         except (OSError, ValueError) as e:
             return _fail(f"{f}: {e}")
         results[f] = r
@@ -233,10 +238,19 @@ def split_data(spec: str) -> list[str]:
     return out
 
 
-def _eval_budgets(args):
+def _eval_budgets(args, run_rollout=None):
+    """A run's own rollout settings (budgets, prompt set), else defaults; flags override."""
+    import copy
+
     from .config import RolloutConfig
 
-    return RolloutConfig(thinker_max_new_tokens=args.max_new_tokens, solver_max_new_tokens=args.max_new_tokens)
+    r = copy.deepcopy(run_rollout) if run_rollout is not None else RolloutConfig(thinker_max_new_tokens=1024,
+                                                                                    solver_max_new_tokens=1024)
+    if args.max_new_tokens is not None:
+        r.thinker_max_new_tokens = r.solver_max_new_tokens = args.max_new_tokens
+    if args.prompts is not None:
+        r.prompts = args.prompts
+    return r
 
 
 def cmd_demo(args) -> int:
@@ -263,7 +277,8 @@ def cmd_demo(args) -> int:
           f"{cfg.rollout.group_size} rollouts per step -> {out}")
     with Trainer(cfg) as trainer:
         before = trainer.evaluate(cfg.eval_data)
-        print(f"warm start evaluated ({time.perf_counter() - t0:.0f}s so far); training...")
+        print(f"warm start: team {before['joint_accuracy']:.1%}, Thinker removed {before['solo_accuracy']:.1%} "
+              f"({time.perf_counter() - t0:.0f}s so far); training...")
         try:
             trainer.train()
         except KeyboardInterrupt:
@@ -317,7 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--greedy", action="store_true", help="greedy decoding (temperature 0)")
     ev.add_argument("--samples", type=int, default=1, help="samples per problem (mean@k)")
     ev.add_argument("--limit", type=int, help="evaluate only the first N problems of each file")
-    ev.add_argument("--max-new-tokens", type=int, default=1024, help="generation budget per role")
+    ev.add_argument("--max-new-tokens", type=int, help="generation budget per role (default: the run's, else 1024)")
+    ev.add_argument("--prompts", help="prompt set: default or compact (default: the run's, else default)")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--out", help="JSON file for the results (default: RUN/eval.json for a run directory)")
     ev.set_defaults(func=cmd_eval)
@@ -342,6 +358,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:  # model-loading progress bars would drown the training output
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except Exception:  # pragma: no cover
+        pass
     if getattr(args, "episodes", 1) < 1:
         print("thinksolve: --episodes must be >= 1", file=sys.stderr)
         return 2

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 __all__ = [
     "ModelConfig", "RolloutConfig", "CreditConfig", "OptimConfig", "ScheduleConfig", "WarmStartConfig", "TrainerConfig",
-    "PRESETS", "preset", "apply_overrides", "ConfigError", "OPTIMIZERS", "apply_optimizer", "apply_credit",
+    "PRESETS", "preset", "apply_overrides", "ConfigError", "OPTIMIZERS", "apply_optimizer", "apply_credit", "PROMPT_SETS", "prompt_templates",
 ]
 
 ROLES = ("thinker_0", "solver_0")
@@ -76,6 +76,32 @@ class RolloutConfig:
     """Nucleus sampling threshold."""
     engine: Literal["transformers", "vllm"] = "transformers"
     """Rollout engine; ``vllm`` syncs weights from the trainable policy after each update."""
+    prompts: str = "default"
+    """Role prompt templates (:data:`PROMPT_SETS`): ``default`` (the env's), or ``compact``
+    (one-line prompts with the same roles and formats, for tiny models: 5x fewer tokens)."""
+
+
+#: Named prompt-template overrides of :class:`thinksolve_env.prompts.PromptSet`.
+PROMPT_SETS: dict[str, dict[str, str]] = {
+    "default": {},
+    "compact": {
+        "thinker_system": "Thinker: list the intermediate results, no final answer.",
+        "solver_system": "Solver: use the thought; answer in \\boxed{}.",
+        "solver_user": "{problem}\nThought: {thought}",
+        "solo_system": "Solver: answer in \\boxed{}.",
+        "rater_system": "Rater: reply with JSON: outcome, pair, brief_reason.",
+        "rater_user": "{problem}\nThought: {thought}\nAnswer: {answer}\nOutcome: {outcome}. You are the {role}.",
+    },
+}
+
+
+def prompt_templates(name: str):
+    """The :class:`~thinksolve_env.prompts.PromptSet` named ``name``."""
+    from thinksolve_env.prompts import prompt_set
+
+    if name not in PROMPT_SETS:
+        raise ConfigError(f"unknown prompt set {name!r}; choose from {sorted(PROMPT_SETS)}")
+    return prompt_set(**PROMPT_SETS[name])
 
 
 @dataclass
@@ -230,6 +256,7 @@ class TrainerConfig:
         need(r.temperature >= 0, "rollout.temperature", ">= 0", r.temperature)
         need(0 < r.top_p <= 1, "rollout.top_p", "(0, 1]", r.top_p)
         need(r.engine in ("transformers", "vllm"), "rollout.engine", "transformers|vllm", r.engine)
+        need(r.prompts in PROMPT_SETS, "rollout.prompts", "|".join(PROMPT_SETS), r.prompts)
         need(o.scale in ("group", "batch", "none"), "optim.scale", "group|batch|none", o.scale)
         need(o.agg in ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"),
              "optim.agg", "token-mean|seq-mean-token-mean|seq-mean-token-sum|seq-mean-token-sum-norm", o.agg)
@@ -332,21 +359,22 @@ def apply_overrides(config: TrainerConfig, overrides: list[str]) -> TrainerConfi
 
 
 def _tiny_arith() -> TrainerConfig:
-    # The randomly initialised `tiny` model is warm-started briefly (format + some arithmetic),
-    # so RL has room: CCPO then raises the team's held-out accuracy within minutes on a CPU.
+    # The randomly initialised `tiny` model is warm-started (formats and some arithmetic) on the
+    # compact prompts, then CCPO raises the team's held-out accuracy in minutes on a laptop CPU.
     return TrainerConfig(
         train_data="arith:n=3000,difficulty=1",
         eval_data="arith:n=200,difficulty=1,split=test",
-        steps=30,
+        steps=60,
         out="runs/tiny-arith",
-        save_every=10,
+        save_every=20,
         eval_samples=2,
         eval_temperature=1.0,
         threads=1,
-        warm_start=WarmStartConfig(enabled=True, data="arith:n=3000,difficulty=1", steps=150, batch_size=32, lr=3e-3),
+        warm_start=WarmStartConfig(enabled=True, data="arith:n=3000,difficulty=1", steps=600, batch_size=32, lr=3e-3),
         model=ModelConfig(name="tiny", sharing="separate"),
         rollout=RolloutConfig(problems_per_step=8, group_size=8, solo_samples=4, thinker_max_new_tokens=32,
-                              solver_max_new_tokens=24, rating_max_new_tokens=32, max_prompt_tokens=512),
+                              solver_max_new_tokens=24, rating_max_new_tokens=48, max_prompt_tokens=256,
+                              prompts="compact"),
         optim=OptimConfig(estimator="grpo", scale="none", loss="grpo", agg="token-mean", clip_low=0.2, clip_high=0.2,
                           lr=3e-4, micro_batch_tokens=8192),
         schedule=ScheduleConfig(period=5),

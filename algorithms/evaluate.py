@@ -30,7 +30,7 @@ def evaluate(policies: dict, data, *, samples: int = 1, temperature: float = 1.0
     Returns ``{"problems", "samples", "temperature", "joint_accuracy", "solo_accuracy",
     "collaboration", "seconds"}`` (``remove="thinker_0"``: only ``solo_accuracy``;
     ``remove="solver_0"``: ``no_solver_accuracy``, the Thinker alone). ``rollout`` (a
-    :class:`~algorithms.config.RolloutConfig`) supplies the token budgets.
+    :class:`~algorithms.config.RolloutConfig`) supplies the token budgets and the prompt set.
     """
     if remove is not None and remove not in REMOVALS:
         raise ValueError(f"remove must be one of {list(REMOVALS)} or None, got {remove!r}")
@@ -41,6 +41,9 @@ def evaluate(policies: dict, data, *, samples: int = 1, temperature: float = 1.0
     if rollout is not None:
         budgets = dict(thinker_max_new_tokens=rollout.thinker_max_new_tokens,
                        solver_max_new_tokens=rollout.solver_max_new_tokens, top_p=rollout.top_p)
+        from .config import prompt_templates
+
+        budgets["env_options"] = {"prompts": prompt_templates(getattr(rollout, "prompts", "default"))}
     needs = {"solo"} if remove in (None, "thinker_0") else {"no_solver"}
     t0 = time.perf_counter()
     groups = collect_groups(problems, policies, group_size=samples, needs=needs, solo_samples=samples,
@@ -58,9 +61,10 @@ def evaluate(policies: dict, data, *, samples: int = 1, temperature: float = 1.0
     return out
 
 
-def load_team(model: str, *, solver_model: str | None = None, seed: int = 0, device: str | None = None) -> dict:
-    """Policies for evaluation: a run directory (its ``checkpoint/``), or a model name/path for
-    both roles (``solver_model`` for a different Solver)."""
+def load_team(model: str, *, solver_model: str | None = None, seed: int = 0, device: str | None = None) -> tuple[dict, Any]:
+    """``(policies, rollout config or None)`` for evaluation: a run directory (its ``checkpoint/``,
+    with the run's rollout settings: budgets and prompt set), or a model name/path for both roles
+    (``solver_model`` for a different Solver)."""
     from pathlib import Path
 
     from agents import TransformersPolicy
@@ -75,8 +79,8 @@ def load_team(model: str, *, solver_model: str | None = None, seed: int = 0, dev
         cfg = TrainerConfig.from_dict(ck["config"])
         cfg.out = str(run)
         trainer = Trainer(cfg, resume=True, log=None)
-        trainer.verifier.close()
-        return trainer.rollout_policies
+        trainer.close()
+        return trainer.rollout_policies, cfg.rollout
     thinker = TransformersPolicy.from_pretrained(model, seed=seed, device=device)
     solver = thinker if solver_model in (None, model) else TransformersPolicy.from_pretrained(solver_model, seed=seed, device=device)
-    return {"thinker_0": thinker, "solver_0": solver}
+    return {"thinker_0": thinker, "solver_0": solver}, None

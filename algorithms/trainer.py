@@ -51,7 +51,7 @@ from thinksolve_env import MathVerifier, load_problems
 from . import credit as credit_registry
 from . import estimators, losses
 from .checkpoint import capture_rng, config_diff, load_checkpoint, restore_rng, save_checkpoint
-from .config import ROLES, TrainerConfig
+from .config import ROLES, TrainerConfig, prompt_templates
 from .credit.base import group_index
 from .diagnostics import collaboration_diagnostics
 from .rollout import collect_groups
@@ -200,6 +200,7 @@ class Trainer:
         self.out = Path(cfg.out)
         self.dist = _Dist(cfg.model.device, cfg.model.sharing == "lora")
         self.log = log if self.dist.main else None
+        self._threads_before = torch.get_num_threads()
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
@@ -253,7 +254,7 @@ class Trainer:
             problems, self.rollout_policies, group_size=r.group_size, needs=self.credit.requires,
             verifier=self.verifier, solo_samples=r.solo_samples, seed=seed, temperature=r.temperature, top_p=r.top_p,
             thinker_max_new_tokens=r.thinker_max_new_tokens, solver_max_new_tokens=r.solver_max_new_tokens,
-            rating_max_new_tokens=r.rating_max_new_tokens,
+            rating_max_new_tokens=r.rating_max_new_tokens, env_options={"prompts": prompt_templates(r.prompts)},
         )
         self.last_groups = groups  # this rank's groups of the latest step (for inspection)
         t["collect"] = time.perf_counter()
@@ -394,6 +395,7 @@ class Trainer:
         self._stop_requested = True
 
     def close(self) -> None:
+        torch.set_num_threads(self._threads_before)
         self.verifier.close()
         for p in self.rollout_policies.values():
             if hasattr(p, "close") and not isinstance(p, TransformersPolicy):
@@ -490,9 +492,9 @@ class Trainer:
         from .warmstart import warm_start
 
         if self.dist.main:  # rank 0 trains (or finds) the cached warm start; the others wait
-            warm_start(ws, model=name, log=self.log)
+            warm_start(ws, model=name, prompts=self.config.rollout.prompts, log=self.log)
         self.dist.barrier()
-        return str(warm_start(ws, model=name, log=None))
+        return str(warm_start(ws, model=name, prompts=self.config.rollout.prompts, log=None))
 
     def _load(self, name: str, **kw) -> tuple:
         m = self.config.model

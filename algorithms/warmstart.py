@@ -50,9 +50,18 @@ def format_targets(problem) -> dict[str, str]:
     }
 
 
-def warm_start_examples(problems, n: int, *, mix=MIX, seed: int = 0) -> list[tuple[list[dict], str]]:
-    """``n`` (chat prompt, target text) pairs drawn from ``problems``."""
-    from thinksolve_env.prompts import rating_messages, solo_messages, solver_messages, thinker_messages
+def warm_start_examples(problems, n: int, *, mix=MIX, seed: int = 0, prompts: str = "default") -> list[tuple[list[dict], str]]:
+    """``n`` (chat prompt, target text) pairs drawn from ``problems``, with the named prompt set
+    (``rollout.prompts``)."""
+    from functools import partial
+
+    from thinksolve_env import prompts as P
+
+    from .config import prompt_templates
+
+    ps = prompt_templates(prompts)
+    thinker_messages, solver_messages = partial(P.thinker_messages, prompts=ps), partial(P.solver_messages, prompts=ps)
+    solo_messages, rating_messages = partial(P.solo_messages, prompts=ps), partial(P.rating_messages, prompts=ps)
 
     rng = random.Random(seed)
     kinds = ("thinker", "solver", "solo", "rating")
@@ -76,17 +85,20 @@ def warm_start_examples(problems, n: int, *, mix=MIX, seed: int = 0) -> list[tup
     return out
 
 
-def _key(cfg: WarmStartConfig, model: str) -> str:
+def _key(cfg: WarmStartConfig, model: str, prompts: str) -> str:
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "enabled"}
-    blob = json.dumps({"version": VERSION, "model": model, "mix": MIX, **settings}, sort_keys=True, default=list)
+    from .config import PROMPT_SETS
+
+    blob = json.dumps({"version": VERSION, "model": model, "mix": MIX, "prompts": PROMPT_SETS[prompts], **settings},
+                      sort_keys=True, default=list)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def warm_start_path(cfg: WarmStartConfig, model: str = "tiny") -> Path:
-    """Where the warm start of ``model`` with settings ``cfg`` is cached."""
+def warm_start_path(cfg: WarmStartConfig, model: str = "tiny", prompts: str = "default") -> Path:
+    """Where the warm start of ``model`` with settings ``cfg`` and prompt set ``prompts`` is cached."""
     from agents.models import cache_dir
 
-    return cache_dir() / "warmstart" / f"{Path(model).name}-{_key(cfg, model)}"
+    return cache_dir() / "warmstart" / f"{Path(model).name}-{_key(cfg, model, prompts)}"
 
 
 def _tokenize(policy, prompt, target):
@@ -98,9 +110,9 @@ def _tokenize(policy, prompt, target):
     return annotate(c, temperature=1.0, prompt_token_ids=policy.encode_prompt(prompt))
 
 
-def train_format(policy, problems, cfg: WarmStartConfig, log=print) -> list[float]:
+def train_format(policy, problems, cfg: WarmStartConfig, log=print, prompts: str = "default") -> list[float]:
     """Run the supervised phase on ``policy`` in place; returns the loss per step."""
-    examples = warm_start_examples(problems, cfg.steps * cfg.batch_size, mix=MIX, seed=cfg.seed)
+    examples = warm_start_examples(problems, cfg.steps * cfg.batch_size, mix=MIX, seed=cfg.seed, prompts=prompts)
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 - 0.9 * s / max(cfg.steps, 1))
     policy.train()
@@ -125,14 +137,14 @@ def train_format(policy, problems, cfg: WarmStartConfig, log=print) -> list[floa
     return losses
 
 
-def warm_start(cfg: WarmStartConfig | None = None, *, model: str = "tiny", log=print) -> Path:
+def warm_start(cfg: WarmStartConfig | None = None, *, model: str = "tiny", prompts: str = "default", log=print) -> Path:
     """The warm-started model directory (trained and cached on first use; atomic write)."""
     from agents import TransformersPolicy
     from agents.models import _atomic_dir, load_model
     from thinksolve_env import load_problems
 
     cfg = cfg or WarmStartConfig()
-    target = warm_start_path(cfg, model)
+    target = warm_start_path(cfg, model, prompts)
     if (target / "config.json").exists():
         return target
     if log:
@@ -151,7 +163,7 @@ def warm_start(cfg: WarmStartConfig | None = None, *, model: str = "tiny", log=p
         policy = TransformersPolicy(net, tok, seed=cfg.seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
-            losses = train_format(policy, load_problems(cfg.data), cfg, log=log)
+            losses = train_format(policy, load_problems(cfg.data), cfg, log=log, prompts=prompts)
         policy.save_pretrained(tmp)
         (tmp / "warmstart.json").write_text(json.dumps({"config": dataclasses.asdict(cfg), "losses": losses}, default=list))
 

@@ -68,3 +68,41 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
 def test_config_diff_names_fields():
     diff = config_diff({"lr": 1e-6, "credit": {"lam": 0.2}, "seed": 1}, {"lr": 1e-5, "credit": {"lam": 0.2}, "steps": 4})
     assert diff == ["lr: 1e-06 -> 1e-05", "seed: 1 -> '<absent>'", "steps: '<absent>' -> 4"]
+
+
+_SAVER = r'''
+import sys, torch
+from algorithms.checkpoint import save_checkpoint
+k = 0
+while True:
+    k += 1
+    w = {"w": torch.full((1_000_000,), float(k)), "v": torch.full((500_000,), float(k))}
+    save_checkpoint(sys.argv[1], step=k, weights={"thinker_0": w, "solver_0": w}, optimizers={"thinker_0": {"k": k}},
+                    config={"k": k})
+    print(k, flush=True)
+'''
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.13, 0.31])
+def test_a_process_killed_while_saving_leaves_a_complete_checkpoint(tmp_path, delay):
+    """SIGKILL at an arbitrary moment of a save loop: the checkpoint on disk is always a whole one."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "saver.py"
+    script.write_text(_SAVER)
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "ck")], stdout=subprocess.PIPE, text=True,
+                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    try:
+        assert proc.stdout.readline().strip() == "1"  # one save finished
+        time.sleep(delay)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    ck = load_checkpoint(tmp_path / "ck")
+    k = ck["step"]
+    assert k >= 1 and ck["config"] == {"k": k} and ck["optimizers"]["thinker_0"] == {"k": k}
+    for role in ("thinker_0", "solver_0"):
+        assert torch.all(ck["weights"][role]["w"] == k) and torch.all(ck["weights"][role]["v"] == k)
