@@ -364,9 +364,9 @@ def _tiny_arith() -> TrainerConfig:
     return TrainerConfig(
         train_data="arith:n=3000,difficulty=1",
         eval_data="arith:n=200,difficulty=1,split=test",
-        steps=60,
+        steps=150,
         out="runs/tiny-arith",
-        save_every=20,
+        save_every=50,
         eval_samples=2,
         eval_temperature=1.0,
         threads=1,
@@ -376,7 +376,7 @@ def _tiny_arith() -> TrainerConfig:
                               solver_max_new_tokens=24, rating_max_new_tokens=48, max_prompt_tokens=256,
                               prompts="compact"),
         optim=OptimConfig(estimator="grpo", scale="none", loss="grpo", agg="token-mean", clip_low=0.2, clip_high=0.2,
-                          lr=3e-4, micro_batch_tokens=8192),
+                          lr=3e-5, micro_batch_tokens=8192),
         schedule=ScheduleConfig(period=5),
     )
 

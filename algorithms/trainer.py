@@ -502,8 +502,16 @@ class Trainer:
         return model, tok
 
     def _build_policies(self) -> dict[str, TransformersPolicy]:
-        m, seed = self.config.model, self.config.seed
+        m, seed, r = self.config.model, self.config.seed, self.config.rollout
+        # prompts are cut (from the left of the user message) to max_prompt_tokens
+        context = r.max_prompt_tokens + max(r.thinker_max_new_tokens, r.solver_max_new_tokens, r.rating_max_new_tokens)
         kw = dict(seed=seed, gradient_checkpointing=m.gradient_checkpointing)
+        policies = self._make_policies(m, kw)
+        for p in policies.values():
+            p.max_context = min(p.max_context, context)
+        return policies
+
+    def _make_policies(self, m, kw) -> dict[str, TransformersPolicy]:
         if m.sharing == "shared":
             model, tok = self._load(m.name)
             p = TransformersPolicy(model, tok, name=m.name, **kw)
@@ -515,7 +523,7 @@ class Trainer:
 
             model, tok = self._load(m.name)
             lcfg = _lora_config({"r": m.lora_rank, "lora_alpha": m.lora_alpha})
-            torch.manual_seed(seed)
+            torch.manual_seed(self.config.seed)  # adapter initialisation
             pm = peft.get_peft_model(model, lcfg, adapter_name=THINKER)
             pm.add_adapter(SOLVER, lcfg)
             for n, p in pm.named_parameters():

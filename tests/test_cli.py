@@ -61,7 +61,7 @@ def test_train_resume_and_eval_from_the_command_line(capsys, tmp_path):
     assert "pass --resume" in capsys.readouterr().err
     assert main([*base, "--steps", "2", "--resume", *FAST, "optim.lr=0.5"]) == 2  # a different config
     err = capsys.readouterr().err
-    assert "different configuration" in err and "optim.lr: 0.0003 -> 0.5" in err
+    assert "different configuration" in err and "optim.lr: 3e-05 -> 0.5" in err
     assert main([*base, "--steps", "2", "--resume", *FAST]) == 0
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
 
