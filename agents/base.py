@@ -22,14 +22,18 @@ FINISH_REASONS = ("stop", "length", "scripted")
 class Completion:
     """One sampled completion.
 
-    ``token_ids`` and ``logprobs`` (one per sampled token, under the sampling distribution at
-    temperature 1 unless stated otherwise by the policy) are empty for scripted policies.
+    ``token_ids`` and ``logprobs`` (one per sampled token, ``log_softmax(logits / T)`` at the
+    sampling temperature ``T``) are empty for scripted policies. ``temperature`` (the ``T`` of
+    ``logprobs``; 1.0 for greedy) and ``prompt_token_ids`` (the prompt as actually sampled from,
+    after any truncation) let a trainable policy recompute the log-probs exactly.
     """
 
     text: str
     token_ids: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
     finish_reason: str = "stop"
+    temperature: float | None = None
+    prompt_token_ids: list[int] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.token_ids)
