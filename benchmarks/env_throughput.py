@@ -40,17 +40,28 @@ def main() -> None:
     problems = load_problems(args.data)
     thought = "Consider the structure of the problem; the key step is to simplify first. \\boxed{1}"
     rows = []
-    with MathVerifier() as verifier:
+    # String layer only (workers=0): the env's own cost plus answer extraction.
+    with MathVerifier(workers=0) as verifier:
         for wrapped in (False, True):
             factory = make_env if wrapped else ThinkSolveEnv
             e = factory(problems, verifier=verifier)
             for mode, remove in MODES.items():
                 run(e, 50, remove, len(problems), "\\boxed{1}", thought)  # warm-up
                 eps = run(e, args.episodes, remove, len(problems), "So the answer is \\boxed{1}.", thought)
-                rows.append({"env": "env() (order-enforcing)" if wrapped else "ThinkSolveEnv", "removed": mode,
+                rows.append({"env": "env() (order-enforcing)" if wrapped else "ThinkSolveEnv",
+                             "verifier": "string layer (workers=0)", "removed": mode,
                              "episodes": args.episodes, "episodes_per_s": round(eps, 1)})
-    table = write_results("env_throughput", ["env", "removed", "episodes", "episodes_per_s"], rows,
-                          notes="Constant-string policies, MATH500 problems, default MathVerifier; one process.")
+    # The default verifier with a cold cache: wrong answers go to the symbolic workers once each.
+    for mode, remove in MODES.items():
+        with MathVerifier() as verifier:
+            e = ThinkSolveEnv(problems, verifier=verifier)
+            eps = run(e, args.episodes, remove, len(problems), "So the answer is \\boxed{1}.", thought)
+        rows.append({"env": "ThinkSolveEnv", "verifier": "default (2 workers), cold cache", "removed": mode,
+                     "episodes": args.episodes, "episodes_per_s": round(eps, 1)})
+    table = write_results("env_throughput", ["env", "verifier", "removed", "episodes", "episodes_per_s"], rows,
+                          notes="Constant-string policies on MATH500 problems (the answer `1` is wrong for most), one process. "
+                                "With the string layer only, the rows measure the environment itself; with the default "
+                                "verifier and a cold cache, each wrong answer costs one symbolic check in a worker process.")
     print(table)
 
 
