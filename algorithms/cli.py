@@ -156,9 +156,11 @@ def cmd_train(args) -> int:
     out = Path(cfg.out)
     if not args.resume and (out / "checkpoint").exists():
         return _fail(f"{out} already holds a run (checkpoint/); pass --resume to continue it or choose another --out")
+    from .checkpoint import CheckpointError
+
     try:
         trainer = Trainer(cfg, resume=args.resume)
-    except ResumeError as e:
+    except (ResumeError, CheckpointError, ConfigError) as e:
         return _fail(str(e))
     with trainer:
         if trainer.dist.main:

@@ -200,6 +200,11 @@ class Trainer:
         self.out = Path(cfg.out)
         self.dist = _Dist(cfg.model.device, cfg.model.sharing == "lora")
         self.log = log if self.dist.main else None
+        if cfg.rollout.problems_per_step < self.dist.world:
+            from .config import ConfigError
+
+            raise ConfigError(f"rollout.problems_per_step={cfg.rollout.problems_per_step} is invalid with "
+                              f"{self.dist.world} processes: allowed >= {self.dist.world} (each rank needs a problem)")
         self._threads_before = torch.get_num_threads()
         if cfg.threads:
             torch.set_num_threads(cfg.threads)

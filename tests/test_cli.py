@@ -37,7 +37,7 @@ def test_console_script_module_runs():
 
 @pytest.mark.parametrize("args, msg", [
     (["--preset", "nope"], "unknown preset 'nope'; choose from ['llama3.1-8b-math', 'qwen2.5-1.5b-math'"),
-    (["--credit", "magic"], "unknown credit method 'magic'; choose from ['ccpo', 'difference', 'sepo', 'shapley', 'shared']"),
+    (["--credit", "magic"], "unknown credit method 'magic'; choose from ['ccpo', 'difference', 'sepo', 'shapley', 'shared'"),
     (["--optimizer", "adam"], "unknown optimizer 'adam'; choose from ['dr_grpo', 'grpo', 'gspo', 'reinforce++'"),
     (["rollout.group_size=1"], "rollout.group_size=1 is invalid: allowed >= 2"),
     (["optim.lrr=1"], "unknown config field 'optim.lrr'; known here: ['agg'"),
@@ -81,3 +81,8 @@ def test_eval_errors(capsys, tmp_path):
     assert "unknown model" in capsys.readouterr().err
     assert main(["eval", "--model", "tiny", "--data", "arith:n=2", "--samples", "0"]) == 2
     assert "--samples must be >= 1" in capsys.readouterr().err
+
+
+def test_resume_without_a_checkpoint_is_a_clear_error(capsys, tmp_path):
+    assert main(["train", "--out", str(tmp_path / "none"), "--steps", "1", "--resume", *FAST]) == 2
+    assert "no checkpoint at" in capsys.readouterr().err

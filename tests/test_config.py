@@ -28,11 +28,11 @@ def test_unknown_preset_lists_choices():
 
 
 def test_overrides_are_typed_and_nested():
-    c = apply_overrides(preset("tiny-arith"), ["optim.lr=3e-5", "rollout.group_size=4", "tensorboard=false",
+    c = apply_overrides(preset("tiny-arith"), ["optim.lr=7e-5", "rollout.group_size=4", "tensorboard=false",
                                                "credit.params.lam=0.5", "rollout.solo_samples=none", "credit.name=sepo"])
-    assert c.optim.lr == 3e-5 and c.rollout.group_size == 4 and c.tensorboard is False
+    assert c.optim.lr == 7e-5 and c.rollout.group_size == 4 and c.tensorboard is False
     assert c.credit.params == {"lam": 0.5} and c.rollout.solo_samples is None and c.credit.name == "sepo"
-    assert preset("tiny-arith").optim.lr == PRESETS["tiny-arith"]().optim.lr != 3e-5  # the preset is untouched
+    assert preset("tiny-arith").optim.lr == PRESETS["tiny-arith"]().optim.lr != 7e-5  # the preset is untouched
 
 
 @pytest.mark.parametrize("override, msg", [

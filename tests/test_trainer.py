@@ -85,14 +85,14 @@ def test_resume_2_plus_2_equals_4_steps(tmp_path):
 
 
 def test_metrics_rows_hold_the_documented_fields(tmp_path):
-    with Trainer(tiny(tmp_path, "steps=1", "schedule.mode=simultaneous")) as t:
+    with Trainer(tiny(tmp_path, "steps=1", "schedule.mode=simultaneous", "optim.micro_batch_tokens=150")) as t:
         t.train()
     (row,) = _rows(tmp_path)
     for key in ("step", "updated", "reward_thinker_0", "reward_solver_0", "joint_accuracy", "accuracy_solver_0",
                 "loss_thinker_0", "loss_solver_0", "clip_frac_thinker_0", "kl_solver_0", "grad_norm_thinker_0", "tokens_total"):
         assert key in row, key
     assert row["updated"] == ["solver_0", "thinker_0"]
-    assert row["tokens"]["thinker"] > 0 and row["micro_batches_thinker_0"] >= 2  # 400-token budget splits 4 rollouts
+    assert row["tokens"]["thinker"] > 0 and row["micro_batches_thinker_0"] >= 2  # a 150-token budget splits 4 rollouts
 
 
 def test_resume_with_a_different_config_is_refused_with_the_difference(tmp_path):
