@@ -178,7 +178,7 @@ def save_checkpoint(
             "credit_state": credit_state or {},
             "extra": extra or {},
         }
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=_json_default))
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=json_default))
         _fsync_tree(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -196,7 +196,8 @@ def save_checkpoint(
     return final
 
 
-def _json_default(o: Any):
+def json_default(o: Any):
+    """``json.dumps(default=...)`` for NumPy scalars/arrays and paths (checkpoints, metrics)."""
     if isinstance(o, (np.integer,)):
         return int(o)
     if isinstance(o, (np.floating,)):
@@ -205,7 +206,7 @@ def _json_default(o: Any):
         return o.tolist()
     if isinstance(o, Path):
         return str(o)
-    raise TypeError(f"not JSON-serialisable in a checkpoint: {type(o).__name__}")
+    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
 
 
 def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu") -> dict:

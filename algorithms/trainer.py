@@ -50,7 +50,7 @@ from thinksolve_env import MathVerifier, load_problems
 
 from . import credit as credit_registry
 from . import estimators, losses
-from .checkpoint import capture_rng, config_diff, load_checkpoint, restore_rng, save_checkpoint
+from .checkpoint import capture_rng, config_diff, json_default, load_checkpoint, restore_rng, save_checkpoint
 from .config import ROLES, TrainerConfig, prompt_templates
 from .credit.base import group_index
 from .diagnostics import collaboration_diagnostics
@@ -616,7 +616,7 @@ class Trainer:
             return
         self.out.mkdir(parents=True, exist_ok=True)
         with open(self.out / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(row, default=_json_default) + "\n")
+            f.write(json.dumps(row, default=json_default) + "\n")
         if self.config.tensorboard:
             if self._tb is None:
                 try:
@@ -660,13 +660,3 @@ def _flatten(d: dict, prefix: str = "") -> dict:
         else:
             out[f"{prefix}{k}"] = v
     return out
-
-
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(type(o).__name__)
