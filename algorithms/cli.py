@@ -126,6 +126,13 @@ def train_config(args):
     from .config import apply_credit, apply_optimizer, apply_overrides, preset
 
     cfg = preset(args.preset)
+    if getattr(args, "plugin", None):
+        from . import credit
+
+        for source in args.plugin:
+            credit.load_plugin(source)
+            if source not in cfg.plugins:
+                cfg.plugins.append(source)
     if args.credit:
         cfg = apply_credit(cfg, args.credit)
     if args.optimizer:
@@ -151,7 +158,7 @@ def cmd_train(args) -> int:
 
     try:
         cfg = train_config(args)
-    except ConfigError as e:
+    except (ConfigError, ImportError, OSError) as e:
         return _fail(str(e))
     out = Path(cfg.out)
     if not args.resume and (out / "checkpoint").exists():
@@ -322,6 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--steps", type=int)
     train.add_argument("--out", help="run directory (metrics.jsonl, checkpoint/)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    train.add_argument("--plugin", action="append", metavar="FILE_OR_MODULE",
+                       help="import a .py file or module that registers credit methods (repeatable)")
     train.add_argument("overrides", nargs="*", metavar="field=value")
     train.set_defaults(func=cmd_train)
 

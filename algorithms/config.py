@@ -203,6 +203,9 @@ class TrainerConfig:
     """Also log to TensorBoard when it is installed."""
     threads: int = 0
     """torch CPU threads (0: torch's default). 1 is fastest for the tiny model on a busy CPU."""
+    plugins: list = field(default_factory=list)
+    """Python files or module names imported before the run, e.g. ``["examples/event_both.py"]``:
+    they register credit methods (``algorithms.credit.register``) that ``credit.name`` can use."""
     warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
@@ -241,6 +244,13 @@ class TrainerConfig:
         need(w.lr > 0, "warm_start.lr", "> 0", w.lr)
         from . import credit, estimators, losses
 
+        need(isinstance(self.plugins, (list, tuple)) and all(isinstance(p, str) for p in self.plugins),
+             "plugins", "a list of .py paths or module names", self.plugins)
+        for source in self.plugins:
+            try:
+                credit.load_plugin(source)
+            except (ImportError, OSError, ValueError) as e:
+                raise ConfigError(f"plugins: cannot load {source!r}: {e}") from e
         need(self.credit.name in credit.available(), "credit.name", "|".join(credit.available()), self.credit.name)
         need(isinstance(self.credit.params, dict), "credit.params", "a mapping of the method's parameters", self.credit.params)
         need(o.estimator in estimators.available(), "optim.estimator", "|".join(estimators.available()), o.estimator)
@@ -303,6 +313,16 @@ def _coerce(value: str, current: Any, name: str) -> Any:
         if value.lower() in ("false", "0", "no", "off"):
             return False
         raise ConfigError(f"{name}={value!r} is invalid: allowed true|false")
+    if isinstance(current, list):
+        if value.lstrip().startswith("["):
+            try:
+                parsed = json.loads(value)
+            except json.JSONDecodeError:
+                raise ConfigError(f"{name}={value!r} is invalid: allowed a JSON list or comma-separated values") from None
+            if not isinstance(parsed, list):
+                raise ConfigError(f"{name}={value!r} is invalid: allowed a JSON list or comma-separated values")
+            return parsed
+        return [v.strip() for v in value.split(",") if v.strip()]
     if isinstance(current, dict):
         try:
             parsed = json.loads(value)

@@ -28,7 +28,8 @@ def evaluate(policies: dict, data, *, samples: int = 1, temperature: float = 1.0
     """Accuracy of ``policies`` on ``data`` (a problem list or anything ``load_problems`` reads).
 
     Returns ``{"problems", "samples", "temperature", "joint_accuracy", "solo_accuracy",
-    "collaboration", "seconds"}`` (``remove="thinker_0"``: only ``solo_accuracy``;
+    "collaboration", "help_rate", "hurt_rate", "seconds"}`` (help: the team is right where the
+    paired Thinker-removed sample is wrong; hurt: the reverse; help − hurt = collaboration) (``remove="thinker_0"``: only ``solo_accuracy``;
     ``remove="solver_0"``: ``no_solver_accuracy``, the Thinker alone). ``rollout`` (a
     :class:`~algorithms.config.RolloutConfig`) supplies the token budgets and the prompt set.
     """
@@ -52,7 +53,11 @@ def evaluate(policies: dict, data, *, samples: int = 1, temperature: float = 1.0
     out: dict[str, Any] = {"problems": len(problems), "samples": samples, "temperature": temperature}
     if remove is None:
         solo = float(np.mean([r > 0 for g in groups for r in g.solo_rewards]))
-        out.update(joint_accuracy=joint, solo_accuracy=solo, collaboration=joint - solo)
+        # sample j of the team is paired with solo sample j of the same problem
+        pairs = [(e.reward > 0, r > 0) for g in groups for e, r in zip(g.episodes, g.solo_rewards)]
+        out.update(joint_accuracy=joint, solo_accuracy=solo, collaboration=joint - solo,
+                   help_rate=float(np.mean([j and not s for j, s in pairs])),
+                   hurt_rate=float(np.mean([s and not j for j, s in pairs])))
     elif remove == "thinker_0":
         out["solo_accuracy"] = float(np.mean([r > 0 for g in groups for r in g.solo_rewards]))
     else:

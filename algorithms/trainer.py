@@ -606,6 +606,7 @@ class Trainer:
         budget = groups.budget
         row["tokens"] = {phase: budget[phase]["tokens"] for phase in budget if phase != "generate_calls"}
         row["tokens_total"] = sum(row["tokens"].values())
+        row["generations"] = {phase: budget[phase]["generations"] for phase in budget if phase != "generate_calls"}
         row["time"] = {"collect": t["collect"] - t["start"], "credit": t["credit"] - t["collect"],
                        "update": t["update"] - t["credit"]}
         row["time_total"] = t["update"] - t["start"]

@@ -35,6 +35,22 @@ def test_collaboration_diagnostic_is_joint_minus_thinker_removed():
     assert r["joint_accuracy"] == 1.0  # the thought carries the answer
     assert r["solo_accuracy"] < 0.5
     assert r["collaboration"] == pytest.approx(r["joint_accuracy"] - r["solo_accuracy"])
+    # joint always right: it helps exactly where the solo guess is wrong, and never hurts
+    assert r["help_rate"] == pytest.approx(1.0 - r["solo_accuracy"]) and r["hurt_rate"] == 0.0
+    assert r["help_rate"] - r["hurt_rate"] == pytest.approx(r["collaboration"])
+
+
+def test_help_and_hurt_pair_each_team_sample_with_a_solo_sample():
+    """A Thinker that misleads: its thought names a wrong number, while the Solver alone is
+    right on problems whose first number is the answer; the Solver copies the thought."""
+    problems = {p.problem: p for p in load_problems("arith:n=60,difficulty=1,split=test")}
+    team = {"thinker_0": ScriptedPolicy(lambda m: "maybe 99999"),
+            "solver_0": ScriptedPolicy(lambda m: "\\boxed{" + (
+                re.findall(r"-?\d+", m[-1]["content"].split("Thought")[-1])[-1] if "Thinker's thought:" in m[-1]["content"]
+                else problems[m[-1]["content"]].answer) + "}")}
+    r = evaluate(team, list(problems.values()), samples=1, temperature=0.0)
+    assert r["joint_accuracy"] == 0.0 and r["solo_accuracy"] == 1.0
+    assert r["hurt_rate"] == 1.0 and r["help_rate"] == 0.0 and r["collaboration"] == -1.0
 
 
 def test_removal_modes():

@@ -29,11 +29,20 @@ or a plain function ``fn(groups, **params) -> {agent: rewards}``::
         return {"thinker_0": R, "solver_0": R + bonus * (R - credit.solo_baselines(groups))}
 
     credit.get("solver_only", bonus=0.2)(groups)
+
+A method defined in a file or module of your own is loaded with :func:`load_plugin` (the
+trainer's ``plugins`` field and the ``--plugin`` flags of ``thinksolve train`` and the credit
+benchmark do it for you); ``examples/event_both.py`` is a complete example.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib
+import importlib.util
 import inspect
+import sys
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from .base import (
@@ -57,6 +66,7 @@ from .base import (
 __all__ = [
     "get",
     "register",
+    "load_plugin",
     "available",
     "CreditMethod",
     "MissingCounterfactualError",
@@ -117,6 +127,35 @@ def register(name: str, *, requires: Iterable[str] | None = None, replace: bool 
         return obj
 
     return deco
+
+
+def load_plugin(source: str):
+    """Import ``source`` — a ``.py`` file path or an importable module name — so that the credit
+    methods it registers become available; returns the module. Loading the same file again
+    reuses the module already imported (its registrations stay as they are)."""
+    if not isinstance(source, str) or not source.strip():
+        raise ValueError(f"a credit plugin must be a .py path or a module name, got {source!r}")
+    path = Path(source)
+    if source.endswith(".py") or path.is_file():
+        if not path.is_file():
+            raise FileNotFoundError(f"credit plugin {source!r}: no such file")
+        path = path.resolve()
+        name = f"thinksolve_plugin_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+        if name in sys.modules:
+            return sys.modules[name]
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]
+            raise
+        return module
+    try:
+        return importlib.import_module(source)
+    except ModuleNotFoundError as e:
+        raise ModuleNotFoundError(f"credit plugin {source!r}: {e}") from e
 
 
 def available() -> list[str]:

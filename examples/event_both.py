@@ -1,0 +1,31 @@
+"""A user-defined credit method, registered and run through the credit comparison.
+
+``event_both`` extends CCPO's event bonus (METHOD.md §3) from the Thinker to the Solver: the
+Solver earns a bonus when the team is right although the Thinker's text alone was wrong (it
+turned a failed thought into a correct answer) and a penalty when the team is wrong although
+the thought alone was right (it spoiled a correct thought).
+
+    r_T = R + λ·([R > 0 and b < 0] − [R < 0 and b > 0])            (CCPO event)
+    r_S = R + λ·([R > 0 and R_¬S < 0] − [R < 0 and R_¬S > 0])
+
+Use it from Python (``import examples.event_both`` then ``credit.get("event_both")``), in
+training (``thinksolve train --plugin examples/event_both.py --credit event_both``) or in the
+benchmark (``python benchmarks/credit_comparison.py --plugin examples/event_both.py --methods
+shared event_both``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from algorithms import credit
+
+
+@credit.register("event_both", requires={"solo", "no_solver"}, replace=True)
+def event_both(groups, lam: float = 0.2):
+    R = credit.joint_rewards(groups)
+    b = credit.solo_baselines(groups)  # R_¬T per joint episode: its problem's solo mean
+    alone = credit.no_solver_rewards(groups)  # R_¬S: the episode's thought verified alone
+    thinker = R + lam * ((R > 0) & (b < 0)).astype(np.float64) - lam * ((R < 0) & (b > 0)).astype(np.float64)
+    solver = R + lam * ((R > 0) & (alone < 0)).astype(np.float64) - lam * ((R < 0) & (alone > 0)).astype(np.float64)
+    return {"thinker_0": thinker, "solver_0": solver}
