@@ -8,6 +8,8 @@ Subcommands:
   for a run directory or a model; writes JSON.
 * ``demo`` — the main job (``make demo``): warm-start the ``tiny`` model, evaluate, train
   ``tiny-arith`` with CCPO, evaluate again, print the before/after table.
+* ``bench`` — ``thinksolve bench credit|performance|env|verifier|generation [args]`` runs the
+  benchmark script of that name from ``benchmarks/`` (results under ``benchmarks/results/``).
 * ``play`` — scripted MATH500 episodes in every removal mode (no model; the env's counterfactuals).
 """
 
@@ -19,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["main", "build_parser", "scripted_team", "train_config", "split_data"]
+__all__ = ["main", "build_parser", "scripted_team", "train_config", "split_data", "BENCHMARKS"]
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "math" / "math500.jsonl"
 
@@ -313,6 +315,37 @@ def cmd_play(args) -> int:
     return _cmd_play(args)
 
 
+#: ``thinksolve bench NAME`` → the script under ``benchmarks/`` that answers it.
+BENCHMARKS = {
+    "credit": "credit_comparison.py",
+    "performance": "performance.py",
+    "env": "env_throughput.py",
+    "verifier": "verifier_speed.py",
+    "generation": "generation_speed.py",
+}
+BENCH_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def cmd_bench(args) -> int:
+    """Run ``benchmarks/<script>`` with the remaining arguments, as ``python benchmarks/<script>``
+    would (the benchmarks live in the source checkout, next to their results)."""
+    import runpy
+
+    script = BENCH_DIR / BENCHMARKS[args.name]
+    if not script.is_file():
+        return _fail(f"{script} not found: `thinksolve bench` runs the scripts of a source checkout "
+                     f"(git clone, then `make setup`)")
+    argv = sys.argv
+    sys.argv = [str(script), *args.args]
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        sys.argv = argv
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .config import OPTIMIZERS, PRESETS
 
@@ -358,6 +391,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--episodes", type=int, default=48, help=argparse.SUPPRESS)
     demo.add_argument("overrides", nargs="*", metavar="field=value")
     demo.set_defaults(func=cmd_demo)
+
+    bench = sub.add_parser("bench", help="run a benchmark (credit, performance, env, verifier, generation)",
+                           description="Run benchmarks/<script> with the remaining arguments; results go to "
+                                       "benchmarks/results/. `thinksolve bench credit --help` lists a benchmark's options.")
+    bench.add_argument("name", choices=sorted(BENCHMARKS), help="; ".join(f"{k}: {v}" for k, v in BENCHMARKS.items()))
+    bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments of the benchmark script")
+    bench.set_defaults(func=cmd_bench)
 
     play = sub.add_parser("play", help="play MATH500 episodes with scripted policies in every removal mode")
     play.add_argument("--data", default=str(DEFAULT_DATA), help="problem file (JSONL/parquet); default: shared MATH500")

@@ -49,9 +49,12 @@ def markdown_table(columns: list[str], rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_results(name: str, columns: list[str], rows: list[dict], *, notes: str = "", extra: dict | None = None) -> str:
-    """Write ``results/<name>.json`` and ``results/<name>.md``; return the Markdown table."""
-    command = " ".join([Path(sys.executable).name, *sys.argv])
+def write_results(name: str, columns: list[str], rows: list[dict], *, notes: str = "", extra: dict | None = None,
+                  command: str | None = None) -> str:
+    """Write ``results/<name>.json`` and ``results/<name>.md``; return the Markdown table.
+
+    ``command`` is the command line that made them (default: this process's)."""
+    command = command or " ".join([Path(sys.executable).name, *sys.argv])
     table = markdown_table(columns, rows)
     record = {
         "name": name,

@@ -381,8 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--steps", type=int, help="training steps per run (default: the preset's)")
     ap.add_argument("--eval-every", type=int, default=50, help="steps between held-out evaluations (default 50)")
-    ap.add_argument("--eval-data", default="arith:n=500,difficulty=1,split=test",
-                    help="held-out problems (default 500 arith test problems; 'preset' keeps the preset's)")
+    ap.add_argument("--eval-data", help="held-out problems (default: the preset's eval_data)")
     ap.add_argument("--eval-samples", type=int, help="samples per held-out problem (default: the preset's)")
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="parallel runs (one torch thread each)")
     ap.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE",
@@ -400,8 +399,6 @@ def main(argv: list[str] | None = None) -> int:
 
     for p in args.plugin:
         credit.load_plugin(p)
-    if args.eval_data == "preset":
-        args.eval_data = None
     if args.eval_every < 1:
         print("credit_comparison: --eval-every must be >= 1", file=sys.stderr)
         return 2
@@ -436,7 +433,10 @@ def main(argv: list[str] | None = None) -> int:
     import _results
 
     _results.RESULTS = results
-    table = write_results(args.name, columns, steps_rows, notes=notes,
+    import shlex
+
+    command = shlex.join(["python", "benchmarks/credit_comparison.py", *(sys.argv[1:] if argv is None else argv)])
+    table = write_results(args.name, columns, steps_rows, notes=notes, command=command,
                           extra={"equal_generations": {"columns": list(gen_rows[0]), "rows": gen_rows}, **extra,
                                  "runs": records, "wall_seconds": wall})
     print()

@@ -1,0 +1,139 @@
+"""The credit comparison benchmark, credit plugins, and the registered-method example of the README."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from algorithms import credit
+from algorithms.cli import main as cli_main
+from algorithms.config import ConfigError, apply_overrides, preset
+from algorithms.rollout import EpisodeGroup
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "event_both.py"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import credit_comparison as cc  # noqa: E402
+
+T, S = "thinker_0", "solver_0"
+
+
+def test_example_plugin_registers_a_method_with_hand_computed_rewards():
+    credit.load_plugin(str(EXAMPLE))
+    assert "event_both" in credit.available()
+    method = credit.get("event_both", lam=0.5)
+    assert method.requires == {"solo", "no_solver"}
+    groups = [EpisodeGroup.from_rewards([1, -1, 1], solo=[-1, -1], no_solver=[-1, 1, 1]),  # b = -1
+              EpisodeGroup.from_rewards([1, -1], solo=[1, 1], no_solver=[1, 1])]  # b = +1
+    r = method(groups)
+    # Thinker: helped where R > 0 and b < 0, hurt where R < 0 and b > 0
+    np.testing.assert_allclose(r[T], [1.5, -1, 1.5, 1, -1.5])
+    # Solver: helped where R > 0 and R_¬S < 0, hurt where R < 0 and R_¬S > 0
+    np.testing.assert_allclose(r[S], [1.5, -1.5, 1, 1, -1.5])
+    # loading the same file again reuses the module (no "already registered" error)
+    assert credit.load_plugin(str(EXAMPLE)) is credit.load_plugin(str(EXAMPLE))
+
+
+def test_plugin_errors_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.py"):
+        credit.load_plugin(str(tmp_path / "nope.py"))
+    with pytest.raises(ModuleNotFoundError, match="no_such_plugin_module"):
+        credit.load_plugin("no_such_plugin_module")
+    cfg = preset("tiny-arith")
+    cfg.plugins = [str(tmp_path / "missing.py")]
+    with pytest.raises(ConfigError, match="plugins: cannot load .*missing.py"):
+        cfg.validate()
+    bad = tmp_path / "bad.py"
+    bad.write_text("raise ImportError('broken plugin')\n")
+    with pytest.raises(ImportError, match="broken plugin"):
+        credit.load_plugin(str(bad))
+    assert not [m for m in sys.modules if m.startswith("thinksolve_plugin_bad_")]  # no half-imported module left
+
+
+def test_plugins_override_and_config_round_trip():
+    cfg = apply_overrides(preset("tiny-arith"), [f"plugins={EXAMPLE}", "credit.name=event_both"]).validate()
+    assert cfg.plugins == [str(EXAMPLE)] and cfg.credit.name == "event_both"
+    assert type(cfg).from_dict(json.loads(cfg.to_json())).validate().plugins == [str(EXAMPLE)]
+
+
+def test_train_cli_runs_a_plugin_method(tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = cli_main(["train", "--plugin", str(EXAMPLE), "--credit", "event_both", "--steps", "1", "--out", str(out),
+                   "tensorboard=false", "rollout.problems_per_step=2", "rollout.group_size=2", "rollout.solo_samples=1"])
+    assert rc == 0, capsys.readouterr().err
+    assert json.loads((out / "config.json").read_text())["plugins"] == [str(EXAMPLE)]
+    row = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    assert row["generations"]["solo"] == 2 and row["generations"]["solver"] == 4
+
+
+def _bench(tmp_path, runs, *extra, cli=False):
+    args = ["--plugin", str(EXAMPLE), "--methods", "event_both", "--optimizers", "reinforce++", "--seeds", "0",
+            "--steps", "2", "--eval-every", "1", "--eval-data", "arith:n=8,difficulty=1,split=test",
+            "--eval-samples", "1", "--workers", "1", "--name", "cmp", "--results", str(tmp_path / "results"),
+            "--runs", str(runs), "rollout.problems_per_step=2", "rollout.group_size=2", "rollout.solo_samples=1", *extra]
+    assert (cli_main(["bench", "credit", *args]) if cli else cc.main(args)) == 0
+    return json.loads((tmp_path / "results" / "cmp.json").read_text())
+
+
+@pytest.mark.slow
+def test_registered_method_runs_through_the_comparison_and_reruns_reproduce(tmp_path, capsys):
+    first = _bench(tmp_path, tmp_path / "runs1")
+    # shared is always added as the reference
+    assert [r["method"] for r in first["rows"]] == ["shared", "event_both"]
+    assert first["equal_generations"]["rows"][1]["method"] == "event_both"
+    runs = {r["method"]: r for r in first["runs"]}
+    for r in runs.values():
+        assert [p["step"] for p in r["curve"]] == [0, 1, 2]
+        assert r["final"]["joint_accuracy"] - r["final"]["solo_accuracy"] == pytest.approx(r["final"]["collaboration"])
+        assert r["final"]["help_rate"] - r["final"]["hurt_rate"] == pytest.approx(r["final"]["collaboration"])
+    # generations per step: shared 4 joint answers; event_both adds 2 Thinker-removed answers
+    assert runs["shared"]["solver_generations_per_step"] == 4
+    assert runs["event_both"]["solver_generations_per_step"] == 6
+    # equal generations: the budget is shared's final count, which event_both exceeds after step 1
+    assert first["generation_budget"] == 8
+    assert first["equal_generations"]["rows"][1]["step"] == "1"
+    assert (tmp_path / "results" / "cmp.md").read_text().count("event_both") >= 2
+    assert (tmp_path / "results" / "cmp_curve.png").stat().st_size > 1000
+    assert "reinforce++" in first["command"] and first["versions"]["torch"]
+
+    # a rerun in a fresh directory reproduces every evaluation exactly
+    second = _bench(tmp_path, tmp_path / "runs2")
+    assert [r["curve"] for r in second["runs"]] == [r["curve"] for r in first["runs"]]
+
+    # a rerun in the same directory (through `thinksolve bench credit`) reuses the stored runs
+    capsys.readouterr()
+    third = _bench(tmp_path, tmp_path / "runs1", cli=True)
+    assert third["command"].startswith("python benchmarks/credit_comparison.py --plugin")
+    assert "reusing 2 stored run(s); 0 to run" in capsys.readouterr().out
+    assert [r["curve"] for r in third["runs"]] == [r["curve"] for r in first["runs"]]
+
+
+def test_stored_runs_are_redone_when_settings_change(tmp_path):
+    args = cc.build_parser().parse_args(["--methods", "shared", "--optimizers", "grpo", "--seeds", "0", "--steps", "3",
+                                         "--runs", str(tmp_path)])
+    task = cc.plan(args)[0]
+    path = Path(task["path"])
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"key": task["key"], "final": {}}))
+    assert cc.cached(task) is not None
+    args.steps = 4
+    assert cc.cached(cc.plan(args)[0]) is None  # another step count: another key
+    path.write_text("{truncated")
+    assert cc.cached(task) is None  # a damaged record is rerun, not trusted
+
+
+def test_unknown_method_is_named(tmp_path, capsys):
+    assert cc.main(["--methods", "coma", "--runs", str(tmp_path), "--results", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown method 'coma'" in err and "--plugin" in err
+
+
+def test_at_budget_picks_the_last_evaluation_within_the_budget():
+    record = {"curve": [{"step": 0, "solver_generations": 0}, {"step": 50, "solver_generations": 4800},
+                        {"step": 100, "solver_generations": 9600}, {"step": 150, "solver_generations": 14400}]}
+    assert cc.at_budget(record, 9600)["step"] == 100
+    assert cc.at_budget(record, 9599)["step"] == 50
