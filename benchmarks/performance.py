@@ -1,0 +1,524 @@
+"""Performance in one run: credit-method step cost, rollout-engine overhead, verifier and env speed.
+
+Rows (one per metric):
+
+* ``ccpo_step_over_shared`` (target <= 1.25): median wall time of one ``Trainer.step()`` with
+  credit ``ccpo`` (variant ``event``, the default) over the median with credit ``shared``, on the
+  ``tiny-arith`` preset (group size 8, 4 Thinker-removed "solo" samples per problem that ride in
+  the same Solver ``generate`` call as the joint prompts). One trainer per method is built once
+  (same seed, so every trainer draws the same problems at a given step index and updates the
+  same role); after one warm-up step each, steps are interleaved (shared, ccpo, sepo, ...,
+  shared, ccpo, ...) so machine load hits every method alike. Optional rows give ``sepo``,
+  ``difference`` and ``shapley`` over ``shared``; every method's row carries the per-phase
+  medians (collect / credit / update seconds from the step's metrics row) and generated tokens.
+* ``rollout_over_raw_generate``: the rollout engine (:func:`algorithms.rollout.collect_groups`:
+  env resets and steps, prompt templating and tokenization, ``policy.generate`` per role and
+  phase, verification) against transformers' raw ``model.generate`` on the same tokens. Greedy
+  decoding (temperature 0) makes the tokens reproducible: collect_groups runs once on the
+  tiny-arith problems with the warm-started tiny policies; every ``Completion`` records its
+  ``prompt_token_ids`` and ``token_ids``. The raw side then calls ``model.generate`` (the
+  Thinker's model on the Thinker batch, the Solver's on the Solver batch of joint + solo
+  prompts, split into the same chunks of ``generation_batch_size`` prompts as the policy) on
+  those prompt ids, left-padded, ``do_sample=False``, ``max_new_tokens`` = the longest
+  completion in that chunk, the policy's EOS ids; transformers stops a batch when every row has
+  produced an EOS, so the raw call runs as many decoding steps as the policy did (it keeps
+  computing rows that already finished, the policy drops them). The row reports how many raw
+  rows reproduce the policy's tokens exactly (cut after the first EOS). Ratio = median
+  collect_groups time / (median raw Thinker time + median raw Solver time). Each collect_groups
+  call gets a fresh verifier whose worker pool was started beforehand (cold verdict cache, as
+  for new answers in training; pool start-up not timed). ``--smollm2`` adds the same row for
+  SmolLM2-135M (one policy for both roles, default prompts, the smollm2-arith preset's sizes;
+  ``--smollm2-repeats`` timed runs, the first collect_groups call counted, no warm-up).
+* ``env_episodes_per_s`` / ``env_episodes_per_s_cold_verifier``: joint episodes per second of
+  ``ThinkSolveEnv`` with constant-string policies (``benchmarks/env_throughput.py``'s loop), with
+  the string layer only (workers=0) and with the default verifier from a cold cache.
+* ``verifier_answers_per_s_*``: ``MathVerifier.verify_batch`` throughput on the first
+  ``--verifier-problems`` MATH500 problems (``benchmarks/verifier_speed.py``'s workloads and
+  runner: reference solutions, and rewritten equivalent answers), fresh verifier, pool started
+  beforehand.
+
+Usage::
+
+    python benchmarks/performance.py [--repeats 8] [--credits ccpo sepo difference shapley]
+        [--rollout-repeats 5] [--env-episodes 500] [--verifier-problems 100] [--smollm2] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT))
+from _results import write_results  # noqa: E402
+
+TARGET_CCPO = 1.25
+COLUMNS = ["metric", "value", "target", "detail"]
+
+
+def _med(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+# --------------------------------------------------------------------------- 1. step cost per credit method
+
+
+def build_trainers(credits: list[str], preset_name: str = "tiny-arith", overrides: list[str] | None = None) -> dict:
+    """One Trainer per credit method (``shared`` first), same preset and seed, no TensorBoard,
+    output in a temporary directory. ``overrides`` are ``section.field=value`` strings."""
+    from algorithms.config import apply_credit, apply_overrides, preset
+    from algorithms.trainer import Trainer
+
+    base = preset(preset_name)
+    if overrides:
+        base = apply_overrides(base, overrides)
+    base.tensorboard = False
+    trainers = {}
+    for name in ["shared", *[c for c in credits if c != "shared"]]:
+        cfg = apply_credit(base, name)
+        cfg.out = tempfile.mkdtemp(prefix=f"perf-{name}-")
+        trainers[name] = Trainer(cfg, log=None)
+    return trainers
+
+
+def _problem_ids(trainer) -> list[str]:
+    return [g.problem.id for g in trainer.last_groups]
+
+
+def step_costs(trainers: dict, repeats: int, warmup: int = 1) -> dict:
+    """Interleaved timed steps; returns per method the step times, phase times, tokens, and a
+    check that every method saw the same problems and updated the same roles at each step."""
+    names = list(trainers)
+    res = {n: {"step_s": [], "phases": {"collect": [], "credit": [], "update": []}, "tokens": [], "solver_rows": []}
+           for n in names}
+    same_problems, same_roles = True, True
+    for k in range(warmup + repeats):
+        seen = {}
+        for n in names:
+            t0 = time.perf_counter()
+            row = trainers[n].step()
+            wall = time.perf_counter() - t0
+            seen[n] = (_problem_ids(trainers[n]), tuple(row["updated"]))
+            if k < warmup:
+                continue
+            r = res[n]
+            r["step_s"].append(wall)
+            for p in r["phases"]:
+                r["phases"][p].append(row["time"][p])
+            r["tokens"].append(row["tokens"])
+        first = seen[names[0]]
+        same_problems &= all(v[0] == first[0] for v in seen.values())
+        same_roles &= all(v[1] == first[1] for v in seen.values())
+    for n in names:
+        r = res[n]
+        r["median_step_s"] = _med(r["step_s"])
+        r["median_phase_s"] = {p: _med(v) for p, v in r["phases"].items()}
+        r["mean_tokens"] = {p: statistics.mean(t[p] for t in r["tokens"]) for p in r["tokens"][0]} if r["tokens"] else {}
+    base = res[names[0]]
+    for n in names:
+        r = res[n]
+        r["ratio_over_shared"] = r["median_step_s"] / base["median_step_s"]
+        # the same ratio step by step (paired at equal step index), then its median
+        r["paired_ratio_median"] = _med([a / b for a, b in zip(r["step_s"], base["step_s"])])
+    return {"methods": res, "same_problems": same_problems, "same_roles": same_roles, "repeats": repeats}
+
+
+def step_rows(costs: dict) -> list[dict]:
+    rows = []
+    methods = costs["methods"]
+    for n, r in methods.items():
+        if n == "shared":
+            continue
+        ph = r["median_phase_s"]
+        base = methods["shared"]["median_phase_s"]
+        tok = r["mean_tokens"]
+        extra = {k: round(v) for k, v in tok.items() if v and k not in ("thinker", "solver")}
+        detail = (f"median step {r['median_step_s']:.3f}s vs shared {methods['shared']['median_step_s']:.3f}s "
+                  f"(paired median {r['paired_ratio_median']:.3f}); collect/credit/update "
+                  f"{ph['collect']:.3f}/{ph['credit']:.4f}/{ph['update']:.3f}s vs shared "
+                  f"{base['collect']:.3f}/{base['credit']:.4f}/{base['update']:.3f}s; "
+                  f"extra tokens/step {extra or 0}")
+        rows.append({"metric": f"{n}_step_over_shared", "value": round(r["ratio_over_shared"], 3),
+                     "target": f"<= {TARGET_CCPO}" if n == "ccpo" else "", "detail": detail})
+    return rows
+
+
+# --------------------------------------------------------------------------- 2. rollout engine vs raw generate
+
+
+class _TimedPolicy:
+    """Delegates ``generate`` to a policy and adds up the seconds spent in it."""
+
+    def __init__(self, inner, clock: dict) -> None:
+        self.inner, self.clock = inner, clock
+
+    def generate(self, *a, **kw):
+        t0 = time.perf_counter()
+        try:
+            return self.inner.generate(*a, **kw)
+        finally:
+            self.clock["generate_s"] += time.perf_counter() - t0
+
+
+def _fresh_verifier():
+    from thinksolve_env import MathVerifier
+
+    v = MathVerifier()
+    v.verify("so the answer is \\boxed{\\frac{2}{4}}", "\\frac{1}{2}")  # starts the worker pool (not timed)
+    return v
+
+
+def _raw_generate(policy, prompt_ids: list[list[int]], max_new_tokens: int) -> list[list[int]]:
+    """transformers' ``model.generate`` on left-padded prompt ids, greedy; rows cut after the
+    first EOS."""
+    import torch
+
+    width = max(map(len, prompt_ids))
+    pad = policy.pad_token_id
+    ids = torch.tensor([[pad] * (width - len(p)) + list(p) for p in prompt_ids], device=policy.device)
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompt_ids], device=policy.device)
+    eos = list(policy.eos_token_ids)
+    with torch.no_grad():
+        out = policy.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                    do_sample=False, eos_token_id=eos, pad_token_id=pad)
+    rows = []
+    for row in out[:, width:].tolist():
+        toks = []
+        for t in row:
+            toks.append(t)
+            if t in eos:
+                break
+        rows.append(toks)
+    return rows
+
+
+def _chunks(completions, size: int):
+    return [completions[i:i + size] for i in range(0, len(completions), size)]
+
+
+def rollout_overhead(policies: dict, problems: list, *, group_size: int, solo_samples: int, needs,
+                     thinker_max_new_tokens: int, solver_max_new_tokens: int, env_options: dict | None,
+                     repeats: int, warmup: bool = True) -> dict:
+    """Time greedy collect_groups against raw ``model.generate`` on the same prompt batches.
+
+    With ``warmup`` each side runs once untimed first; without it (slow models, where first-call
+    costs are negligible) the first collect_groups call is already a timed repeat."""
+    from algorithms.rollout import collect_groups
+    from thinksolve_env.env import SOLVER, THINKER
+
+    kw = dict(group_size=group_size, needs=needs, solo_samples=solo_samples, temperature=0.0,
+              thinker_max_new_tokens=thinker_max_new_tokens, solver_max_new_tokens=solver_max_new_tokens,
+              env_options=env_options)
+    was = {id(p): p.model.training for p in policies.values()}
+    for p in policies.values():
+        p.model.eval()
+
+    def collect():
+        clock = {"generate_s": 0.0}
+        timed = {role: _TimedPolicy(p, clock) for role, p in policies.items()}
+        if policies["thinker_0"] is policies["solver_0"]:
+            timed["solver_0"] = timed["thinker_0"]
+        v = _fresh_verifier()
+        try:
+            t0 = time.perf_counter()
+            groups = collect_groups(problems, timed, verifier=v, **kw)
+            wall = time.perf_counter() - t0
+        finally:
+            v.close()
+        return groups, wall, clock["generate_s"]
+
+    groups, wall, gen = collect()  # its completions define the batches
+    first = None if warmup else (wall, gen)
+    # The two generate calls, in collect_groups' order (Thinker: joint slots; Solver: joint, then solo).
+    thinker_batch = [e.completions[THINKER] for g in groups for e in g.episodes]
+    solver_batch = [e.completions[SOLVER] for g in groups for e in g.episodes] + [c for g in groups for c in g.solo_completions]
+    batches = {"thinker": (policies[THINKER], thinker_batch), "solver": (policies[SOLVER], solver_batch)}
+
+    def raw(role):
+        pol, comps = batches[role]
+        outs = []
+        for chunk in _chunks(comps, pol.generation_batch_size):
+            n = max(1, max(len(c.token_ids) for c in chunk))
+            outs.extend(_raw_generate(pol, [c.prompt_token_ids for c in chunk], n))
+        return outs
+
+    if warmup:
+        for role in batches:
+            raw(role)
+    times = {"collect": [], "generate_in_collect": [], "raw_thinker": [], "raw_solver": []}
+    same_tokens = True
+    raw_out = {}
+    for k in range(repeats):
+        g2, wall, gen = (groups, *first) if first and k == 0 else collect()
+        times["collect"].append(wall)
+        times["generate_in_collect"].append(gen)
+        t2 = [e.completions[THINKER].token_ids for g in g2 for e in g.episodes]
+        same_tokens &= t2 == [c.token_ids for c in thinker_batch]
+        for role in batches:
+            t0 = time.perf_counter()
+            raw_out[role] = raw(role)
+            times[f"raw_{role}"].append(time.perf_counter() - t0)
+    for p in policies.values():
+        p.model.train(was[id(p)])
+    med = {k: _med(v) for k, v in times.items()}
+    match = {role: sum(a == c.token_ids for a, c in zip(raw_out[role], comps)) for role, (_, comps) in batches.items()}
+    policy_tokens = {role: sum(len(c.token_ids) for c in comps) for role, (_, comps) in batches.items()}
+    raw_tokens = {role: sum(map(len, raw_out[role])) for role in batches}
+    raw_total = med["raw_thinker"] + med["raw_solver"]
+    return {
+        "ratio": med["collect"] / raw_total,
+        "generate_over_raw": med["generate_in_collect"] / raw_total,
+        "median_s": med,
+        "runs_s": times,
+        "rows": {role: len(comps) for role, (_, comps) in batches.items()},
+        "policy_tokens": policy_tokens,
+        "raw_tokens": raw_tokens,
+        "raw_rows_matching_policy": match,
+        "greedy_reproducible": bool(same_tokens),
+        "repeats": repeats,
+        "warmup": warmup,
+    }
+
+
+def rollout_row(name: str, r: dict, model: str) -> dict:
+    m = r["median_s"]
+    detail = (f"{model}: collect_groups {m['collect']:.3f}s (in policy.generate {m['generate_in_collect']:.3f}s, "
+              f"{r['generate_over_raw']:.2f}x raw) vs raw model.generate {m['raw_thinker']:.3f}s Thinker "
+              f"({r['rows']['thinker']} rows) + {m['raw_solver']:.3f}s Solver ({r['rows']['solver']} rows); "
+              f"tokens policy {r['policy_tokens']} / raw {r['raw_tokens']}; raw rows = policy tokens: "
+              f"{r['raw_rows_matching_policy']['thinker']}/{r['rows']['thinker']} Thinker, "
+              f"{r['raw_rows_matching_policy']['solver']}/{r['rows']['solver']} Solver")
+    return {"metric": name, "value": round(r["ratio"], 3), "target": "", "detail": detail}
+
+
+def tiny_rollout(trainer, repeats: int) -> dict:
+    from algorithms.config import prompt_templates
+
+    cfg = trainer.config
+    r = cfg.rollout
+    problems = trainer.problems[: r.problems_per_step]
+    return rollout_overhead(trainer.rollout_policies, problems, group_size=r.group_size, solo_samples=r.solo_samples,
+                            needs=["solo"], thinker_max_new_tokens=r.thinker_max_new_tokens,
+                            solver_max_new_tokens=r.solver_max_new_tokens,
+                            env_options={"prompts": prompt_templates(r.prompts)}, repeats=repeats)
+
+
+def smollm2_rollout(repeats: int, max_new_tokens: int | None = None) -> dict:
+    from agents import TransformersPolicy
+    from algorithms.config import preset
+    from thinksolve_env import load_problems
+
+    cfg = preset("smollm2-arith")
+    r = cfg.rollout
+    pol = TransformersPolicy.from_pretrained("smollm2-135m", seed=0)
+    problems = load_problems(cfg.train_data)[: r.problems_per_step]
+    return rollout_overhead({"thinker_0": pol, "solver_0": pol}, problems, group_size=r.group_size,
+                            solo_samples=r.solo_samples, needs=["solo"],
+                            thinker_max_new_tokens=max_new_tokens or r.thinker_max_new_tokens,
+                            solver_max_new_tokens=max_new_tokens or r.solver_max_new_tokens, env_options=None,
+                            repeats=repeats, warmup=False)
+
+
+# --------------------------------------------------------------------------- 3. env and verifier throughput
+
+
+def env_throughput(episodes: int, data: str) -> dict:
+    import env_throughput as et
+    from thinksolve_env import MathVerifier, ThinkSolveEnv, load_problems
+
+    problems = load_problems(data)
+    thought = "Consider the structure of the problem; the key step is to simplify first. \\boxed{1}"
+    answer = "So the answer is \\boxed{1}."
+    out = {}
+    with MathVerifier(workers=0) as v:
+        e = ThinkSolveEnv(problems, verifier=v)
+        et.run(e, 50, None, len(problems), answer, thought)  # warm-up
+        out["string_layer"] = et.run(e, episodes, None, len(problems), answer, thought)
+    with MathVerifier() as v:
+        v.verify("\\boxed{\\frac{2}{4}}", "\\frac{1}{2}")  # pool start, not timed
+        e = ThinkSolveEnv(problems, verifier=v)
+        out["cold_verifier"] = et.run(e, episodes, None, len(problems), answer, thought)
+    out["episodes"] = episodes
+    return out
+
+
+def verifier_throughput(problems: int, data: str, workers: int = 2) -> dict:
+    import logging
+
+    import verifier_speed as vs
+
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
+    rows = vs.load_rows(Path(data), problems)
+    warm = (vs.wrap("\\frac{3}{7}+\\frac{1}{7}"), "\\frac{4}{7}")
+    rewritten = []
+    for r in rows:
+        rw = vs.rewrite(r["answer"])
+        rewritten.append((vs.wrap(rw if rw != r["answer"] else " ".join(r["answer"].split()) + " "), r["answer"]))
+    out = {}
+    for name, pairs in (("solutions", [(r["solution"], r["answer"]) for r in rows]), ("rewritten", rewritten)):
+        res = vs.run_verifier(pairs, workers, warm)
+        out[name] = {"pairs": len(pairs), "pairs_per_s": len(pairs) / res["wall_s"], "correct": res["correct"],
+                     "p50_ms": 1000 * vs.pct(res["latencies"], 50), "stats": res["stats"],
+                     "pool_start_s": res["pool_start_s"]}
+    out["workers"] = workers
+    return out
+
+
+def throughput_rows(env: dict | None, ver: dict | None) -> list[dict]:
+    rows = []
+    if env:
+        rows.append({"metric": "env_episodes_per_s", "value": round(env["string_layer"], 1), "target": "",
+                     "detail": f"joint episodes (nobody removed), ThinkSolveEnv, MATH500, constant-string policies, "
+                               f"string-layer verifier (workers=0), {env['episodes']} episodes"})
+        rows.append({"metric": "env_episodes_per_s_cold_verifier", "value": round(env["cold_verifier"], 1), "target": "",
+                     "detail": f"the same with the default verifier (2 workers), cold cache: every wrong answer "
+                               f"is one symbolic check, {env['episodes']} episodes"})
+    if ver:
+        for name, r in ver.items():
+            if not isinstance(r, dict):
+                continue
+            s = r["stats"]
+            rows.append({"metric": f"verifier_answers_per_s_{name}", "value": round(r["pairs_per_s"], 1), "target": "",
+                         "detail": f"MathVerifier({ver['workers']} workers).verify_batch on {r['pairs']} MATH500 pairs "
+                                   f"({name}), cold cache; judged equal {r['correct']}/{r['pairs']}; fast/symbolic "
+                                   f"{s['fast']}/{s['symbolic']}; single-call p50 {r['p50_ms']:.2f} ms"})
+    return rows
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _finite_positive(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=16, help="timed training steps per credit method")
+    ap.add_argument("--credits", nargs="*", default=["ccpo", "sepo", "difference", "shapley"],
+                    help="credit methods compared with shared (ccpo is always included)")
+    ap.add_argument("--rollout-repeats", type=int, default=5)
+    ap.add_argument("--env-episodes", type=int, default=500)
+    ap.add_argument("--verifier-problems", type=int, default=100)
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "math" / "math500.jsonl"))
+    ap.add_argument("--smollm2", action="store_true", help="also measure the rollout overhead with SmolLM2-135M (slow)")
+    ap.add_argument("--smollm2-repeats", type=int, default=2, help="timed repeats with SmolLM2 (no warm-up)")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (the preset's own value is 1)")
+    ap.add_argument("--override", nargs="*", default=[], help="tiny-arith config overrides, section.field=value (tests)")
+    ap.add_argument("--no-write", action="store_true", help="print the table, do not write results/ (tests)")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    overrides = [f"threads={args.threads}", *args.override]
+    load_start = os.getloadavg()
+    t_start = time.perf_counter()
+    credits = ["ccpo", *[c for c in args.credits if c not in ("ccpo", "shared")]]
+
+    print(f"[perf] building {len(credits) + 1} tiny-arith trainers ...", flush=True)
+    trainers = build_trainers(credits, overrides=overrides)
+    ro = trainers["ccpo"].config.rollout
+    solo_note = f"{ro.problems_per_step * ro.solo_samples} rows to the {ro.problems_per_step * ro.group_size} joint rows"
+    setup = (f"{ro.problems_per_step} problems x group {ro.group_size}, {ro.solo_samples} solo samples per problem, "
+             f"Thinker {ro.thinker_max_new_tokens} / Solver {ro.solver_max_new_tokens} new tokens, sampled at "
+             f"temperature {ro.temperature:g}")
+    try:
+        costs = step_costs(trainers, args.repeats)
+        for n, r in costs["methods"].items():
+            print(f"[perf] {n:10s} median step {r['median_step_s']:.3f}s ratio {r['ratio_over_shared']:.3f} "
+                  f"phases {({k: round(v, 3) for k, v in r['median_phase_s'].items()})}", flush=True)
+        print("[perf] rollout engine vs raw generate (tiny) ...", flush=True)
+        roll = tiny_rollout(trainers["shared"], args.rollout_repeats)
+    finally:
+        for t in trainers.values():
+            t.close()
+    roll_smol = None
+    if args.smollm2:
+        print("[perf] rollout engine vs raw generate (smollm2-135m) ...", flush=True)
+        roll_smol = smollm2_rollout(args.smollm2_repeats)
+    env = ver = None
+    if args.env_episodes > 0:
+        print("[perf] env throughput ...", flush=True)
+        env = env_throughput(args.env_episodes, args.data)
+    if args.verifier_problems > 0:
+        print("[perf] verifier throughput ...", flush=True)
+        ver = verifier_throughput(args.verifier_problems, args.data)
+    runtime = time.perf_counter() - t_start
+    load_end = os.getloadavg()
+
+    ccpo = costs["methods"]["ccpo"]["ratio_over_shared"]
+    met = ccpo <= TARGET_CCPO
+    rows = step_rows(costs)
+    rows.append(rollout_row("rollout_over_raw_generate", roll, "tiny (warm-started, tiny-arith)"))
+    if roll_smol:
+        rows.append(rollout_row("rollout_over_raw_generate_smollm2", roll_smol, "smollm2-135m (smollm2-arith sizes)"))
+    rows += throughput_rows(env, ver)
+    print(f"[perf] ccpo_step_over_shared = {ccpo:.3f} (target <= {TARGET_CCPO}): {'met' if met else 'NOT met'}")
+    print(f"[perf] same problems per step index: {costs['same_problems']}; same roles updated: {costs['same_roles']}")
+
+    shared_ph = costs["methods"]["shared"]["median_phase_s"]
+    ccpo_ph = costs["methods"]["ccpo"]["median_phase_s"]
+    notes = (
+        f"One run, {runtime:.0f} s, torch threads {args.threads}, CPU only ({os.cpu_count()} cores). "
+        f"1-min load average {load_start[0]:.1f} at the start, {load_end[0]:.1f} at the end: another benchmark "
+        "shared the machine, which slows every row; the ratios are measured inside this one run with the compared "
+        "sides interleaved, so load hits both alike.\n\n"
+        f"Step cost: tiny-arith preset ({setup}), one trainer per credit method from the same seed; 1 warm-up step "
+        f"then {args.repeats} interleaved steps each, medians. Target ccpo_step_over_shared <= {TARGET_CCPO}: "
+        f"{'met' if met else 'NOT met'} ({ccpo:.3f}). Every method drew the same problems at each step index: "
+        f"{costs['same_problems']}; updated the same role: {costs['same_roles']} (alternating, period 5). "
+        f"Shared's median phases: collect {shared_ph['collect']:.3f}s, credit {shared_ph['credit']:.4f}s, update "
+        f"{shared_ph['update']:.3f}s; ccpo's collect phase is {ccpo_ph['collect'] / shared_ph['collect']:.2f}x "
+        f"shared's (the solo prompts add {solo_note} of the Solver's generate call, "
+        f"{costs['methods']['ccpo']['mean_tokens'].get('solo', 0):.0f} tokens per step), its "
+        f"update {ccpo_ph['update'] / shared_ph['update']:.2f}x. 'paired median' in the detail is the median over step "
+        "indices of the per-step ratio, a second estimate under drifting load. The weights of the trainers may drift "
+        "apart after updates (different rewards), so generated lengths can differ between methods; the detail column "
+        "gives the mean extra tokens per step of each method's counterfactual phases.\n\n"
+        "Rollout overhead: greedy decoding; collect_groups (fresh verifier per call, pool started before timing) "
+        "vs transformers model.generate(do_sample=False) on the same left-padded prompt ids in the same chunks, "
+        "max_new_tokens = the chunk's longest completion, the policy's EOS ids (the raw call runs as many decoding "
+        "steps and keeps computing finished rows). 'in policy.generate' is the part of collect_groups spent inside "
+        "the policy's generate; the rest is env, prompts, verification and bookkeeping. "
+        f"{args.rollout_repeats} timed repeats after a warm-up, medians; greedy collect_groups reproduced its own "
+        f"tokens across repeats: {roll['greedy_reproducible']}.\n\n"
+        + (f"SmolLM2: {args.smollm2_repeats} timed run(s), no warm-up; policy.generate took "
+           f"{roll_smol['generate_over_raw']:.2f}x raw model.generate's time (the policy drops rows that finished "
+           "(EOS) from the batch; transformers keeps decoding them until the longest row ends).\n\n"
+           if roll_smol else "")
+        + "Throughput rows reuse benchmarks/env_throughput.py's episode loop and benchmarks/verifier_speed.py's "
+        "workloads and runner at smaller sizes (single runs); see those benchmarks for the full tables."
+    )
+    result = {"rows": rows, "costs": costs, "rollout": roll, "rollout_smollm2": roll_smol, "env": env, "verifier": ver,
+              "ccpo_target_met": met, "runtime_s": runtime}
+    if args.no_write:
+        from _results import markdown_table
+
+        print(markdown_table(COLUMNS, rows))
+        return result
+    for r in costs["methods"].values():
+        r.pop("tokens", None)
+    table = write_results("performance", COLUMNS, rows, notes=notes,
+                          extra={"settings": vars(args), "runtime_s": round(runtime, 1),
+                                 "load_average_1m": {"start": round(load_start[0], 2), "end": round(load_end[0], 2)},
+                                 "ccpo_target": TARGET_CCPO, "ccpo_target_met": met,
+                                 "step_costs": costs, "rollout": roll, "rollout_smollm2": roll_smol,
+                                 "env": env, "verifier": ver})
+    print(table)
+    return result
+
+
+if __name__ == "__main__":
+    main()
