@@ -2,7 +2,7 @@
 # Both set up the virtualenv at .venv first (idempotent; see scripts/bootstrap.sh).
 PY := .venv/bin/python
 
-.PHONY: setup demo test test-main test-vllm bench clean
+.PHONY: setup demo test test-main test-vllm bench bench-credit clean
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -22,8 +22,16 @@ test-vllm:
 	@bash scripts/vllm_venv.sh
 	VLLM_ENABLE_V1_MULTIPROCESSING=0 .venv-vllm/bin/python -m pytest -q -m vllm tests/test_vllm_policy.py
 
+# The performance table (about 1.5 min on 2 cores): benchmarks/results/performance.{json,md}.
 bench: setup
-	$(PY) benchmarks/env_throughput.py
+	$(PY) benchmarks/performance.py
+
+# The credit comparison of the README, exactly as its tables were made (hours on 2 cores;
+# finished runs are stored under runs/ and reused, so it can be interrupted and restarted).
+bench-credit: setup
+	$(PY) benchmarks/credit_comparison.py --plugin examples/event_both.py --methods shared ccpo-event ccpo-margin ccpo-normalized sepo difference shapley event_both --optimizers gspo reinforce++ --steps 100 --eval-every 25
+	$(PY) benchmarks/credit_comparison.py --methods shared ccpo-event ccpo-margin sepo difference --optimizers grpo --steps 100 --eval-every 25 --name credit_comparison_grpo
+	$(PY) benchmarks/credit_comparison.py --preset smollm2-arith --methods shared ccpo-event --optimizers gspo --seeds 0 1 --eval-every 10 --name credit_comparison_smollm2
 
 clean:
 	rm -rf .venv .venv-vllm .pytest_cache .hypothesis build *.egg-info
