@@ -304,6 +304,17 @@ def _from_dict(cls, d: dict, prefix: str):
 # --------------------------------------------------------------------------- overrides
 
 
+def _json_of(value: str, kind: type, name: str, allowed: str) -> Any:
+    """``value`` parsed as JSON of type ``kind``, else a ConfigError naming the field."""
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = None
+    if not isinstance(parsed, kind):
+        raise ConfigError(f"{name}={value!r} is invalid: allowed {allowed}")
+    return parsed
+
+
 def _coerce(value: str, current: Any, name: str) -> Any:
     if value.lower() in ("none", "null"):
         return None
@@ -315,22 +326,10 @@ def _coerce(value: str, current: Any, name: str) -> Any:
         raise ConfigError(f"{name}={value!r} is invalid: allowed true|false")
     if isinstance(current, list):
         if value.lstrip().startswith("["):
-            try:
-                parsed = json.loads(value)
-            except json.JSONDecodeError:
-                raise ConfigError(f"{name}={value!r} is invalid: allowed a JSON list or comma-separated values") from None
-            if not isinstance(parsed, list):
-                raise ConfigError(f"{name}={value!r} is invalid: allowed a JSON list or comma-separated values")
-            return parsed
+            return _json_of(value, list, name, "a JSON list or comma-separated values")
         return [v.strip() for v in value.split(",") if v.strip()]
     if isinstance(current, dict):
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError:
-            raise ConfigError(f"{name}={value!r} is invalid: allowed a JSON object") from None
-        if not isinstance(parsed, dict):
-            raise ConfigError(f"{name}={value!r} is invalid: allowed a JSON object")
-        return parsed
+        return _json_of(value, dict, name, "a JSON object")
     for kind in (int, float):
         if isinstance(current, kind) or current is None:
             try:

@@ -55,6 +55,25 @@ def prompts(batch: int) -> list[list[dict]]:
     ]
 
 
+def raw_generate(model, ids, mask, max_new_tokens: int, eos: list[int], pad: int, **kw) -> list[list[int]]:
+    """transformers' own ``model.generate`` on left-padded ``ids``; each row's new tokens, cut
+    after its first EOS."""
+    import torch
+
+    with torch.no_grad():
+        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                             eos_token_id=eos, pad_token_id=pad, **kw)
+    rows = []
+    for row in out[:, ids.shape[1]:].tolist():
+        toks = []
+        for t in row:
+            toks.append(t)
+            if t in eos:
+                break
+        rows.append(toks)
+    return rows
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -82,18 +101,7 @@ def _hf_closures(pol, P, new_tokens):
     eos = pol.eos_token_ids
 
     def raw(**kw):
-        with torch.no_grad():
-            out = pol.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens,
-                                     eos_token_id=eos, pad_token_id=pol.pad_token_id, **kw)
-        rows = []
-        for row in out[:, width:].tolist():
-            toks = []
-            for t in row:
-                toks.append(t)
-                if t in eos:
-                    break
-            rows.append(toks)
-        return rows
+        return raw_generate(pol.model, ids, mask, new_tokens, eos, pol.pad_token_id, **kw)
 
     def policy(**kw):
         return [c.token_ids for c in pol.generate(P, max_new_tokens=new_tokens, **kw)]

@@ -62,6 +62,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 from _results import write_results  # noqa: E402
+from generation_speed import raw_generate  # noqa: E402
 
 TARGET_CCPO = 1.25
 COLUMNS = ["metric", "value", "target", "detail"]
@@ -188,19 +189,7 @@ def _raw_generate(policy, prompt_ids: list[list[int]], max_new_tokens: int) -> l
     pad = policy.pad_token_id
     ids = torch.tensor([[pad] * (width - len(p)) + list(p) for p in prompt_ids], device=policy.device)
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompt_ids], device=policy.device)
-    eos = list(policy.eos_token_ids)
-    with torch.no_grad():
-        out = policy.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                    do_sample=False, eos_token_id=eos, pad_token_id=pad)
-    rows = []
-    for row in out[:, width:].tolist():
-        toks = []
-        for t in row:
-            toks.append(t)
-            if t in eos:
-                break
-        rows.append(toks)
-    return rows
+    return raw_generate(policy.model, ids, mask, max_new_tokens, list(policy.eos_token_ids), pad, do_sample=False)
 
 
 def _chunks(completions, size: int):

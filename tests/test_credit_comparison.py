@@ -137,3 +137,13 @@ def test_at_budget_picks_the_last_evaluation_within_the_budget():
                         {"step": 100, "solver_generations": 9600}, {"step": 150, "solver_generations": 14400}]}
     assert cc.at_budget(record, 9600)["step"] == 100
     assert cc.at_budget(record, 9599)["step"] == 50
+
+
+def test_readme_shows_the_example_plugin_verbatim():
+    """The README's registering example is the code that the tests and the benchmark run."""
+    import inspect
+
+    module = credit.load_plugin(str(EXAMPLE))
+    readme = (ROOT / "README.md").read_text()
+    assert inspect.getsource(module.event_both) in readme
+    assert "--plugin examples/event_both.py" in readme
