@@ -8,7 +8,7 @@ Subcommands:
   for a run directory or a model; writes JSON.
 * ``demo`` — the main job (``make demo``): warm-start the ``tiny`` model, evaluate, train
   ``tiny-arith`` with CCPO, evaluate again, print the before/after table.
-* ``bench`` — ``thinksolve bench credit|performance|env|verifier|generation [args]`` runs the
+* ``bench`` — ``thinksolve bench credit|performance|env|verifier|generation|demo [args]`` runs the
   benchmark script of that name from ``benchmarks/`` (results under ``benchmarks/results/``).
 * ``play`` — scripted MATH500 episodes in every removal mode (no model; the env's counterfactuals).
 """
@@ -322,6 +322,7 @@ BENCHMARKS = {
     "env": "env_throughput.py",
     "verifier": "verifier_speed.py",
     "generation": "generation_speed.py",
+    "demo": "demo_seeds.py",
 }
 BENCH_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -392,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("overrides", nargs="*", metavar="field=value")
     demo.set_defaults(func=cmd_demo)
 
-    bench = sub.add_parser("bench", help="run a benchmark (credit, performance, env, verifier, generation)",
+    bench = sub.add_parser("bench", help="run a benchmark (credit, performance, env, verifier, generation, demo)",
                            description="Run benchmarks/<script> with the remaining arguments; results go to "
                                        "benchmarks/results/. `thinksolve bench credit --help` lists a benchmark's options.")
     bench.add_argument("name", choices=sorted(BENCHMARKS), help="; ".join(f"{k}: {v}" for k, v in BENCHMARKS.items()))
