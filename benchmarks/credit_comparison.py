@@ -219,6 +219,7 @@ def execute(tasks: list[dict], *, workers: int, plugins: list[str], log=print) -
         r = cached(t)
         if r is not None:
             records[i] = r
+            t["reused"] = True
         else:
             todo.append(i)
     if records:
@@ -329,7 +330,7 @@ def summarise(records: list[dict], methods: list[str], optimizers: list[str]) ->
                 "collaboration (pts)": _pm([p["collaboration"] for p in pts], signed=True),
                 "vs shared (pts)": _pm(gen_gain, signed=True) if method != "shared" else "—",
             })
-    start = [r["curve"][0] for r in records]
+    start = list({r["seed"]: r["curve"][0] for r in records}.values())  # one warm-start evaluation per seed
     extra = {"generation_budget": budget,
              "warm_start": {"team": _mean_std([p["joint_accuracy"] for p in start])[0],
                             "thinker_removed": _mean_std([p["solo_accuracy"] for p in start])[0]}}
@@ -435,7 +436,8 @@ def main(argv: list[str] | None = None) -> int:
         f"problem at temperature {cfg0['eval_temperature']}; mean ± std over seeds {sorted(args.seeds)}. Warm start "
         f"(step 0): team {extra['warm_start']['team']:.1%}, Thinker removed {extra['warm_start']['thinker_removed']:.1%}.\n\n"
         f"## Equal Solver generations (budget {extra['generation_budget']}: joint + Thinker-removed answers + ratings)\n\n"
-        f"{gen_table}\n\nBenchmark wall time {wall / 60:.1f} min with {args.workers} worker(s)"
+        f"{gen_table}\n\nRuns: {sum(r['wall_seconds'] for r in records) / 60:.0f} min of worker time in all "
+        f"(training, evaluations, model loading), one torch thread each"
         f"{'' if png is None else f'; learning curves: {png.name}'}."
     )
     import _results
@@ -446,7 +448,8 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "benchmarks/credit_comparison.py", *(sys.argv[1:] if argv is None else argv)])
     table = write_results(args.name, columns, steps_rows, notes=notes, command=command,
                           extra={"equal_generations": {"columns": list(gen_rows[0]), "rows": gen_rows}, **extra,
-                                 "runs": records, "wall_seconds": wall})
+                                 "runs": records, "invocation_seconds": wall,
+                                 "reused_runs": sum(1 for t in tasks if t.get("reused"))})
     print()
     print(table)
     print()
