@@ -22,9 +22,9 @@ test-vllm:
 	@bash scripts/vllm_venv.sh
 	VLLM_ENABLE_V1_MULTIPROCESSING=0 .venv-vllm/bin/python -m pytest -q -m vllm tests/test_vllm_policy.py
 
-# The performance table (about 1.5 min on 2 cores): benchmarks/results/performance.{json,md}.
+# The performance table (about 3 min on 2 cores): benchmarks/results/performance.{json,md}.
 bench: setup
-	$(PY) benchmarks/performance.py
+	$(PY) benchmarks/performance.py --smollm2
 
 # The credit comparison of the README, exactly as its tables were made (hours on 2 cores;
 # finished runs are stored under runs/ and reused, so it can be interrupted and restarted).
