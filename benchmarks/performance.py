@@ -461,9 +461,10 @@ def main(argv: list[str] | None = None) -> dict:
     ccpo_ph = costs["methods"]["ccpo"]["median_phase_s"]
     notes = (
         f"One run, {runtime:.0f} s, torch threads {args.threads}, CPU only ({os.cpu_count()} cores). "
-        f"1-min load average {load_start[0]:.1f} at the start, {load_end[0]:.1f} at the end: another benchmark "
-        "shared the machine, which slows every row; the ratios are measured inside this one run with the compared "
-        "sides interleaved, so load hits both alike.\n\n"
+        f"1-min load average {load_start[0]:.1f} at the start, {load_end[0]:.1f} at the end"
+        + (" (other work shared the machine, which slows every row)" if load_start[0] > 1.5 else "")
+        + "; the ratios are measured inside this one run with the compared sides interleaved, so load hits both "
+        "alike.\n\n"
         f"Step cost: tiny-arith preset ({setup}), one trainer per credit method from the same seed; 1 warm-up step "
         f"then {args.repeats} interleaved steps each, medians. Target ccpo_step_over_shared <= {TARGET_CCPO}: "
         f"{'met' if met else 'NOT met'} ({ccpo:.3f}). Every method drew the same problems at each step index: "
