@@ -36,21 +36,21 @@ def main(argv: list[str] | None = None) -> int:
             return rc
         d = json.loads((out / "demo.json").read_text())
         b, a = d["before"], d["after"]
-        rows.append({"seed": seed, "team before %": round(100 * b["joint_accuracy"], 1),
-                     "team after %": round(100 * a["joint_accuracy"], 1),
-                     "gain (pts)": round(100 * (a["joint_accuracy"] - b["joint_accuracy"]), 1),
-                     "Thinker removed before %": round(100 * b["solo_accuracy"], 1),
-                     "Thinker removed after %": round(100 * a["solo_accuracy"], 1),
-                     "collaboration after (pts)": round(100 * a["collaboration"], 1),
-                     "wall s": round(d["wall_s"])})
+        pct = lambda v, sign="": f"{100 * v:{sign}.1f}"  # noqa: E731  (one decimal in the table)
+        rows.append({"seed": seed, "team before %": pct(b["joint_accuracy"]), "team after %": pct(a["joint_accuracy"]),
+                     "gain (pts)": pct(a["joint_accuracy"] - b["joint_accuracy"], "+"),
+                     "Thinker removed before %": pct(b["solo_accuracy"]), "Thinker removed after %": pct(a["solo_accuracy"]),
+                     "collaboration after (pts)": pct(a["collaboration"], "+"), "wall s": round(d["wall_s"]),
+                     "before": b, "after": a})
     cfg = d["config"]
-    gains = [r["gain (pts)"] for r in rows]
+    gains = [100 * (r["after"]["joint_accuracy"] - r["before"]["joint_accuracy"]) for r in rows]
     notes = (f"`thinksolve demo --seed S`: {cfg['steps']} steps of tiny-arith, credit {cfg['credit']['name']} "
              f"{cfg['credit']['params'] or '(event)'}; held-out {cfg['eval_data']}, {cfg['eval_samples']} samples per "
              f"problem at temperature {cfg['eval_temperature']}. Mean gain {sum(gains) / len(gains):+.1f} points over "
              f"{len(gains)} seeds.")
     command = shlex.join(["python", "benchmarks/demo_seeds.py", *(sys.argv[1:] if argv is None else argv)])
-    print(write_results("demo_seeds", list(rows[0]), rows, notes=notes, command=command))
+    columns = [c for c in rows[0] if c not in ("before", "after")]
+    print(write_results("demo_seeds", columns, rows, notes=notes, command=command))
     print(notes)
     return 0
 
