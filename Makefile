@@ -30,7 +30,7 @@ bench: setup
 # finished runs are stored under runs/ and reused, so it can be interrupted and restarted).
 bench-credit: setup
 	$(PY) benchmarks/credit_comparison.py --plugin examples/event_both.py --methods shared ccpo-event ccpo-margin ccpo-normalized sepo difference shapley event_both --optimizers gspo reinforce++ --steps 100 --eval-every 25
-	$(PY) benchmarks/credit_comparison.py --methods shared ccpo-event ccpo-margin sepo difference --optimizers grpo --steps 100 --eval-every 25 --name credit_comparison_grpo
+	$(PY) benchmarks/credit_comparison.py --plugin examples/event_both.py --methods shared ccpo-event ccpo-margin ccpo-normalized sepo difference shapley event_both --optimizers grpo --steps 100 --eval-every 25 --name credit_comparison_grpo
 	$(PY) benchmarks/credit_comparison.py --preset smollm2-arith --methods shared ccpo-event --optimizers gspo --seeds 0 1 2 --steps 20 --eval-every 10 --eval-data arith:n=100,difficulty=1,split=test --name credit_comparison_smollm2
 
 clean:
