@@ -4,6 +4,9 @@ Sampling is a hand-written loop over the model's forward pass with a KV cache: p
 rendered with the tokenizer's chat template, left-padded into one batch, and decoded token by
 token with a ``torch.Generator`` (so the same seed and the same batch give the same samples).
 Rows that have stopped are dropped from the batch (and from the cache) as they finish.
+Identical prompts in one batch (a group's n copies of the Thinker prompt, the K Solver prompts
+of one thought in a tree rollout) are prefilled once and their KV cache is copied to each row
+(``share_prefill=True``, the default; ``prefill_rows`` counts the rows actually prefilled).
 
 Log-probs: each :class:`~agents.base.Completion` carries, per sampled token, the log-prob of
 that token under the *model's* distribution at the sampling temperature, ``log_softmax(logits /
@@ -95,6 +98,7 @@ class TransformersPolicy:
         gradient_checkpointing: bool = False,
         lora: Any = None,
         name: str | None = None,
+        share_prefill: bool = True,
     ) -> None:
         self.name = name or getattr(getattr(model, "config", None), "_name_or_path", None) or type(model).__name__
         ensure_chat_template(tokenizer, str(self.name))
@@ -126,6 +130,9 @@ class TransformersPolicy:
         pad = tokenizer.pad_token_id
         self.pad_token_id = int(pad if pad is not None else min(self.eos_token_ids))
         self.seed = seed
+        self.share_prefill = bool(share_prefill)
+        #: prompt rows prefilled so far (identical prompts in one batch count once when shared)
+        self.prefill_rows = 0
         # transformers renamed forward's `past_key_values` to `cache` (5.2x); use what it takes
         params = inspect.signature(self._base_model().forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
@@ -302,9 +309,15 @@ class TransformersPolicy:
         n = len(batch)
         width = max(len(ids) for ids in batch)
         steps = max(1, min(max_new_tokens, self.max_context - width))
-        input_ids = torch.full((n, width), self.pad_token_id, dtype=torch.long, device=device)
-        mask = torch.zeros((n, width), dtype=torch.long, device=device)
-        for i, ids in enumerate(batch):
+        # Identical prompts (a group's n copies, a thought's K answers) share one prefill: the
+        # distinct prompts are run once and the cache is expanded to every row.
+        distinct: dict[tuple, int] = {}
+        inverse = [distinct.setdefault(tuple(ids), len(distinct)) for ids in batch]
+        unique = [list(ids) for ids in distinct] if self.share_prefill else [list(ids) for ids in batch]
+        u = len(unique)
+        input_ids = torch.full((u, width), self.pad_token_id, dtype=torch.long, device=device)
+        mask = torch.zeros((u, width), dtype=torch.long, device=device)
+        for i, ids in enumerate(unique):
             input_ids[i, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
             mask[i, width - len(ids) :] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -313,11 +326,17 @@ class TransformersPolicy:
         cache = DynamicCache(config=self._base_model().config)
         out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
                          use_cache=True, logits_to_keep=1, **{self._cache_kw: cache})
+        logits = out.logits[:, -1, :]
+        if u < n:
+            expand = torch.tensor(inverse, dtype=torch.long, device=device)
+            cache.batch_select_indices(expand)
+            logits, mask, positions = logits[expand], mask[expand], positions[expand]
+        self.prefill_rows += u
         next_pos = positions[:, -1] + 1
         rows = torch.arange(n, device=device)  # original row of each live batch entry
         record_rows, record_tok, record_lp = [], [], []
         for step in range(steps):
-            tok, lp = self._pick(out.logits[:, -1, :], temperature, top_p, generator)
+            tok, lp = self._pick(logits, temperature, top_p, generator)
             record_rows.append(rows)
             record_tok.append(tok)
             record_lp.append(lp)
@@ -333,6 +352,7 @@ class TransformersPolicy:
             mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
             out = self.model(input_ids=tok[:, None], attention_mask=mask, position_ids=next_pos[:, None],
                              use_cache=True, **{self._cache_kw: cache})
+            logits = out.logits[:, -1, :]
             next_pos = next_pos + 1
         # records are in step order; a stable sort by row gives each row's tokens in order
         all_rows = torch.cat(record_rows)

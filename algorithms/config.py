@@ -23,10 +23,12 @@ from typing import Any, Literal
 
 __all__ = [
     "ModelConfig", "RolloutConfig", "CreditConfig", "OptimConfig", "ScheduleConfig", "WarmStartConfig", "TrainerConfig",
-    "PRESETS", "preset", "apply_overrides", "ConfigError", "OPTIMIZERS", "apply_optimizer", "apply_credit", "PROMPT_SETS", "prompt_templates",
+    "PRESETS", "preset", "apply_overrides", "ConfigError", "list_fields", "field_docs", "OPTIMIZERS", "apply_optimizer", "apply_credit", "PROMPT_SETS", "prompt_templates",
 ]
 
 ROLES = ("thinker_0", "solver_0")
+#: Model names the warm start applies to (``agents.models.PRESETS``).
+BUILTIN_MODELS = ("tiny", "smollm2-135m")
 
 
 class ConfigError(ValueError):
@@ -62,6 +64,10 @@ class RolloutConfig:
     """Joint rollouts per problem (n)."""
     solo_samples: int | None = None
     """Thinker-removed samples per problem (m); ``None`` = ``group_size`` as in the reference."""
+    answers_per_thought: int = 1
+    """Solver answers per thought (K, tree rollouts, METHOD.md §8): each of the ``group_size``
+    thoughts gets K answers, so a step has ``group_size``·K joint Solver answers; the Thinker's
+    tokens of a thought enter its loss once. 1 = flat collection."""
     thinker_max_new_tokens: int = 4096
     """Thinker generation budget (tokens)."""
     solver_max_new_tokens: int = 6144
@@ -76,6 +82,9 @@ class RolloutConfig:
     """Nucleus sampling threshold."""
     engine: Literal["transformers", "vllm"] = "transformers"
     """Rollout engine; ``vllm`` syncs weights from the trainable policy after each update."""
+    vllm: dict = field(default_factory=dict)
+    """Extra ``vllm.LLM`` arguments for ``engine=vllm`` (e.g. ``{"max_num_batched_tokens": 1024,
+    "gpu_memory_utilization": 0.3}``; see :class:`~agents.vllm_policy.VLLMPolicy`)."""
     prompts: str = "default"
     """Role prompt templates (:data:`PROMPT_SETS`): ``default`` (the env's), or ``compact``
     (one-line prompts with the same roles and formats, for tiny models: 5x fewer tokens)."""
@@ -242,6 +251,12 @@ class TrainerConfig:
         need(w.steps >= 1, "warm_start.steps", ">= 1", w.steps)
         need(w.batch_size >= 1, "warm_start.batch_size", ">= 1", w.batch_size)
         need(w.lr > 0, "warm_start.lr", "> 0", w.lr)
+        for name in filter(None, (self.model.name, self.model.solver_name)):
+            need(not w.enabled or name in BUILTIN_MODELS, "warm_start.enabled",
+                 f"false with model {name!r}: the format warm start is for the built-in models "
+                 f"({', '.join(BUILTIN_MODELS)}); on another model it would first train it for warm_start.steps="
+                 f"{w.steps} supervised steps (minutes) before RL. Set warm_start.enabled=false to train it as it is",
+                 w.enabled)
         from . import credit, estimators, losses
 
         need(isinstance(self.plugins, (list, tuple)) and all(isinstance(p, str) for p in self.plugins),
@@ -253,17 +268,28 @@ class TrainerConfig:
                 raise ConfigError(f"plugins: cannot load {source!r}: {e}") from e
         need(self.credit.name in credit.available(), "credit.name", "|".join(credit.available()), self.credit.name)
         need(isinstance(self.credit.params, dict), "credit.params", "a mapping of the method's parameters", self.credit.params)
+        try:  # the method's own checks: parameter names and ranges
+            credit.get(self.credit.name, **self.credit.params)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"credit.params={self.credit.params!r} is invalid for credit.name={self.credit.name!r}: {e}") from None
         need(o.estimator in estimators.available(), "optim.estimator", "|".join(estimators.available()), o.estimator)
         need(o.loss in losses.available(), "optim.loss", "|".join(losses.available()), o.loss)
         need(m.sharing in ("separate", "shared", "lora"), "model.sharing", "separate|shared|lora", m.sharing)
         need(m.dtype in ("float32", "bfloat16", "float16"), "model.dtype", "float32|bfloat16|float16", m.dtype)
         need(m.lora_rank >= 1, "model.lora_rank", ">= 1", m.lora_rank)
+        need(m.solver_name is None or m.sharing == "separate", "model.solver_name",
+             f"None with model.sharing={m.sharing!r} (one model serves both roles there; a different Solver "
+             "model needs model.sharing=separate)", m.solver_name)
         need(r.problems_per_step >= 1, "rollout.problems_per_step", ">= 1", r.problems_per_step)
         need(r.group_size >= 2, "rollout.group_size", ">= 2 (a group needs a baseline)", r.group_size)
         need(r.solo_samples is None or r.solo_samples >= 1, "rollout.solo_samples", ">= 1 or None", r.solo_samples)
+        need(isinstance(r.answers_per_thought, int) and not isinstance(r.answers_per_thought, bool)
+             and r.answers_per_thought >= 1, "rollout.answers_per_thought", "an integer >= 1", r.answers_per_thought)
         for name in ("thinker_max_new_tokens", "solver_max_new_tokens", "rating_max_new_tokens", "max_prompt_tokens"):
             need(getattr(r, name) >= 1, f"rollout.{name}", ">= 1", getattr(r, name))
-        need(r.temperature >= 0, "rollout.temperature", ">= 0", r.temperature)
+        need(r.temperature > 0, "rollout.temperature",
+             "> 0 (training samples; at 0 every rollout of a group is the same greedy answer, so every "
+             "advantage is 0 and nothing is learnt)", r.temperature)
         need(0 < r.top_p <= 1, "rollout.top_p", "(0, 1]", r.top_p)
         need(r.engine in ("transformers", "vllm"), "rollout.engine", "transformers|vllm", r.engine)
         need(r.prompts in PROMPT_SETS, "rollout.prompts", "|".join(PROMPT_SETS), r.prompts)
@@ -476,6 +502,46 @@ def apply_credit(config: TrainerConfig, name: str) -> TrainerConfig:
         config.credit.params = {}
     config.credit.name = name
     return config
+
+
+def field_docs(cls) -> dict[str, str]:
+    """The docstring under each field of dataclass ``cls`` (the string literal that follows the
+    field in the source), by field name."""
+    import ast
+    import inspect
+    import textwrap
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body
+    docs = {}
+    for node, after in zip(body, body[1:] + [None]):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            if isinstance(after, ast.Expr) and isinstance(getattr(after, "value", None), ast.Constant) \
+                    and isinstance(after.value.value, str):
+                docs[node.target.id] = " ".join(after.value.value.split())
+            elif dataclasses.is_dataclass(typing.get_type_hints(cls).get(node.target.id)):
+                docs[node.target.id] = f"section: {typing.get_type_hints(cls)[node.target.id].__name__}"
+    return docs
+
+
+def list_fields(config: TrainerConfig | None = None) -> list[tuple[str, Any, str]]:
+    """Every settable field as ``(dotted name, current value, docstring)``, sections flattened
+    (``optim.lr``), in declaration order; values are ``config``'s (default: the defaults).
+    ``thinksolve train --list-fields`` prints this."""
+    config = config if config is not None else TrainerConfig()
+    out: list[tuple[str, Any, str]] = []
+
+    def walk(obj, prefix: str) -> None:
+        docs = field_docs(type(obj))
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value):
+                walk(value, f"{prefix}{f.name}.")
+            else:
+                out.append((prefix + f.name, value, docs.get(f.name, "")))
+
+    walk(config, "")
+    return out
 
 
 def preset(name: str) -> TrainerConfig:

@@ -18,7 +18,11 @@ key                         meaning
 ``solver_hurt_rate``        mean_x mean_j [R_joint,j < R_¬S,j]             (needs ``no_solver``)
 ``rating_valid_rate``       share of SEPO ratings that parse to a valid pair (needs ``ratings``)
 ``adv_corr_<agent>``        Pearson correlation, over the batch, of the agent's advantages
-                            under ``rewards`` with the shared-reward advantages (same estimator)
+                            under ``rewards`` with the shared-reward advantages (same estimator,
+                            over the role's training units: with tree rollouts one per thought
+                            for the Thinker; the Solver grouped as ``method.grouping`` says)
+``thought_value_std``       mean over problems of the std of Q̂(x, t_j) across its thoughts
+                            (tree rollouts only: how much the thoughts of a problem differ)
 ==========================  ===============================================================
 
 A credit method that is only a rescaled shared reward shows ``adv_corr`` = 1. A correlation is
@@ -32,7 +36,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from . import estimators
-from .credit.base import SOLVER, THINKER, group_index, joint_rewards
+from .credit.base import SOLVER, THINKER, joint_rewards, resolve_grouping, role_units
 from .credit.sepo import parse_rating
 
 __all__ = ["collaboration_diagnostics", "correlation"]
@@ -50,9 +54,10 @@ def correlation(a: Any, b: Any) -> float | None:
 
 
 def collaboration_diagnostics(groups: Sequence[Any], rewards: Mapping[str, Any] | None = None, *,
-                              estimator: str = "grpo", **estimator_params) -> dict[str, float | None]:
+                              estimator: str = "grpo", method: Any = None, **estimator_params) -> dict[str, float | None]:
     """The diagnostics above for ``groups``; with ``rewards`` (a credit method's output) also the
-    advantage correlations, computed with ``estimators.get(estimator)(r, index, **estimator_params)``."""
+    advantage correlations, computed with ``estimators.get(estimator)(r, index, **estimator_params)``
+    on each role's units (``method``, when given, supplies the grouping)."""
     groups = list(groups)
     if not groups:
         raise ValueError("collaboration_diagnostics got no episode groups")
@@ -89,10 +94,20 @@ def collaboration_diagnostics(groups: Sequence[Any], rewards: Mapping[str, Any] 
         out["rating_valid_rate"] = float(np.mean([parse_rating(e.ratings.get(r), e.reward > 0).valid for e, r in rated]))
     if rewards is not None:
         est = estimators.get(estimator)
-        idx = group_index(groups)
-        shared = est(joint_rewards(groups), idx, **estimator_params).numpy()
+        R = joint_rewards(groups)
         for agent in (THINKER, SOLVER):
             if agent in rewards:
-                adv = est(np.asarray(rewards[agent], dtype=np.float64), idx, **estimator_params).numpy()
+                grouping = resolve_grouping(method, agent) if method is not None else "problem"
+                mine = role_units(groups, rewards[agent], agent, grouping)
+                ref = role_units(groups, R, agent, "problem")
+                adv = est(mine.rewards, mine.index, **estimator_params).numpy()
+                shared = est(ref.rewards, ref.index, **estimator_params).numpy()
                 out[f"adv_corr_{agent}"] = correlation(adv, shared)
+    spreads = []
+    for g in groups:
+        vals = getattr(g, "thought_values", None)
+        if vals is not None and getattr(g, "answers_per_thought", 1) > 1 and len(vals) > 1:
+            spreads.append(float(np.std(vals)))
+    if spreads:
+        out["thought_value_std"] = float(np.mean(spreads))
     return out

@@ -11,6 +11,14 @@ hand-over, verification, removal modes) and adds what the credit method needs
   no generation → ``Episode.no_solver_reward``;
 * ``"ratings"`` — SEPO: each role rates each finished joint transcript → ``Episode.ratings``.
 
+Tree rollouts (METHOD.md §8): with ``answers_per_thought=K`` each of the n thoughts of a problem
+gets K Solver answers (its K joint prompts are identical, so a backend that shares a prompt's
+prefill computes it once); a group then holds n·K joint episodes, thought-major (thought j's
+answers are episodes j·K … j·K+K−1, each with ``Episode.thought_index = j``), and
+``EpisodeGroup.thoughts`` lists the n distinct thoughts. ``K = 1`` (the default) is the flat
+collection, bit for bit. The Solver-removed replay verifies each *thought* once (R_¬S does not
+depend on the answer) and every sibling carries the result.
+
 Both-removed needs nothing (R_∅ = −1). Every phase is one batched ``generate`` call across all
 problems and episodes: one Thinker call; one Solver call holding the joint prompts *and* the
 solo prompts; with ratings, one rating call per role. That holds when both roles share one
@@ -29,7 +37,9 @@ both roles), ``thinker_max_new_tokens`` (4096), ``solver_max_new_tokens`` (6144)
 
 The result is a list of :class:`EpisodeGroup` with a ``.budget`` attribute: ``generate_calls``
 per agent, and per phase (``thinker``, ``solver``, ``solo``, ``no_solver``, ``rating_thinker``,
-``rating_solver``) the number of ``generations``, generated ``tokens`` and ``verifier_calls``.
+``rating_solver``) the number of ``generations``, generated ``tokens`` and ``verifier_calls``
+(per problem: n Thinker generations, n·K joint Solver answers and n·K verifier calls, m solo
+answers and m verifier calls, n Solver-removed verifier calls, n·K ratings per rater).
 """
 
 from __future__ import annotations
@@ -44,8 +54,9 @@ from thinksolve_env.env import SOLVER, THINKER, ThinkSolveEnv
 from thinksolve_env.problems import Problem, load_problems
 from thinksolve_env.verifier import MathVerifier
 
+from thinksolve_env.prompts import rating_prompts
+
 from .credit.base import NO_SOLVER, RATINGS, SOLO, normalize_needs
-from .credit.sepo import rating_prompts
 
 __all__ = ["Episode", "EpisodeGroup", "Collected", "collect_groups", "SAMPLING_DEFAULTS", "PHASES"]
 
@@ -71,7 +82,10 @@ class Episode:
     ``prompts[agent]`` the chat prompt it answered; ``actions[agent]`` the text the env accepted
     (after its length cut); ``thought`` what the Solver was shown (trailing box stripped, cut);
     ``verification`` the verifier's record. ``no_solver_reward`` (R_¬S) and ``ratings``
-    (rater agent → rating text, or a pair) are filled when collected.
+    (rater agent → rating text, or a pair) are filled when collected. ``thought_index`` is the
+    thought of its group this episode answers (tree rollouts; ``j`` for the j-th episode when
+    there is one answer per thought; ``None``, e.g. for an episode built by hand, means a
+    thought of its own).
     """
 
     reward: float
@@ -85,6 +99,7 @@ class Episode:
     ratings: dict[str, Any] | None = None
     rating_completions: dict[str, Completion] = field(default_factory=dict)
     rating_prompts: dict[str, Messages] = field(default_factory=dict)
+    thought_index: int | None = None
 
     @property
     def correct(self) -> bool:
@@ -96,7 +111,9 @@ class EpisodeGroup:
     """The joint episodes of one problem (in order) and the problem-level counterfactual.
 
     ``solo_rewards`` are the m Thinker-removed rewards R_¬T (``None`` when not collected);
-    ``solo_baseline`` is their mean b(x)."""
+    ``solo_baseline`` is their mean b(x). With tree rollouts the episodes are thought-major
+    (see the module docstring): ``thoughts`` holds the distinct thoughts, ``thought_values`` their
+    values Q̂(x, t_j) = mean of the thought's K rewards."""
 
     problem: Problem | None
     episodes: list[Episode]
@@ -113,14 +130,48 @@ class EpisodeGroup:
     def solo_baseline(self) -> float | None:
         return None if not self.solo_rewards else float(np.mean(self.solo_rewards))
 
+    def _thought_slices(self) -> list[list[int]]:
+        order: dict[int, list[int]] = {}
+        for k, e in enumerate(self.episodes):
+            t = getattr(e, "thought_index", None)
+            order.setdefault(("own", k) if t is None else int(t), []).append(k)
+        return list(order.values())
+
+    @property
+    def thought_episodes(self) -> list[list[Episode]]:
+        """The joint episodes of each distinct thought, in thought order."""
+        return [[self.episodes[k] for k in ks] for ks in self._thought_slices()]
+
+    @property
+    def thoughts(self) -> list[Completion | None]:
+        """One Thinker completion per distinct thought (``None`` for groups built from rewards)."""
+        return [eps[0].completions.get(THINKER) for eps in self.thought_episodes]
+
+    @property
+    def answers_per_thought(self) -> int:
+        """K, the Solver answers per thought (1 for flat collection)."""
+        slices = self._thought_slices()
+        return max((len(ks) for ks in slices), default=1)
+
+    @property
+    def thought_values(self) -> np.ndarray:
+        """Q̂(x, t_j) for each distinct thought: the mean of its answers' rewards."""
+        return np.array([np.mean([e.reward for e in eps]) for eps in self.thought_episodes], dtype=np.float64)
+
     @classmethod
     def from_rewards(cls, joint: Sequence[float], *, solo: Sequence[float] | None = None,
                      no_solver: Sequence[float] | None = None, ratings: Sequence[Mapping[str, Any]] | None = None,
-                     problem: Problem | None = None) -> "EpisodeGroup":
+                     problem: Problem | None = None, answers_per_thought: int = 1) -> "EpisodeGroup":
         """A group built by hand from outcomes (tests, bandit studies, custom harnesses):
         ``joint`` R_joint per episode, ``solo`` the m values R_¬T, ``no_solver`` R_¬S per
-        episode, ``ratings`` one ``{rater: text or pair}`` per episode."""
+        episode, ``ratings`` one ``{rater: text or pair}`` per episode. With
+        ``answers_per_thought=K`` the joint rewards are thought-major (K per thought)."""
         n = len(joint)
+        K = answers_per_thought
+        if isinstance(K, bool) or not isinstance(K, int) or K < 1:
+            raise ValueError(f"answers_per_thought must be an integer >= 1, got {K!r}")
+        if n % K:
+            raise ValueError(f"joint holds {n} rewards, not a multiple of answers_per_thought={K}")
         for name, seq in (("no_solver", no_solver), ("ratings", ratings)):
             if seq is not None and len(seq) != n:
                 raise ValueError(f"{name} needs one entry per joint episode ({n}), got {len(seq)}")
@@ -129,6 +180,7 @@ class EpisodeGroup:
                 reward=float(joint[j]),
                 no_solver_reward=None if no_solver is None else float(no_solver[j]),
                 ratings=None if ratings is None else dict(ratings[j]),
+                thought_index=j // K,
             )
             for j in range(n)
         ]
@@ -192,18 +244,20 @@ def _seed(seed, k: int):
 
 def collect_groups(problems: Sequence[Problem] | str, policies: Mapping[str, Any], *, group_size: int, needs: Any,
                    verifier=None, solo_samples: int | None = None, env_options: Mapping[str, Any] | None = None,
-                   **sampling) -> Collected:
+                   answers_per_thought: int = 1, **sampling) -> Collected:
     """Play ``group_size`` joint episodes per problem plus the counterfactuals in ``needs``.
 
     Args:
         problems: a list of :class:`Problem` (or a source :func:`load_problems` reads).
         policies: ``{"thinker_0": policy, "solver_0": policy}`` (the same object may serve both).
-        group_size: n, joint episodes per problem (≥ 1).
+        group_size: n, thoughts (Thinker generations) per problem (≥ 1); with K = 1 the joint
+            episodes per problem.
         needs: counterfactual names (``"solo"``, ``"no_solver"``, ``"ratings"``) or a credit method
             (its ``.requires``).
         verifier: shared by every episode; default a :class:`MathVerifier` owned and closed here.
         solo_samples: m, Thinker-removed samples per problem (default ``group_size``).
         env_options: extra :class:`ThinkSolveEnv` arguments (``prompts``, ``max_thought_chars``, ...).
+        answers_per_thought: K, Solver answers per thought (tree rollouts; default 1 = flat).
         **sampling: see the module docstring.
 
     Returns a :class:`Collected` list of groups, one per problem in order, with ``.budget``.
@@ -215,6 +269,9 @@ def collect_groups(problems: Sequence[Problem] | str, policies: Mapping[str, Any
         raise ValueError("collect_groups: the problem list is empty")
     if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
         raise ValueError(f"collect_groups: group_size must be an integer >= 1, got {group_size!r}")
+    K = answers_per_thought
+    if isinstance(K, bool) or not isinstance(K, int) or K < 1:
+        raise ValueError(f"collect_groups: answers_per_thought must be an integer >= 1, got {answers_per_thought!r}")
     need = normalize_needs(needs)
     m = group_size if solo_samples is None else solo_samples
     if isinstance(m, bool) or not isinstance(m, int) or m < 0:
@@ -240,16 +297,16 @@ def collect_groups(problems: Sequence[Problem] | str, policies: Mapping[str, Any
     budget = {"generate_calls": {THINKER: 0, SOLVER: 0},
               **{p: {"generations": 0, "tokens": 0, "verifier_calls": 0} for p in PHASES}}
     try:
-        return _collect(env, problems, policies, group_size, m, need, s, counter, budget)
+        return _collect(env, problems, policies, group_size, m, need, s, counter, budget, K)
     finally:
         env.close()
         if own:
             inner.close()
 
 
-def _collect(env, problems, policies, n, m, need, s, counter, budget) -> Collected:
+def _collect(env, problems, policies, n, m, need, s, counter, budget, K=1) -> Collected:
     P = len(problems)
-    slots = [(i, j) for i in range(P) for j in range(n)]  # joint episodes, problem-major
+    slots = [(i, j) for i in range(P) for j in range(n)]  # thoughts, problem-major
 
     def gen(agent, phase, prompts, max_new, temperature, seed):
         out = _generate(policies[agent], agent, prompts, max_new, temperature, s["top_p"], seed)
@@ -272,12 +329,12 @@ def _collect(env, problems, policies, n, m, need, s, counter, budget) -> Collect
     thoughts = gen(THINKER, "thinker", thinker_prompts, s["thinker_max_new_tokens"], s["temperature"], s["seed"])
     account("thinker", thoughts)
 
-    # Phase 2: every Solver prompt (joint, then solo), one call.
+    # Phase 2: every Solver prompt (joint — K copies per thought — then solo), one call.
     solver_prompts, shown = [], []
     for (i, _), t in zip(slots, thoughts):
         reset(i)
         env.step(t.text)
-        solver_prompts.append(env.infos[SOLVER]["messages"])
+        solver_prompts.extend([env.infos[SOLVER]["messages"]] * K)
         shown.append(env.thought_for_solver)
     solo_prompts = []
     for i in range(P):
@@ -285,24 +342,27 @@ def _collect(env, problems, policies, n, m, need, s, counter, budget) -> Collect
             reset(i, THINKER)
             solo_prompts.extend([env.infos[SOLVER]["messages"]] * m)
     answers = gen(SOLVER, "solver", solver_prompts + solo_prompts, s["solver_max_new_tokens"], s["temperature"], _seed(s["seed"], 1))
-    joint_answers, solo_answers = answers[: len(slots)], answers[len(slots):]
+    joint_answers, solo_answers = answers[: len(solver_prompts)], answers[len(solver_prompts):]
     account("solver", joint_answers)
     account("solo", solo_answers)
 
     # Phase 3: finish every episode in the env (one verification each).
     episodes: list[list[Episode]] = [[] for _ in range(P)]
     before = counter.calls
-    for k, ((i, _), t, a) in enumerate(zip(slots, thoughts, joint_answers)):
+    for q, a in enumerate(joint_answers):
+        k = q // K  # the thought this answer responds to
+        (i, j), t = slots[k], thoughts[k]
         reset(i)
         env.step(t.text)
         env.step(a.text)
         episodes[i].append(Episode(
             reward=float(env.rewards[SOLVER]),
             completions={THINKER: t, SOLVER: a},
-            prompts={THINKER: thinker_prompts[k], SOLVER: solver_prompts[k]},
+            prompts={THINKER: thinker_prompts[k], SOLVER: solver_prompts[q]},
             actions=dict(env.outcome["actions"]),
             thought=shown[k],
             verification=dict(env.infos[SOLVER]["verification"]),
+            thought_index=j,
         ))
     budget["solver"]["verifier_calls"] += counter.calls - before
 
@@ -322,11 +382,13 @@ def _collect(env, problems, policies, n, m, need, s, counter, budget) -> Collect
     if NO_SOLVER in need:
         before = counter.calls
         for i, g in enumerate(groups):
-            for e in g.episodes:
+            for siblings in g.thought_episodes:  # R_¬S depends on the thought only: one check each
                 reset(i, SOLVER)
-                env.step(e.completions[THINKER].text)
-                e.no_solver_reward = float(env.rewards[THINKER])
-                e.no_solver_verification = dict(env.infos[THINKER]["verification"])
+                env.step(siblings[0].completions[THINKER].text)
+                reward, record = float(env.rewards[THINKER]), env.infos[THINKER]["verification"]
+                for e in siblings:
+                    e.no_solver_reward = reward
+                    e.no_solver_verification = dict(record)
         budget["no_solver"]["verifier_calls"] += counter.calls - before
 
     # Phase 4: ratings, one call per rater role.

@@ -20,8 +20,13 @@
 
 Exact resume: all randomness of a step is seeded from ``(seed, step, rank)``, and the checkpoint
 holds weights, optimizer states, credit state, RNG states and the step, so a run resumed at step
-k continues exactly as the uninterrupted run. Ctrl-C finishes the current step, writes a
-checkpoint and exits (a second Ctrl-C aborts at once, keeping the last checkpoint).
+k continues exactly as the uninterrupted run. Ctrl-C or SIGTERM finishes the current step,
+writes a checkpoint and exits (a second signal aborts at once, keeping the last checkpoint).
+
+The run directory (:mod:`algorithms.runs`) has one writer: a ``Trainer`` holds its lock from
+construction to :meth:`Trainer.close`, refuses a directory that already holds a run unless it
+resumes it, and on resume cuts ``metrics.jsonl`` back to the checkpoint's step. Every data
+source, the device and the model names are checked before anything is loaded.
 
 Models (``model.sharing``): ``separate`` (reference: one full model per role), ``shared`` (one
 model, the roles differ by prompt; each role still has its own AdamW state), ``lora`` (one frozen
@@ -32,6 +37,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
+import importlib.util
 import json
 import math
 import os
@@ -51,20 +58,57 @@ from thinksolve_env import MathVerifier, load_problems
 from . import credit as credit_registry
 from . import estimators, losses
 from .checkpoint import capture_rng, config_diff, json_default, load_checkpoint, restore_rng, save_checkpoint
-from .config import ROLES, TrainerConfig, prompt_templates
-from .credit.base import group_index
+from .config import ROLES, ConfigError, TrainerConfig, prompt_templates
 from .diagnostics import collaboration_diagnostics
 from .rollout import collect_groups
+from .runs import METRICS, RunLock, RunLockedError, append_row, check_model_source, is_run, reconcile_metrics
 
-__all__ = ["Trainer", "ResumeError", "step_seed", "micro_batches", "scheduled_roles"]
+__all__ = ["Trainer", "ResumeError", "RunLockedError", "TrainingInterrupted", "step_seed", "micro_batches",
+           "scheduled_roles", "RESUMABLE_CHANGES"]
 
 THINKER, SOLVER = ROLES
-#: Config fields a resumed run may change.
-RESUMABLE_CHANGES = ("steps", "out")
+#: Config fields a resumed run may change (none of them changes what a step computes).
+RESUMABLE_CHANGES = ("steps", "out", "save_every", "eval_every", "tensorboard")
+
+_say = functools.partial(print, flush=True)  # progress lines show at once under tee, nohup, a log file
 
 
 class ResumeError(RuntimeError):
-    """``--resume`` found a checkpoint from a different configuration."""
+    """``--resume`` found a checkpoint from a different configuration, or a fresh run found an
+    existing one."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """:meth:`Trainer.train` stopped on SIGINT/SIGTERM after saving; ``signum`` says which (the
+    CLI exits with ``128 + signum``: 130 for Ctrl-C, 143 for SIGTERM)."""
+
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = int(signum)
+
+
+def _load_data(field: str, source):
+    """``load_problems(source)``, its errors named after the config field."""
+    try:
+        return load_problems(source)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{field}={source!r}: {e}") from None
+
+
+def _open_run_dir(out: Path) -> RunLock:
+    """Create ``out`` if needed, check it is a writable directory, and take its lock."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"out={str(out)!r} is a file, not a directory: choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"out={str(out)!r}: cannot create the run directory ({e.strerror or e})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ConfigError(f"out={str(out)!r}: the directory is not writable by this user: choose another --out")
+    try:
+        return RunLock(out).acquire()
+    except PermissionError as e:
+        raise ConfigError(f"out={str(out)!r}: cannot write in the run directory ({e.strerror or e})") from None
 
 
 def step_seed(seed: int, step: int, rank: int = 0) -> int:
@@ -195,51 +239,110 @@ class Trainer:
         log: where progress lines go (``None`` silences them).
     """
 
-    def __init__(self, config: TrainerConfig, *, resume: bool = False, log=print) -> None:
+    def __init__(self, config: TrainerConfig, *, resume: bool = False, log=_say, writer: bool = True) -> None:
         self.config = cfg = copy.deepcopy(config).validate()
         self.out = Path(cfg.out)
         self.dist = _Dist(cfg.model.device, cfg.model.sharing == "lora")
         self.log = log if self.dist.main else None
+        self.writer = writer
         if cfg.rollout.problems_per_step < self.dist.world:
-            from .config import ConfigError
-
             raise ConfigError(f"rollout.problems_per_step={cfg.rollout.problems_per_step} is invalid with "
                               f"{self.dist.world} processes: allowed >= {self.dist.world} (each rank needs a problem)")
-        self._threads_before = torch.get_num_threads()
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        torch.manual_seed(cfg.seed)
-        np.random.seed(cfg.seed % 2**32)
+        # Checks before anything is loaded or written: device, every data source, model sources.
+        self._check_device()
+        self.problems = _load_data("train_data", cfg.train_data)
+        self.eval_problems = _load_data("eval_data", cfg.eval_data)
+        if cfg.warm_start.enabled:
+            from .warmstart import warm_start_path
 
-        self.problems = load_problems(cfg.train_data)
-        self.credit = credit_registry.get(cfg.credit.name, **cfg.credit.params)
-        self.estimator = estimators.get(cfg.optim.estimator)
-        self.loss_fn = losses.get(cfg.optim.loss)
-        self.policies = self._build_policies()
-        # One trainable policy per role (the same object for both under `shared`), its wrapped
-        # (DDP) model for updates, its AdamW. Frozen reference copies only when a KL is asked for.
-        self.wrapped = {role: self.dist.wrap(self.policies[role].model) if cfg.model.sharing != "lora" else None
-                        for role in ROLES}
-        if cfg.model.sharing == "shared":
-            self.wrapped[SOLVER] = self.wrapped[THINKER]
-        if cfg.model.sharing == "lora":
-            wrapped = self.dist.wrap(self.policies[THINKER].model)
-            self.wrapped = {role: wrapped for role in ROLES}
-        self.optimizers = {
-            role: torch.optim.AdamW(list(self.policies[role].parameters()), lr=cfg.optim.lr,
-                                    weight_decay=cfg.optim.weight_decay)
-            for role in ROLES
-        }
-        self.reference = self._build_reference() if cfg.optim.kl_coef > 0 else None
-        self.rollout_policies = self._rollout_engines()
-        self.verifier = MathVerifier()
-        self.step_count = 0
-        self.optimizer_steps = {role: 0 for role in ROLES}
-        self._stop_requested = False
-        self._updating = False
+            if not (warm_start_path(cfg.warm_start, cfg.model.name, cfg.rollout.prompts) / "config.json").exists():
+                _load_data("warm_start.data", cfg.warm_start.data)
+        for field_name in ("name", "solver_name"):
+            if getattr(cfg.model, field_name):
+                try:
+                    check_model_source(getattr(cfg.model, field_name), field=f"model.{field_name}")
+                except ValueError as e:
+                    raise ConfigError(str(e)) from None
+        # One writer per run directory: the lock first, then the run's files.
+        self._lock = None
         self._tb = None
-        if resume:
-            self._resume()
+        self._threads_before = torch.get_num_threads()
+        created = not self.out.exists()
+        if writer and self.dist.main:
+            self._lock = _open_run_dir(self.out)
+        try:
+            if writer and self.dist.main and not resume:
+                if is_run(self.out):
+                    raise ResumeError(f"{self.out} already holds a run (checkpoint/); pass resume=True (--resume) to "
+                                      "continue it, or choose another out (--out)")
+                moved = reconcile_metrics(self.out / METRICS, 0)["cut_to"]
+                if moved and self.log:
+                    self.log(f"{self.out / METRICS} held rows of an earlier run without a checkpoint; moved to {moved}")
+            if writer and self.dist.main and cfg.tensorboard and importlib.util.find_spec("tensorboard") is None:
+                self._tb = False
+                if self.log:
+                    self.log("tensorboard=true, but the tensorboard package is not installed: metrics go to "
+                             f"{self.out / METRICS} only (pip install tensorboard, or set tensorboard=false)")
+            if cfg.threads:
+                torch.set_num_threads(cfg.threads)
+            torch.manual_seed(cfg.seed)
+            np.random.seed(cfg.seed % 2**32)
+
+            self.credit = credit_registry.get(cfg.credit.name, **cfg.credit.params)
+            self.estimator = estimators.get(cfg.optim.estimator)
+            self.loss_fn = losses.get(cfg.optim.loss)
+            self.policies = self._build_policies()
+            # One trainable policy per role (the same object for both under `shared`), its wrapped
+            # (DDP) model for updates, its AdamW. Frozen reference copies only when a KL is asked for.
+            self.wrapped = {role: self.dist.wrap(self.policies[role].model) if cfg.model.sharing != "lora" else None
+                            for role in ROLES}
+            if cfg.model.sharing == "shared":
+                self.wrapped[SOLVER] = self.wrapped[THINKER]
+            if cfg.model.sharing == "lora":
+                wrapped = self.dist.wrap(self.policies[THINKER].model)
+                self.wrapped = {role: wrapped for role in ROLES}
+            self.optimizers = {
+                role: torch.optim.AdamW(list(self.policies[role].parameters()), lr=cfg.optim.lr,
+                                        weight_decay=cfg.optim.weight_decay)
+                for role in ROLES
+            }
+            self.reference = self._build_reference() if cfg.optim.kl_coef > 0 else None
+            self.rollout_policies = self._rollout_engines()
+            self.verifier = MathVerifier()
+            self.step_count = 0
+            self.optimizer_steps = {role: 0 for role in ROLES}
+            self._stop_requested = False
+            self._stop_signal = None
+            self._updating = False
+            if resume:
+                self._resume()
+        except BaseException:
+            if getattr(self, "verifier", None) is not None:
+                self.verifier.close()
+            torch.set_num_threads(self._threads_before)
+            self._release(remove_dir=created)
+            raise
+
+    def _check_device(self) -> None:
+        d = self.config.model.device
+        try:
+            dev = torch.device(d)
+        except (RuntimeError, TypeError) as e:
+            raise ConfigError(f"model.device={d!r} is invalid: {e}") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            build = "a CPU-only build" if torch.version.cuda is None else "a CUDA build, but no GPU is visible"
+            raise ConfigError(f"model.device={d!r} is invalid here: this torch ({torch.__version__}) is {build}; "
+                              "allowed: cpu (set model.device=cpu)")
+
+    def _release(self, remove_dir: bool = False) -> None:
+        """Free the run directory's lock (and remove a directory this trainer created and left empty)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+            if remove_dir:
+                with contextlib.suppress(OSError):
+                    (self.out / ".lock").unlink()
+                    self.out.rmdir()
 
     # ------------------------------------------------------------------ the training step
 
@@ -257,7 +360,8 @@ class Trainer:
         # 2. collect: both roles sampled; counterfactuals as the credit method requires
         groups = collect_groups(
             problems, self.rollout_policies, group_size=r.group_size, needs=self.credit.requires,
-            verifier=self.verifier, solo_samples=r.solo_samples, seed=seed, temperature=r.temperature, top_p=r.top_p,
+            verifier=self.verifier, solo_samples=r.solo_samples, answers_per_thought=r.answers_per_thought,
+            seed=seed, temperature=r.temperature, top_p=r.top_p,
             thinker_max_new_tokens=r.thinker_max_new_tokens, solver_max_new_tokens=r.solver_max_new_tokens,
             rating_max_new_tokens=r.rating_max_new_tokens, env_options={"prompts": prompt_templates(r.prompts)},
         )
@@ -270,18 +374,22 @@ class Trainer:
         n_local = sum(len(g.episodes) for g in groups)
         rewards = {role: rewards_all[role][offset:offset + n_local] for role in ROLES}
         diag = collaboration_diagnostics(all_groups, rewards_all, estimator=cfg.optim.estimator,
-                                         **self._estimator_params())
+                                         method=self.credit, **self._estimator_params())
         t["credit"] = time.perf_counter()
 
-        # 4-5. advantages and update for the role(s) scheduled this step
-        index = group_index(groups)
+        # 4-5. advantages and update for the role(s) scheduled this step. A role trains on its
+        # units (credit.role_units): the Thinker on each distinct thought once (its reward the
+        # mean over the thought's K answers), the Solver on every answer, grouped as the credit
+        # method says (by problem, or by thought under `tree`). With K = 1 a unit is an episode.
+        episodes = [e for g in groups for e in g.episodes]
         role_metrics = {}
         self._updating = True
         for role in self.roles_to_update(s):
-            prompts = [e.prompts[role] for g in groups for e in g.episodes]
-            completions = [e.completions[role] for g in groups for e in g.episodes]
+            units = credit_registry.role_units(groups, rewards[role], role, credit_registry.resolve_grouping(self.credit, role))
+            prompts = [episodes[k].prompts[role] for k in units.episodes]
+            completions = [episodes[k].completions[role] for k in units.episodes]
             lengths = [len(c.token_ids) for c in completions]
-            adv = self.estimator(rewards[role], index, lengths=lengths, **self._estimator_params())
+            adv = self.estimator(units.rewards, units.index, lengths=lengths, **self._estimator_params())
             role_metrics[role] = self._update(role, prompts, completions, adv)
         self._updating = False
         self._sync_rollout_engines()
@@ -345,63 +453,81 @@ class Trainer:
     def train(self) -> list[dict]:
         """Run until ``config.steps``; returns the metrics rows of this call.
 
-        Ctrl-C: the current step finishes, a checkpoint is written, then ``KeyboardInterrupt``
-        is raised (the CLI exits with 130). A second Ctrl-C aborts at once; the last checkpoint
-        stays, and the state is saved too if no update was under way.
+        Ctrl-C or SIGTERM (what ``timeout``, ``kill`` and job schedulers send): the current step
+        finishes, a checkpoint is written, then :class:`TrainingInterrupted` (a
+        ``KeyboardInterrupt``) is raised; the CLI exits with ``128 + signal`` (130, 143). A second
+        signal aborts at once; the last checkpoint stays, and the state is saved too if no update
+        was under way.
         """
         cfg = self.config
         rows = []
         bar = self._progress()
-        previous = self._install_sigint()
+        previous = self._install_signals()
         try:
             while self.step_count < cfg.steps:
                 row = self.step()
                 rows.append(row)
                 if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(acc=f"{row['joint_accuracy']:.2f}", loss=f"{row.get('loss', 0.0):.3f}")
+                    bar.update(row)
+                if self._stop_requested:
+                    self.save()
+                    raise TrainingInterrupted(self._stop_signal or signal.SIGINT)
                 if cfg.eval_every and (self.step_count % cfg.eval_every == 0 or self.step_count == cfg.steps):
                     self._log_eval(self.evaluate(cfg.eval_data))
                 if self.step_count % cfg.save_every == 0 or self.step_count == cfg.steps or self._stop_requested:
                     self.save()
                 if self._stop_requested:
-                    raise KeyboardInterrupt
-        except KeyboardInterrupt:
+                    raise TrainingInterrupted(self._stop_signal or signal.SIGINT)
+        except KeyboardInterrupt as e:
             if not self._stop_requested and not self._updating:
                 self.save()
             if self.log:
-                self.log(f"interrupted at step {self.step_count}; checkpoint in {self.out / 'checkpoint'} "
-                         "(continue with --resume)")
+                what = signal.Signals(getattr(e, "signum", signal.SIGINT)).name
+                self.log(f"{what}: stopped at step {self.step_count}; checkpoint in {self.out / 'checkpoint'} "
+                         f"at step {self._saved_step()} (continue with --resume)")
+            if not isinstance(e, TrainingInterrupted):
+                raise TrainingInterrupted(self._stop_signal or signal.SIGINT) from None
             raise
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
             if bar is not None:
                 bar.close()
         return rows
 
-    def _install_sigint(self):
+    def _saved_step(self):
+        try:
+            return json.loads((self.out / "checkpoint" / "meta.json").read_text())["step"]
+        except (OSError, ValueError, KeyError):
+            return "none"
+
+    def _install_signals(self) -> dict:
+        """SIGINT and SIGTERM: the first asks for a stop after this step, the second aborts."""
         import threading
 
         if threading.current_thread() is not threading.main_thread():
-            return None
+            return {}
 
         def handler(signum, frame):
             if self._stop_requested:
-                raise KeyboardInterrupt
+                raise TrainingInterrupted(signum)
             self._stop_requested = True
+            self._stop_signal = signum
             if self.log:
-                self.log("\nCtrl-C: finishing this step, then saving a checkpoint (Ctrl-C again to abort)")
+                name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+                self.log(f"\n{name}: finishing this step, then saving a checkpoint (send it again to abort)")
 
-        return signal.signal(signal.SIGINT, handler)
+        return {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
 
     def request_stop(self) -> None:
         """Ask :meth:`train` to stop after the current step (as Ctrl-C does)."""
         self._stop_requested = True
 
     def close(self) -> None:
+        """End the verifier's workers and rollout engines, and free the run directory's lock."""
         torch.set_num_threads(self._threads_before)
         self.verifier.close()
+        self._release()
         for p in self.rollout_policies.values():
             if hasattr(p, "close") and not isinstance(p, TransformersPolicy):
                 p.close()
@@ -465,6 +591,15 @@ class Trainer:
         restore_rng(ck["rng"])
         self.step_count = int(ck["step"])
         self.optimizer_steps = {r: int(v) for r, v in ck["extra"].get("optimizer_steps", {}).items()} or self.optimizer_steps
+        if self.writer and self.dist.main:
+            if self.config.steps < self.step_count:
+                raise ResumeError(f"cannot resume {self.out} with steps={self.config.steps}: its checkpoint is already at "
+                                  f"step {self.step_count}; pass a larger --steps (or none, to keep {ck['config'].get('steps')})")
+            # metrics.jsonl agrees with the checkpoint: rows past it (and a torn last line) are set aside
+            cut = reconcile_metrics(self.out / METRICS, self.step_count)
+            if cut["cut_to"] and self.log:
+                self.log(f"{METRICS}: {cut['cut']} line(s) past the checkpoint's step {self.step_count} or torn moved to "
+                         f"{cut['cut_to']}")
         self._sync_rollout_engines()
         if self.log:
             self.log(f"resumed from {ck['path']} at step {self.step_count}")
@@ -616,13 +751,12 @@ class Trainer:
         if not self.dist.main:
             return
         self.out.mkdir(parents=True, exist_ok=True)
-        with open(self.out / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(row, default=json_default) + "\n")
+        append_row(self.out / METRICS, json.dumps(row, default=json_default))  # one write per whole line
         if self.config.tensorboard:
             if self._tb is None:
                 try:
                     from torch.utils.tensorboard import SummaryWriter
-                except Exception:  # tensorboard not installed
+                except Exception:  # tensorboard not installed (said once, at start)
                     self._tb = False
                 else:
                     self._tb = SummaryWriter(str(self.out / "tensorboard"))
@@ -632,14 +766,61 @@ class Trainer:
                         self._tb.add_scalar(k, v, row["step"])
 
     def _progress(self):
+        """A tqdm bar on a terminal; elsewhere (tee, nohup, a log file) a plain line after the
+        first step, then every ``_PROGRESS_EVERY_S`` seconds and at the last step: step, batch
+        accuracy, seconds per step and the time left."""
         if not self.dist.main or self.log is None:
             return None
-        try:
-            from tqdm import tqdm
-        except ImportError:
-            return None
-        return tqdm(total=self.config.steps, initial=self.step_count, desc="train", unit="step",
-                    disable=not sys.stderr.isatty())
+        if sys.stderr.isatty():
+            try:
+                from tqdm import tqdm
+            except ImportError:
+                pass
+            else:
+                return _Bar(tqdm(total=self.config.steps, initial=self.step_count, desc="train", unit="step"))
+        return _Lines(self.log, self.step_count, self.config.steps)
+
+
+_PROGRESS_EVERY_S = 10.0
+
+
+class _Bar:
+    def __init__(self, bar) -> None:
+        self.bar = bar
+
+    def update(self, row: dict) -> None:
+        self.bar.update(1)
+        self.bar.set_postfix(acc=f"{row['joint_accuracy']:.2f}", loss=f"{row.get('loss', 0.0):.3f}")
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+class _Lines:
+    """Progress as plain lines (see :meth:`Trainer._progress`)."""
+
+    def __init__(self, log, start: int, total: int) -> None:
+        self.log, self.start, self.total = log, start, total
+        self.t0 = self.last = time.perf_counter()
+        self.done = start
+
+    def update(self, row: dict) -> None:
+        self.done = row["step"]
+        now = time.perf_counter()
+        if self.done - self.start > 1 and now - self.last < _PROGRESS_EVERY_S and self.done < self.total:
+            return
+        self.last = now
+        per = (now - self.t0) / max(self.done - self.start, 1)
+        self.log(f"train: step {self.done}/{self.total}, batch accuracy {row['joint_accuracy']:.2f}, "
+                 f"loss {row.get('loss', 0.0):.3f}, {per:.2f} s/step, ~{_clock(per * (self.total - self.done))} left")
+
+    def close(self) -> None:
+        pass
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
 def _pad(seqs: list[torch.Tensor], T: int) -> tuple[torch.Tensor, torch.Tensor]:

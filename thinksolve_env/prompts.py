@@ -23,7 +23,9 @@ __all__ = [
     "solver_messages",
     "solo_messages",
     "rating_messages",
+    "rating_prompts",
     "RATING_PAIRS",
+    "RATER_ROLES",
 ]
 
 THINKER_SYSTEM = (
@@ -185,3 +187,16 @@ def rating_messages(
             outcome_word="credit" if correct else "blame",
         ),
     )
+
+
+#: The role word each rater (agent name) is addressed with in its SEPO rating prompt.
+RATER_ROLES: dict[str, str] = {"thinker_0": "Thinker", "solver_0": "Solver"}
+
+
+def rating_prompts(problem: str, thought: str, answer: str, correct: bool,
+                   prompts: PromptSet | None = None) -> dict[str, list[dict]]:
+    """Each rater's chat prompt for one finished transcript: ``{agent: messages}`` (METHOD.md §4)."""
+    return {
+        agent: rating_messages(problem, thought, answer, correct, role, prompts or DEFAULT_PROMPTS)
+        for agent, role in RATER_ROLES.items()
+    }

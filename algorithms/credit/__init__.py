@@ -48,6 +48,7 @@ from typing import Any, Callable, Iterable
 from .base import (
     AGENTS,
     COUNTERFACTUALS,
+    GROUPINGS,
     NO_SOLVER,
     R_EMPTY,
     RATINGS,
@@ -60,7 +61,12 @@ from .base import (
     no_solver_rewards,
     normalize_needs,
     paired_solo_rewards,
+    resolve_grouping,
+    role_units,
     solo_baselines,
+    thought_ids,
+    thought_values,
+    Units,
 )
 
 __all__ = [
@@ -83,6 +89,12 @@ __all__ = [
     "solo_baselines",
     "paired_solo_rewards",
     "no_solver_rewards",
+    "GROUPINGS",
+    "Units",
+    "thought_ids",
+    "thought_values",
+    "role_units",
+    "resolve_grouping",
 ]
 
 _REGISTRY: dict[str, Any] = {}
@@ -91,26 +103,46 @@ _REGISTRY: dict[str, Any] = {}
 class _FunctionMethod(CreditMethod):
     """A registered plain function ``fn(groups, **params)`` seen as a credit method."""
 
-    def __init__(self, name: str, fn: Callable, requires: frozenset[str], params: dict) -> None:
+    def __init__(self, name: str, fn: Callable, requires: frozenset[str], params: dict, grouping: dict | None = None) -> None:
         super().__init__()
         self.name, self.fn, self.requires, self.params = name, fn, requires, params
+        self.grouping = dict(grouping or {})
 
     def compute(self, groups):
         return self.fn(groups, **self.params)
 
 
-def register(name: str, *, requires: Iterable[str] | None = None, replace: bool = False):
+def _check_grouping(name: str, grouping: Any) -> dict | None:
+    if grouping is None:
+        return None
+    if not isinstance(grouping, dict):
+        raise TypeError(f"credit.register({name!r}): grouping must be a dict role -> one of {GROUPINGS}, got {type(grouping).__name__}")
+    for role, g in grouping.items():
+        if role not in AGENTS:
+            raise ValueError(f"credit.register({name!r}): grouping names unknown role {role!r}; roles: {', '.join(AGENTS)}")
+        if g not in GROUPINGS:
+            raise ValueError(f"credit.register({name!r}): grouping for {role} must be one of {GROUPINGS}, got {g!r}")
+        if role == AGENTS[0] and g != "problem":
+            raise ValueError(f"credit.register({name!r}): the Thinker's units are its thoughts, grouped by problem; "
+                             f"only the Solver can be grouped by thought")
+    return dict(grouping)
+
+
+def register(name: str, *, requires: Iterable[str] | None = None, grouping: dict | None = None, replace: bool = False):
     """Decorator adding a credit method under ``name``.
 
     Works on a class (``get`` instantiates it with the given parameters; subclass
     :class:`CreditMethod` or provide ``requires`` and ``__call__``) or on a function
     ``fn(groups, **params) -> {agent: rewards}``. ``requires`` names the counterfactuals it
     needs (see :data:`COUNTERFACTUALS`); for a class it may also be a class attribute.
-    Re-registering a name is an error unless ``replace=True``.
+    ``grouping`` (e.g. ``{"solver_0": "thought"}``) says how the estimator groups a role's
+    rewards (:data:`GROUPINGS`; default ``"problem"``); for a class it may also be a class
+    attribute. Re-registering a name is an error unless ``replace=True``.
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"a credit method name must be a non-empty string, got {name!r}")
     req = None if requires is None else normalize_needs(requires)
+    grp = _check_grouping(name, grouping)
 
     def deco(obj):
         if name in _REGISTRY and not replace:
@@ -123,7 +155,9 @@ def register(name: str, *, requires: Iterable[str] | None = None, replace: bool 
             elif not hasattr(obj, "requires"):
                 obj.requires = frozenset()
             obj.requires = normalize_needs(obj.requires)
-        _REGISTRY[name] = (obj, req)
+            if grp is not None:
+                obj.grouping = grp
+        _REGISTRY[name] = (obj, req, grp)
         return obj
 
     return deco
@@ -169,7 +203,7 @@ def get(name: str, **params) -> CreditMethod:
     An unknown name or parameter is an error that lists the available ones."""
     if name not in _REGISTRY:
         raise ValueError(f"unknown credit method {name!r}; available: {', '.join(available())}")
-    obj, req = _REGISTRY[name]
+    obj, req, grp = _REGISTRY[name]
     sig = inspect.signature(obj)
     accepted = [p for p in sig.parameters if p != "groups" and sig.parameters[p].kind not in (inspect.Parameter.VAR_POSITIONAL,)]
     if not any(p.kind == inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
@@ -182,8 +216,8 @@ def get(name: str, **params) -> CreditMethod:
             method.name = name
         return method
     requires = req if req is not None else normalize_needs(getattr(obj, "requires", frozenset()))
-    return _FunctionMethod(name, obj, requires, params)
+    return _FunctionMethod(name, obj, requires, params, grp)
 
 
 # Built-ins register themselves on import, in this order.
-from . import shared, ccpo, sepo, difference, shapley  # noqa: E402,F401
+from . import shared, ccpo, sepo, difference, shapley, tree  # noqa: E402,F401

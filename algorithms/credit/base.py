@@ -52,6 +52,12 @@ __all__ = [
     "solo_baselines",
     "paired_solo_rewards",
     "no_solver_rewards",
+    "GROUPINGS",
+    "Units",
+    "thought_ids",
+    "thought_values",
+    "role_units",
+    "resolve_grouping",
 ]
 
 SOLO = "solo"
@@ -69,6 +75,12 @@ COUNTERFACTUALS: dict[str, str] = {
 R_EMPTY = -1.0
 
 AGENTS = (THINKER, SOLVER)
+
+#: How a role's rewards can be grouped for a group-centred estimator (METHOD.md §8):
+#: ``problem`` — every unit of the problem's group together (the default for both roles);
+#: ``thought`` — the Solver's answers to one thought together (siblings), so its baseline is
+#: that thought's value Q̂(x, t). The Thinker's units are its thoughts, always grouped by problem.
+GROUPINGS = ("problem", "thought")
 
 
 class MissingCounterfactualError(ValueError):
@@ -130,7 +142,8 @@ def _has(groups: Sequence[Any], need: str) -> bool:
 class CreditMethod:
     """Base class for credit methods (subclass it, or register a plain function).
 
-    Subclasses set ``name`` and ``requires`` and implement :meth:`compute`; calling the method
+    Subclasses set ``name``, ``requires`` (and optionally ``grouping``, see :data:`GROUPINGS`)
+    and implement :meth:`compute`; calling the method
     checks ``requires`` against the groups, runs :meth:`compute`, and checks that it returned
     one finite reward per joint episode for every agent. ``metrics`` holds the diagnostics of the
     last call (e.g. SEPO's rating valid rate).
@@ -138,6 +151,9 @@ class CreditMethod:
 
     name: str = "credit"
     requires: frozenset[str] = frozenset()
+    #: role -> ``"problem"`` | ``"thought"`` (:data:`GROUPINGS`): how the estimator groups this
+    #: role's rewards. Missing roles mean ``"problem"``.
+    grouping: dict = {}
 
     def __init__(self) -> None:
         self.metrics: dict[str, float] = {}
@@ -217,3 +233,98 @@ def paired_solo_rewards(groups: Sequence[Any]) -> np.ndarray:
 def no_solver_rewards(groups: Sequence[Any]) -> np.ndarray:
     """R_¬S of every joint episode (its thought verified on its own)."""
     return np.array([float(e.no_solver_reward) for g in groups for e in g.episodes], dtype=np.float64)
+
+
+# --------------------------------------------------------------------------- tree rollouts (METHOD.md §8)
+
+
+def _thought_of(e: Any, j: int) -> Any:
+    t = getattr(e, "thought_index", None)
+    return ("own", j) if t is None else int(t)
+
+
+def thought_ids(groups: Sequence[Any]) -> np.ndarray:
+    """A batch-wide thought number for every joint episode: siblings (the K answers to one
+    thought) share it; different thoughts, also across groups, never do. With one answer per
+    thought it is simply the episode's position."""
+    out, base = [], 0
+    for g in groups:
+        seen: dict[Any, int] = {}
+        for j, e in enumerate(g.episodes):
+            out.append(base + seen.setdefault(_thought_of(e, j), len(seen)))
+        base += len(seen)
+    return np.array(out, dtype=np.int64)
+
+
+def _mean_by(values: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    counts = np.bincount(ids).astype(np.float64)
+    sums = np.bincount(ids, weights=values)
+    return sums / np.maximum(counts, 1)
+
+
+def thought_values(groups: Sequence[Any]) -> np.ndarray:
+    """Q̂(x, t_j) = mean_k R(x, t_j, a_jk), the value of each joint episode's thought, repeated
+    for each of its K answers (= R_joint when K = 1)."""
+    ids = thought_ids(groups)
+    R = joint_rewards(groups)
+    if ids.size == 0:
+        return R
+    return _mean_by(R, ids)[ids]
+
+
+class Units(tuple):
+    """One role's training units: ``(rewards, index, episodes)``.
+
+    ``rewards[u]`` the unit's reward, ``index[u]`` its estimator group label, ``episodes[u]`` the
+    position (in the flat joint-episode order) of the episode whose prompt and completion the
+    unit trains on. For the Thinker a unit is a distinct thought (its reward: the mean of the
+    credit method's rewards over the thought's K episodes; the thought's tokens enter the loss
+    once); for the Solver a unit is a joint episode."""
+
+    __slots__ = ()
+
+    def __new__(cls, rewards, index, episodes):
+        return super().__new__(cls, (rewards, index, episodes))
+
+    @property
+    def rewards(self) -> np.ndarray:
+        return self[0]
+
+    @property
+    def index(self) -> np.ndarray:
+        return self[1]
+
+    @property
+    def episodes(self) -> np.ndarray:
+        return self[2]
+
+
+def resolve_grouping(method: Any, role: str) -> str:
+    """``method.grouping[role]`` (default ``"problem"``), checked against :data:`GROUPINGS`."""
+    g = (getattr(method, "grouping", None) or {}).get(role, "problem")
+    if g not in GROUPINGS:
+        raise ValueError(f"credit method {_label(method)}: grouping for {role} must be one of {GROUPINGS}, got {g!r}")
+    return g
+
+
+def role_units(groups: Sequence[Any], rewards: Any, role: str, grouping: str = "problem") -> Units:
+    """The estimator's input for ``role``: see :class:`Units`.
+
+    ``rewards`` holds one value per joint episode (a credit method's output for ``role``);
+    ``grouping`` (:data:`GROUPINGS`) picks the Solver's group labels: the problem's group number,
+    or the batch-wide thought number (siblings compared with each other). The Thinker's units are
+    always grouped by problem. With one answer per thought the Thinker's units are the episodes
+    themselves, so K = 1 gives exactly the flat batch."""
+    if grouping not in GROUPINGS:
+        raise ValueError(f"grouping must be one of {GROUPINGS}, got {grouping!r}")
+    r = np.asarray(rewards, dtype=np.float64).reshape(-1)
+    gidx = group_index(groups)
+    if r.shape != gidx.shape:
+        raise ValueError(f"role_units: {role} needs one reward per joint episode ({gidx.size}), got shape {np.shape(rewards)}")
+    ids = thought_ids(groups)
+    if role == THINKER:
+        first = np.unique(ids, return_index=True)[1] if ids.size else np.zeros(0, np.int64)
+        if first.size == ids.size:  # one answer per thought: the flat batch, bit for bit
+            return Units(r.copy(), gidx, np.arange(ids.size, dtype=np.int64))
+        return Units(_mean_by(r, ids), gidx[first], first.astype(np.int64))
+    return Units(r.copy(), ids if grouping == "thought" else gidx, np.arange(r.size, dtype=np.int64))

@@ -11,6 +11,11 @@ episode's thought verified alone (Solver removed). Variants (``variant=``):
     r_T = R_joint + λ·(R_joint − b)/2,  r_S = R_joint + λ·(R_joint − R_¬S)/2.
                                                                     requires ``solo``, ``no_solver``
 
+``value`` (METHOD.md §8: CCPO's margin with a thought-dependent joint estimate, for tree rollouts)
+    Q̂(x, t_j) = mean over the thought's K answers of R_joint;  Δ_T(j) = Q̂(x, t_j) − b
+    r_T = Q̂(x, t_j) + λ·Δ_T(j)/2,  r_S = R_joint.                 requires ``solo``
+    With K = 1, Q̂ = R_joint and r_T is ``margin``'s Thinker reward.
+
 ``normalized`` (reference v1, "global-history-aware normalization")
     Joint episode k is paired with solo sample k (k mod m when m < n): Δ_k = R_joint,k − R_solo,k.
     Exponential moving averages (``decay``) of the mean and variance of Δ, R_joint and R_solo
@@ -49,21 +54,22 @@ from .base import (
     no_solver_rewards,
     paired_solo_rewards,
     solo_baselines,
+    thought_values,
 )
 
 __all__ = ["CCPO", "VARIANTS"]
 
-VARIANTS = ("event", "margin", "normalized")
+VARIANTS = ("event", "margin", "normalized", "value")
 _STATS = ("delta", "joint", "solo")
 
 
 @register("ccpo")
 class CCPO(CreditMethod):
-    """Counterfactual credit; see the module docstring for the three variants' formulas.
+    """Counterfactual credit; see the module docstring for the variants' formulas.
 
     Args:
-        variant: ``"event"`` (default), ``"margin"`` or ``"normalized"``.
-        lam: λ ≥ 0, the bonus weight of ``event`` and ``margin`` (0.2).
+        variant: ``"event"`` (default), ``"margin"``, ``"normalized"`` or ``"value"``.
+        lam: λ ≥ 0, the bonus weight of ``event``, ``margin`` and ``value`` (0.2).
         alpha: α, the tanh slope of ``normalized`` (1.0).
         eta: η, the gate slope of ``normalized`` (1.0).
         decay: the moving-average decay of ``normalized`` (0.99), in [0, 1).
@@ -109,6 +115,11 @@ class CCPO(CreditMethod):
             b = solo_baselines(groups)
             rs = no_solver_rewards(groups)
             return {THINKER: R + self.lam * (R - b) / 2, SOLVER: R + self.lam * (R - rs) / 2}
+        if self.variant == "value":
+            b = solo_baselines(groups)
+            q = thought_values(groups)
+            self.metrics = {"ccpo/thought_margin": float(np.mean(q - b))}
+            return {THINKER: q + self.lam * (q - b) / 2, SOLVER: R.copy()}
         return self._normalized(R, paired_solo_rewards(groups))
 
     def _normalized(self, R: np.ndarray, solo: np.ndarray):

@@ -6,23 +6,27 @@ counterfactual margin used as the reward itself.
 
 R_¬T does not depend on the thought, so its best estimate per problem is the mean b(x) of
 the m solo samples (the same stand-in CCPO's margin variant uses).
+
+With tree rollouts (K answers per thought, METHOD.md §8) the Thinker's term uses the thought's
+value Q̂(x, t_j) = mean_k R_jk in place of R_joint: r_T = Q̂(x, t_j) − b(x). The Solver's term
+keeps its own answer's outcome, r_S = R_jk − R_¬S(j). With K = 1 both are the flat formulas.
 """
 
 from __future__ import annotations
 
 from . import register
-from .base import NO_SOLVER, SOLO, SOLVER, THINKER, CreditMethod, joint_rewards, no_solver_rewards, solo_baselines
+from .base import NO_SOLVER, SOLO, SOLVER, THINKER, CreditMethod, joint_rewards, no_solver_rewards, solo_baselines, thought_values
 
 __all__ = ["Difference"]
 
 
 @register("difference")
 class Difference(CreditMethod):
-    """Difference rewards: r_T = R_joint − b(x), r_S = R_joint − R_¬S."""
+    """Difference rewards: r_T = Q̂(x, t) − b(x) (Q̂ = R_joint when K = 1), r_S = R_joint − R_¬S."""
 
     name = "difference"
     requires = frozenset({SOLO, NO_SOLVER})
 
     def compute(self, groups):
         R = joint_rewards(groups)
-        return {THINKER: R - solo_baselines(groups), SOLVER: R - no_solver_rewards(groups)}
+        return {THINKER: thought_values(groups) - solo_baselines(groups), SOLVER: R - no_solver_rewards(groups)}

@@ -44,8 +44,10 @@ __all__ = ["SEPO", "Rating", "parse_rating", "rating_prompts", "NEUTRAL", "RATIN
 
 RATING_PAIRS = P.RATING_PAIRS
 NEUTRAL = (0.5, 0.5)
-#: The role word each rater is addressed with in its rating prompt.
-RATER_ROLES = {THINKER: "Thinker", SOLVER: "Solver"}
+#: The role word each rater is addressed with in its rating prompt (defined with the prompts).
+RATER_ROLES = P.RATER_ROLES
+#: Each rater's rating prompt for one transcript; the prompts live in thinksolve_env.prompts.
+rating_prompts = P.rating_prompts
 #: Rating text beyond this many characters is ignored.
 MAX_RATING_CHARS = 20_000
 
@@ -197,15 +199,6 @@ def _parse(rating: Any, correct: bool) -> Rating:
         if m is not None:
             return _canonical_pair([m.group(1), m.group(2)])
     return _invalid("unparsable")
-
-
-def rating_prompts(problem: str, thought: str, answer: str, correct: bool,
-                   prompts: P.PromptSet | None = None) -> dict[str, list[dict]]:
-    """Each rater's chat prompt for one finished transcript: ``{agent: messages}``."""
-    return {
-        agent: P.rating_messages(problem, thought, answer, correct, role, prompts or P.DEFAULT_PROMPTS)
-        for agent, role in RATER_ROLES.items()
-    }
 
 
 @register("sepo")

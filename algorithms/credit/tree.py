@@ -1,0 +1,34 @@
+"""``tree`` — per-thought credit from tree-structured rollouts (METHOD.md §8; C3's "reward only").
+
+Collect K Solver answers per thought (``collect_groups(..., answers_per_thought=K)``). With
+Q̂(x, t_j) = mean_k R(x, t_j, a_jk), the value of thought j:
+
+    r_T(j)    = Q̂(x, t_j)       grouped by problem: a group-centred estimator gives the Thinker
+                                 Q̂_j − mean of the problem's thoughts' Q̂ (one unit per thought)
+    r_S(j, k) = R_jk             grouped by thought: the Solver's answer is compared with its
+                                 siblings, the other answers to the same thought (baseline Q̂_j)
+
+Requires nothing beyond the joint episodes. With K = 1 the Thinker's reward is R_joint (shared
+reward) and every Solver group has one member, so the Solver's group-centred advantage is 0:
+use K ≥ 2 (C3 uses 2 thoughts × 4 answers; prefer n ≥ 4 thoughts, or ``scale="none"``, since with
+n = 2 the group std turns every Thinker advantage into ±1).
+"""
+
+from __future__ import annotations
+
+from . import register
+from .base import SOLVER, THINKER, CreditMethod, joint_rewards, thought_values
+
+__all__ = ["Tree"]
+
+
+@register("tree")
+class Tree(CreditMethod):
+    """r_T = Q̂(x, t) (grouped by problem), r_S = R (grouped by thought)."""
+
+    name = "tree"
+    requires = frozenset()
+    grouping = {THINKER: "problem", SOLVER: "thought"}
+
+    def compute(self, groups):
+        return {THINKER: thought_values(groups), SOLVER: joint_rewards(groups)}
