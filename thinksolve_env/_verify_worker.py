@@ -7,19 +7,33 @@ as ``thinksolve_env._verify_worker``: that way the worker imports only the math 
 
 Protocol (no pickle anywhere; JSON cannot carry code):
 
-* stdin: one JSON object a line, ``{"id": int, "pred": str, "gold": str}``.
+* stdin: one JSON object a line, ``{"id": int, "pred": str, "gold": str, "cpu": float,
+  "rel_tol": float | null}`` (``cpu``: the answer's CPU-time budget in seconds, default from
+  the config; ``rel_tol``: optional relative tolerance for numbers).
 * stdout: first ``{"ready": pid}`` once the engine is imported and warmed up, then one
   ``{"id": int, "ok": bool, "reason": str}`` a line per request, in order.
   Anything else that writes to fd 1 (a stray ``print``) is redirected to stderr, so it cannot
   corrupt the protocol.
 
-Safety nets, besides the parent's wall-clock kill:
+Deadline: the answer's own CPU time. Before each request the worker arms ``ITIMER_PROF``
+(process CPU time, user + system) with the request's budget ``"cpu"`` and ``SIGPROF`` left at
+its default action (terminate), and disarms it after the verdict. So the kernel ends the worker
+once *this answer* has used its budget, even inside C code that holds the GIL, however busy the
+machine is; reading the request, start-up and warm-up are never counted. The parent sees the
+worker die by ``SIGPROF`` and scores the answer ``"timeout"``.
+
+Warm-up: before it says ``ready`` the worker judges a few pairs that pull in every lazily
+imported part of the engine (polynomial simplification, intervals, sets, matrices, relations,
+percentages), so the first real answer of a fresh or replacement worker costs what it costs any
+later worker, not an import.
+
+Other safety nets:
 
 * ``RLIMIT_AS`` caps the address space (``memory_mb``), so a power tower that tries to build a
   gigabyte integer fails with ``MemoryError`` (or the process dies) instead of swapping the host.
-* While a request runs, ``ITIMER_REAL`` is armed with ``SIGALRM`` left at its default action
-  (terminate): if the parent ever fails to kill an overrunning worker (the parent died, say),
-  the worker ends itself after ``self_destruct_s`` even inside C code that holds the GIL.
+* While a request runs, ``ITIMER_REAL`` is armed with ``SIGALRM`` left at its default action:
+  if the parent ever disappears while the worker is inside C code, the worker still ends after
+  ``self_destruct_s`` wall-clock seconds (far above any CPU budget; it is not the deadline).
 * End of stdin (the parent closed the pipe or died) ends the worker.
 
 Model text is never evaluated: parsing goes through math-verify's LaTeX extraction only
@@ -78,8 +92,12 @@ class Engine:
 
         self._parse = parse_answer
 
-    def judge(self, pred: str, gold: str) -> tuple[bool, str]:
-        """Whether ``pred`` equals ``gold``, and the reason: match, mismatch or parse-error."""
+    def judge(self, pred: str, gold: str, rel_tol: float | None = None) -> tuple[bool, str]:
+        """Whether ``pred`` equals ``gold``, and the reason: match, mismatch or parse-error.
+
+        With ``rel_tol`` a number also matches a numeric reference when
+        |pred − gold| ≤ rel_tol · max(|pred|, |gold|) (both real and finite).
+        """
         try:
             g = self._parse(gold)
             p = self._parse(pred)
@@ -93,6 +111,8 @@ class Engine:
             return False, "parse-error"
         if ok and self._order_lost(g, p):
             return False, "mismatch"
+        if not ok and rel_tol:
+            ok = self._close(g[0], p[0], float(rel_tol))
         if ok:
             return True, "match"
         # Only string fallbacks on the model side: the engine could not read the answer at all.
@@ -100,6 +120,26 @@ class Engine:
             return False, "parse-error"
         return False, "mismatch"
 
+    @staticmethod
+    def _close(gold, pred, rel_tol: float) -> bool:
+        """|pred − gold| ≤ rel_tol · max(|pred|, |gold|) for two real numbers (sympy objects
+        without free symbols); anything else is not close. Runs under the CPU deadline."""
+        from sympy import Expr
+
+        try:
+            if not (isinstance(gold, Expr) and isinstance(pred, Expr)):
+                return False
+            if gold.free_symbols or pred.free_symbols:
+                return False
+            a, b = complex(gold.evalf(30)), complex(pred.evalf(30))
+        except Exception:  # noqa: BLE001 - not a number
+            return False
+        if a.imag or b.imag or a.real != a.real or b.real != b.real:
+            return False
+        a, b = a.real, b.real
+        if a in (float("inf"), float("-inf")) or b in (float("inf"), float("-inf")):
+            return False
+        return abs(a - b) <= rel_tol * max(abs(a), abs(b))
 
     @staticmethod
     def _order_lost(gold: tuple, pred: tuple) -> bool:
@@ -122,6 +162,24 @@ class Engine:
         return False
 
 
+#: Pairs judged once at start-up so that no lazily imported engine part is paid for by an answer.
+_WARM_UP = (
+    ("\\frac{1}{2}", "0.5"),
+    ("(x+1)^2", "x^2+2x+1"),
+    ("\\sqrt{2}/2", "\\frac{1}{\\sqrt{2}}"),
+    ("[1,3)", "[1, 3)"),
+    ("(1,2)", "1<x<2"),
+    ("\\{1,2\\}", "\\{2,1\\}"),
+    ("x \\in [0,1]", "[0,1]"),
+    ("\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}", "\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}"),
+    ("x=2, y=3", "y=3, x=2"),
+    ("10\\%", "0.1"),
+    ("\\text{Evelyn}", "Evelyn"),
+    ("\\sin(x)^2+\\cos(x)^2", "1"),
+    ("3.1416", "\\pi"),
+)
+
+
 def main(argv: list[str]) -> int:
     config = json.loads(argv[1]) if len(argv) > 1 else {}
     # Protocol channel = a private copy of fd 1; fd 1 itself now points at stderr.
@@ -132,10 +190,13 @@ def main(argv: list[str]) -> int:
     import signal
 
     signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    signal.signal(signal.SIGPROF, signal.SIG_DFL)
     self_destruct = float(config.get("self_destruct_s", 30.0))
 
     engine = Engine(cache_size=int(config.get("cache_size", 4096)))
-    engine.judge("\\frac{1}{2}", "0.5")  # load the ANTLR parser and sympy's caches
+    default_cpu = float(config.get("cpu_s", 3.0))
+    for pred, gold in _WARM_UP:  # load the ANTLR parser, sympy's caches and lazy imports
+        engine.judge(pred, gold, 1e-9)
     out.write(json.dumps({"ready": os.getpid()}).encode() + b"\n")
 
     stdin = sys.stdin.buffer
@@ -146,13 +207,17 @@ def main(argv: list[str]) -> int:
         try:
             req = json.loads(line)
             rid, pred, gold = req["id"], str(req["pred"]), str(req["gold"])
-        except (ValueError, KeyError, TypeError):
+            cpu = float(req.get("cpu") or default_cpu)
+            rel_tol = req.get("rel_tol")
+            rel_tol = float(rel_tol) if rel_tol else None
+        except (ValueError, KeyError, TypeError, AttributeError):
             continue
         signal.setitimer(signal.ITIMER_REAL, self_destruct)
-        ok, reason = engine.judge(pred, gold)
+        signal.setitimer(signal.ITIMER_PROF, cpu)  # SIGPROF (default action) ends the process
+        ok, reason = engine.judge(pred, gold, rel_tol)
+        signal.setitimer(signal.ITIMER_PROF, 0)
         signal.setitimer(signal.ITIMER_REAL, 0)
         out.write(json.dumps({"id": rid, "ok": ok, "reason": reason}).encode() + b"\n")
-
 
 if __name__ == "__main__":
     # Started as a script: drop this file's folder from the import path so sibling modules of

@@ -36,6 +36,7 @@ import json
 import os
 import re
 import select
+import signal
 import subprocess
 import sys
 import threading
@@ -53,6 +54,8 @@ __all__ = [
     "MathVerifier",
     "extract_answer",
     "normalize_answer",
+    "count_parts",
+    "UNBOXED_MODES",
     "REASONS",
 ]
 
@@ -107,10 +110,22 @@ class Verifier(Protocol):
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _BOX_SPACE_RE = re.compile(r"\\boxed +([^\s$]+)")  # "\boxed 5" (no braces)
 _BRACE_TOKEN_RE = re.compile(r"\\\\|\\[{}]|[{}]")
-_PHRASE_RE = re.compile(
-    r"(?:final\s+answer|the\s+answer)\s*(?:is|:|=)?\s*:?\s*(.+)",
-    re.IGNORECASE,
+_PHRASE_RE = re.compile(r"(?:final\s+answer|the\s+answer)\s*(?:is|:|=)?\s*:?\s*", re.IGNORECASE)
+#: Chat-template control tokens (ChatML, Llama 3, Gemma, Mistral, DeepSeek's full-width bars,
+#: ``</s>``): they end a turn, so they end an answer line.
+_CHAT_TOKEN_RE = re.compile(
+    r"<\|[A-Za-z0-9_\-:. ]{1,40}\|>|</?s>|<(?:eos|bos|pad|eot|end_of_turn|start_of_turn)>"
+    r"|\[/?INST\]|<\uff5c[^<>\n]{1,40}\uff5c>"
 )
+#: Where a sentence ends after a final-answer phrase: ``.``/``!``/``?``/``;`` before a space or
+#: the end (``2.5`` keeps its dot), or a connective that starts a new clause.
+_SENTENCE_END_RE = re.compile(r"[.!?;](?=\s|$)|\s+(?:I\s+hope|because|since|which|so\s+that|as\s+required)\b", re.IGNORECASE)
+_MATH_SPAN_RE = re.compile(r"\$\$([^$]+)\$\$|\$([^$]+)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
+_NUMBER_RE = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?%?")
+#: Modes of reading text that has neither a box nor a final-answer phrase.
+UNBOXED_MODES = ("off", "last")
+#: How much of the text's end the ``unboxed="last"`` reading looks at.
+_UNBOXED_TAIL = 2_000
 
 
 def _match_braces(text: str) -> dict[int, int]:
@@ -154,37 +169,139 @@ def find_boxed(text: str) -> list[tuple[int, int, str]]:
     return out
 
 
-def extract_answer(text: str, *, max_chars: int = DEFAULT_MAX_TEXT_CHARS) -> str | None:
+def count_parts(answer: str) -> int:
+    """How many answers a comma-separated list holds at the top level (outside brackets).
+
+    ``"3, -5"`` holds 2, ``"(1, 2)"``, ``"\\{1,2\\}"`` and ``"[0, 1)"`` hold 1 (one tuple, set or
+    interval), and a thousands separator (``"1,000"``) splits nothing. Linear time.
+    """
+    depth, parts, start = 0, [], 0
+    i, n = 0, len(answer)
+    while i < n:
+        c = answer[i]
+        if c == "\\" and i + 1 < n and answer[i + 1] in "{}":
+            depth += 1 if answer[i + 1] == "{" else -1
+            i += 2
+            continue
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        elif c == "," and depth <= 0:
+            parts.append(answer[start:i])
+            start = i + 1
+        i += 1
+    parts.append(answer[start:])
+    merged: list[str] = []
+    for piece in parts:  # "1,000,000": digit groups of three continue a number
+        if merged and re.fullmatch(r"\d{3}(?:\.\d+)?", piece) and re.search(r"\d$", merged[-1]):
+            merged[-1] += "," + piece
+        else:
+            merged.append(piece)
+    return sum(1 for p in merged if p.strip()) or 1
+
+
+def _phrase_answer(rest: str) -> str | None:
+    """The answer in the text after a final-answer phrase, up to the end of its sentence.
+
+    A leading math span (``$2.5$``, ``\\(x\\)``, ``\\[..\\]``) is the answer; otherwise the text up
+    to the first sentence end, or the first ``$..$`` span inside it.
+    ``"$2.5$. I hope it is correct."`` gives ``2.5``.
+    """
+    rest = rest[:_UNBOXED_TAIL].strip().lstrip("*").strip()  # longer is too long anyway
+    for a, b in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
+        if rest.startswith(a):
+            end = rest.find(b, len(a))
+            if end > len(a):
+                return rest[len(a):end].strip() or None
+            rest = rest[len(a):]
+            break
+    m = _SENTENCE_END_RE.search(rest)
+    sentence = rest[: m.start()] if m else rest
+    span = _MATH_SPAN_RE.search(sentence)
+    if span:
+        sentence = next(g for g in span.groups() if g is not None)
+    out = sentence.strip()
+    for _ in range(3):  # "**5**." and the like
+        out = out.rstrip(". ").strip("$*").strip()
+    return out or None
+
+
+def _last_expression(text: str) -> str | None:
+    """The last math span or number in the text's last characters (``unboxed="last"``)."""
+    tail = text[-_UNBOXED_TAIL:]
+    best: tuple[int, str] | None = None
+    for m in _MATH_SPAN_RE.finditer(tail):
+        g = next(g for g in m.groups() if g is not None).strip()
+        if g:
+            best = (m.end(), g)
+    for m in _NUMBER_RE.finditer(tail):
+        if best is None or m.end() > best[0]:
+            best = (m.end(), m.group().strip())
+    return best[1] if best else None
+
+
+def extract_answer(
+    text: str, *, max_chars: int = DEFAULT_MAX_TEXT_CHARS, parts: int = 1, unboxed: str = "off"
+) -> str | None:
     """The answer a model text commits to, or ``None``.
 
-    The last ``\\boxed{...}``/``\\fbox{...}`` wins (an empty last box means no answer); without
-    one, ``\\boxed 5``; without that, a final-answer phrase ("The final answer is 5.",
-    "Final answer: $5$") on the last line that has one. Text longer than ``max_chars`` is cut
-    from the front first.
+    1. Chat-template tokens (``<|im_end|>``, ``<|eot_id|>``, ``</s>``, ...) end a line.
+    2. The last ``\\boxed{...}``/``\\fbox{...}`` wins (an empty last box means no answer). When
+       the reference holds ``parts`` > 1 answers, the last boxes are joined (``"3, -5"``) until
+       they hold that many parts: ``\\boxed{3}`` and ``\\boxed{-5}`` answer ``3, -5``, and boxes
+       beyond the reference's parts are never read, so boxing several guesses does not pay.
+    3. Without a box, ``\\boxed 5``; without that, a final-answer phrase ("The final answer is
+       $5$. I hope it is correct.", "Final answer: 5") on the last line that has one, up to the
+       end of its sentence (:func:`_phrase_answer`).
+    4. Without either, ``unboxed="last"`` reads the last math span or number of the text's last
+       2,000 characters (as math-verify does); ``"off"`` (default) finds no answer.
+
+    Text longer than ``max_chars`` is cut from the front first.
     """
+    if unboxed not in UNBOXED_MODES:
+        raise ValueError(f"unboxed must be one of {', '.join(UNBOXED_MODES)}, got {unboxed!r}")
     if not isinstance(text, str) or not text:
         return None
     if len(text) > max_chars:
         text = text[-max_chars:]
+    if "<" in text or "[" in text:
+        text = _CHAT_TOKEN_RE.sub("\n", text)
     boxes = find_boxed(text)
     if boxes:
-        return boxes[-1][2].strip() or None
+        last = boxes[-1][2].strip()
+        if parts <= 1 or not last:
+            return last or None
+        got, held = [], 0
+        for _start, _end, content in reversed(boxes):
+            content = content.strip()
+            if not content:
+                break
+            got.append(content)
+            held += count_parts(content)
+            if held >= parts:
+                break
+        return ", ".join(reversed(got))
     m = None
     for m in _BOX_SPACE_RE.finditer(text):
         pass
     if m is not None:
         return m.group(1).strip() or None
     last = None
-    for line in text.splitlines():
-        pm = _PHRASE_RE.search(line)
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        pm = None
+        for pm in _PHRASE_RE.finditer(line):
+            pass
         if pm:
-            last = pm.group(1)
-    if last is None:
-        return None
-    last = last.strip()
-    for _ in range(3):  # "$5$." / "**5**." and the like
-        last = re.sub(r"[.\s]+$", "", last).strip("$*").strip()
-    return last or None
+            last = line[pm.end():]
+            if not last.strip() and i + 1 < len(lines):  # "The final answer is:" then the answer
+                last = lines[i + 1]
+    if last is not None:
+        return _phrase_answer(last)
+    if unboxed == "last":
+        return _last_expression(text)
+    return None
 
 
 # --------------------------------------------------------------------------- cleaning
@@ -245,14 +362,41 @@ def _scientific_to_decimal(s: str) -> str:
     return text or "0"
 
 
+def _strip_trailing(s: str) -> str:
+    """Drop what may trail an answer without being part of it: whitespace, a sentence's final
+    ``.``, a LaTeX line break ``\\\\``, a lone ``\\`` and LaTeX spacing (``\\,``, ``\\;``, ``\\!``,
+    ``\\quad``). Linear time (no backtracking regex)."""
+    while True:
+        t = s.rstrip()
+        if t.endswith("\\\\"):
+            t = t[:-2]
+        elif t.endswith("\\quad"):
+            t = t[:-5]
+        elif len(t) >= 2 and t[-2] == "\\" and t[-1] in ",;:! " and not t.endswith("\\\\" + t[-1]):
+            t = t[:-2]
+        elif t.endswith("\\") :
+            t = t[:-1]
+        elif t.endswith(".") and not t.endswith("\\."):
+            t = t[:-1]
+        if t == s:
+            return s
+        s = t
+
+
+#: ``\mathrm{e}`` and its look-alikes are Euler's number (math-verify reads a bare ``e`` so).
+_EULER_RE = re.compile(r"\\(?:mathrm|mathit|rm|text|textrm|operatorname)\s*\{\s*e\s*\}")
+
+
 def _engine_form(s: str) -> str:
-    """The answer string handed to the symbolic engine: cleaned, delimiters and final dot off."""
+    """The answer string handed to the symbolic engine: cleaned, delimiters and trailing
+    punctuation off (:func:`_strip_trailing`), ``\\mathrm{e}`` → ``e``."""
     s = _clean(s).strip()
     s = s.strip("$").strip()
     for a, b in (("\\(", "\\)"), ("\\[", "\\]")):
         if s.startswith(a) and s.endswith(b):
             s = s[len(a) : len(s) - len(b)].strip()
-    s = re.sub(r"(?<!\\)[.\s]+$", "", s)
+    s = _strip_trailing(s).strip("$").strip()
+    s = _EULER_RE.sub("e", s)
     return _scientific_to_decimal(s)
 
 
@@ -293,8 +437,7 @@ def normalize_answer(s: str) -> str:
     s = s.replace("^{\\circ}", "").replace("^\\circ", "").replace("\\circ", "")
     s = s.replace("\\%", "").replace("%", "")
     s = s.replace("\\$", "")
-    s = s.strip()
-    s = re.sub(r"[.\s]+$", "", s)  # trailing sentence punctuation
+    s = _strip_trailing(s.strip())  # sentence punctuation, line breaks, spacing
     # "x = 5" → "5" when the left side is a single variable name.
     m = re.fullmatch(r"[A-Za-z](?:_\{?\w+\}?)?\s*=\s*(.+)", s)
     if m and "=" not in m.group(1):
@@ -331,6 +474,18 @@ def normalize_answer(s: str) -> str:
     return s.lower() if re.fullmatch(r"[A-Za-z ]+", s) else s
 
 
+_PLAIN_NUMBER_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
+
+
+def _numbers_close(a: str, b: str, rel_tol: float) -> bool:
+    """Two normal forms that are plain decimal numbers within ``rel_tol`` of each other
+    (exact Decimal arithmetic; anything else is left to the symbolic layer)."""
+    if not (_PLAIN_NUMBER_RE.fullmatch(a) and _PLAIN_NUMBER_RE.fullmatch(b)):
+        return False
+    x, y = Decimal(a), Decimal(b)
+    return abs(x - y) <= Decimal(repr(rel_tol)) * max(abs(x), abs(y))
+
+
 # --------------------------------------------------------------------------- worker pool
 
 
@@ -347,6 +502,14 @@ class _Worker:
         self.task = None
         self.deadline = 0.0
         self.spawned_at = time.monotonic()
+
+    def exit_code(self) -> int | None:
+        """The exit status once the process has ended (``-N`` for signal N); waits briefly,
+        as end-of-stream can reach the parent just before the process is reaped."""
+        try:
+            return self.popen.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # pragma: no cover - pipe closed, process alive
+            return None
 
     def send(self, obj: dict) -> None:
         self.popen.stdin.write(json.dumps(obj).encode() + b"\n")
@@ -503,9 +666,19 @@ class MathVerifier:
     """Checks math answers against references and returns :class:`Verification` objects.
 
     Args:
-        timeout: wall-clock seconds the symbolic check of one answer may take in a worker; an
-            answer that overruns is judged wrong with ``reason="timeout"`` and its worker is
-            killed and replaced.
+        timeout: CPU seconds the symbolic check of one answer may use in a worker (its own
+            user + system time, counted by the kernel from the moment the worker reads the
+            answer; start-up and warm-up are not counted, and other processes' load cannot use
+            it up). An answer that overruns is judged wrong with ``reason="timeout"``; its
+            worker is killed and replaced by one that is warm before it takes work.
+        wall_timeout: wall-clock safety net per answer, for a worker that is not scheduled at
+            all (a stopped process, a machine swapping); default ``20 * timeout + 10`` s, far
+            above what any load makes of the CPU budget. Also ``"timeout"`` when hit.
+        rel_tol: when set, a number also matches a numeric reference within this relative
+            tolerance, |a − b| ≤ rel_tol · max(|a|, |b|) (default ``None``: exact, as math-verify).
+        unboxed: how text with neither a box nor a final-answer phrase is read: ``"off"``
+            (default: no answer, the prompt asks for a box) or ``"last"`` (the last math span
+            or number, as math-verify reads it).
         workers: worker processes for the symbolic layer (default: 2, or 1 on a single core).
             ``0`` turns the symbolic layer off (string layer only; nothing is ever evaluated
             in the calling process).
@@ -540,12 +713,24 @@ class MathVerifier:
         memory_mb: int | None = 2048,
         fast_path: bool = True,
         start_timeout: float = 60.0,
+        wall_timeout: float | None = None,
+        rel_tol: float | None = None,
+        unboxed: str = "off",
     ) -> None:
-        if timeout <= 0:
-            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+        if not timeout > 0:
+            raise ValueError(f"timeout must be > 0 CPU seconds, got {timeout!r}")
+        if wall_timeout is not None and not wall_timeout >= timeout:
+            raise ValueError(f"wall_timeout must be >= timeout ({timeout!r} s), got {wall_timeout!r}")
+        if rel_tol is not None and not 0 <= rel_tol < 1:
+            raise ValueError(f"rel_tol must be in [0, 1) or None, got {rel_tol!r}")
+        if unboxed not in UNBOXED_MODES:
+            raise ValueError(f"unboxed must be one of {', '.join(UNBOXED_MODES)}, got {unboxed!r}")
         if workers < 0:
             raise ValueError(f"workers must be >= 0, got {workers!r}")
         self.timeout = float(timeout)
+        self.wall_timeout = float(wall_timeout) if wall_timeout is not None else 20 * self.timeout + 10
+        self.rel_tol = float(rel_tol) if rel_tol else None
+        self.unboxed = unboxed
         self.workers = int(workers)
         self.max_text_chars = int(max_text_chars)
         self.max_answer_chars = int(max_answer_chars)
@@ -574,18 +759,18 @@ class MathVerifier:
         counted from the moment a worker starts on it.
         """
         results: list[Verification | None] = []
-        pending: list[tuple[int, str, str]] = []  # (index, extracted, reference)
+        pending: list[tuple[int, str, str, str]] = []  # (index, extracted, reference, its answer)
         for text, reference in pairs:
-            v, extracted = self._fast(text, reference)
+            v, extracted, ref = self._fast(text, reference)
             if v is None:
-                pending.append((len(results), extracted, "" if reference is None else str(reference)))
+                pending.append((len(results), extracted, "" if reference is None else str(reference), ref))
             results.append(v)
         with self._stats_lock:
             self.stats["pairs"] += len(results)
             self.stats["fast"] += len(results) - len(pending)
         if pending:
-            decided = self._symbolic([(e, r) for _, e, r in pending])
-            for (i, _extracted, _reference), v in zip(pending, decided):
+            decided = self._symbolic([(e, r, a) for _, e, r, a in pending])
+            for (i, *_rest), v in zip(pending, decided):
                 results[i] = v
         return results  # type: ignore[return-value]
 
@@ -619,29 +804,42 @@ class MathVerifier:
         self.close()
 
     # -- layers ---------------------------------------------------------------------------
-    def _reference_answer(self, reference: str) -> str:
+    @staticmethod
+    def _reference_answer(reference: str) -> str:
+        """The answer a reference states: itself, or the content of its boxes. A reference with
+        several boxes (``\\boxed{3}`` and ``\\boxed{-5}``) states all of them, joined
+        (``"3, -5"``); repeated boxes count once."""
         if "\\boxed" in reference or "\\fbox" in reference:
-            got = extract_answer(reference)
-            if got is not None:
-                return got
+            boxes, seen = [], set()
+            for _a, _b, content in find_boxed(reference):
+                content = content.strip()
+                key = normalize_answer(content)
+                if content and key not in seen:
+                    seen.add(key)
+                    boxes.append(content)
+            if boxes:
+                return ", ".join(boxes)
         return reference
 
-    def _fast(self, text: str, reference: str) -> tuple[Verification | None, str]:
-        """String layer: a final verdict, or ``(None, extracted)`` to defer to the symbolic one."""
+    def _fast(self, text: str, reference: str) -> tuple[Verification | None, str, str]:
+        """String layer: a final verdict, or ``(None, extracted, reference answer)`` to defer to
+        the symbolic one."""
         reference = "" if reference is None else str(reference)
         if not isinstance(text, str):
-            return Verification.judged(False, None, "parse-error", reference), ""
-        extracted = extract_answer(text, max_chars=self.max_text_chars)
-        if extracted is None:
-            return Verification.judged(False, None, "no-answer", reference), ""
-        if len(extracted) > self.max_answer_chars:
-            return Verification.judged(False, extracted[:200], "too-long", reference), ""
+            return Verification.judged(False, None, "parse-error", reference), "", ""
         ref = self._reference_answer(reference)
-        if self.fast_path and normalize_answer(extracted) == normalize_answer(ref):
-            return Verification.judged(True, extracted, "match", reference), extracted
+        extracted = extract_answer(text, max_chars=self.max_text_chars, parts=count_parts(ref), unboxed=self.unboxed)
+        if extracted is None:
+            return Verification.judged(False, None, "no-answer", reference), "", ref
+        if len(extracted) > self.max_answer_chars:
+            return Verification.judged(False, extracted[:200], "too-long", reference), "", ref
+        if self.fast_path:
+            a, b = normalize_answer(extracted), normalize_answer(ref)
+            if a == b or (self.rel_tol and _numbers_close(a, b, self.rel_tol)):
+                return Verification.judged(True, extracted, "match", reference), extracted, ref
         if not self.symbolic or self.workers == 0:
-            return Verification.judged(False, extracted, "mismatch", reference), extracted
-        return None, extracted
+            return Verification.judged(False, extracted, "mismatch", reference), extracted, ref
+        return None, extracted, ref
 
     def _get_pool(self) -> _Pool:
         with self._pool_lock:
@@ -651,7 +849,8 @@ class MathVerifier:
             if pool is None or pool.closed:
                 config = {
                     "memory_mb": self.memory_mb,
-                    "self_destruct_s": 2 * self.timeout + 5,
+                    "self_destruct_s": self.wall_timeout + 5,
+                    "cpu_s": self.timeout,
                     "cache_size": 4096,
                 }
                 pool = _Pool(self.workers, config)
@@ -677,9 +876,10 @@ class MathVerifier:
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
 
-    def _symbolic(self, pairs: list[tuple[str, str]]) -> list[Verification]:
-        """Symbolic layer over ``(extracted, reference)`` pairs the string layer left open."""
-        keys = [(_engine_form(e), _engine_form(self._reference_answer(r))) for e, r in pairs]
+    def _symbolic(self, pairs: list[tuple[str, str, str]]) -> list[Verification]:
+        """Symbolic layer over ``(extracted, reference, reference answer)`` triples the string
+        layer left open."""
+        keys = [(_engine_form(e), _engine_form(a)) for e, _r, a in pairs]
         verdicts: dict[tuple[str, str], tuple[bool, str]] = {}
         todo: list[tuple[str, str]] = []
         seen: set[tuple[str, str]] = set()
@@ -703,7 +903,7 @@ class MathVerifier:
             self.stats["cache_hits"] += hits
             self.stats["symbolic"] += len(todo)
         out = []
-        for (extracted, reference), key in zip(pairs, keys):
+        for (extracted, reference, _answer), key in zip(pairs, keys):
             # Every task gets a verdict; only a close() racing this call could leave one open.
             ok, reason = verdicts.get(key, (False, "timeout"))
             out.append(Verification.judged(ok, extracted, reason, reference))
@@ -735,12 +935,14 @@ class MathVerifier:
                     if w.state == "idle" and queue:
                         key = queue.popleft()
                         try:
-                            w.send({"id": next_id, "pred": key[0], "gold": key[1]})
+                            w.send({"id": next_id, "pred": key[0], "gold": key[1], "cpu": self.timeout,
+                                    "rel_tol": self.rel_tol})
                         except (OSError, ValueError):  # died while idle
                             queue.appendleft(key)
                             self._swap(pool, held, w)
                             continue
-                        w.state, w.task, w.deadline = "busy", (next_id, key), now + self.timeout
+                        # The CPU budget is the worker's (ITIMER_PROF); this is the wall-clock net.
+                        w.state, w.task, w.deadline = "busy", (next_id, key), now + self.wall_timeout
                         next_id += 1
                 # 3. Wait for an answer, a ready line or the next deadline.
                 waiting = [w for w in held if w.state in ("busy", "starting")]
@@ -766,7 +968,12 @@ class MathVerifier:
                                 f"verifier worker exited during start-up (exit code {w.popen.poll()}); "
                                 f"check that `{sys.executable} -c 'import math_verify'` works"
                             )
-                        if w.state == "busy":
+                        if w.state == "busy" and w.exit_code() == -signal.SIGPROF:
+                            # The kernel ended it: this answer used up its CPU budget.
+                            results[w.task[1]] = (False, "timeout")
+                            with self._stats_lock:
+                                self.stats["timeouts"] += 1
+                        elif w.state == "busy":
                             # A worker killed from outside (OOM killer, an idle reaper) gets its
                             # answer retried once; one that dies on the same answer twice was
                             # killed by it (allocation failure in C code): a parse error.
