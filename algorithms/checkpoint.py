@@ -3,7 +3,8 @@
 A checkpoint is a directory::
 
     checkpoint/
-      meta.json                 step, config, credit-method state, format version
+      meta.json                 step, config, credit-method state, format version, and the
+                                SHA-256 of every other file
       weights/<role>.safetensors
       optim/<role>.pt           optimizer state (tensors and plain Python values only)
       rng.pt                    Python, NumPy and torch RNG states
@@ -11,11 +12,16 @@ A checkpoint is a directory::
 :func:`save_checkpoint` writes everything into a fresh sibling directory, fsyncs it, and only
 then swaps it in with renames, so a crash, a full disk or Ctrl-C at any moment leaves either
 the previous checkpoint or the new one in place — never a half-written one.
-:func:`load_checkpoint` also recovers from a crash between the two renames of the swap.
+:func:`load_checkpoint` also recovers from a crash between the two renames of the swap, and
+verifies before using anything: every file against its SHA-256 in ``meta.json`` (a flipped
+byte, a truncated or replaced file), safetensors headers, and that all weights are finite; each
+failure is a :class:`CheckpointError` that names the file (format 1 checkpoints, written before
+checksums, load without the checksum check).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -29,7 +35,9 @@ import torch
 
 __all__ = ["save_checkpoint", "load_checkpoint", "capture_rng", "restore_rng", "config_diff", "CheckpointError"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Formats :func:`load_checkpoint` reads (1: no checksums).
+READABLE_FORMATS = (1, 2)
 
 
 class CheckpointError(RuntimeError):
@@ -170,6 +178,7 @@ def save_checkpoint(
             for role, sd in optimizers.items():
                 torch.save(sd, tmp / "optim" / f"{role}.pt")
         torch.save(_rng_to_file(rng if rng is not None else capture_rng()), tmp / "rng.pt")
+        checksums = {f.relative_to(tmp).as_posix(): _sha256(f) for f in sorted(tmp.rglob("*")) if f.is_file()}
         meta = {
             "format_version": FORMAT_VERSION,
             "step": int(step),
@@ -177,6 +186,7 @@ def save_checkpoint(
             "config": config or {},
             "credit_state": credit_state or {},
             "extra": extra or {},
+            "checksums": checksums,
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=json_default))
         _fsync_tree(tmp)
@@ -209,11 +219,20 @@ def json_default(o: Any):
     raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
 
 
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu") -> dict:
     """Read a checkpoint written by :func:`save_checkpoint`.
 
-    Returns ``{"step", "weights", "optimizers", "credit_state", "config", "rng", "extra"}``.
-    Raises :class:`CheckpointError` if there is none or it is incomplete.
+    Returns ``{"step", "weights", "optimizers", "credit_state", "config", "rng", "extra", "path"}``.
+    Raises :class:`CheckpointError` if there is none, it is incomplete, a file does not match
+    its checksum, a file cannot be parsed, or a weight is NaN/inf.
     """
     from safetensors.torch import load_file
 
@@ -226,21 +245,47 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu") -> di
             raise CheckpointError(f"no checkpoint at {path} (meta.json missing)")
     try:
         meta = json.loads((final / "meta.json").read_text())
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{final}/meta.json is corrupt: {e}") from None
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{final}: checkpoint format {meta.get('format_version')} is not {FORMAT_VERSION}")
+    if not isinstance(meta, dict) or meta.get("format_version") not in READABLE_FORMATS:
+        version = meta.get("format_version") if isinstance(meta, dict) else None
+        raise CheckpointError(f"{final}: checkpoint format {version} is not one of {list(READABLE_FORMATS)}")
+    checksums = meta.get("checksums")
+    if meta["format_version"] >= 2:
+        if not isinstance(checksums, dict) or not checksums:
+            raise CheckpointError(f"{final}/meta.json has no checksums (format {meta['format_version']} needs them)")
+        for rel, digest in checksums.items():
+            f = final / rel
+            if not f.is_file():
+                raise CheckpointError(f"{final}: {rel} is missing")
+            if _sha256(f) != digest:
+                raise CheckpointError(f"{final}: {rel} does not match its checksum (the file was changed or damaged "
+                                      "after it was written); this checkpoint cannot be trusted")
+
+    def read(f: Path, what: str, loader):
+        try:
+            return loader(f)
+        except CheckpointError:
+            raise
+        except Exception as e:  # safetensors' header errors, pickle/zip errors of torch.load
+            raise CheckpointError(f"{final}: cannot read {what} ({f.relative_to(final)}): {type(e).__name__}: {e}") from None
+
     weights = {}
     for role in meta["roles"]:
         f = final / "weights" / f"{role}.safetensors"
         if not f.exists():
             raise CheckpointError(f"{final}: weights for {role} are missing")
-        weights[role] = load_file(str(f), device=map_location)
+        weights[role] = read(f, f"the weights of {role}", lambda f: load_file(str(f), device=map_location))
+        for name, t in weights[role].items():
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise CheckpointError(f"{final}: the weights of {role} hold NaN or inf values ({name}); the run diverged "
+                                      "before this checkpoint was written (lower optim.lr, or resume from an earlier copy)")
     optimizers = {}
     if (final / "optim").exists():
         for f in sorted((final / "optim").glob("*.pt")):
-            optimizers[f.stem] = torch.load(f, map_location=map_location, weights_only=True)
-    rng = _rng_from_file(torch.load(final / "rng.pt", weights_only=True))
+            optimizers[f.stem] = read(f, f"the optimizer state of {f.stem}",
+                                      lambda f: torch.load(f, map_location=map_location, weights_only=True))
+    rng = read(final / "rng.pt", "the RNG states", lambda f: _rng_from_file(torch.load(f, weights_only=True)))
     return {
         "step": meta["step"],
         "weights": weights,

@@ -87,7 +87,10 @@ def _cmd_play(args) -> int:
     from thinksolve_env import MathVerifier, env as make_env, load_problems
 
     data = Path(args.data)
-    problems = load_problems(data, limit=args.episodes, seed=args.seed)
+    try:
+        problems = load_problems(data, limit=args.episodes, seed=args.seed)
+    except (OSError, ValueError) as e:
+        return _fail(f"--data: {e}")
     thinker, solver = scripted_team(problems)
     policies = {"thinker_0": thinker, "solver_0": solver}
     modes = [
@@ -124,10 +127,23 @@ def _fail(msg: str) -> int:
 
 
 def train_config(args):
-    """The TrainerConfig named by ``train``'s arguments (preset, then flags, then overrides)."""
-    from .config import apply_credit, apply_optimizer, apply_overrides, preset
+    """The TrainerConfig named by ``train``'s arguments: the preset (default ``tiny-arith``), then
+    flags, then overrides. With ``--resume`` the base is the run's own recorded configuration
+    (plugins included) instead of a preset, and flags and overrides are changes to it (the
+    trainer refuses those that would change what a step computes)."""
+    from .config import ConfigError, TrainerConfig, apply_credit, apply_optimizer, apply_overrides, preset
 
-    cfg = preset(args.preset)
+    if getattr(args, "resume", False):
+        if args.preset is not None:
+            raise ConfigError("--resume continues the run's recorded configuration; drop --preset "
+                              "(flags and field=value overrides given with --resume are changes to that configuration)")
+        from .runs import recorded_config
+
+        out = args.out if args.out is not None else preset("tiny-arith").out
+        cfg = TrainerConfig.from_dict(recorded_config(out)["config"])
+        cfg.out = str(out)
+    else:
+        cfg = preset(args.preset or "tiny-arith")
     if getattr(args, "plugin", None):
         from . import credit
 
@@ -154,33 +170,60 @@ def _table_header(title: str) -> None:
     print(f"|{'-' * 24}|---------:|----------------:|--------------:|")
 
 
-def cmd_train(args) -> int:
-    from .config import ConfigError
-    from .trainer import ResumeError, Trainer
+def _list_fields(args) -> int:
+    from .config import ConfigError, list_fields, preset
 
     try:
+        cfg = preset(args.preset or "tiny-arith")
+    except ConfigError as e:
+        return _fail(str(e))
+    print(f"config fields (values of preset {args.preset or 'tiny-arith'}); set any as field=value:\n")
+    for name, value, doc in list_fields(cfg):
+        print(f"  {name} = {value!r}\n      {doc}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .checkpoint import CheckpointError
+    from .config import ConfigError
+    from .runs import RunLockedError
+    from .trainer import ResumeError, Trainer
+
+    if args.list_fields:
+        return _list_fields(args)
+    try:
         cfg = train_config(args)
-    except (ConfigError, ImportError, OSError) as e:
+    except (ConfigError, CheckpointError, ImportError, OSError) as e:
         return _fail(str(e))
     out = Path(cfg.out)
     if not args.resume and (out / "checkpoint").exists():
         return _fail(f"{out} already holds a run (checkpoint/); pass --resume to continue it or choose another --out")
-    from .checkpoint import CheckpointError
+    if args.resume:
+        from .runs import recorded_config
 
+        done = recorded_config(out)["step"]
+        if done == cfg.steps:
+            print(f"{out} is already at step {done} of {cfg.steps}: nothing to train (pass --steps N > {done} to go on)")
+            return 0
+        if done > cfg.steps:
+            return _fail(f"cannot resume {out} with --steps {cfg.steps}: its checkpoint is already at step {done}")
     try:
         trainer = Trainer(cfg, resume=args.resume)
-    except (ResumeError, CheckpointError, ConfigError) as e:
+    except (ResumeError, CheckpointError, ConfigError, RunLockedError) as e:
         return _fail(str(e))
     with trainer:
         if trainer.dist.main:
-            out.mkdir(parents=True, exist_ok=True)
             (out / "config.json").write_text(cfg.to_json())
-            print(f"training {args.preset}: credit {cfg.credit.name}, {cfg.optim.estimator}+{cfg.optim.loss}, "
-                  f"{cfg.steps} steps, seed {cfg.seed} -> {out}")
+            what = f"resuming {out} at step {trainer.step_count}" if args.resume else f"training {args.preset or 'tiny-arith'}"
+            print(f"{what}: credit {cfg.credit.name}, {cfg.optim.estimator}+{cfg.optim.loss}, "
+                  f"{cfg.steps} steps, seed {cfg.seed} -> {out}", flush=True)
         try:
             rows = trainer.train()
-        except KeyboardInterrupt:
-            return 130
+        except KeyboardInterrupt as e:
+            signum = getattr(e, "signum", 2)
+            print(f"thinksolve: training stopped by {'Ctrl-C' if signum == 2 else 'signal ' + str(signum)} at step "
+                  f"{trainer.step_count}; continue with: thinksolve train --resume --out {out}", file=sys.stderr)
+            return 128 + signum
         if trainer.dist.main and rows:
             last = rows[-1]
             print(f"done: step {last['step']}, batch accuracy {last['joint_accuracy']:.1%}; "
@@ -191,7 +234,8 @@ def cmd_train(args) -> int:
 def cmd_eval(args) -> int:
     import json
 
-    from .evaluate import evaluate, load_team
+    from .evaluate import eval_progress, evaluate
+    from .runs import is_run, load_team
 
     temperature = 0.0 if args.greedy else args.temperature
     if temperature < 0:
@@ -199,9 +243,11 @@ def cmd_eval(args) -> int:
     if args.samples < 1:
         return _fail(f"--samples must be >= 1, got {args.samples}")
     files = split_data(args.data)
+    from .checkpoint import CheckpointError
+
     try:
         team, run_rollout = load_team(args.model, solver_model=args.solver_model, seed=args.seed)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, CheckpointError) as e:  # ConfigError is a ValueError
         return _fail(str(e))
     if args.prompts is not None:
         from .config import PROMPT_SETS
@@ -213,7 +259,8 @@ def cmd_eval(args) -> int:
     for f in files:
         try:
             r = evaluate(team, f, samples=args.samples, temperature=temperature, seed=args.seed, remove=args.remove,
-                         limit=args.limit, rollout=_eval_budgets(args, run_rollout))
+                         limit=args.limit, rollout=_eval_budgets(args, run_rollout), chunk=_eval_chunk(f, args.limit),
+                         progress=eval_progress(f"eval {Path(f).name if not f.startswith('arith:') else f}"))
         except (OSError, ValueError) as e:
             return _fail(f"{f}: {e}")
         results[f] = r
@@ -229,12 +276,26 @@ def cmd_eval(args) -> int:
         for f, r in results.items():
             print(f"| {Path(f).name[:22]:<22} | {r[key]:>17.1%} |")
     out = Path(args.out) if args.out else None
-    if out is None and Path(args.model).is_dir():
+    if out is None and is_run(args.model):  # a run keeps its evaluation; a model folder is left as it is
         out = Path(args.model) / "eval.json"
     if out is not None:
         out.write_text(json.dumps({"model": args.model, "temperature": temperature, "results": results}, indent=2))
         print(f"\nwritten to {out}")
     return 0
+
+
+def _eval_chunk(source: str, limit: int | None) -> int:
+    """Problems per collection in ``thinksolve eval``: about 10 progress lines per dataset, at
+    most 32 problems per batch."""
+    import math
+
+    from thinksolve_env import load_problems
+
+    try:
+        n = len(load_problems(source, limit=limit))
+    except (OSError, ValueError):
+        return 1  # evaluate() reports the error
+    return max(1, min(32, math.ceil(n / 10)))
 
 
 def split_data(spec: str) -> list[str]:
@@ -356,13 +417,17 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a Thinker/Solver team", description=(
         "Train with a preset; any config field can be overridden as field=value (e.g. optim.lr=1e-5 "
         "schedule.mode=simultaneous credit.params.lam=0.5)."))
-    train.add_argument("--preset", default="tiny-arith", help=f"one of: {', '.join(PRESETS)} (default tiny-arith)")
+    train.add_argument("--preset", help=f"one of: {', '.join(PRESETS)} (default tiny-arith; not with --resume)")
     train.add_argument("--credit", help="credit method (shared, ccpo, sepo, difference, shapley, or registered)")
     train.add_argument("--optimizer", help=f"one of: {', '.join(OPTIMIZERS)}")
     train.add_argument("--seed", type=int)
     train.add_argument("--steps", type=int)
     train.add_argument("--out", help="run directory (metrics.jsonl, checkpoint/)")
-    train.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run in --out exactly where it stopped, with its recorded config and plugins "
+                            "(other flags given are changes: --steps, save_every=..., eval_every=...)")
+    train.add_argument("--list-fields", action="store_true",
+                       help="list every config field (with the preset's value and its meaning) and exit")
     train.add_argument("--plugin", action="append", metavar="FILE_OR_MODULE",
                        help="import a .py file or module that registers credit methods (repeatable)")
     train.add_argument("overrides", nargs="*", metavar="field=value")

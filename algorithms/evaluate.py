@@ -5,6 +5,15 @@ Thinker removed (the Solver alone, on the solo prompt), in one batched collectio
 exact-match accuracies of the Solver's answer; ``remove="solver_0"`` instead verifies the
 Thinker's thought on its own. The collaboration diagnostic is ``joint − Thinker removed``: it is
 positive when the Solver really uses the thought.
+
+Progress: with ``chunk=k`` the problems are collected ``k`` at a time (chunk ``j`` sampled with
+seed ``seed + j``) and ``progress(info)`` is called after each chunk with ``done``, ``total``
+(problems), ``tokens``, ``seconds``, ``tokens_per_s`` and ``eta_s`` (the time left at the rate so
+far); :func:`eval_progress` turns that into one printed line. Without ``chunk`` everything is one
+batch (one ``generate`` call per role and phase), as in training.
+
+Runs and models are loaded for evaluation by :func:`algorithms.runs.load_team` (this module does
+not import the trainer).
 """
 
 from __future__ import annotations
@@ -18,13 +27,14 @@ from thinksolve_env import load_problems
 
 from .rollout import collect_groups
 
-__all__ = ["evaluate", "REMOVALS", "load_team"]
+__all__ = ["evaluate", "REMOVALS", "eval_progress"]
 
 REMOVALS = ("thinker_0", "solver_0")
 
 
 def evaluate(policies: dict, data, *, samples: int = 1, temperature: float = 1.0, seed: int = 0, remove: str | None = None,
-             verifier=None, rollout=None, limit: int | None = None) -> dict[str, Any]:
+             verifier=None, rollout=None, limit: int | None = None, chunk: int | None = None,
+             progress=None) -> dict[str, Any]:
     """Accuracy of ``policies`` on ``data`` (a problem list or anything ``load_problems`` reads).
 
     Returns ``{"problems", "samples", "temperature", "joint_accuracy", "solo_accuracy",
@@ -37,6 +47,8 @@ def evaluate(policies: dict, data, *, samples: int = 1, temperature: float = 1.0
         raise ValueError(f"remove must be one of {list(REMOVALS)} or None, got {remove!r}")
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
+    if chunk is not None and chunk < 1:
+        raise ValueError(f"chunk must be >= 1 or None, got {chunk}")
     problems = load_problems(data, limit=limit) if not isinstance(data, (list, tuple)) else list(data)
     budgets = {}
     if rollout is not None:
@@ -47,8 +59,18 @@ def evaluate(policies: dict, data, *, samples: int = 1, temperature: float = 1.0
         budgets["env_options"] = {"prompts": prompt_templates(getattr(rollout, "prompts", "default"))}
     needs = {"solo"} if remove in (None, "thinker_0") else {"no_solver"}
     t0 = time.perf_counter()
-    groups = collect_groups(problems, policies, group_size=samples, needs=needs, solo_samples=samples,
-                            verifier=verifier, temperature=temperature, seed=seed, **budgets)
+    size = chunk or len(problems)
+    groups, tokens = [], 0
+    for j, lo in enumerate(range(0, len(problems), size)):
+        part = collect_groups(problems[lo:lo + size], policies, group_size=samples, needs=needs, solo_samples=samples,
+                              verifier=verifier, temperature=temperature, seed=seed + j, **budgets)
+        groups += list(part)
+        tokens += sum(v["tokens"] for k, v in part.budget.items() if k != "generate_calls")
+        if progress is not None:
+            done, dt = min(lo + size, len(problems)), time.perf_counter() - t0
+            progress({"done": done, "total": len(problems), "tokens": tokens, "seconds": dt,
+                      "tokens_per_s": tokens / dt if dt > 0 else 0.0,
+                      "eta_s": dt / done * (len(problems) - done)})
     joint = float(np.mean([e.reward > 0 for g in groups for e in g.episodes]))
     out: dict[str, Any] = {"problems": len(problems), "samples": samples, "temperature": temperature}
     if remove is None:
@@ -66,26 +88,19 @@ def evaluate(policies: dict, data, *, samples: int = 1, temperature: float = 1.0
     return out
 
 
-def load_team(model: str, *, solver_model: str | None = None, seed: int = 0, device: str | None = None) -> tuple[dict, Any]:
-    """``(policies, rollout config or None)`` for evaluation: a run directory (its ``checkpoint/``,
-    with the run's rollout settings: budgets and prompt set), or a model name/path for both roles
-    (``solver_model`` for a different Solver)."""
-    from pathlib import Path
+def eval_progress(prefix: str = "eval", out=None):
+    """A ``progress`` callback for :func:`evaluate` that prints one line per chunk (to ``out``,
+    default stderr): problems done, tokens/s, elapsed time and an estimate of the time left.
+    Plain lines, so they show under ``tee``, ``nohup`` or in a log file as on a terminal."""
+    import sys
 
-    from agents import TransformersPolicy
+    def report(info: dict) -> None:
+        print(f"{prefix}: {info['done']}/{info['total']} problems, {info['tokens_per_s']:.0f} tok/s, "
+              f"{_clock(info['seconds'])} elapsed, ~{_clock(info['eta_s'])} left", file=out or sys.stderr, flush=True)
 
-    run = Path(model)
-    if (run / "checkpoint" / "meta.json").exists() or (run / "checkpoint.old" / "meta.json").exists():
-        from .checkpoint import load_checkpoint
-        from .config import TrainerConfig
-        from .trainer import Trainer
+    return report
 
-        ck = load_checkpoint(run / "checkpoint")
-        cfg = TrainerConfig.from_dict(ck["config"])
-        cfg.out = str(run)
-        trainer = Trainer(cfg, resume=True, log=None)
-        trainer.close()
-        return trainer.rollout_policies, cfg.rollout
-    thinker = TransformersPolicy.from_pretrained(model, seed=seed, device=device)
-    solver = thinker if solver_model in (None, model) else TransformersPolicy.from_pretrained(solver_model, seed=seed, device=device)
-    return {"thinker_0": thinker, "solver_0": solver}, None
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"

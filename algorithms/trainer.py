@@ -696,18 +696,33 @@ class Trainer:
             return dict(self.policies)
         from agents.vllm_policy import VLLMPolicy
 
+        # one engine per distinct trainable policy (one for both roles under `shared`), holding
+        # its current weights; rollout.vllm adds vllm.LLM arguments (token budget, memory, ...)
         engines = {}
         for role in ROLES:
             src = self.policies[role]
             same = [r for r in engines if self.policies[r] is src]
-            engines[role] = engines[same[0]] if same else VLLMPolicy.from_policy(src, seed=self.config.seed)
+            engines[role] = engines[same[0]] if same else VLLMPolicy.from_policy(
+                src, seed=self.config.seed, **dict(self.config.rollout.vllm))
+        self._engine_synced_at = {role: 0 for role in ROLES}  # optimizer steps the engine's weights reflect
         return engines
 
     def _sync_rollout_engines(self) -> None:
+        """Load the trainable weights into each rollout engine whose policy changed since its last
+        sync (an optimizer step, or a resume), once per engine."""
         if self.config.rollout.engine != "vllm":
             return
+        done = set()
         for role in ROLES:
-            self.rollout_policies[role].sync_weights(self.policies[role])
+            engine = self.rollout_policies[role]
+            if id(engine) in done:
+                continue
+            sharers = [r for r in ROLES if self.rollout_policies[r] is engine]
+            if any(self.optimizer_steps[r] != self._engine_synced_at[r] for r in sharers):
+                engine.sync_weights(self.policies[role])
+            for r in sharers:
+                self._engine_synced_at[r] = self.optimizer_steps[r]
+            done.add(id(engine))
 
     def _estimator_params(self) -> dict:
         return {"scale": self.config.optim.scale} if self.config.optim.estimator == "grpo" else {}

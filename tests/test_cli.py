@@ -59,11 +59,23 @@ def test_train_resume_and_eval_from_the_command_line(capsys, tmp_path):
     assert (cfg["credit"]["name"], cfg["optim"]["estimator"], cfg["seed"]) == ("shared", "rloo", 3)
     assert main([*base, "--steps", "2", *FAST]) == 2  # refuses to overwrite without --resume
     assert "pass --resume" in capsys.readouterr().err
-    assert main([*base, "--steps", "2", "--resume", *FAST, "optim.lr=0.5"]) == 2  # a different config
+    resume = ["train", "--resume", "--out", str(run)]
+    assert main([*resume, "--steps", "2", "optim.lr=0.5"]) == 2  # a change to the recorded config
     err = capsys.readouterr().err
     assert "different configuration" in err and "optim.lr: 3e-05 -> 0.5" in err
-    assert main([*base, "--steps", "2", "--resume", *FAST]) == 0
-    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
+    assert main([*resume, "--preset", "tiny-arith"]) == 2
+    assert "drop --preset" in capsys.readouterr().err
+    # --resume alone: the recorded config (credit, optimizer, seed, the FAST overrides), target 1 step: reached
+    assert main(resume) == 0
+    assert "already at step 1 of 1: nothing to train" in capsys.readouterr().out
+    assert main([*resume, "--steps", "2"]) == 0  # only the new target given
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]
+    cfg = json.loads((run / "config.json").read_text())
+    assert (cfg["credit"]["name"], cfg["optim"]["estimator"], cfg["seed"], cfg["steps"]) == ("shared", "rloo", 3, 2)
+    assert cfg["rollout"]["thinker_max_new_tokens"] == 4 and cfg["warm_start"]["enabled"] is False
+    assert main([*resume, "--steps", "1"]) == 2  # behind the checkpoint: said, not silently ignored
+    assert "already at step 2" in capsys.readouterr().err
 
     capsys.readouterr()
     data = "arith:n=3,difficulty=1,split=test,arith:n=2,difficulty=2"  # two datasets
