@@ -71,14 +71,27 @@ def test_plugins_override_and_config_round_trip():
     assert type(cfg).from_dict(json.loads(cfg.to_json())).validate().plugins == [str(EXAMPLE)]
 
 
-def test_train_cli_runs_a_plugin_method(tmp_path, capsys):
+def _forget_plugins():
+    for name in [m for m in sys.modules if m.startswith("thinksolve_plugin_")]:
+        del sys.modules[name]
+    credit._REGISTRY.pop("event_both", None)
+
+
+def test_train_cli_runs_a_plugin_method_and_resume_finds_it_again(tmp_path, capsys, tiny_warm_start):
     out = tmp_path / "run"
     rc = cli_main(["train", "--plugin", str(EXAMPLE), "--credit", "event_both", "--steps", "1", "--out", str(out),
-                   "tensorboard=false", "rollout.problems_per_step=2", "rollout.group_size=2", "rollout.solo_samples=1"])
+                   "tensorboard=false", "rollout.problems_per_step=2", "rollout.group_size=2", "rollout.solo_samples=1",
+                   "rollout.thinker_max_new_tokens=8", "rollout.solver_max_new_tokens=8", *tiny_warm_start])
     assert rc == 0, capsys.readouterr().err
     assert json.loads((out / "config.json").read_text())["plugins"] == [str(EXAMPLE)]
     row = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
     assert row["generations"]["solo"] == 2 and row["generations"]["solver"] == 4
+    _forget_plugins()  # as in a new process: the method is not registered
+    assert "event_both" not in credit.available()
+    assert cli_main(["train", "--resume", "--out", str(out), "--steps", "2"]) == 0, capsys.readouterr().err
+    assert "event_both" in credit.available()  # the recorded plugin was loaded again
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2] and rows[1]["generations"]["solo"] == 2
 
 
 def _bench(tmp_path, runs, *extra, cli=False):
@@ -91,8 +104,8 @@ def _bench(tmp_path, runs, *extra, cli=False):
 
 
 @pytest.mark.slow
-def test_registered_method_runs_through_the_comparison_and_reruns_reproduce(tmp_path, capsys):
-    first = _bench(tmp_path, tmp_path / "runs1")
+def test_registered_method_runs_through_the_comparison_and_reruns_reproduce(tmp_path, capsys, tiny_warm_start):
+    first = _bench(tmp_path, tmp_path / "runs1", *tiny_warm_start)
     # shared is always added as the reference
     assert [r["method"] for r in first["rows"]] == ["shared", "event_both"]
     assert first["equal_generations"]["rows"][1]["method"] == "event_both"
@@ -112,12 +125,12 @@ def test_registered_method_runs_through_the_comparison_and_reruns_reproduce(tmp_
     assert "reinforce++" in first["command"] and first["versions"]["torch"]
 
     # a rerun in a fresh directory reproduces every evaluation exactly
-    second = _bench(tmp_path, tmp_path / "runs2")
+    second = _bench(tmp_path, tmp_path / "runs2", *tiny_warm_start)
     assert [r["curve"] for r in second["runs"]] == [r["curve"] for r in first["runs"]]
 
     # a rerun in the same directory (through `thinksolve bench credit`) reuses the stored runs
     capsys.readouterr()
-    third = _bench(tmp_path, tmp_path / "runs1", cli=True)
+    third = _bench(tmp_path, tmp_path / "runs1", *tiny_warm_start, cli=True)
     assert third["command"].startswith("python benchmarks/credit_comparison.py --plugin")
     assert "reusing 2 stored run(s); 0 to run" in capsys.readouterr().out
     assert [r["curve"] for r in third["runs"]] == [r["curve"] for r in first["runs"]]
