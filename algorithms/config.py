@@ -130,7 +130,8 @@ class OptimConfig:
     loss: str = "gspo"
     """Policy loss: ``grpo`` (token-level ratio) or ``gspo`` (sequence-level ratio)."""
     agg: str = "seq-mean-token-mean"
-    """Loss aggregation: token-mean, seq-mean-token-mean, seq-mean-token-sum, seq-mean-token-sum-norm."""
+    """Loss aggregation: token-mean, seq-mean-token-mean, seq-mean-token-sum, seq-mean-token-sum-norm-verl
+    (Σℓm/L), seq-mean-token-sum-norm-trl (TRL dr_grpo, Σℓm/(B'·L)); seq-mean-token-sum-norm is the -trl one."""
     clip_low: float = 3e-4
     """Lower clip ε (ratio ≥ 1 − ε)."""
     clip_high: float = 4e-4
@@ -294,8 +295,10 @@ class TrainerConfig:
         need(r.engine in ("transformers", "vllm"), "rollout.engine", "transformers|vllm", r.engine)
         need(r.prompts in PROMPT_SETS, "rollout.prompts", "|".join(PROMPT_SETS), r.prompts)
         need(o.scale in ("group", "batch", "none"), "optim.scale", "group|batch|none", o.scale)
-        need(o.agg in ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"),
-             "optim.agg", "token-mean|seq-mean-token-mean|seq-mean-token-sum|seq-mean-token-sum-norm", o.agg)
+        need(o.agg in ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm-verl",
+                       "seq-mean-token-sum-norm-trl", "seq-mean-token-sum-norm"),
+             "optim.agg", "token-mean|seq-mean-token-mean|seq-mean-token-sum|seq-mean-token-sum-norm-verl|"
+             "seq-mean-token-sum-norm-trl|seq-mean-token-sum-norm (= -trl)", o.agg)
         need(0 <= o.clip_low < 1, "optim.clip_low", "[0, 1)", o.clip_low)
         need(o.clip_high >= 0, "optim.clip_high", ">= 0", o.clip_high)
         need(o.dual_clip is None or o.dual_clip > 1, "optim.dual_clip", "> 1 or None", o.dual_clip)

@@ -28,17 +28,37 @@ log s_{i,t} = log π_t − sg(log π_t) + sg(log s_i) (value s_i for every token
 log s ≤ 10): with ``seq-mean-token-mean`` its gradient is that of the sequence objective
 −min(s_i·A_i, clip(s_i)·A_i). With one update per batch (ρ ≡ 1) GSPO equals GRPO.
 
-Aggregation (``agg``) of the masked loss matrix ℓ (B, T), named as in verl:
+Aggregation (``agg``) of the masked loss matrix ℓ (B, T), named as in verl. B' is the number
+of *non-empty* rows (sequences with at least one valid token): a fully masked row is not a
+sequence, so every ``seq-mean-*`` mode leaves it out of the sum and out of the count alike
+(verl does the same; TRL's ``grpo`` and ``dr_grpo`` divide by all B rows, so with empty rows
+they are ours times B'/B). A batch with no valid token gives 0. L is ``max_len`` or T.
 
-===========================  ===========================================  ========================
-``agg``                      formula                                      TRL ``loss_type``
-===========================  ===========================================  ========================
-``token-mean``               Σ ℓ·m / Σ m                                  ``bnpo`` (local batch),
-                                                                          ``dapo`` (global batch)
-``seq-mean-token-mean``      mean_i (Σ_t ℓ·m / Σ_t m) over non-empty i     ``grpo``
-``seq-mean-token-sum``       mean_i Σ_t ℓ·m                               (none)
-``seq-mean-token-sum-norm``  Σ ℓ·m / (B · L), L = ``max_len`` or T        ``dr_grpo``
-===========================  ===========================================  ========================
+================================  ==========================================  =====================
+``agg``                           formula                                     equal to
+================================  ==========================================  =====================
+``token-mean``                    Σ ℓ·m / Σ m                                 verl ``token-mean``;
+                                                                              TRL ``bnpo`` (local
+                                                                              batch), ``dapo``
+                                                                              (global batch)
+``seq-mean-token-mean``           (1/B') Σ_i (Σ_t ℓ·m / Σ_t m)                verl, TRL ``grpo``
+``seq-mean-token-sum``            (1/B') Σ_i Σ_t ℓ·m                          verl
+``seq-mean-token-sum-norm-verl``  Σ ℓ·m / L                                   verl
+                                                                              ``seq-mean-token-sum-
+                                                                              norm`` (Dr. GRPO)
+``seq-mean-token-sum-norm-trl``   Σ ℓ·m / (B' · L)                            TRL ``dr_grpo``
+``seq-mean-token-sum-norm``       the ``-trl`` one (kept for old configs)      TRL ``dr_grpo``, not
+                                                                              verl's mode of the
+                                                                              same name
+================================  ==========================================  =====================
+
+The two Dr. GRPO conventions differ by the factor B' (verl's is B' times larger): both remove
+the per-sequence length normalisation; verl's also drops the division by the number of
+sequences ("turns off seq-dim averaging"), TRL's keeps it. Under Adam the factor is nearly
+invisible; it matters for plain SGD, gradient clipping and when B' varies between steps.
+
+When a batch is split into micro-batches, :func:`micro_batch_share` gives the weight of each
+micro-batch's aggregate so that the weighted sum equals the aggregate of the whole batch.
 """
 
 from __future__ import annotations
@@ -47,9 +67,13 @@ from typing import Callable
 
 import torch
 
-__all__ = ["get", "register", "available", "grpo_loss", "gspo_loss", "aggregate", "kl_estimate", "AGG_MODES", "KL_TYPES"]
+__all__ = ["get", "register", "available", "grpo_loss", "gspo_loss", "aggregate", "micro_batch_share",
+           "kl_estimate", "AGG_MODES", "AGG_ALIASES", "KL_TYPES"]
 
-AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
+AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm-verl",
+             "seq-mean-token-sum-norm-trl", "seq-mean-token-sum-norm")
+#: Old names and what they are (``seq-mean-token-sum-norm`` has always been TRL's ``dr_grpo``).
+AGG_ALIASES = {"seq-mean-token-sum-norm": "seq-mean-token-sum-norm-trl"}
 KL_TYPES = ("k1", "k3")
 _REGISTRY: dict[str, Callable] = {}
 
@@ -82,24 +106,39 @@ def get(name: str) -> Callable:
 
 def aggregate(loss_mat: torch.Tensor, mask: torch.Tensor, agg: str, max_len: int | None = None) -> torch.Tensor:
     """Reduce a (B, T) per-token loss to a scalar (formulas in the module docstring)."""
+    agg = AGG_ALIASES.get(agg, agg)
     m = mask.to(loss_mat.dtype)
     lm = torch.where(m > 0, loss_mat, torch.zeros_like(loss_mat))  # padding may hold inf/NaN
     if agg == "token-mean":
         return lm.sum() / m.sum().clamp(min=1)
+    n = m.sum(dim=-1)
+    rows = (n > 0).sum().clamp(min=1)  # B': non-empty rows (empty ones contribute 0 to any sum)
     if agg == "seq-mean-token-mean":
-        n = m.sum(dim=-1)
-        nonempty = n > 0
-        if not nonempty.any():
-            return lm.sum() * 0
-        return (lm.sum(dim=-1)[nonempty] / n[nonempty]).mean()
+        return (lm.sum(dim=-1) / n.clamp(min=1)).sum() / rows
     if agg == "seq-mean-token-sum":
-        return lm.sum(dim=-1).mean()
-    if agg == "seq-mean-token-sum-norm":
+        return lm.sum() / rows
+    if agg in ("seq-mean-token-sum-norm-verl", "seq-mean-token-sum-norm-trl"):
         L = loss_mat.shape[-1] if max_len is None else max_len
         if L < 1:
             raise ValueError(f"max_len must be >= 1, got {L}")
-        return lm.sum() / (loss_mat.shape[0] * L)
+        return lm.sum() / L if agg.endswith("-verl") else lm.sum() / (rows * L)
     raise ValueError(f"unknown aggregation {agg!r}; available: {', '.join(AGG_MODES)}")
+
+
+def micro_batch_share(agg: str, mask: torch.Tensor, total_tokens: int, total_rows: int) -> float:
+    """Weight of one micro-batch's aggregate in the whole batch's (``mask`` is the micro-batch's;
+    ``total_tokens`` = Σ m and ``total_rows`` = B' of the whole batch): its share of the valid
+    tokens for ``token-mean``, 1 for ``seq-mean-token-sum-norm-verl`` (a plain sum over
+    micro-batches), and its share of the non-empty rows for the other ``seq-mean-*`` modes."""
+    agg = AGG_ALIASES.get(agg, agg)
+    if agg not in AGG_MODES:
+        raise ValueError(f"unknown aggregation {agg!r}; available: {', '.join(AGG_MODES)}")
+    m = mask.to(torch.float64)
+    if agg == "token-mean":
+        return float(m.sum()) / max(int(total_tokens), 1)
+    if agg == "seq-mean-token-sum-norm-verl":
+        return 1.0
+    return float((m.sum(dim=-1) > 0).sum()) / max(int(total_rows), 1)
 
 
 def kl_estimate(logp: torch.Tensor, ref_logp: torch.Tensor, kl_type: str = "k3") -> torch.Tensor:

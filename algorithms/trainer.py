@@ -414,7 +414,7 @@ class Trainer:
         lengths = [len(getattr(c, "prompt_token_ids", []) or []) + len(c.token_ids) for c in completions]
         batches = micro_batches(lengths, o.micro_batch_tokens)
         ref = self._reference_logprobs(role, prompts, completions, batches) if self.reference else None
-        n_tok, n_seq = sum(len(x) for x in old), len(old)
+        n_tok, n_seq = sum(len(x) for x in old), sum(1 for x in old if len(x))  # B': non-empty rows
         sums: dict[str, float] = {}
         policy.train()
         with _training_view(policy, wrapped):
@@ -433,7 +433,7 @@ class Trainer:
                             kl_coef=o.kl_coef, kl_type=o.kl_type, max_len=T,
                         )
                         # each micro-batch's share of the whole batch's aggregate
-                        share = float(mask.sum()) / n_tok if o.agg == "token-mean" else len(idx) / n_seq
+                        share = losses.micro_batch_share(o.agg, mask, n_tok, n_seq)
                         (loss * share).backward()
                     for key, v in m.items():
                         sums[key] = sums.get(key, 0.0) + v * share / o.ppo_epochs

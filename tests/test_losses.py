@@ -143,3 +143,173 @@ def test_padding_values_never_leak(name):
     loss.backward()
     assert math.isfinite(loss.item()) and loss.item() == pytest.approx(0.0)  # (−1 + 1)/2, KL 0
     assert torch.isfinite(lp.grad).all() and all(math.isfinite(v) for v in m.values())
+
+
+# --------------------------------------------------------------------------- random cross-checks
+# Reference formulas written out with plain Python loops over numpy arrays (no torch, no verl/TRL
+# import): each aggregation mode, the token-level PPO/GRPO loss with dual clip, and GSPO's
+# sequence-level ratio, on random shapes, ratios, advantages and masks with empty rows.
+
+
+def _random_batch(rng, B, T, empty_rows=1):
+    logp = rng.normal(-1.0, 0.3, size=(B, T))
+    old = logp + rng.normal(0.0, 0.25, size=(B, T))  # ratios around 1, some clipped
+    lengths = rng.integers(1, T + 1, size=B)
+    lengths[rng.choice(B, size=empty_rows, replace=False)] = 0
+    mask = (np.arange(T)[None, :] < lengths[:, None]).astype(np.float64)
+    adv = rng.normal(size=B)
+    return logp, old, adv, mask
+
+
+def _ref_aggregate(ell, mask, agg, L):
+    B, T = ell.shape
+    rows = [i for i in range(B) if mask[i].sum() > 0]
+    if agg == "token-mean":
+        return sum(ell[i, t] for i in range(B) for t in range(T) if mask[i, t]) / max(mask.sum(), 1)
+    sums = {i: sum(ell[i, t] for t in range(T) if mask[i, t]) for i in rows}
+    if agg == "seq-mean-token-mean":
+        return sum(sums[i] / mask[i].sum() for i in rows) / max(len(rows), 1)
+    if agg == "seq-mean-token-sum":
+        return sum(sums.values()) / max(len(rows), 1)
+    if agg == "seq-mean-token-sum-norm-verl":  # verl: Σ ℓ m / L, no division by the batch
+        return sum(sums.values()) / L
+    if agg in ("seq-mean-token-sum-norm-trl", "seq-mean-token-sum-norm"):  # TRL dr_grpo: / (B' L)
+        return sum(sums.values()) / (max(len(rows), 1) * L)
+    raise AssertionError(agg)
+
+
+def _ref_token_loss(logp, old, adv, lo, hi, dual):
+    B, T = logp.shape
+    out = np.zeros((B, T))
+    for i in range(B):
+        for t in range(T):
+            rho = math.exp(logp[i, t] - old[i, t])
+            a = adv[i]
+            ell = max(-a * rho, -a * min(max(rho, 1 - lo), 1 + hi))
+            if dual is not None and a < 0:
+                ell = min(ell, -a * dual)
+            out[i, t] = ell
+    return out
+
+
+def _ref_gspo_loss(logp, old, adv, mask, lo, hi):
+    B, T = logp.shape
+    out = np.zeros((B, T))
+    for i in range(B):
+        n = mask[i].sum()
+        log_s = sum((logp[i, t] - old[i, t]) for t in range(T) if mask[i, t]) / max(n, 1)
+        s = math.exp(min(log_s, 10.0))
+        a = adv[i]
+        out[i, :] = max(-a * s, -a * min(max(s, 1 - lo), 1 + hi))
+    return out
+
+
+@pytest.mark.parametrize("agg", losses.AGG_MODES)
+@pytest.mark.parametrize("seed", range(4))
+def test_aggregation_modes_match_the_formulas_on_random_inputs(agg, seed):
+    rng = np.random.default_rng(seed)
+    B, T = int(rng.integers(2, 7)), int(rng.integers(1, 9))
+    ell = rng.normal(size=(B, T))
+    _, _, _, mask = _random_batch(rng, B, T, empty_rows=int(rng.integers(0, 2)))
+    L = int(rng.integers(T, T + 5))
+    got = losses.aggregate(torch.tensor(ell), torch.tensor(mask), agg, max_len=L)
+    assert got.item() == pytest.approx(_ref_aggregate(ell, mask, agg, L), rel=1e-12, abs=1e-12)
+
+
+@pytest.mark.parametrize("agg", losses.AGG_MODES)
+@pytest.mark.parametrize("dual", [None, 3.0])
+def test_grpo_loss_and_gradient_match_the_formulas_on_random_inputs(agg, dual):
+    rng = np.random.default_rng(11)
+    logp, old, adv, mask = _random_batch(rng, 6, 5, empty_rows=1)
+    adv[0] = -abs(adv[0]) - 2  # a strongly negative advantage, for the dual clip
+    old[0, 0] = logp[0, 0] - 2.0  # ρ = e² > 3 there: the dual clip engages
+    lp = leaf(logp.tolist())
+    loss, m = losses.get("grpo")(lp, torch.tensor(old), torch.tensor(adv), torch.tensor(mask), agg=agg,
+                                 dual_clip=dual, max_len=5)
+    ell = _ref_token_loss(logp, old, adv, 0.2, 0.2, dual)
+    assert loss.item() == pytest.approx(_ref_aggregate(ell, mask, agg, 5), rel=1e-10)
+    # The gradient by central differences of the reference formula.
+    loss.backward()
+    eps = 1e-6
+    for i, t in [(0, 0), (1, 0), (2, 1), (3, 2), (5, 4)]:
+        up, down = logp.copy(), logp.copy()
+        up[i, t] += eps
+        down[i, t] -= eps
+        num = (_ref_aggregate(_ref_token_loss(up, old, adv, 0.2, 0.2, dual), mask, agg, 5)
+               - _ref_aggregate(_ref_token_loss(down, old, adv, 0.2, 0.2, dual), mask, agg, 5)) / (2 * eps)
+        assert lp.grad[i, t].item() == pytest.approx(num, abs=1e-6), (i, t)
+
+
+@pytest.mark.parametrize("agg", ["seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm-verl"])
+def test_gspo_loss_matches_the_sequence_formula_on_random_inputs(agg):
+    rng = np.random.default_rng(5)
+    logp, old, adv, mask = _random_batch(rng, 7, 6, empty_rows=1)
+    old = logp + rng.normal(0.0, 2e-4, size=logp.shape)  # sequence ratios near the GSPO band
+    lp = leaf(logp.tolist())
+    loss, _ = losses.get("gspo")(lp, torch.tensor(old), torch.tensor(adv), torch.tensor(mask), agg=agg)
+    ell = _ref_gspo_loss(logp, old, adv, mask, 3e-4, 4e-4)
+    assert loss.item() == pytest.approx(_ref_aggregate(ell, mask, agg, 6), rel=1e-10)
+    if agg == "seq-mean-token-mean":
+        # Its gradient is that of the sequence objective mean_i ℓ_i(s_i): by central differences.
+        loss.backward()
+        eps = 1e-7
+        for i, t in [(1, 0), (2, 0), (4, 1)]:
+            if not mask[i, t]:
+                continue
+            up, down = logp.copy(), logp.copy()
+            up[i, t] += eps
+            down[i, t] -= eps
+            num = (_ref_aggregate(_ref_gspo_loss(up, old, adv, mask, 3e-4, 4e-4), mask, agg, 6)
+                   - _ref_aggregate(_ref_gspo_loss(down, old, adv, mask, 3e-4, 4e-4), mask, agg, 6)) / (2 * eps)
+            assert lp.grad[i, t].item() == pytest.approx(num, rel=1e-4, abs=1e-7), (i, t)
+
+
+def test_the_two_dr_grpo_conventions_differ_by_the_number_of_sequences():
+    rng = np.random.default_rng(3)
+    ell = rng.normal(size=(5, 4))
+    _, _, _, mask = _random_batch(rng, 5, 4, empty_rows=1)  # B' = 4
+    e, m = torch.tensor(ell), torch.tensor(mask)
+    verl = losses.aggregate(e, m, "seq-mean-token-sum-norm-verl", max_len=4)
+    trl = losses.aggregate(e, m, "seq-mean-token-sum-norm-trl", max_len=4)
+    old = losses.aggregate(e, m, "seq-mean-token-sum-norm", max_len=4)
+    assert verl.item() == pytest.approx(4 * trl.item())
+    assert old.item() == trl.item()  # the old name is TRL's dr_grpo, as it always was
+    assert losses.AGG_ALIASES["seq-mean-token-sum-norm"] == "seq-mean-token-sum-norm-trl"
+
+
+@pytest.mark.parametrize("agg", ["seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm-trl"])
+def test_empty_rows_are_left_out_by_every_seq_mean_mode(agg):
+    rng = np.random.default_rng(8)
+    ell = rng.normal(size=(3, 4))
+    mask = np.array([[1, 1, 0, 0], [0, 0, 0, 0], [1, 1, 1, 0]], dtype=np.float64)
+    with_empty = losses.aggregate(torch.tensor(ell), torch.tensor(mask), agg, max_len=4)
+    without = losses.aggregate(torch.tensor(ell[[0, 2]]), torch.tensor(mask[[0, 2]]), agg, max_len=4)
+    assert with_empty.item() == pytest.approx(without.item())
+    nothing = losses.aggregate(torch.tensor(ell), torch.zeros(3, 4, dtype=torch.float64), agg, max_len=4)
+    assert nothing.item() == 0.0
+
+
+@pytest.mark.parametrize("agg", losses.AGG_MODES)
+def test_micro_batch_shares_reassemble_the_whole_batch(agg):
+    rng = np.random.default_rng(21)
+    logp, old, adv, mask = _random_batch(rng, 7, 5, empty_rows=2)
+    args = dict(agg=agg, max_len=5, clip_low=0.2, clip_high=0.2)
+    whole = leaf(logp.tolist())
+    loss, _ = losses.get("grpo")(whole, torch.tensor(old), torch.tensor(adv), torch.tensor(mask), **args)
+    loss.backward()
+    n_tok, n_rows = int(mask.sum()), int((mask.sum(1) > 0).sum())
+    parts = leaf(logp.tolist())
+    total = 0.0
+    for idx in ([0, 1, 2], [3], [4, 5, 6]):
+        mb_mask = torch.tensor(mask[idx])
+        mb, _ = losses.get("grpo")(parts[idx], torch.tensor(old[idx]), torch.tensor(adv[idx]), mb_mask, **args)
+        share = losses.micro_batch_share(agg, mb_mask, n_tok, n_rows)
+        (mb * share).backward()
+        total += mb.item() * share
+    assert total == pytest.approx(loss.item(), rel=1e-12)
+    torch.testing.assert_close(parts.grad, whole.grad)
+
+
+def test_micro_batch_share_rejects_unknown_modes():
+    with pytest.raises(ValueError, match="unknown aggregation 'mean'"):
+        losses.micro_batch_share("mean", torch.ones(1, 1), 1, 1)
