@@ -8,6 +8,7 @@ from importlib import import_module
 
 from .base import Completion, Messages, Policy, TrainablePolicy
 from .scripted import ScriptedPolicy, constant_policy
+from .tabular import TabularSoftmaxPolicy
 
 _LAZY = {
     "TransformersPolicy": "transformers_policy",
@@ -30,6 +31,7 @@ __all__ = [
     "TrainablePolicy",
     "ScriptedPolicy",
     "constant_policy",
+    "TabularSoftmaxPolicy",
     *_LAZY,
 ]
 

@@ -1,6 +1,7 @@
 """The world: the Think–Solve environment, its problems, prompts and verifier."""
 
 from .env import SOLVER, THINKER, ThinkSolveEnv, UnicodeText, env, parallel_env, raw_env
+from .games import GAMES, TabularGame, available_games, exact_values, make_game
 from .problems import Problem, ProblemFormatError, arith_problems, load_problems
 from .prompts import DEFAULT_PROMPTS, PromptSet, prompt_set
 from .verifier import MathVerifier, Verification, Verifier, extract_answer
@@ -10,4 +11,5 @@ __all__ = [
     "Problem", "ProblemFormatError", "load_problems", "arith_problems",
     "PromptSet", "DEFAULT_PROMPTS", "prompt_set",
     "MathVerifier", "Verification", "Verifier", "extract_answer",
+    "TabularGame", "GAMES", "make_game", "available_games", "exact_values",
 ]
