@@ -106,3 +106,61 @@ def test_a_process_killed_while_saving_leaves_a_complete_checkpoint(tmp_path, de
     assert k >= 1 and ck["config"] == {"k": k} and ck["optimizers"]["thinker_0"] == {"k": k}
     for role in ("thinker_0", "solver_0"):
         assert torch.all(ck["weights"][role]["w"] == k) and torch.all(ck["weights"][role]["v"] == k)
+
+
+def _saved(tmp_path):
+    m = _model(0)
+    save_checkpoint(tmp_path / "ck", step=5, weights={"thinker_0": m.state_dict()},
+                    optimizers={"thinker_0": torch.optim.AdamW(m.parameters()).state_dict()})
+    return tmp_path / "ck"
+
+
+def test_a_flipped_weight_byte_is_refused_on_load(tmp_path):
+    ck = _saved(tmp_path)
+    f = ck / "weights" / "thinker_0.safetensors"
+    data = bytearray(f.read_bytes())
+    data[-3] ^= 0x01  # one bit of one weight: the file still parses, the value is silently different
+    f.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"weights/thinker_0.safetensors does not match its checksum"):
+        load_checkpoint(ck)
+
+
+def test_a_damaged_optimizer_file_is_refused(tmp_path):
+    ck = _saved(tmp_path)
+    (ck / "optim" / "thinker_0.pt").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match=r"optim/thinker_0.pt does not match its checksum"):
+        load_checkpoint(ck)
+
+
+def _rewrite_checksum(ck, rel):
+    import hashlib
+    import json
+
+    meta = json.loads((ck / "meta.json").read_text())
+    meta["checksums"][rel] = hashlib.sha256((ck / rel).read_bytes()).hexdigest()
+    (ck / "meta.json").write_text(json.dumps(meta))
+
+
+def test_a_corrupt_header_and_nan_weights_are_clear_errors(tmp_path):
+    """Damage that a checksum does not catch (the file was written that way): named, not a traceback."""
+    from safetensors.torch import save_file
+
+    ck = _saved(tmp_path)
+    rel = "weights/thinker_0.safetensors"
+    data = bytearray((ck / rel).read_bytes())
+    data[8:16] = b"{nonsens"  # the JSON header
+    (ck / rel).write_bytes(bytes(data))
+    _rewrite_checksum(ck, rel)
+    with pytest.raises(CheckpointError, match=r"cannot read the weights of thinker_0 \(weights/thinker_0.safetensors\)"):
+        load_checkpoint(ck)
+    save_file({"weight": torch.full((3, 4), float("nan")), "bias": torch.zeros(3)}, str(ck / rel))
+    _rewrite_checksum(ck, rel)
+    with pytest.raises(CheckpointError, match=r"weights of thinker_0 hold NaN or inf values \(weight\)"):
+        load_checkpoint(ck)
+
+
+def test_corrupt_meta_is_a_clear_error(tmp_path):
+    ck = _saved(tmp_path)
+    (ck / "meta.json").write_text('{"format_version": 2, "step"')
+    with pytest.raises(CheckpointError, match="meta.json is corrupt"):
+        load_checkpoint(ck)

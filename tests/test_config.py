@@ -86,3 +86,37 @@ def test_optimizer_and_credit_shortcuts():
     assert c.credit.name == "sepo" and c.credit.params == {}
     with pytest.raises(ConfigError, match=r"unknown credit method 'magic'; choose from \["):
         apply_credit(TrainerConfig(), "magic")
+
+
+@pytest.mark.parametrize("overrides, msg", [
+    (["credit.name=ccpo", "credit.params.lamm=0.5"], r"credit.params=\{'lamm': 0.5\} is invalid for credit.name='ccpo': "
+                                                     r".*no parameter\(s\) \['lamm'\]; parameters: variant, lam"),
+    (["credit.name=ccpo", "credit.params.lam=-1"], r"invalid for credit.name='ccpo': ccpo: lam must be >= 0, got -1"),
+    (["rollout.temperature=0"], r"rollout.temperature=0.0 is invalid: allowed > 0 .*every advantage is 0"),
+    (["model.sharing=shared", "model.solver_name=tiny"], r"model.solver_name='tiny' is invalid: allowed None with "
+                                                         r"model.sharing='shared'"),
+    (["model.sharing=lora", "model.solver_name=tiny"], r"model.solver_name='tiny' is invalid: allowed None with "
+                                                       r"model.sharing='lora'"),
+    (["model.name=/some/model/dir"], r"warm_start.enabled=True is invalid: allowed false with model '/some/model/dir': "
+                                     r"the format warm start is for the built-in models"),
+])
+def test_settings_that_would_silently_do_something_else_are_errors(overrides, msg):
+    with pytest.raises(ConfigError, match=msg):
+        apply_overrides(preset("tiny-arith"), overrides).validate()
+    # the documented ways out are valid
+    assert apply_overrides(preset("tiny-arith"), ["model.name=/some/model/dir", "warm_start.enabled=false"]).validate()
+    assert apply_overrides(preset("tiny-arith"), ["model.solver_name=tiny"]).validate().model.sharing == "separate"
+
+
+def test_list_fields_names_every_field_with_its_value_and_doc():
+    from algorithms.config import list_fields
+
+    fields = {name: (value, doc) for name, value, doc in list_fields(preset("tiny-arith"))}
+    assert fields["optim.lr"] == (3e-5, "AdamW learning rate (constant after warm-up).")
+    assert fields["rollout.group_size"][0] == 8 and fields["warm_start.steps"][0] == 600
+    assert all(doc for _, doc in fields.values())  # every field is documented
+    # every field of every section, and nothing else
+    d = preset("tiny-arith").to_dict()
+    sections = ("warm_start", "model", "rollout", "credit", "optim", "schedule")
+    expected = [k for k in d if k not in sections] + [f"{s}.{k}" for s in sections for k in d[s]]
+    assert sorted(fields) == sorted(expected)

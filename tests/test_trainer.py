@@ -147,3 +147,176 @@ def test_micro_batches_respect_the_token_budget():
     for b in batches:
         assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 250
     assert micro_batches([10] * 8, 10_000) == [list(range(8))]
+
+
+# --------------------------------------------------------------------------- trustworthy run directories
+
+_TERM_AT = {"call": None, "calls": 0}
+
+if "test_sigterm" not in credit.available():
+
+    @credit.register("test_sigterm")
+    def _sigterm(groups):
+        _TERM_AT["calls"] += 1
+        if _TERM_AT["calls"] == _TERM_AT["call"]:
+            os.kill(os.getpid(), signal.SIGTERM)  # what `timeout`, `kill` and schedulers send, mid-step
+        return credit.get("test_token_parity")(groups)
+
+
+def _weights(out):
+    return load_checkpoint(out / "checkpoint")["weights"]
+
+
+def test_sigterm_mid_run_saves_and_resume_equals_the_uninterrupted_run(tmp_path):
+    from algorithms.trainer import TrainingInterrupted
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    _TERM_AT.update(call=None, calls=0)
+    with Trainer(tiny(a, "steps=4", "save_every=100", "credit.name=test_sigterm"), log=None) as t:
+        t.train()
+    _TERM_AT.update(call=3, calls=0)
+    lines = []
+    with Trainer(tiny(b, "steps=4", "save_every=100", "credit.name=test_sigterm"), log=lines.append) as t:
+        with pytest.raises(TrainingInterrupted) as info:
+            t.train()
+    assert info.value.signum == signal.SIGTERM
+    assert any(line.strip().startswith("SIGTERM: finishing this step") for line in lines)
+    assert load_checkpoint(b / "checkpoint")["step"] == 3  # the step under way finished and was saved
+    _TERM_AT.update(call=None)
+    with Trainer(tiny(b, "steps=4", "save_every=100", "credit.name=test_sigterm"), resume=True, log=None) as t:
+        t.train()
+    wa, wb = _weights(a), _weights(b)
+    for role in wa:
+        for k in wa[role]:
+            assert torch.equal(wa[role][k], wb[role][k]), f"{role}.{k}"
+    assert _rows(a) == _rows(b) and [r["step"] for r in _rows(b)] == [1, 2, 3, 4]
+
+
+def test_torn_and_surplus_metrics_rows_are_cut_on_resume_and_kept_aside(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    with Trainer(tiny(a, "steps=3")) as t:
+        t.train()
+    with Trainer(tiny(b, "steps=2")) as t:
+        t.train()
+    # What a crash leaves: a row logged after the last checkpoint, then a torn line (no newline).
+    surplus = (a / "metrics.jsonl").read_text().splitlines()[2]
+    metrics = b / "metrics.jsonl"
+    metrics.write_text(metrics.read_text() + surplus + "\n" + '{"step": 4, "joint_acc')
+    lines = []
+    with Trainer(tiny(b, "steps=3"), resume=True, log=lines.append) as t:
+        assert t.step_count == 2
+        t.train()
+    assert [r["step"] for r in _rows(b)] == [1, 2, 3] and _rows(b) == _rows(a)
+    (aside,) = b.glob("metrics.jsonl.cut-*")
+    assert aside.read_text().splitlines() == [surplus, '{"step": 4, "joint_acc']  # kept, not destroyed
+    assert any("moved to" in line for line in lines)
+
+
+def test_a_fresh_trainer_refuses_an_existing_run_and_sets_old_metrics_aside(tmp_path):
+    with Trainer(tiny(tmp_path, "steps=1")) as t:
+        t.train()
+    before = (tmp_path / "checkpoint" / "meta.json").read_text()
+    with pytest.raises(ResumeError, match="already holds a run"):
+        Trainer(tiny(tmp_path, "steps=1"), log=None)
+    assert (tmp_path / "checkpoint" / "meta.json").read_text() == before  # untouched
+    other = tmp_path / "orphan"
+    other.mkdir()
+    (other / "metrics.jsonl").write_text('{"step": 1}\n{"step": 2}\n')  # an old run's rows, no checkpoint
+    lines = []
+    with Trainer(tiny(other, "steps=1"), log=lines.append) as t:
+        t.train()
+    assert [r["step"] for r in _rows(other)] == [1]
+    (aside,) = other.glob("metrics.jsonl.cut-*")
+    assert aside.read_text() == '{"step": 1}\n{"step": 2}\n' and any("moved to" in line for line in lines)
+
+
+_HOLDER = r'''
+import sys, time
+from algorithms.runs import RunLock
+lock = RunLock(sys.argv[1]).acquire()
+print("locked", flush=True)
+time.sleep(60)
+'''
+
+
+def test_one_writer_per_run_directory_and_a_dead_writer_leaves_no_lock(tmp_path):
+    import subprocess
+    import sys
+
+    from algorithms.runs import RunLock, RunLockedError
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(tmp_path)], stdout=subprocess.PIPE, text=True, cwd=root)
+    try:
+        assert proc.stdout.readline().strip() == "locked"
+        with pytest.raises(RunLockedError, match=rf"in use by another training process \(pid {proc.pid} "):
+            Trainer(tiny(tmp_path, "steps=1"), log=None)
+        assert not (tmp_path / "metrics.jsonl").exists()
+    finally:
+        proc.kill()  # SIGKILL: no clean-up code runs
+        proc.wait()
+    with RunLock(tmp_path):  # the kernel freed the lock with the process
+        pass
+    with Trainer(tiny(tmp_path, "steps=1"), log=None) as t:
+        with pytest.raises(RunLockedError):  # a second writer in the same process is refused too
+            RunLock(tmp_path).acquire()
+        t.train()
+    with RunLock(tmp_path):  # close() released it
+        pass
+
+
+@pytest.mark.parametrize("override, msg", [
+    ("eval_data=missing.jsonl", r"eval_data='missing.jsonl': problem source 'missing.jsonl': no such file"),
+    ("model.device=cuda", r"model.device='cuda' is invalid here: this torch .* allowed: cpu"),
+    ("model.name=nobody-here/no-such-model", r"model.name='nobody-here/no-such-model' is a hub id, HF_HUB_OFFLINE is set.*"
+                                             r"set model.name=DIR to that local folder"),
+])
+def test_bad_sources_are_named_before_anything_runs(tmp_path, override, msg):
+    from algorithms.config import ConfigError
+
+    if override.startswith("model.device") and torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError, match=msg):
+        Trainer(tiny(out, "steps=1", override), log=None)
+    assert not out.exists()  # nothing written
+
+
+def test_a_bad_train_file_is_a_line_numbered_error(tmp_path):
+    from algorithms.config import ConfigError
+
+    bad = tmp_path / "train.jsonl"
+    bad.write_text('{"problem": "1+1?", "answer": "2"}\n{"problem": "2+2?", \n')
+    with pytest.raises(ConfigError, match=r"train_data=.*train.jsonl:2: not valid JSON"):
+        Trainer(tiny(tmp_path / "run", f"train_data={bad}"), log=None)
+
+
+def test_out_must_be_a_writable_directory(tmp_path):
+    from algorithms.config import ConfigError
+
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(ConfigError, match="is a file, not a directory"):
+        Trainer(tiny(f), log=None)
+    with pytest.raises(ConfigError, match="cannot create the run directory"):
+        Trainer(tiny(f / "sub"), log=None)
+
+
+def test_tensorboard_asked_for_but_missing_is_said(tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is not None:
+        pytest.skip("tensorboard is installed")
+    lines = []
+    with Trainer(tiny(tmp_path, "steps=1", "tensorboard=true"), log=lines.append):
+        pass
+    assert any("tensorboard package is not installed" in line for line in lines)
+
+
+def test_progress_lines_off_a_terminal(tmp_path):
+    lines = []
+    with Trainer(tiny(tmp_path, "steps=3"), log=lines.append) as t:
+        t.train()
+    progress = [line for line in lines if line.startswith("train: step")]
+    assert progress[0].startswith("train: step 1/3") and progress[-1].startswith("train: step 3/3")
+    assert "s/step" in progress[0] and "left" in progress[0]
