@@ -191,6 +191,15 @@ def cmd_train(args) -> int:
 
     if args.list_fields:
         return _list_fields(args)
+    if args.out is not None and (Path(args.out) / ".lock").exists():
+        from .runs import RunLock
+
+        try:  # another live writer is the first thing to say (before "holds a run" or "no checkpoint")
+            RunLock(args.out).acquire().release()
+        except RunLockedError as e:
+            return _fail(str(e))
+        except OSError:
+            pass  # an unwritable directory is reported with the config checks
     try:
         cfg = train_config(args)
     except (ConfigError, CheckpointError, ImportError, OSError) as e:

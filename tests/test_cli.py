@@ -98,3 +98,153 @@ def test_eval_errors(capsys, tmp_path):
 def test_resume_without_a_checkpoint_is_a_clear_error(capsys, tmp_path):
     assert main(["train", "--out", str(tmp_path / "none"), "--steps", "1", "--resume", *FAST]) == 2
     assert "no checkpoint at" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- runs a user can trust
+
+_PLUGIN = r'''
+"""A credit method for the CLI tests: rewards the parity of the sampled tokens (so every step
+changes the weights); THINKSOLVE_TEST_SLEEP slows each step, THINKSOLVE_TEST_TERM_AT=k sends this
+process SIGTERM during the k-th step."""
+import os
+import signal
+import time
+
+import numpy as np
+
+from algorithms import credit
+
+CALLS = [0]
+
+
+@credit.register("cli_parity", replace=True)
+def cli_parity(groups):
+    CALLS[0] += 1
+    time.sleep(float(os.environ.get("THINKSOLVE_TEST_SLEEP", "0")))
+    if CALLS[0] == int(os.environ.get("THINKSOLVE_TEST_TERM_AT", "0")):
+        os.kill(os.getpid(), signal.SIGTERM)
+    share = lambda role: np.array([np.mean([t % 2 for t in e.completions[role].token_ids] or [0])
+                                   for g in groups for e in g.episodes])
+    return {"thinker_0": share("thinker_0"), "solver_0": 1.0 - share("solver_0")}
+'''
+
+
+def _cli(tmp_path, out, steps, **env):
+    """A `thinksolve train` process (its own interpreter, as a user or a scheduler starts it)."""
+    import os
+
+    plugin = tmp_path / "cli_parity.py"
+    if not plugin.exists():
+        plugin.write_text(_PLUGIN)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cmd = [sys.executable, "-m", "algorithms.cli", "train", "--plugin", str(plugin), "--credit", "cli_parity",
+           "--steps", str(steps), "--out", str(out), *FAST, "optim.lr=1e-3", "schedule.period=1", "save_every=100"]
+    return cmd, dict(os.environ, **env), root
+
+
+def _ckpt_weights(run):
+    from algorithms.checkpoint import load_checkpoint
+
+    return load_checkpoint(run / "checkpoint")["weights"]
+
+
+def test_sigterm_exits_143_after_saving_and_resume_alone_equals_the_uninterrupted_run(tmp_path, capsys):
+    import torch
+
+    cmd, env, root = _cli(tmp_path, tmp_path / "cut", 4, THINKSOLVE_TEST_TERM_AT="2")
+    r = subprocess.run(cmd, env=env, cwd=root, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 143, r.stderr
+    assert "SIGTERM: finishing this step" in r.stdout and "training stopped by signal 15 at step 2" in r.stderr
+    assert "continue with: thinksolve train --resume --out" in r.stderr
+    assert [json.loads(x)["step"] for x in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    # --resume alone: the recorded config, its plugin and its target (4 steps)
+    assert main(["train", "--resume", "--out", str(tmp_path / "cut")]) == 0, capsys.readouterr().err
+    cmd, env, root = _cli(tmp_path, tmp_path / "whole", 4)
+    assert subprocess.run(cmd, env=env, cwd=root, capture_output=True, text=True, timeout=300).returncode == 0
+    whole, cut = _ckpt_weights(tmp_path / "whole"), _ckpt_weights(tmp_path / "cut")
+    assert all(torch.equal(whole[role][k], cut[role][k]) for role in whole for k in whole[role])
+
+    def rows(run):
+        out = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+        return [{k: v for k, v in r.items() if not k.startswith("time")} for r in out]
+
+    assert rows(tmp_path / "whole") == rows(tmp_path / "cut") and len(rows(tmp_path / "cut")) == 4
+
+
+def test_two_trainings_into_one_run_directory_the_second_is_refused(tmp_path, capsys):
+    import time
+
+    out = tmp_path / "run"
+    cmd, env, root = _cli(tmp_path, out, 6, THINKSOLVE_TEST_SLEEP="0.5")
+    first = subprocess.Popen(cmd, env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not (out / "metrics.jsonl").exists() and first.poll() is None and time.time() < deadline:
+            time.sleep(0.1)
+        assert first.poll() is None, first.communicate()
+        assert main(["train", "--out", str(out), "--steps", "3", *FAST]) == 2
+        err = capsys.readouterr().err
+        assert f"is in use by another training process (pid {first.pid} on" in err and "choose another --out" in err
+        assert main(["train", "--resume", "--out", str(out), "--steps", "8"]) == 2  # resuming it is a second writer too
+        assert f"(pid {first.pid} on" in capsys.readouterr().err
+    finally:
+        stdout, stderr = first.communicate(timeout=300)
+    assert first.returncode == 0, stderr
+    rows = [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows == [1, 2, 3, 4, 5, 6]  # the first run is unharmed
+    from algorithms.checkpoint import load_checkpoint
+
+    assert load_checkpoint(out / "checkpoint")["step"] == 6
+
+
+def test_train_progress_shows_off_a_terminal(tmp_path, capsys):
+    assert main(["train", "--out", str(tmp_path / "run"), "--steps", "2", *FAST]) == 0
+    out = capsys.readouterr().out  # captured: not a TTY, as under tee, nohup or a log file
+    assert "train: step 1/2" in out and "train: step 2/2" in out and "left" in out
+
+
+def test_list_fields(capsys):
+    assert main(["train", "--list-fields", "--preset", "smollm2-arith"]) == 0
+    out = capsys.readouterr().out
+    assert "  model.name = 'smollm2-135m'\n      Model for both roles" in out
+    assert "optim.lr = 2e-06" in out and "rollout.temperature = 1.0" in out
+
+
+def test_train_errors_that_used_to_be_tracebacks(tmp_path, capsys, math500_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert main(["train", "--out", str(f), "--steps", "1", *FAST]) == 2
+    assert "is a file, not a directory" in capsys.readouterr().err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"problem": "x", "answer": "1"}\n[1, 2\n')
+    assert main(["train", "--out", str(tmp_path / "r"), "--steps", "1", *FAST, f"train_data={bad}"]) == 2
+    assert "train_data=" in capsys.readouterr().err
+    for override, msg in [("credit.params.lamm=0.5", "no parameter(s) ['lamm']"), ("credit.params.lam=-1", "lam must be >= 0"),
+                          ("rollout.temperature=0", "rollout.temperature=0.0 is invalid")]:
+        assert main(["train", "--out", str(tmp_path / "r"), "--credit", "ccpo", *FAST, override]) == 2
+        assert msg in capsys.readouterr().err
+    assert main(["play", "--data", str(bad)]) == 2
+    assert "--data:" in capsys.readouterr().err and not (tmp_path / "r").exists()
+
+
+def test_eval_of_a_model_folder_progress_and_bad_folders(tmp_path, capsys):
+    from agents.models import build_tiny_model
+
+    model_dir = tmp_path / "model"
+    net, tok = build_tiny_model(0)
+    net.save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    before = sorted(p.name for p in model_dir.iterdir())
+    assert main(["eval", "--model", str(model_dir), "--data", "arith:n=4,difficulty=1", "--greedy",
+                 "--max-new-tokens", "4"]) == 0
+    captured = capsys.readouterr()
+    assert sorted(p.name for p in model_dir.iterdir()) == before  # no eval.json written into a model folder
+    progress = [line for line in captured.err.splitlines() if "problems" in line]
+    assert progress and "/4 problems" in progress[0] and "tok/s" in progress[0] and "left" in progress[0]
+    assert progress[-1].split(": ")[1].startswith("4/4 problems")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["eval", "--model", str(empty), "--data", "arith:n=2"]) == 2
+    assert "neither a run directory (no checkpoint/) nor a model directory" in capsys.readouterr().err
+    assert main(["eval", "--model", "nobody-here/no-model", "--data", "arith:n=2"]) == 2
+    assert "HF_HUB_OFFLINE is set" in capsys.readouterr().err
