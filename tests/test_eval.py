@@ -62,3 +62,32 @@ def test_removal_modes():
     assert thinker_alone["no_solver_accuracy"] == 0.0
     with pytest.raises(ValueError, match="thinker_0"):
         evaluate(team, "arith:n=2,difficulty=1,split=test", remove="both")
+
+
+def test_chunked_evaluation_reports_progress_and_keeps_the_result():
+    """Greedy, the result does not depend on how the problems are batched; each chunk reports."""
+    data = "arith:n=10,difficulty=1,split=test"
+    whole = evaluate(_team(), data, samples=2, temperature=0.0)
+    seen = []
+    chunked = evaluate(_team(), data, samples=2, temperature=0.0, chunk=4, progress=seen.append)
+    for k in ("problems", "joint_accuracy", "solo_accuracy", "collaboration", "help_rate", "hurt_rate"):
+        assert chunked[k] == whole[k], k
+    assert [s["done"] for s in seen] == [4, 8, 10] and all(s["total"] == 10 for s in seen)
+    assert seen[-1]["eta_s"] == 0 and seen[0]["eta_s"] >= 0 and seen[-1]["seconds"] >= seen[0]["seconds"]
+    with pytest.raises(ValueError, match="chunk must be >= 1"):
+        evaluate(_team(), data, chunk=0)
+
+
+def test_evaluation_and_the_trainer_do_not_import_each_other():
+    import subprocess
+    import sys
+
+    code = ("import sys; import algorithms.evaluate; assert 'algorithms.trainer' not in sys.modules, 'evaluate imports trainer'")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    import ast
+    import pathlib
+
+    src = pathlib.Path(__file__).resolve().parents[1] / "algorithms" / "evaluate.py"
+    imported = {n.module for n in ast.walk(ast.parse(src.read_text())) if isinstance(n, ast.ImportFrom) and n.module}
+    assert "trainer" not in imported and "runs" not in imported
