@@ -15,11 +15,18 @@ import pytest
 
 from thinksolve_env.verifier import REASONS, MathVerifier, Verification
 
-TIMEOUT = 0.75
+TIMEOUT = 0.75  # CPU seconds per answer
 # Start-up of a replacement worker (a few tenths of a second) plus scheduling noise on a
 # shared 2-core machine.
 SLACK = 3.0
 MB = 1 << 20
+
+
+def _load() -> float:
+    """How many times slower than idle wall-clock time runs now: the deadline is CPU time, so
+    on a loaded machine an answer's wall-clock latency grows with the run queue (at least 1)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1.0, os.getloadavg()[0] / cores)
 
 
 def _injections(canary: str) -> list[str]:
@@ -160,7 +167,7 @@ def test_hostile_corpus_single_calls(verifier):
         assert v.reason in REASONS, name
         assert v.correct is equal, f"{name}: {v.reason}"
         assert v.reward == (1.0 if equal else -1.0), name
-        assert took < TIMEOUT + SLACK, f"{name} took {took:.2f}s ({v.reason})"
+        assert took < (TIMEOUT + SLACK) * _load(), f"{name} took {took:.2f}s ({v.reason})"
         if v.extracted is not None:
             assert len(v.extracted) <= verifier.max_answer_chars, name
 
@@ -177,13 +184,13 @@ def test_hostile_corpus_batch_and_pool_survives(tmp_path):
         timeouts = sum(r.reason == "timeout" for r in got)
         assert timeouts >= 1  # the power towers really were cut off
         # Two workers share the deadlines; allow one start-up per replaced worker.
-        assert took < (timeouts / 2 + 1) * TIMEOUT + timeouts * 1.0 + SLACK * 2
+        assert took < ((timeouts / 2 + 1) * TIMEOUT + timeouts * 1.0 + SLACK * 2) * _load()
         # The pool still works, at full strength, and quickly.
         t = time.monotonic()
         ok = v.verify_batch([("\\boxed{\\frac{2}{4}}", "0.5"), ("\\boxed{(x+1)^2}", "x^2+2x+1"),
                              ("\\boxed{3}", "\\frac{9}{3}"), ("\\boxed{4}", "\\frac{9}{3}")])
         assert [r.correct for r in ok] == [True, True, True, False]
-        assert time.monotonic() - t < TIMEOUT + SLACK
+        assert time.monotonic() - t < (TIMEOUT + SLACK) * _load()
         assert len(v.worker_pids()) == 2
         assert len(_worker_children() - before) == 2
     assert _worker_children() - before == set()
@@ -208,10 +215,10 @@ def test_timeout_reason_and_deadline_is_configurable():
         took = time.monotonic() - t
         assert (r.reason, r.reward) == ("timeout", -1.0)
         # Includes the first worker's start-up (the pool starts lazily).
-        assert took < 0.5 + SLACK
+        assert took < (0.5 + SLACK) * _load()
         t = time.monotonic()
         r = v.verify("\\boxed{9^{9^{9^{9}}}}", "1")
-        assert r.reason == "timeout" and time.monotonic() - t < 0.5 + SLACK
+        assert r.reason == "timeout" and time.monotonic() - t < (0.5 + SLACK) * _load()
 
 
 def test_repeated_hostile_answer_hits_the_cache(verifier):
@@ -236,12 +243,12 @@ def test_worker_killed_mid_answer_is_retried_once():
         t.start()
         time.sleep(TIMEOUT / 3)
         os.kill(pid, signal.SIGKILL)
-        t.join(TIMEOUT * 2 + SLACK)
+        t.join((TIMEOUT * 2 + SLACK) * _load())
         assert box, "verify did not return"
         # The retry ran into the deadline (not a parse error from the crash).
         assert (box[0].reason, box[0].reward) == ("timeout", -1.0)
         assert v.stats["crashes"] == 1 and v.stats["timeouts"] == 1
-        assert time.monotonic() - start < TIMEOUT / 3 + TIMEOUT + SLACK
+        assert time.monotonic() - start < (TIMEOUT / 3 + TIMEOUT + SLACK) * _load()
         assert v.verify("\\boxed{\\frac{6}{2}}", "3").correct
 
 

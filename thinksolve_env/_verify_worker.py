@@ -15,12 +15,18 @@ Protocol (no pickle anywhere; JSON cannot carry code):
   Anything else that writes to fd 1 (a stray ``print``) is redirected to stderr, so it cannot
   corrupt the protocol.
 
-Deadline: the answer's own CPU time. Before each request the worker arms ``ITIMER_PROF``
-(process CPU time, user + system) with the request's budget ``"cpu"`` and ``SIGPROF`` left at
-its default action (terminate), and disarms it after the verdict. So the kernel ends the worker
-once *this answer* has used its budget, even inside C code that holds the GIL, however busy the
-machine is; reading the request, start-up and warm-up are never counted. The parent sees the
-worker die by ``SIGPROF`` and scores the answer ``"timeout"``.
+Deadline: the answer's own CPU time, in two kernel-timed stages armed when the worker has read
+the request (so reading it, start-up and warm-up are never counted, and however busy the
+machine is, other processes cannot use the budget up):
+
+1. ``ITIMER_PROF`` (process CPU time, user + system) fires ``SIGPROF`` after the budget
+   ``"cpu"``; its handler raises :class:`OverBudget` (a ``BaseException``, so no ``except
+   Exception`` in the engine swallows it) at the next Python bytecode, and the worker answers
+   ``{"ok": false, "reason": "timeout"}`` and stays alive: no restart, no warm-up to pay.
+2. ``ITIMER_VIRTUAL`` (user CPU time) fires ``SIGVTALRM``, left at its default action
+   (terminate), after ``1.5 × budget + 0.5`` s: a computation stuck in C code that holds the
+   GIL (a huge integer power) never reaches a bytecode boundary, so the kernel ends the worker.
+   The parent sees it die by ``SIGVTALRM`` and scores the answer ``"timeout"``.
 
 Warm-up: before it says ``ready`` the worker judges a few pairs that pull in every lazily
 imported part of the engine (polynomial simplification, intervals, sets, matrices, relations,
@@ -143,23 +149,69 @@ class Engine:
 
     @staticmethod
     def _order_lost(gold: tuple, pred: tuple) -> bool:
-        """True when the reference is an ordered tuple and the answer only an unordered set.
+        """True when the reference is an ordered tuple or an interval and the answer only an
+        unordered set of values.
 
         math-verify lets a set stand for a tuple with the same elements, so ``\\{3,2,1\\}``
-        would pass for the ordered triple ``(1,2,3)``: a reward a policy could learn to farm.
-        Sets of equations (``x=1, y=2``) keep their names, so they are left to math-verify.
+        would pass for the ordered triple ``(1,2,3)``, and ``\\{1,4\\}`` for ``(1,4)`` read as an
+        open interval: rewards a policy could learn to farm. Sets of equations (``x=1, y=2``)
+        keep their names, so they are left to math-verify.
         """
-        from sympy import Tuple
+        from sympy import Interval, Tuple
         from sympy.core.relational import Relational
         from sympy.sets.sets import FiniteSet
 
-        if not any(isinstance(x, Tuple) for x in gold):
+        if not any(isinstance(x, (Tuple, Interval)) for x in gold):
             return False
         for x in pred:
             if isinstance(x, FiniteSet) and len(x) >= 2:
                 if not all(isinstance(a, Relational) for a in x.args):
                     return True
         return False
+
+
+class OverBudget(BaseException):
+    """Raised in the engine by ``SIGPROF`` once an answer has used its CPU budget."""
+
+
+def _over_budget(signum, frame):  # noqa: ARG001 - signal handler signature
+    raise OverBudget()
+
+
+def _disarm() -> None:
+    import signal
+
+    for timer in (signal.ITIMER_PROF, signal.ITIMER_VIRTUAL, signal.ITIMER_REAL):
+        signal.setitimer(timer, 0)
+
+
+def judge_within(engine: "Engine", pred: str, gold: str, rel_tol: float | None, cpu: float,
+                 wall: float) -> tuple[bool, str]:
+    """``engine.judge`` under the CPU budget ``cpu`` (stage 1: ``timeout`` verdict; stage 2 at
+    ``1.5·cpu + 0.5`` s of user time: the process ends) and the wall-clock self-destruct ``wall``.
+    The timers are one-shot, so once :class:`OverBudget` was raised it cannot be raised again."""
+    import signal
+
+    try:
+        try:
+            signal.setitimer(signal.ITIMER_REAL, wall)
+            signal.setitimer(signal.ITIMER_VIRTUAL, 1.5 * cpu + 0.5)
+            signal.setitimer(signal.ITIMER_PROF, cpu)
+            return engine.judge(pred, gold, rel_tol)
+        finally:
+            _disarm()
+    except OverBudget:
+        _disarm()
+        return False, "timeout"
+
+
+def _no_core_files() -> None:
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (ImportError, ValueError, OSError):  # pragma: no cover
+        pass
 
 
 #: Pairs judged once at start-up so that no lazily imported engine part is paid for by an answer.
@@ -190,7 +242,9 @@ def main(argv: list[str]) -> int:
     import signal
 
     signal.signal(signal.SIGALRM, signal.SIG_DFL)
-    signal.signal(signal.SIGPROF, signal.SIG_DFL)
+    signal.signal(signal.SIGVTALRM, signal.SIG_DFL)
+    signal.signal(signal.SIGPROF, _over_budget)
+    _no_core_files()
     self_destruct = float(config.get("self_destruct_s", 30.0))
 
     engine = Engine(cache_size=int(config.get("cache_size", 4096)))
@@ -212,11 +266,7 @@ def main(argv: list[str]) -> int:
             rel_tol = float(rel_tol) if rel_tol else None
         except (ValueError, KeyError, TypeError, AttributeError):
             continue
-        signal.setitimer(signal.ITIMER_REAL, self_destruct)
-        signal.setitimer(signal.ITIMER_PROF, cpu)  # SIGPROF (default action) ends the process
-        ok, reason = engine.judge(pred, gold, rel_tol)
-        signal.setitimer(signal.ITIMER_PROF, 0)
-        signal.setitimer(signal.ITIMER_REAL, 0)
+        ok, reason = judge_within(engine, pred, gold, rel_tol, cpu, self_destruct)
         out.write(json.dumps({"id": rid, "ok": ok, "reason": reason}).encode() + b"\n")
 
 if __name__ == "__main__":

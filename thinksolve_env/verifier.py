@@ -2,21 +2,38 @@
 
 Layers, cheapest first:
 
-1. **Extraction** (:func:`extract_answer`): the last ``\\boxed{...}`` / ``\\fbox{...}`` (braces
-   matched in one linear pass, so unbalanced or deeply nested braces cost linear time), else a
-   final-answer phrase ("the answer is ...", "Final answer: ..."). Model text is cut to its last
+1. **Extraction** (:func:`extract_answer`): chat-template tokens end a line; the last
+   ``\\boxed{...}`` / ``\\fbox{...}`` (braces matched in one linear pass, so unbalanced or
+   deeply nested braces cost linear time), or the last boxes joined when the reference holds
+   several parts (``\\boxed{3}`` and ``\\boxed{-5}`` for ``3, -5``; never more boxes than the
+   reference has parts); else a final-answer phrase ("The final answer is $2.5$. I hope it is
+   correct." gives ``2.5``: the answer ends with its sentence); else, only with
+   ``unboxed="last"``, the last math span or number. Model text is cut to its last
    ``max_text_chars`` characters first, and an answer longer than ``max_answer_chars`` is
-   rejected (``reason="too-long"``) before anything parses it.
+   rejected (``reason="too-long"``) before anything parses it. A reference with several boxes
+   states all of them.
 2. **Normalised string comparison** (:func:`normalize_answer`), in the calling process: strips
    ``$``, ``\\left``/``\\right``, spacing commands, ``\\text{}`` wrappers, degrees, percent,
-   trailing unit words, thousands separators, trailing zeros, ``x =``; maps full-width and
-   other Unicode look-alikes to ASCII. Equal normal forms are accepted at once
-   (``reason="match"``); most correct answers end here.
+   trailing unit words, thousands separators, trailing zeros, trailing ``.``/``\\\\``/``\\``,
+   ``x =``; maps full-width and other Unicode look-alikes to ASCII. Equal normal forms are
+   accepted at once (``reason="match"``); most correct answers end here. With ``rel_tol``,
+   plain decimals within the tolerance match here too.
 3. **Symbolic equivalence**, in worker processes: math-verify (LaTeX extraction only, over
    latex2sympy2_extended and sympy) with its own signal-based timeouts off. Each answer gets a
-   hard wall-clock deadline (``timeout``); a worker that overruns is killed and replaced and
-   the answer counts as wrong with ``reason="timeout"``. Verdicts are cached per
-   (answer, reference) pair.
+   budget of ``timeout`` **CPU** seconds of its worker, counted by the kernel (``ITIMER_PROF``)
+   from the moment the worker reads it, so machine load cannot use it up and worker start-up
+   is never counted. An answer that overruns counts as wrong with ``reason="timeout"``: the
+   worker stops it itself and goes on, or, stuck in C code, is ended by a second CPU timer and
+   replaced by one that warms up (every lazily imported part of the engine) before it takes
+   work. A wall-clock net (``wall_timeout``, default
+   ``20 * timeout + 10`` s) covers a worker that is not scheduled at all. Verdicts are cached
+   per (answer, reference) pair.
+
+Where it differs from math-verify on purpose: an ordered tuple is not matched by a set of the
+same elements, an interval reference ``(1,3)`` is not matched by the relation ``1<x<3``, radians are not
+degrees, text without a box or phrase is not read by default (``unboxed="last"`` reads it),
+separate boxes count as one answer only when the reference has that many parts, and
+``ExprExtractionConfig`` (sympy's ``parse_expr``) is never used.
 
 Safety: model text is never evaluated as code. Nothing here calls ``eval``, ``exec``, sympy's
 string parser or ``pickle`` on it: the workers speak JSON over pipes and are started as plain
@@ -241,16 +258,63 @@ def _last_expression(text: str) -> str | None:
     return best[1] if best else None
 
 
+#: Boxes separated only by this (spaces, ``$``, commas, ``or``/``and``, LaTeX spacing; at most
+#: ``_GROUP_GAP`` characters, on one line) are listed side by side: one group.
+_GROUP_GAP = 24
+_GROUP_GAP_RE = re.compile(
+    r"(?:[ \t$,;&~]|\\[,;:! ]|\\q?quad|\\text\s*\{\s*(?:or|and|,)?\s*\}|\bor\b|\band\b)*", re.IGNORECASE
+)
+
+
+def _boxed_answer(text: str, boxes: list[tuple[int, int, str]], parts: int) -> str | None:
+    """The answer held by the last boxes (see :func:`extract_answer`).
+
+    The *final group* is the last box and the boxes listed just before it, separated only by
+    spaces, commas, ``or``/``and`` (``\\boxed{3} or \\boxed{-5}``; not ``\\boxed{1}. Then
+    \\boxed{2}``); repeated boxes count once. A group holding
+    at least ``parts`` answers is the answer as a whole, so guesses boxed side by side make a
+    longer list that matches no reference; a group holding fewer is extended by earlier boxes
+    until it holds ``parts`` (``\\boxed{3}`` ... ``\\boxed{-5}`` for ``3, -5``).
+    """
+    if not boxes[-1][2].strip():
+        return None
+    first = len(boxes) - 1
+    while first > 0:
+        gap = text[boxes[first - 1][1] : boxes[first][0]]
+        if len(gap) > _GROUP_GAP or not _GROUP_GAP_RE.fullmatch(gap) or not boxes[first - 1][2].strip():
+            break
+        first -= 1
+    chosen = [b[2].strip() for b in boxes[first:]]
+    held = sum(count_parts(c) for c in chosen)
+    k = first
+    while held < parts and k > 0:
+        k -= 1
+        content = boxes[k][2].strip()
+        if not content:
+            break
+        chosen.insert(0, content)
+        held += count_parts(content)
+    got, seen = [], set()
+    for content in chosen:
+        key = normalize_answer(content)
+        if key not in seen:
+            seen.add(key)
+            got.append(content)
+    return ", ".join(got)
+
+
 def extract_answer(
     text: str, *, max_chars: int = DEFAULT_MAX_TEXT_CHARS, parts: int = 1, unboxed: str = "off"
 ) -> str | None:
     """The answer a model text commits to, or ``None``.
 
     1. Chat-template tokens (``<|im_end|>``, ``<|eot_id|>``, ``</s>``, ...) end a line.
-    2. The last ``\\boxed{...}``/``\\fbox{...}`` wins (an empty last box means no answer). When
-       the reference holds ``parts`` > 1 answers, the last boxes are joined (``"3, -5"``) until
-       they hold that many parts: ``\\boxed{3}`` and ``\\boxed{-5}`` answer ``3, -5``, and boxes
-       beyond the reference's parts are never read, so boxing several guesses does not pay.
+    2. The last ``\\boxed{...}``/``\\fbox{...}`` wins (an empty last box means no answer), with
+       the boxes listed right before it (``\\boxed{3} or \\boxed{-5}``), joined
+       (``"3, -5"``): boxing several guesses gives a longer list, which does not pay. When the
+       reference holds ``parts`` > 1 answers and that group holds fewer, earlier boxes are
+       joined until it holds that many (``\\boxed{3}`` ... ``\\boxed{-5}`` answer ``3, -5``)
+       (:func:`_boxed_answer`).
     3. Without a box, ``\\boxed 5``; without that, a final-answer phrase ("The final answer is
        $5$. I hope it is correct.", "Final answer: 5") on the last line that has one, up to the
        end of its sentence (:func:`_phrase_answer`).
@@ -269,19 +333,7 @@ def extract_answer(
         text = _CHAT_TOKEN_RE.sub("\n", text)
     boxes = find_boxed(text)
     if boxes:
-        last = boxes[-1][2].strip()
-        if parts <= 1 or not last:
-            return last or None
-        got, held = [], 0
-        for _start, _end, content in reversed(boxes):
-            content = content.strip()
-            if not content:
-                break
-            got.append(content)
-            held += count_parts(content)
-            if held >= parts:
-                break
-        return ", ".join(reversed(got))
+        return _boxed_answer(text, boxes, parts)
     m = None
     for m in _BOX_SPACE_RE.finditer(text):
         pass
@@ -670,7 +722,8 @@ class MathVerifier:
             user + system time, counted by the kernel from the moment the worker reads the
             answer; start-up and warm-up are not counted, and other processes' load cannot use
             it up). An answer that overruns is judged wrong with ``reason="timeout"``; its
-            worker is killed and replaced by one that is warm before it takes work.
+            worker stops it and goes on, or (stuck in C code) is ended at 1.5 × timeout + 0.5
+            CPU seconds and replaced by one that is warm before it takes work.
         wall_timeout: wall-clock safety net per answer, for a worker that is not scheduled at
             all (a stopped process, a machine swapping); default ``20 * timeout + 10`` s, far
             above what any load makes of the CPU budget. Also ``"timeout"`` when hit.
@@ -968,8 +1021,8 @@ class MathVerifier:
                                 f"verifier worker exited during start-up (exit code {w.popen.poll()}); "
                                 f"check that `{sys.executable} -c 'import math_verify'` works"
                             )
-                        if w.state == "busy" and w.exit_code() == -signal.SIGPROF:
-                            # The kernel ended it: this answer used up its CPU budget.
+                        if w.state == "busy" and w.exit_code() in (-signal.SIGVTALRM, -signal.SIGPROF):
+                            # The kernel ended it: this answer used up its CPU budget in C code.
                             results[w.task[1]] = (False, "timeout")
                             with self._stats_lock:
                                 self.stats["timeouts"] += 1
@@ -992,6 +1045,9 @@ class MathVerifier:
                             w.state = "idle"
                         elif w.state == "busy" and msg.get("id") == w.task[0]:
                             results[w.task[1]] = (bool(msg.get("ok")), str(msg.get("reason", "parse-error")))
+                            if results[w.task[1]][1] == "timeout":  # the worker stopped itself
+                                with self._stats_lock:
+                                    self.stats["timeouts"] += 1
                             w.state, w.task = "idle", None
                 # 4. Deadlines.
                 now = time.monotonic()

@@ -1,0 +1,159 @@
+"""Verifier agreement with hand labels: MathVerifier against math-verify called directly.
+
+The labelled set is ``tests/data/verifier_cases.jsonl``: our own cases (none copied from another
+project's tests), one class each, covering every class of miss that issue 13 found against
+other graders' test suites (multi-box references, answers boxed part by part, final-answer
+sentences, chat-template tokens, trailing ``\\\\``/``.`` in references, ``\\mathrm{e}``, unboxed
+text, numeric tolerance), the deliberate choices (ordered tuples, relations, degrees) and
+ordinary equivalences and near misses. ``label`` says whether the answer the text commits to
+equals the reference; a case with ``rel_tol`` is labelled at that relative tolerance.
+
+Systems:
+
+* ``thinksolve``: ``MathVerifier()`` as the environment uses it (``rel_tol`` set from the case
+  when it has one; ``unboxed="off"``).
+* ``thinksolve unboxed=last``: the same with ``unboxed="last"`` (reads unboxed text).
+* ``math-verify``: ``verify(parse(gold), parse(text))`` with math-verify's default configs, the
+  gold being the reference itself when it holds a ``\\boxed{}``, else ``"$" + reference + "$"``
+  (math-verify has no relative tolerance, so ``rel_tol`` does not apply to it).
+
+Prints the per-class table and every disagreement with the labels, with the reason, and writes
+``benchmarks/results/verifier_agreement.{json,md}``.
+
+Usage::
+
+    python benchmarks/verifier_agreement.py [--cases tests/data/verifier_cases.jsonl]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks._results import write_results  # noqa: E402
+from thinksolve_env.verifier import MathVerifier  # noqa: E402
+
+DEFAULT_CASES = ROOT / "tests" / "data" / "verifier_cases.jsonl"
+SYSTEMS = ("thinksolve", "thinksolve unboxed=last", "math-verify")
+
+#: Why a system disagrees with a label on purpose (class → system → reason); see README.
+JUSTIFIED = {
+    "unboxed": {
+        "thinksolve": "by design: text with neither a box nor a final-answer phrase gives no answer "
+                      "(the prompt asks for a box); unboxed='last' reads it",
+    },
+    "numeric-tolerance": {
+        "math-verify": "math-verify has no relative tolerance (only float_rounding); the cases are labelled at rel_tol=1e-3",
+    },
+}
+
+
+def load_cases(path: Path) -> list[dict]:
+    cases = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            c = json.loads(line)
+            missing = {"id", "class", "text", "reference", "label"} - set(c)
+            if missing:
+                raise ValueError(f"{path}:{n}: case lacks {', '.join(sorted(missing))}")
+            cases.append(c)
+    return cases
+
+
+def run_thinksolve(cases: list[dict], **options) -> list[dict]:
+    """Verdicts of MathVerifier; cases with ``rel_tol`` go to a verifier with that tolerance."""
+    out: list[dict | None] = [None] * len(cases)
+    by_tol: dict = OrderedDict()
+    for i, c in enumerate(cases):
+        by_tol.setdefault(c.get("rel_tol"), []).append(i)
+    for tol, idx in by_tol.items():
+        with MathVerifier(rel_tol=tol, **options) as v:
+            for i, r in zip(idx, v.verify_batch([(cases[i]["text"], cases[i]["reference"]) for i in idx])):
+                out[i] = {"correct": r.correct, "detail": f"{r.reason}, extracted {r.extracted!r}"}
+    return out  # type: ignore[return-value]
+
+
+def run_math_verify(cases: list[dict]) -> list[dict]:
+    from math_verify import parse, verify
+
+    logging.getLogger("math_verify").setLevel(logging.CRITICAL)
+    out = []
+    for c in cases:
+        ref = c["reference"]
+        gold = parse(ref if "\\boxed" in ref else f"${ref}$")
+        pred = parse(c["text"])
+        try:
+            ok = bool(verify(gold, pred))
+        except Exception as e:  # noqa: BLE001 - report, do not stop
+            ok, pred = False, f"error {type(e).__name__}"
+        out.append({"correct": ok, "detail": f"gold {gold!r}, pred {pred!r}"[:160]})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--cases", type=Path, default=DEFAULT_CASES)
+    ap.add_argument("--no-write", action="store_true", help="print only")
+    args = ap.parse_args(argv)
+    cases = load_cases(args.cases)
+    t0 = time.perf_counter()
+    verdicts = {
+        "thinksolve": run_thinksolve(cases),
+        "thinksolve unboxed=last": run_thinksolve(cases, unboxed="last"),
+        "math-verify": run_math_verify(cases),
+    }
+    wall = time.perf_counter() - t0
+
+    classes = list(OrderedDict.fromkeys(c["class"] for c in cases))
+    rows = []
+    for cls in [*classes, "all"]:
+        idx = [i for i, c in enumerate(cases) if cls in ("all", c["class"])]
+        row = {"class": cls, "cases": len(idx)}
+        for s in SYSTEMS:
+            agree = sum(verdicts[s][i]["correct"] == cases[i]["label"] for i in idx)
+            row[s] = f"{agree}/{len(idx)}" if cls != "all" else f"{agree}/{len(idx)} ({100 * agree / len(idx):.1f}%)"
+        rows.append(row)
+    disagreements = []
+    for i, c in enumerate(cases):
+        for s in SYSTEMS:
+            v = verdicts[s][i]
+            if v["correct"] != c["label"]:
+                disagreements.append({
+                    "id": c["id"], "system": s, "label": c["label"], "verdict": v["correct"],
+                    "detail": v["detail"], "justified": JUSTIFIED.get(c["class"], {}).get(s, ""),
+                })
+    pairwise = sum(verdicts["thinksolve"][i]["correct"] == verdicts["math-verify"][i]["correct"] for i in range(len(cases)))
+
+    columns = ["class", "cases", *SYSTEMS]
+    lines = ["Disagreements with the labels:"]
+    for d in disagreements:
+        lines.append(f"- `{d['id']}` {d['system']}: said {d['verdict']} ({d['detail']})"
+                     + (f"; justified: {d['justified']}" if d["justified"] else ""))
+    notes = (f"{len(cases)} hand-labelled cases in `{args.cases.relative_to(ROOT) if args.cases.is_relative_to(ROOT) else args.cases}`; "
+             f"thinksolve and math-verify give the same verdict on {pairwise}/{len(cases)}. "
+             f"Wall time {wall:.1f} s.\n\n" + "\n".join(lines))
+    if args.no_write:
+        from benchmarks._results import markdown_table
+
+        table = markdown_table(columns, rows)
+    else:
+        table = write_results("verifier_agreement", columns, rows, notes=notes,
+                              extra={"disagreements": disagreements, "same_verdict": pairwise})
+    print(table)
+    print()
+    print(notes)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
