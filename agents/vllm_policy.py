@@ -15,8 +15,29 @@ which is the convention of :class:`TransformersPolicy`. With ``top_p < 1`` vLLM 
 log-prob under the nucleus-renormalized distribution instead; recompute with the trainable
 policy's ``logprobs()`` when the exact untruncated value is needed.
 
-Seeds: each prompt gets its own vLLM seed derived from ``(seed, row)``, so the same seed and the
-same batch give the same samples.
+Seeds ("same seed, same samples"): each prompt gets its own vLLM seed derived from ``(seed,
+row)``, so vLLM samples it from a per-request generator: the same seed and the same prompts give
+the same samples however the scheduler splits the batch (a row's samples do not depend on the
+rows around it, up to floating-point differences of batched logits). On CPU this needs chunked
+prefill off: with chunked prefill a prompt that does not fit the scheduler's token budget
+(``max_num_batched_tokens``) is prefilled in pieces, vLLM samples and discards a token after each
+piece and then rewinds the request's generator by its offset, which CPU generators do not have
+(``RuntimeError: CPU Generator does not use offset``). So on CPU the engine defaults to
+``enable_chunked_prefill=False`` with ``max_num_batched_tokens = max(4096, max_model_len)``
+(every prompt fits one scheduler step; a batch larger than the budget is run over several
+steps, each prompt prefilled whole), and a smaller explicit budget than ``max_model_len`` is an
+error. Passing ``enable_chunked_prefill=True`` on CPU drops the per-request seeds (the
+engine-level ``seed`` alone drives sampling, so samples then depend on the engine's history and
+are *not* reproducible per call: :attr:`VLLMPolicy.seeded` is False). GPUs keep vLLM's defaults
+(CUDA generators can rewind).
+
+Prefix cache: on (``enable_prefix_caching=True``), with 32-token blocks on CPU (vLLM's CPU
+default is 128, longer than most arithmetic prompts), so identical prompts in one call (tree
+rollouts: K answers per thought) and shared system prompts reuse the KV cache of the first
+copy. Each call records ``last_cached_tokens`` (vLLM's per-request ``num_cached_tokens``) and
+adds to :attr:`VLLMPolicy.prefix_cache` (``prompt_tokens``, ``cached_tokens``);
+:meth:`VLLMPolicy.prefix_cache_metrics` reads vLLM's own counters (``vllm:prefix_cache_queries``
+/ ``vllm:prefix_cache_hits``; they need ``disable_log_stats=False``).
 
 Weight sync uses the engine workers' in-place ``reload_weights`` (checkpoint-format names in;
 vLLM fuses and repacks them), then resets the prefix cache. It is tested with the engine
@@ -26,6 +47,7 @@ in-process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``, as the tests and CPU runs use)
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Sequence
@@ -34,7 +56,7 @@ from .base import Completion, Messages, validate_generate_args
 from .models import ensure_chat_template, model_path
 from .transformers_policy import annotate, encode_chat, prompt_budget
 
-__all__ = ["VLLMPolicy", "vllm_available", "VLLM_MISSING"]
+__all__ = ["VLLMPolicy", "vllm_available", "VLLM_MISSING", "engine_arguments"]
 
 VLLM_MISSING = (
     "vLLM is not installed in this Python environment; build the vLLM virtualenv with "
@@ -47,6 +69,45 @@ def vllm_available() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("vllm") is not None
+
+
+def _on_cpu() -> bool:
+    from vllm.platforms import current_platform
+
+    return bool(current_platform.is_cpu())
+
+
+#: vLLM's default scheduler token budget for ``vllm.LLM`` on CPU (vllm 0.32).
+CPU_TOKEN_BUDGET = 4096
+
+
+def engine_arguments(engine_kwargs: dict, *, max_model_len: int, on_cpu: bool) -> tuple[dict, bool]:
+    """The ``vllm.LLM`` arguments :class:`VLLMPolicy` adds to the caller's, and whether requests
+    get their own seeds (see the module docstring).
+
+    Everywhere: ``enable_prefix_caching=True``. On CPU: ``block_size=32``; unless the caller asks
+    for chunked prefill, ``enable_chunked_prefill=False`` and ``max_num_batched_tokens =
+    max(4096, max_model_len)`` (a smaller explicit budget is a ``ValueError``, since a prompt
+    must then fit one scheduler step); with chunked prefill on, no per-request seeds.
+    """
+    kw = dict(engine_kwargs)
+    kw.setdefault("enable_prefix_caching", True)
+    if not on_cpu:
+        return kw, True
+    kw.setdefault("block_size", 32)
+    if kw.get("enable_chunked_prefill"):
+        return kw, False
+    kw["enable_chunked_prefill"] = False
+    budget = kw.get("max_num_batched_tokens")
+    if budget is None:
+        kw["max_num_batched_tokens"] = max(CPU_TOKEN_BUDGET, int(max_model_len))
+    elif int(budget) < int(max_model_len):
+        raise ValueError(
+            f"max_num_batched_tokens={budget} is smaller than max_model_len={max_model_len}: on CPU, VLLMPolicy runs "
+            "vLLM with chunked prefill off (seeded sampling cannot survive a prompt prefilled in pieces), so every "
+            f"prompt must fit one scheduler step; allowed max_num_batched_tokens >= {max_model_len} (or lower "
+            "max_model_len, or pass enable_chunked_prefill=True and give up per-request seeds)")
+    return kw, True
 
 
 def _row_seed(seed: int, row: int) -> int:
@@ -63,8 +124,18 @@ class VLLMPolicy:
         dtype: engine precision (default ``"float32"``, to match a CPU-trained policy).
         max_model_len: context length (default: the model's, capped at 4096).
         kv_cache_gb: on CPU, GiB reserved for the KV cache (``VLLM_CPU_KVCACHE_SPACE``; default 1).
-        engine_kwargs: passed to ``vllm.LLM`` (e.g. ``gpu_memory_utilization``).
+        engine_kwargs: passed to ``vllm.LLM`` (e.g. ``gpu_memory_utilization``,
+            ``max_num_batched_tokens``, ``max_num_seqs``), after :func:`engine_arguments` adds the
+            defaults above (prefix caching; on CPU chunked prefill off and 32-token blocks).
+
+    Attributes:
+        seeded: whether each request gets its own seed (``False`` only on CPU with chunked
+            prefill forced on; then the same seed does not give the same samples).
+        prefix_cache: running ``prompt_tokens`` / ``cached_tokens`` (served from the prefix
+            cache) over all ``generate`` calls; ``last_cached_tokens`` per row of the last call.
     """
+
+    _live = 0  # engines built and not yet closed, in this process
 
     def __init__(
         self,
@@ -95,6 +166,11 @@ class VLLMPolicy:
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(int(kv_cache_gb)))
         self.seed = int(seed)
         self._calls = 0
+        on_cpu = _on_cpu()
+        engine_kwargs, self.seeded = engine_arguments(engine_kwargs, max_model_len=self.max_context, on_cpu=on_cpu)
+        self.engine_kwargs = dict(engine_kwargs)
+        self.prefix_cache = {"prompt_tokens": 0, "cached_tokens": 0}
+        self.last_cached_tokens: list[int] = []
         self.llm = vllm.LLM(
             model=self.path,
             tokenizer=self.path,
@@ -105,6 +181,7 @@ class VLLMPolicy:
             logprobs_mode="processed_logprobs",
             **engine_kwargs,
         )
+        VLLMPolicy._live += 1
         eos: set[int] = set()
         for src in (getattr(config, "eos_token_id", None), self.tokenizer.eos_token_id):
             if src is not None:
@@ -127,11 +204,19 @@ class VLLMPolicy:
     def from_policy(cls, policy, *, seed: int = 0, directory: str | os.PathLike | None = None, **kwargs) -> "VLLMPolicy":
         """An engine holding a :class:`TransformersPolicy`'s current weights (saved to
         ``directory``, default a temporary one) for fast rollouts."""
+        owned = directory is None
         directory = Path(directory or tempfile.mkdtemp(prefix="thinksolve-vllm-"))
         policy.save_pretrained(directory)
         kwargs.setdefault("name", f"vllm:{policy.name}")
         kwargs.setdefault("max_model_len", min(policy.max_context, 4096))
-        return cls(str(directory), seed=seed, **kwargs)
+        try:
+            engine = cls(str(directory), seed=seed, **kwargs)
+        except BaseException:
+            if owned:
+                shutil.rmtree(directory, ignore_errors=True)
+            raise
+        engine._owned_dir = directory if owned else None  # the temporary copy goes with close()
+        return engine
 
     # ---------------------------------------------------------------- sampling
 
@@ -147,6 +232,8 @@ class VLLMPolicy:
         from vllm import SamplingParams
 
         validate_generate_args(prompts, max_new_tokens, temperature, top_p)
+        if self.llm is None:
+            raise RuntimeError(f"{self!r} is closed (close() shut its engine down); build a new VLLMPolicy")
         if seed is None:
             seed = _row_seed(self.seed, 10_000_000 + self._calls)  # a fresh, reproducible stream per call
         self._calls += 1
@@ -160,7 +247,7 @@ class VLLMPolicy:
                 max_tokens=max(1, min(max_new_tokens, self.max_context - len(ids))),
                 temperature=float(temperature),
                 top_p=float(top_p) if temperature > 0 else 1.0,
-                seed=_row_seed(seed, i),
+                seed=_row_seed(seed, i) if self.seeded else None,
                 logprobs=0,
                 stop_token_ids=self.eos_token_ids,
                 skip_special_tokens=True,
@@ -170,6 +257,9 @@ class VLLMPolicy:
         ]
         outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in encoded], params, use_tqdm=False)
         eos = set(self.eos_token_ids)
+        self.last_cached_tokens = [int(getattr(out, "num_cached_tokens", 0) or 0) for out in outputs]
+        self.prefix_cache["prompt_tokens"] += sum(map(len, encoded))
+        self.prefix_cache["cached_tokens"] += sum(self.last_cached_tokens)
         completions = []
         for ids, out in zip(encoded, outputs):
             o = out.outputs[0]
@@ -186,6 +276,20 @@ class VLLMPolicy:
             annotate(c, temperature=float(temperature) if temperature > 0 else 1.0, prompt_token_ids=ids)
             completions.append(c)
         return completions
+
+    def prefix_cache_metrics(self) -> dict[str, float]:
+        """vLLM's own prefix-cache counters, ``{"queries", "hits"}`` in tokens since the engine
+        started (``LLM.get_metrics()``; empty unless the engine runs with
+        ``disable_log_stats=False``)."""
+        out: dict[str, float] = {}
+        try:
+            metrics = self.llm.get_metrics()
+        except Exception:  # pragma: no cover - stats logging off
+            return out
+        for m in metrics:
+            if m.name in ("vllm:prefix_cache_queries", "vllm:prefix_cache_hits"):
+                out[m.name.rsplit("_", 1)[-1]] = float(getattr(m, "value", 0) or 0)
+        return out
 
     # ---------------------------------------------------------------- weights
 
@@ -208,13 +312,31 @@ class VLLMPolicy:
         return len(weights)
 
     def close(self) -> None:
-        """Shut the engine down and free its memory."""
+        """Shut the engine down and free its memory (and the temporary weights copy of
+        :meth:`from_policy`).
+
+        An in-process engine (``VLLM_ENABLE_V1_MULTIPROCESSING=0``) shares vLLM's process-wide
+        distributed state with the other in-process engines, and shutting one down tears that
+        down for all; so while others are alive, closing one only drops it (its memory goes
+        with the garbage collector), and the last one shuts the state down."""
         llm = getattr(self, "llm", None)
         self.llm = None
+        owned = getattr(self, "_owned_dir", None)
+        if owned is not None:
+            shutil.rmtree(owned, ignore_errors=True)
+            self._owned_dir = None
         if llm is None:
             return
+        VLLMPolicy._live -= 1
+        in_process = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING", "1") == "0"
         engine = getattr(llm, "llm_engine", None)
         shutdown = getattr(engine, "shutdown", None) or getattr(getattr(engine, "engine_core", None), "shutdown", None)
+        if in_process and VLLMPolicy._live > 0:
+            # collecting the in-process client would run its shutdown finalizer: detach it
+            finalizer = getattr(getattr(engine, "engine_core", None), "_finalizer", None)
+            if finalizer is not None:
+                finalizer.detach()
+            shutdown = None
         if callable(shutdown):
             try:
                 shutdown()

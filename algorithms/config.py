@@ -95,6 +95,7 @@ PROMPT_SETS: dict[str, dict[str, str]] = {
     "default": {},
     "compact": {
         "thinker_system": "Thinker: list the intermediate results, no final answer.",
+        "thinker_briefing_user": "{problem}\nNotes: {briefing}",
         "solver_system": "Solver: use the thought; answer in \\boxed{}.",
         "solver_user": "{problem}\nThought: {thought}",
         "solo_system": "Solver: answer in \\boxed{}.",

@@ -35,9 +35,90 @@ def pair():
     from agents import TransformersPolicy, VLLMPolicy
 
     hf = TransformersPolicy.from_pretrained("tiny", seed=0)
-    engine = VLLMPolicy.from_policy(hf, seed=0)
+    # a small scheduler token budget, so a few dozen prompts already span several scheduler steps;
+    # vLLM's own prefix-cache counters on (disable_log_stats=False)
+    engine = VLLMPolicy.from_policy(hf, seed=0, max_model_len=BUDGET, max_num_batched_tokens=BUDGET,
+                                    disable_log_stats=False)
     yield hf, engine
     engine.close()
+
+
+BUDGET = 256
+#: 48 prompts of 50-90 tokens: about 3,300 prompt tokens, 13 times the scheduler's budget.
+MANY = [
+    [{"role": "system", "content": "Solver: use the thought; answer in \\boxed{}."},
+     {"role": "user", "content": f"What is {i} + {3 * i}?\nThought: add {i} and {3 * i} carefully." + " Check." * (i % 7)}]
+    for i in range(48)
+]
+
+
+def _prompt_tokens(engine, prompts):
+    from agents.transformers_policy import encode_chat
+
+    return sum(len(encode_chat(engine.tokenizer, p, BUDGET - 8, max_context=engine.max_context, name=engine.name))
+               for p in prompts)
+
+
+def test_seeded_sampling_survives_a_batch_larger_than_the_token_budget(pair):
+    # vLLM 0.32 with its CPU defaults (chunked prefill) crashed here: "CPU Generator does not use offset"
+    hf, engine = pair
+    assert engine.seeded and engine.engine_kwargs["enable_chunked_prefill"] is False
+    assert _prompt_tokens(engine, MANY) > 10 * BUDGET
+    a = engine.generate(MANY, max_new_tokens=8, temperature=1.0, seed=21)
+    b = engine.generate(MANY, max_new_tokens=8, temperature=1.0, seed=21)
+    assert [x.token_ids for x in a] == [x.token_ids for x in b]
+    # a row's samples do not depend on how the scheduler splits the batch: the first 5 rows alone
+    # (one scheduler step) give the same tokens as inside the 48-row call
+    head = engine.generate(MANY[:5], max_new_tokens=8, temperature=1.0, seed=21)
+    assert [x.token_ids for x in head] == [x.token_ids for x in a[:5]]
+    with torch.no_grad():
+        lp = hf.logprobs(MANY, a)
+    assert max((p - torch.tensor(c.logprobs)).abs().max().item() for p, c in zip(lp, a)) < 1e-4
+
+
+def test_identical_prompts_give_different_samples_and_hit_the_prefix_cache(pair):
+    # tree rollouts: K copies of each joint prompt in one Solver call
+    _, engine = pair
+    K = 4
+    prompts = [p for p in MANY[40:43] for _ in range(K)]
+    before = engine.prefix_cache_metrics()
+    engine.llm.reset_prefix_cache()
+    comps = engine.generate(prompts, max_new_tokens=10, temperature=1.0, seed=5)
+    after = engine.prefix_cache_metrics()
+    for j in range(3):
+        siblings = [tuple(c.token_ids) for c in comps[j * K:(j + 1) * K]]
+        assert len(set(siblings)) == K, siblings  # K different answers to one prompt
+    cached = engine.last_cached_tokens
+    assert len(cached) == len(prompts)
+    block = engine.engine_kwargs["block_size"]
+    for j in range(3):
+        first, rest = cached[j * K], cached[j * K + 1:(j + 1) * K]
+        n = len(comps[j * K].prompt_token_ids)
+        assert first == 0  # the first copy computes the prompt (the cache was just reset)
+        assert all(r == (n - 1) // block * block for r in rest), (n, rest)  # the others reuse its full blocks
+    assert after["hits"] - before.get("hits", 0) == sum(cached) > 0
+    assert after["queries"] > before.get("queries", 0)
+    assert engine.prefix_cache["cached_tokens"] >= sum(cached)
+
+
+def test_a_closed_engine_says_so():
+    from agents import TransformersPolicy, VLLMPolicy
+
+    engine = VLLMPolicy.from_policy(TransformersPolicy.from_pretrained("tiny", seed=0), seed=0, max_model_len=128)
+    directory = engine._owned_dir
+    assert directory.exists()
+    engine.close()
+    assert not directory.exists()  # the temporary weights copy went with the engine
+    with pytest.raises(RuntimeError, match="closed"):
+        engine.generate(PROMPTS, max_new_tokens=2)
+
+
+def test_a_token_budget_below_the_context_is_refused_on_cpu():
+    from agents import TransformersPolicy, VLLMPolicy
+
+    with pytest.raises(ValueError, match="max_num_batched_tokens=64 is smaller than max_model_len=128"):
+        VLLMPolicy.from_policy(TransformersPolicy.from_pretrained("tiny", seed=0), max_model_len=128,
+                               max_num_batched_tokens=64)
 
 
 def test_greedy_text_equals_transformers(pair):
