@@ -148,6 +148,7 @@ def _ckpt_weights(run):
     return load_checkpoint(run / "checkpoint")["weights"]
 
 
+@pytest.mark.slow
 def test_sigterm_exits_143_after_saving_and_resume_alone_equals_the_uninterrupted_run(tmp_path, capsys):
     import torch
 
@@ -171,6 +172,7 @@ def test_sigterm_exits_143_after_saving_and_resume_alone_equals_the_uninterrupte
     assert rows(tmp_path / "whole") == rows(tmp_path / "cut") and len(rows(tmp_path / "cut")) == 4
 
 
+@pytest.mark.slow
 def test_two_trainings_into_one_run_directory_the_second_is_refused(tmp_path, capsys):
     import time
 
