@@ -2,7 +2,7 @@
 # Both set up the virtualenv at .venv first (idempotent; see scripts/bootstrap.sh).
 PY := .venv/bin/python
 
-.PHONY: setup demo test test-main test-vllm bench bench-credit clean
+.PHONY: setup demo test test-main test-vllm bench bench-credit bench-fidelity clean
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -20,7 +20,7 @@ test-main: setup
 
 test-vllm:
 	@bash scripts/vllm_venv.sh
-	VLLM_ENABLE_V1_MULTIPROCESSING=0 .venv-vllm/bin/python -m pytest -q -m vllm tests/test_vllm_policy.py tests/test_vllm_training.py
+	VLLM_ENABLE_V1_MULTIPROCESSING=0 .venv-vllm/bin/python -m pytest -q -m vllm tests/test_vllm_policy.py tests/test_vllm_training.py tests/test_vllm_eval.py
 
 # The performance table (about 3 min on 2 cores): benchmarks/results/performance.{json,md}.
 bench: setup
@@ -32,6 +32,11 @@ bench-credit: setup
 	$(PY) benchmarks/credit_comparison.py --plugin examples/event_both.py --methods shared ccpo-event ccpo-margin ccpo-normalized sepo difference shapley event_both --optimizers gspo reinforce++ --steps 100 --eval-every 25
 	$(PY) benchmarks/credit_comparison.py --plugin examples/event_both.py --methods shared ccpo-event ccpo-margin ccpo-normalized sepo difference shapley event_both --optimizers grpo --steps 100 --eval-every 25 --name credit_comparison_grpo
 	$(PY) benchmarks/credit_comparison.py --preset smollm2-arith --methods shared ccpo-event --optimizers gspo --seeds 0 1 2 --steps 20 --eval-every 10 --eval-data arith:n=100,difficulty=1,split=test --name credit_comparison_smollm2
+
+# The credit-fidelity lab of the README: every method x 4 estimators x 5 tabular games against exact
+# ground truth (a few minutes on 2 cores): benchmarks/results/credit_fidelity.{json,md} and _plot.png.
+bench-fidelity: setup
+	$(PY) benchmarks/credit_fidelity.py
 
 clean:
 	rm -rf .venv .venv-vllm .pytest_cache .hypothesis build *.egg-info

@@ -263,8 +263,18 @@ def cmd_eval(args) -> int:
 
         if args.prompts not in PROMPT_SETS:
             return _fail(f"unknown prompt set {args.prompts!r}; choose from {sorted(PROMPT_SETS)}")
+    engine = getattr(args, "engine", "transformers")
+    if engine == "vllm":
+        from agents.vllm_policy import VLLM_MISSING, vllm_available
+
+        if not vllm_available():
+            return _fail(f"--engine vllm: {VLLM_MISSING}")
+        from .evaluate import rollout_team
+
+        team = rollout_team(team, "vllm", seed=args.seed)
     results = {}
-    print(f"evaluating {args.model} at temperature {temperature}, {args.samples} sample(s) per problem")
+    print(f"evaluating {args.model} at temperature {temperature}, {args.samples} sample(s) per problem"
+          + (f", on {engine}" if engine != "transformers" else ""))
     for f in files:
         try:
             r = evaluate(team, f, samples=args.samples, temperature=temperature, seed=args.seed, remove=args.remove,
@@ -273,6 +283,9 @@ def cmd_eval(args) -> int:
         except (OSError, ValueError) as e:
             return _fail(f"{f}: {e}")
         results[f] = r
+    if engine == "vllm":
+        for p in {id(p): p for p in team.values()}.values():
+            p.close()
     print()
     if args.remove is None:
         _table_header("dataset")
@@ -393,6 +406,7 @@ BENCHMARKS = {
     "verifier": "verifier_speed.py",
     "generation": "generation_speed.py",
     "demo": "demo_seeds.py",
+    "fidelity": "credit_fidelity.py",
 }
 BENCH_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -454,6 +468,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--max-new-tokens", type=int, help="generation budget per role (default: the run's, else 1024)")
     ev.add_argument("--prompts", help="prompt set: default or compact (default: the run's, else default)")
     ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--engine", choices=["transformers", "vllm"], default="transformers",
+                    help="generation engine (vllm: run it from .venv-vllm or a GPU install; default transformers)")
     ev.add_argument("--out", help="JSON file for the results (default: RUN/eval.json for a run directory)")
     ev.set_defaults(func=cmd_eval)
 

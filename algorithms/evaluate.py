@@ -104,3 +104,32 @@ def eval_progress(prefix: str = "eval", out=None):
 def _clock(seconds: float) -> str:
     seconds = int(round(seconds))
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+#: Generation engines for evaluation (``thinksolve eval --engine``), as for training rollouts.
+ENGINES = ("transformers", "vllm")
+
+
+def rollout_team(team: dict, engine: str = "transformers", *, seed: int = 0, **engine_kwargs) -> dict:
+    """``team`` (agent → policy) generating on ``engine``: ``transformers`` keeps the policies;
+    ``vllm`` serves each distinct trainable policy from one :class:`~agents.vllm_policy.VLLMPolicy`
+    holding its current weights (``engine_kwargs`` go to ``vllm.LLM``; close the engines when
+    done). Evaluation is almost all generation, so this is where vLLM pays off most."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
+    if engine == "transformers":
+        return dict(team)
+    from agents.vllm_policy import VLLMPolicy
+
+    out: dict = {}
+    for agent, policy in team.items():
+        same = [a for a in out if team[a] is policy]
+        if same:
+            out[agent] = out[same[0]]
+        elif isinstance(policy, VLLMPolicy):
+            out[agent] = policy
+        elif hasattr(policy, "save_pretrained"):
+            out[agent] = VLLMPolicy.from_policy(policy, seed=seed, **engine_kwargs)
+        else:
+            raise ValueError(f"{agent}: {type(policy).__name__} cannot be served by vLLM (it has no weights to load)")
+    return out

@@ -1,0 +1,77 @@
+"""``thinksolve eval --engine vllm``: evaluation generating on vLLM (the vLLM virtualenv), and the
+error where vLLM is not installed (the main virtualenv)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # engine in-process under pytest
+
+import pytest
+
+from agents.vllm_policy import VLLM_MISSING, vllm_available
+
+DATA = "arith:n=6,difficulty=1"
+
+
+@pytest.mark.skipif(vllm_available(), reason="checks the message where vLLM is missing")
+def test_engine_vllm_without_vllm_is_a_clear_error(capsys):
+    from algorithms.cli import main
+
+    assert main(["eval", "--model", "tiny", "--data", DATA, "--engine", "vllm", "--max-new-tokens", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "--engine vllm" in err and "vllm_venv.sh" in err
+
+
+def test_unknown_engine_is_refused():
+    from algorithms.evaluate import rollout_team
+
+    with pytest.raises(ValueError, match="engine must be one of"):
+        rollout_team({}, "tensorrt")
+
+
+@pytest.mark.vllm
+@pytest.mark.skipif(not vllm_available(), reason=VLLM_MISSING)
+def test_greedy_team_on_vllm_equals_the_transformers_team():
+    from agents import TransformersPolicy
+    from algorithms.evaluate import rollout_team
+    from algorithms.rollout import collect_groups
+    from thinksolve_env import load_problems
+
+    policy = TransformersPolicy.from_pretrained("tiny", seed=0)
+    team = {"thinker_0": policy, "solver_0": policy}
+    engines = rollout_team(team, "vllm", max_model_len=256)
+    try:
+        assert engines["thinker_0"] is engines["solver_0"]  # one engine per distinct policy
+        problems = load_problems(DATA)
+        kw = dict(group_size=1, needs={"solo"}, solo_samples=1, temperature=0.0, thinker_max_new_tokens=10,
+                  solver_max_new_tokens=10)
+        a = collect_groups(problems, engines, **kw)
+        b = collect_groups(problems, team, **kw)
+    finally:
+        for e in {id(e): e for e in engines.values()}.values():
+            e.close()
+    for ga, gb in zip(a, b):
+        for ea, eb in zip(ga.episodes, gb.episodes):
+            for role in ("thinker_0", "solver_0"):
+                assert ea.completions[role].token_ids == eb.completions[role].token_ids
+        assert [c.token_ids for c in ga.solo_completions] == [c.token_ids for c in gb.solo_completions]
+
+
+@pytest.mark.vllm
+@pytest.mark.skipif(not vllm_available(), reason=VLLM_MISSING)
+def test_eval_command_with_engine_vllm(tmp_path, capsys):
+    from algorithms.cli import main
+
+    out = tmp_path / "eval.json"
+    args = ["eval", "--model", "tiny", "--data", DATA, "--greedy", "--max-new-tokens", "8", "--out", str(out)]
+    assert main([*args, "--engine", "vllm"]) == 0
+    assert "on vllm" in capsys.readouterr().out
+    on_vllm = json.loads(out.read_text())["results"][DATA]
+    assert main(args) == 0
+    on_hf = json.loads(out.read_text())["results"][DATA]
+    assert on_vllm["problems"] == on_hf["problems"] == 6
+    for key in ("joint_accuracy", "solo_accuracy", "help_rate", "hurt_rate"):
+        assert on_vllm[key] == on_hf[key], key
