@@ -8,7 +8,7 @@ Subcommands:
   for a run directory or a model; writes JSON.
 * ``demo`` — the main job (``make demo``): warm-start the ``tiny`` model, evaluate, train
   ``tiny-arith`` with CCPO, evaluate again, print the before/after table.
-* ``bench`` — ``thinksolve bench credit|performance|env|verifier|generation|demo [args]`` runs the
+* ``bench`` — ``thinksolve bench credit|fidelity|performance|env|verifier|generation|demo [args]`` runs the
   benchmark script of that name from ``benchmarks/`` (results under ``benchmarks/results/``).
 * ``play`` — scripted MATH500 episodes in every removal mode (no model; the env's counterfactuals).
 """
@@ -218,7 +218,7 @@ def cmd_train(args) -> int:
             return _fail(f"cannot resume {out} with --steps {cfg.steps}: its checkpoint is already at step {done}")
     try:
         trainer = Trainer(cfg, resume=args.resume)
-    except (ResumeError, CheckpointError, ConfigError, RunLockedError) as e:
+    except (ResumeError, CheckpointError, ConfigError, RunLockedError, OSError, ImportError, ValueError) as e:
         return _fail(str(e))
     with trainer:
         if trainer.dist.main:
@@ -256,7 +256,7 @@ def cmd_eval(args) -> int:
 
     try:
         team, run_rollout = load_team(args.model, solver_model=args.solver_model, seed=args.seed)
-    except (OSError, ValueError, CheckpointError) as e:  # ConfigError is a ValueError
+    except (OSError, ValueError, ImportError, CheckpointError) as e:  # ConfigError is a ValueError
         return _fail(str(e))
     if args.prompts is not None:
         from .config import PROMPT_SETS
@@ -483,7 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("overrides", nargs="*", metavar="field=value")
     demo.set_defaults(func=cmd_demo)
 
-    bench = sub.add_parser("bench", help="run a benchmark (credit, performance, env, verifier, generation, demo)",
+    bench = sub.add_parser("bench", help="run a benchmark (credit, fidelity, performance, env, verifier, generation, demo)",
                            description="Run benchmarks/<script> with the remaining arguments; results go to "
                                        "benchmarks/results/. `thinksolve bench credit --help` lists a benchmark's options.")
     bench.add_argument("name", choices=sorted(BENCHMARKS), help="; ".join(f"{k}: {v}" for k, v in BENCHMARKS.items()))

@@ -130,6 +130,8 @@ def _describe(missing: Sequence[str]) -> str:
 
 
 def _has(groups: Sequence[Any], need: str) -> bool:
+    if need in _NEED_ARRAYS and _precomputed(groups, _NEED_ARRAYS[need]) is not None:
+        return True
     if need == SOLO:
         return all(getattr(g, "solo_rewards", None) is not None and len(g.solo_rewards) > 0 for g in groups)
     if need == NO_SOLVER:
@@ -162,7 +164,8 @@ class CreditMethod:
         raise NotImplementedError
 
     def __call__(self, groups: Iterable[Any]) -> dict[str, np.ndarray]:
-        groups = list(groups)
+        if getattr(groups, "arrays", None) is None:  # an array-backed batch keeps its arrays
+            groups = list(groups)
         if not groups:
             raise ValueError(f"credit method {self.name!r} got no episode groups")
         missing = [n for n in sorted(self.requires) if not _has(groups, n)]
@@ -204,25 +207,50 @@ def _check_output(name: str, out: Any, n: int) -> dict[str, np.ndarray]:
 
 
 # --------------------------------------------------------------------------- array helpers
+#
+# Fast path: a groups object with an ``arrays`` dict (e.g. a list subclass such as the
+# credit-fidelity lab's array-backed batches) may carry the helpers' results precomputed, under
+# the helper's name (``joint_rewards``, ``group_index``, ``solo_baselines``, ``paired_solo_rewards``,
+# ``no_solver_rewards``, ``thought_ids``); a helper then returns a copy of that array instead of
+# reading the episodes (``thought_values`` and ``role_units`` follow). Without ``arrays`` (every
+# batch collect_groups makes) nothing changes.
+
+#: The precomputed array that shows a counterfactual was collected (for the ``requires`` check).
+_NEED_ARRAYS = {"solo": "solo_baselines", "no_solver": "no_solver_rewards"}
+
+
+def _precomputed(groups: Any, key: str) -> np.ndarray | None:
+    arrays = getattr(groups, "arrays", None)
+    if not arrays or arrays.get(key) is None:
+        return None
+    return np.array(arrays[key], copy=True)
 
 
 def joint_rewards(groups: Sequence[Any]) -> np.ndarray:
     """R_joint of every joint episode, in the order of the groups and their episodes."""
+    if (pre := _precomputed(groups, "joint_rewards")) is not None:
+        return pre
     return np.array([float(e.reward) for g in groups for e in g.episodes], dtype=np.float64)
 
 
 def group_index(groups: Sequence[Any]) -> np.ndarray:
     """The group number of every joint episode (the ``index`` the estimators take)."""
+    if (pre := _precomputed(groups, "group_index")) is not None:
+        return pre
     return np.array([i for i, g in enumerate(groups) for _ in g.episodes], dtype=np.int64)
 
 
 def solo_baselines(groups: Sequence[Any]) -> np.ndarray:
     """b(x) = mean of the problem's m solo rewards R_¬T, repeated for each joint episode."""
+    if (pre := _precomputed(groups, "solo_baselines")) is not None:
+        return pre
     return np.array([float(np.mean(g.solo_rewards)) for g in groups for _ in g.episodes], dtype=np.float64)
 
 
 def paired_solo_rewards(groups: Sequence[Any]) -> np.ndarray:
     """Joint episode k paired with solo sample k of its problem (k mod m when m < n)."""
+    if (pre := _precomputed(groups, "paired_solo_rewards")) is not None:
+        return pre
     out = []
     for g in groups:
         solo = np.asarray(g.solo_rewards, dtype=np.float64)
@@ -232,6 +260,8 @@ def paired_solo_rewards(groups: Sequence[Any]) -> np.ndarray:
 
 def no_solver_rewards(groups: Sequence[Any]) -> np.ndarray:
     """R_¬S of every joint episode (its thought verified on its own)."""
+    if (pre := _precomputed(groups, "no_solver_rewards")) is not None:
+        return pre
     return np.array([float(e.no_solver_reward) for g in groups for e in g.episodes], dtype=np.float64)
 
 
@@ -247,6 +277,8 @@ def thought_ids(groups: Sequence[Any]) -> np.ndarray:
     """A batch-wide thought number for every joint episode: siblings (the K answers to one
     thought) share it; different thoughts, also across groups, never do. With one answer per
     thought it is simply the episode's position."""
+    if (pre := _precomputed(groups, "thought_ids")) is not None:
+        return pre
     out, base = [], 0
     for g in groups:
         seen: dict[Any, int] = {}

@@ -1,0 +1,649 @@
+"""Credit fidelity: does a credit method's advantage point the right way? (METHOD.md §9)
+
+The tabular games of :mod:`thinksolve_env.games` give every quantity exactly. This module turns
+their sampled batches into the same :class:`~algorithms.rollout.EpisodeGroup` objects that
+:func:`~algorithms.rollout.collect_groups` makes (thought-major, ``Episode.thought_index``,
+``solo_rewards``, ``no_solver_reward``, SEPO ``ratings`` as numeric pairs), so every built-in and
+registered credit method, and every estimator, runs on them unchanged; then it scores the
+advantages against the exact ones.
+
+Per role the trainer's path is followed: ``rewards = method(groups)``,
+``units = credit.role_units(groups, rewards[role], role, grouping)``,
+``adv = estimator(units.rewards, units.index)``. Thinker units are the sampled thoughts (exact
+target A_T(x, t)), Solver units the joint episodes (exact target A_S(x, t, a)).
+
+Scores (each per sampled batch, then mean and a 95% interval, mean ± 1.96·sd/√batches):
+
+* ``sign_accuracy`` — pairwise, within each problem group: over pairs of units (u, v) with
+  A_u ≠ A_v, the share with sign(â_u − â_v) = sign(A_u − A_v); a tie in â counts one half;
+* ``spearman`` — within each group, the rank correlation of â with A (groups where A is constant
+  are skipped; a constant â scores 0);
+* ``sign_agreement`` — per unit, sign(â) = sign(A) (â = 0 counts one half; A = 0 skipped): unlike
+  the two scores above it sees an estimator's baseline;
+* ``grad_cosine`` — the cosine between the batch's sampled policy gradient
+  Σ_u â_u·∇_θ log π(action_u | obs_u) and the exact gradient ∂J/∂θ of that role.
+
+Within a group, every group-centred estimator (and REINFORCE++'s batch whitening) is an
+increasing affine map of the rewards, so ``sign_accuracy`` and ``spearman`` depend on the credit
+method alone; ``sign_agreement``, the gradient cosine and learning also see the estimator.
+
+Fidelity batches are drawn at random policies (logits ~ N(0, ``policy_scale``²) per batch, one
+draw shared by every method: a paired comparison), so scores do not hinge on one symmetric point.
+
+Learning (:func:`learning_runs`): S seeds at once, each with its own tabular softmax policies
+(uniform at the start), both roles updated every step by θ ← θ + lr·mean_u â_u∇log π; after N
+updates the exact team success and the share of seeds within ``optimum_tol`` of the game's optimum.
+
+Collections are compared at equal Solver generations: ``flat`` n×1 against ``tree`` (n/K)×K.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from agents.tabular import TabularSoftmaxPolicy, softmax
+from thinksolve_env.env import SOLVER, THINKER
+from thinksolve_env.games import TabularGame, exact_values, make_game, sample, sample_ratings
+
+from . import credit as credit_registry
+from . import estimators as estimator_registry
+from .credit.base import NO_SOLVER, RATINGS, SOLO, resolve_grouping, role_units
+from .rollout import Collected, EpisodeGroup
+
+__all__ = [
+    "Collection",
+    "FLAT",
+    "TREE",
+    "MethodSpec",
+    "build_groups",
+    "apply_method",
+    "role_advantages",
+    "pairwise_sign_accuracy",
+    "spearman_rows",
+    "sign_agreement",
+    "cosine",
+    "mean_ci",
+    "wilson_ci",
+    "fidelity_scores",
+    "learning_runs",
+    "GROUP_LOCAL_ESTIMATORS",
+    "PER_GROUP_METHODS",
+    "ARRAY_METHODS",
+    "ArrayGroups",
+    "array_groups",
+    "batch_arrays",
+    "estimate_rows",
+    "real_text_fidelity",
+]
+
+#: Estimators whose output for a group depends on that group's rewards only: called once over
+#: many batches' groups. Any other estimator (REINFORCE++'s batch whitening, ``grpo`` with
+#: ``scale="batch"``, a registered one) is called batch by batch, as the trainer would.
+GROUP_LOCAL_ESTIMATORS = {"grpo": lambda p: p.get("scale", "group") in ("group", "none"), "dr_grpo": None, "rloo": None}
+
+#: Built-in credit methods that are pure per-group functions (called once over many batches'
+#: groups); ``ccpo`` normalized (moving averages per batch) and registered methods are called
+#: batch by batch with one instance per seed.
+PER_GROUP_METHODS = {"shared": None, "ccpo": lambda p: p.get("variant", "event") != "normalized", "sepo": None,
+                     "difference": None, "shapley": None, "tree": None}
+
+
+def _is(table: dict, name: str, params: dict) -> bool:
+    if name not in table:
+        return False
+    test = table[name]
+    return True if test is None else bool(test(params))
+
+
+@dataclass(frozen=True)
+class Collection:
+    """How a problem's Solver answers are spent: ``thoughts`` n × ``answers_per_thought`` K joint
+    answers, plus ``solo_samples`` m Thinker-removed ones when the method needs them."""
+
+    name: str
+    thoughts: int
+    answers_per_thought: int
+    solo_samples: int = 4
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} {self.thoughts}x{self.answers_per_thought}"
+
+    def solver_generations(self, method_requires: Iterable[str]) -> int:
+        """Solver generations per problem: n·K joint answers, m solo answers when ``solo`` is
+        needed, and the n·K·2 SEPO ratings (both raters) when ``ratings`` is (as the credit
+        comparison counts them)."""
+        req = set(method_requires)
+        nk = self.thoughts * self.answers_per_thought
+        return nk + (self.solo_samples if SOLO in req else 0) + (2 * nk if RATINGS in req else 0)
+
+
+FLAT = Collection("flat", 8, 1)
+TREE = Collection("tree", 4, 2)
+
+
+@dataclass
+class MethodSpec:
+    """A benchmark method: its label, the registered credit name and parameters."""
+
+    label: str
+    name: str
+    params: dict = field(default_factory=dict)
+
+    def make(self):
+        return credit_registry.get(self.name, **self.params)
+
+    @property
+    def builtin(self) -> bool:
+        """Registered by :mod:`algorithms.credit` itself (not replaced by a plugin)."""
+        entry = getattr(credit_registry, "_REGISTRY", {}).get(self.name)
+        return entry is not None and getattr(entry[0], "__module__", "").startswith("algorithms.credit.")
+
+    @property
+    def per_group(self) -> bool:
+        return self.builtin and _is(PER_GROUP_METHODS, self.name, self.params)
+
+    @property
+    def arrays_ok(self) -> bool:
+        """Runs on array-backed batches (:data:`ARRAY_METHODS`, unreplaced built-ins)."""
+        return self.builtin and self.name in ARRAY_METHODS
+
+
+#: Built-in methods whose ``compute`` reads the groups only through the array helpers of
+#: :mod:`algorithms.credit.base`: they run on array-backed batches (:class:`ArrayGroups`).
+#: SEPO reads ``Episode.ratings`` and registered methods may read anything: real groups.
+ARRAY_METHODS = frozenset({"shared", "ccpo", "difference", "shapley", "tree"})
+
+
+# --------------------------------------------------------------------------- groups from a game
+
+
+class _Placeholder:
+    """A group of an array-backed batch: only its size is known (reading an episode fails)."""
+
+    __slots__ = ("episodes",)
+
+    def __init__(self, size: int) -> None:
+        self.episodes = range(size)
+
+
+class ArrayGroups(Collected):
+    """An array-backed batch: ``arrays`` holds the credit helpers' results precomputed (see
+    :mod:`algorithms.credit.base`), the items are real :class:`EpisodeGroup` objects or size-only
+    placeholders. All groups have n thoughts × K answers. Slicing keeps the arrays."""
+
+    def __init__(self, items, arrays: dict, thoughts: int, answers_per_thought: int) -> None:
+        super().__init__(items)
+        self.arrays, self.n, self.K = arrays, thoughts, answers_per_thought
+        self.budget = {}
+
+    def __getitem__(self, key):
+        if not isinstance(key, slice):
+            return super().__getitem__(key)
+        start, stop, step = key.indices(len(self))
+        if step != 1:
+            raise ValueError("an array-backed batch slices with step 1 only")
+        nk, n = self.n * self.K, self.n
+        arrays = {}
+        for k, v in self.arrays.items():
+            v = v[start * nk:stop * nk]
+            if k == "group_index":
+                v = v - start
+            elif k == "thought_ids":
+                v = v - start * n
+            arrays[k] = v
+        return ArrayGroups(list.__getitem__(self, key), arrays, n, self.K)
+
+
+def batch_arrays(batch) -> dict:
+    """The credit helpers' arrays for a :class:`~thinksolve_env.games.GameBatch` (flat episode
+    order: group-major, thought-major), as the plain helpers would compute them from
+    :func:`build_groups`'s groups."""
+    G, n, K = batch.shape
+    nk = n * K
+    arrays = {
+        "joint_rewards": batch.reward.reshape(-1).astype(np.float64),
+        "group_index": np.repeat(np.arange(G, dtype=np.int64), nk),
+        "no_solver_rewards": np.repeat(batch.no_solver_reward, K, axis=1).reshape(-1).astype(np.float64),
+        "thought_ids": np.repeat(np.arange(G * n, dtype=np.int64), K),
+    }
+    m = batch.solo_reward.shape[1]
+    if m:
+        arrays["solo_baselines"] = np.repeat(batch.solo_reward.mean(axis=1), nk)
+        arrays["paired_solo_rewards"] = batch.solo_reward[:, np.arange(nk) % m].reshape(-1).astype(np.float64)
+    return arrays
+
+
+def array_groups(batch, groups: list | None = None) -> ArrayGroups:
+    """An :class:`ArrayGroups` for ``batch``: over the real ``groups`` (e.g. :func:`build_groups`'s),
+    or over size-only placeholders (fast; for :data:`ARRAY_METHODS` only)."""
+    G, n, K = batch.shape
+    items = groups if groups is not None else [_Placeholder(n * K) for _ in range(G)]
+    return ArrayGroups(items, batch_arrays(batch), n, K)
+
+
+
+def build_groups(batch, *, ratings: np.ndarray | None = None, problems: Sequence[Any] | None = None) -> Collected:
+    """One :class:`EpisodeGroup` per sampled group of ``batch`` (a :class:`~thinksolve_env.games.GameBatch`):
+    episodes thought-major (``thought_index`` j for thought j's K answers), ``solo_rewards`` (when
+    sampled), ``no_solver_reward`` per episode (its thought's R_¬S) and, with ``ratings``
+    (G, n, K, 2, 2), ``Episode.ratings = {thinker_0: pair, solver_0: pair}``."""
+    G, n, K = batch.shape
+    joint = batch.reward.reshape(G, n * K)
+    alone = np.repeat(batch.no_solver_reward, K, axis=1)
+    has_solo = batch.solo_reward.shape[1] > 0
+    out = Collected()
+    for g in range(G):
+        rt = None
+        if ratings is not None:
+            rg = ratings[g].reshape(n * K, 2, 2)
+            rt = [{THINKER: (float(r[0, 0]), float(r[0, 1])), SOLVER: (float(r[1, 0]), float(r[1, 1]))} for r in rg]
+        out.append(EpisodeGroup.from_rewards(
+            joint[g].tolist(), solo=batch.solo_reward[g].tolist() if has_solo else None, no_solver=alone[g].tolist(),
+            ratings=rt, problem=None if problems is None else problems[g], answers_per_thought=K))
+    out.budget = {}
+    return out
+
+
+def apply_method(spec: MethodSpec, groups: list, per_batch: int, *, method=None, methods: list | None = None) -> dict[str, np.ndarray]:
+    """Credit rewards over ``groups`` (consecutive runs of ``per_batch`` groups form one batch):
+    one call over all groups for a per-group method, else one call per batch (``methods`` may
+    hold one instance per batch, e.g. one per seed; otherwise ``method`` is reused in order)."""
+    if spec.per_group:
+        m = method or spec.make()
+        return m(groups)
+    outs = {THINKER: [], SOLVER: []}
+    nb = len(groups) // per_batch
+    m = method or (None if methods else spec.make())
+    for b in range(nb):
+        inst = methods[b] if methods else m
+        r = inst(groups[b * per_batch:(b + 1) * per_batch])
+        for role in outs:
+            outs[role].append(r[role])
+    return {role: np.concatenate(v) for role, v in outs.items()}
+
+
+def _estimate(name: str, params: dict, rewards: np.ndarray, index: np.ndarray, n_batches: int) -> np.ndarray:
+    fn = estimator_registry.get(name)
+    if _is(GROUP_LOCAL_ESTIMATORS, name, params):
+        return fn(rewards, index, **params).double().numpy()
+    size = rewards.size // n_batches
+    return np.concatenate([fn(rewards[b * size:(b + 1) * size], index[b * size:(b + 1) * size], **params).double().numpy()
+                           for b in range(n_batches)])
+
+
+def _whiten_rows(x: np.ndarray, eps: float) -> np.ndarray:
+    """REINFORCE++'s whitening (:func:`algorithms.estimators.reinforce_pp` without lengths) of each
+    row at once: (x − μ)/(σ + ε), σ Bessel-corrected, zeros for a constant row."""
+    mu = x.mean(axis=1, keepdims=True)
+    n = x.shape[1]
+    var = ((x - mu) ** 2).sum(axis=1, keepdims=True) / max(n - 1, 1)
+    out = (x - mu) / (np.sqrt(var) + eps)
+    return np.where(x.max(axis=1, keepdims=True) == x.min(axis=1, keepdims=True), 0.0, out)
+
+
+def _centre_groups(x: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """r − group mean, exact zeros for a group whose rewards are all equal (as the estimators)."""
+    _, inv = np.unique(index.reshape(-1), return_inverse=True)
+    inv = inv.reshape(-1)
+    flat = x.reshape(-1)
+    G = int(inv.max()) + 1
+    counts = np.bincount(inv, minlength=G)
+    mean = np.bincount(inv, weights=flat, minlength=G) / counts
+    gmax = np.full(G, -np.inf)
+    gmin = np.full(G, np.inf)
+    np.maximum.at(gmax, inv, flat)
+    np.minimum.at(gmin, inv, flat)
+    return np.where((gmax == gmin)[inv], 0.0, flat - mean[inv]).reshape(x.shape)
+
+
+#: Batch-level built-in estimators with a vectorised form for many batches at once (the learning
+#: runs; tests check it equals the real function batch by batch).
+VECTORISED_ESTIMATORS = ("reinforce++", "reinforce++-baseline")
+
+
+def estimate_rows(name: str, params: dict, rewards: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Advantages of R batches at once, ``rewards``/``index`` (R, N) with labels distinct across
+    rows: a group-local estimator in one call; REINFORCE++ (and -baseline) vectorised per row
+    (float32 like the estimator); any other estimator row by row."""
+    R, N = rewards.shape
+    if _is(GROUP_LOCAL_ESTIMATORS, name, params):
+        return estimator_registry.get(name)(rewards.reshape(-1), index.reshape(-1), **params).double().numpy().reshape(R, N)
+    if name in VECTORISED_ESTIMATORS and set(params) <= {"eps"}:
+        x = rewards if name == "reinforce++" else _centre_groups(rewards, index)
+        out = _whiten_rows(x.astype(np.float64), float(params.get("eps", estimator_registry.EPS)))
+        return out.astype(np.float32).astype(np.float64)
+    fn = estimator_registry.get(name)
+    return np.stack([fn(rewards[r], index[r], **params).double().numpy() for r in range(R)])
+
+
+def role_advantages(method, groups, rewards: dict, estimator: str, estimator_params: dict, n_batches: int,
+                    vectorised: bool = False) -> dict:
+    """Per role: ``(advantages, units)`` as the trainer computes them (role_units with the
+    method's grouping, then the estimator; batch by batch where the estimator needs it, or with
+    ``vectorised`` all batches at once through :func:`estimate_rows`)."""
+    out = {}
+    for role in (THINKER, SOLVER):
+        units = role_units(groups, rewards[role], role, resolve_grouping(method, role))
+        r, idx = np.asarray(units.rewards), np.asarray(units.index)
+        if vectorised:
+            adv = estimate_rows(estimator, estimator_params, r.reshape(n_batches, -1), idx.reshape(n_batches, -1)).reshape(-1)
+        else:
+            adv = _estimate(estimator, estimator_params, r, idx, n_batches)
+        out[role] = (adv, units)
+    return out
+
+
+# --------------------------------------------------------------------------- scores
+
+
+def pairwise_sign_accuracy(est: np.ndarray, exact: np.ndarray, atol: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+    """Per row (group): (correct pairs, scored pairs) over pairs u < v with A_u ≠ A_v; a tie in
+    the estimate counts one half. ``est``, ``exact``: (G, U)."""
+    de = est[:, :, None] - est[:, None, :]
+    dx = exact[:, :, None] - exact[:, None, :]
+    U = est.shape[1]
+    upper = np.triu(np.ones((U, U), bool), 1)
+    scored = (np.abs(dx) > 1e-12) & upper
+    tie = np.abs(de) <= atol
+    right = np.where(tie, 0.5, (np.sign(de) == np.sign(dx)).astype(np.float64))
+    return (right * scored).sum(axis=(1, 2)), scored.sum(axis=(1, 2)).astype(np.float64)
+
+
+def _ranks(v: np.ndarray, atol: float) -> np.ndarray:
+    less = (v[:, None, :] < v[:, :, None] - atol).sum(axis=2)
+    equal = (np.abs(v[:, None, :] - v[:, :, None]) <= atol).sum(axis=2)
+    return less + (equal + 1) / 2.0
+
+
+def spearman_rows(est: np.ndarray, exact: np.ndarray, atol: float = 1e-6) -> np.ndarray:
+    """Spearman's ρ per row (average ranks for ties); NaN where ``exact`` is constant, 0 where
+    ``est`` is."""
+    re, rx = _ranks(est, atol), _ranks(exact, 1e-12)
+    re = re - re.mean(axis=1, keepdims=True)
+    rx = rx - rx.mean(axis=1, keepdims=True)
+    num = (re * rx).sum(axis=1)
+    den = np.sqrt((re**2).sum(axis=1) * (rx**2).sum(axis=1))
+    out = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+    return np.where((rx**2).sum(axis=1) > 0, out, np.nan)
+
+
+def sign_agreement(est: np.ndarray, exact: np.ndarray, atol: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: (agreeing units, scored units): sign(â) = sign(A) over units with A ≠ 0; â = 0 counts one half."""
+    scored = np.abs(exact) > 1e-12
+    right = np.where(np.abs(est) <= atol, 0.5, (np.sign(est) == np.sign(exact)).astype(np.float64))
+    return (right * scored).sum(axis=-1), scored.sum(axis=-1).astype(np.float64)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine over the last two axes (0 where either side is zero)."""
+    a = a.reshape(a.shape[0], -1)
+    b = b.reshape(b.shape[0], -1)
+    num = (a * b).sum(axis=1)
+    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+
+
+def mean_ci(values: np.ndarray) -> tuple[float, list[float]]:
+    """Mean and the normal 95% interval mean ± 1.96·sd/√n over the finite values."""
+    v = np.asarray(values, np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return math.nan, [math.nan, math.nan]
+    m = float(v.mean())
+    h = 1.96 * float(v.std(ddof=1)) / math.sqrt(v.size) if v.size > 1 else 0.0
+    return m, [m - h, m + h]
+
+
+def wilson_ci(k: float, n: int) -> list[float]:
+    """Wilson's 95% interval for a proportion k/n."""
+    if n == 0:
+        return [math.nan, math.nan]
+    z, p = 1.96, k / n
+    c = (p + z * z / (2 * n)) / (1 + z * z / n)
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [c - h, c + h]
+
+
+def _per_batch(num: np.ndarray, den: np.ndarray, nb: int) -> np.ndarray:
+    num, den = num.reshape(nb, -1).sum(axis=1), den.reshape(nb, -1).sum(axis=1)
+    return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
+def _scores(prefix: str, adv: np.ndarray, exact: np.ndarray, nb: int, grad_sampled: np.ndarray, grad_exact: np.ndarray) -> dict:
+    """Scores of one role: ``adv``/``exact`` (G, U) with G = nb·groups per batch."""
+    c, s = pairwise_sign_accuracy(adv, exact)
+    acc = _per_batch(c, s, nb)
+    rho = spearman_rows(adv, exact).reshape(nb, -1)
+    valid = np.isfinite(rho)
+    count = valid.sum(axis=1)
+    rho_b = np.where(count > 0, np.where(valid, rho, 0.0).sum(axis=1) / np.maximum(count, 1), np.nan)
+    ac, an = sign_agreement(adv, exact)
+    agree = _per_batch(ac, an, nb)
+    cos = cosine(grad_sampled, grad_exact)
+    out = {}
+    for key, vals in (("sign_accuracy", acc), ("spearman", rho_b), ("sign_agreement", agree), ("grad_cosine", cos)):
+        m, ci = mean_ci(vals)
+        out[f"{prefix}_{key}"] = m
+        out[f"{prefix}_{key}_ci95"] = ci
+    return out
+
+
+# --------------------------------------------------------------------------- fidelity grid
+
+
+def _draw(game: TabularGame, collection: Collection, batches: int, problems_per_batch: int, rng: np.random.Generator,
+          policy_scale: float, rater_accuracy: float, need_ratings: bool):
+    """Policies (one per batch), sampled episodes, exact values and ratings for one collection."""
+    B, P = batches, problems_per_batch
+    thinker = TabularSoftmaxPolicy(game.n_thinker_obs, game.n_thoughts, batch=(B,),
+                                   logits=rng.normal(0.0, policy_scale, (B, game.n_thinker_obs, game.n_thoughts)))
+    solver = TabularSoftmaxPolicy(game.n_solver_obs, game.n_answers, batch=(B,),
+                                  logits=rng.normal(0.0, policy_scale, (B, game.n_solver_obs, game.n_answers)))
+    piT, piS = thinker.probs, solver.probs
+    ex = exact_values(game, piT, piS)
+    batch = sample(game, np.repeat(piT, P, axis=0), np.repeat(piS, P, axis=0), rng, groups=B * P,
+                   thoughts=collection.thoughts, answers_per_thought=collection.answers_per_thought,
+                   solo_samples=collection.solo_samples)
+    bi = np.repeat(np.arange(B), P)
+    A_T = ex.A_T[bi[:, None], batch.x[:, None], batch.t]  # (G, n)
+    A_S = ex.A_S[bi[:, None, None], batch.x[:, None, None], batch.t[:, :, None], batch.a]  # (G, n, K)
+    ratings = None
+    if need_ratings:
+        ratings = sample_ratings(np.broadcast_to(A_T[:, :, None], A_S.shape), A_S, batch.reward, rater_accuracy, rng)
+    return thinker, solver, ex, batch, A_T, A_S, ratings
+
+
+def _grads(game, thinker, solver, batch, adv_T, adv_S, B, P):
+    G, n, K = batch.shape
+    oT = game.thinker_obs[batch.x][:, None].repeat(n, axis=1).reshape(B, P * n)
+    gT = thinker.score_gradient(oT, batch.t.reshape(B, P * n), adv_T.reshape(B, P * n))
+    oS = game.solver_obs[batch.x[:, None], batch.t][:, :, None].repeat(K, axis=2).reshape(B, P * n * K)
+    gS = solver.score_gradient(oS, batch.a.reshape(B, P * n * K), adv_S.reshape(B, P * n * K))
+    return gT, gS
+
+
+def fidelity_scores(game: TabularGame, specs: Sequence[MethodSpec], estimators: Sequence[tuple[str, dict]],
+                    collections: Sequence[Collection] = (FLAT, TREE), *, batches: int = 1000, problems_per_batch: int = 4,
+                    seed: int = 0, policy_scale: float = 1.0, rater_accuracy: float = 0.8) -> list[dict]:
+    """Fidelity rows (one per collection × method × estimator) for ``game``: every method and
+    estimator sees the same sampled batches of a collection (paired comparison)."""
+    rows = []
+    need_ratings = any(RATINGS in spec.make().requires for spec in specs)
+    for ci, collection in enumerate(collections):
+        rng = np.random.default_rng([seed, ci])
+        thinker, solver, ex, batch, A_T, A_S, ratings = _draw(game, collection, batches, problems_per_batch, rng,
+                                                               policy_scale, rater_accuracy, need_ratings)
+        fast = array_groups(batch)
+        plain = build_groups(batch, ratings=ratings) if any(not s.arrays_ok for s in specs) else None
+        G, n, K = batch.shape
+        for spec in specs:
+            t0 = time.perf_counter()
+            method = spec.make()
+            groups = fast if spec.arrays_ok else plain
+            rewards = apply_method(spec, groups, problems_per_batch, method=method)
+            credit_s = time.perf_counter() - t0
+            for est_name, est_params in estimators:
+                t1 = time.perf_counter()
+                adv = role_advantages(method, groups, rewards, est_name, est_params, batches)
+                aT = adv[THINKER][0].reshape(G, n)
+                aS = adv[SOLVER][0].reshape(G, n * K)
+                gT, gS = _grads(game, thinker, solver, batch, aT, aS, batches, problems_per_batch)
+                row = {"game": game.name, "collection": collection.label, "method": spec.label, "estimator": _est_label(est_name, est_params),
+                       "batches": batches, "problems_per_batch": problems_per_batch,
+                       "solver_generations_per_problem": collection.solver_generations(method.requires)}
+                row.update(_scores("thinker", aT, A_T, batches, gT, ex.grad_T))
+                row.update(_scores("solver", aS, A_S.reshape(G, n * K), batches, gS, ex.grad_S))
+                row["seconds"] = credit_s / len(estimators) + time.perf_counter() - t1
+                rows.append(row)
+    return rows
+
+
+def _est_label(name: str, params: dict) -> str:
+    return name if not params else name + "(" + ",".join(f"{k}={v}" for k, v in sorted(params.items())) + ")"
+
+
+# --------------------------------------------------------------------------- learning
+
+
+def learning_runs(game: TabularGame, specs: Sequence[MethodSpec], estimators: Sequence[tuple[str, dict]],
+                  collections: Sequence[Collection] = (FLAT, TREE), *, seeds: int = 200, updates: int = 40,
+                  problems_per_batch: int = 2, lr: float = 3.0, seed: int = 0, rater_accuracy: float = 0.8,
+                  optimum_tol: float = 0.05) -> list[dict]:
+    """Learning rows (collection × method × estimator): ``seeds`` independent runs at once,
+    uniform initial policies, ``updates`` steps of θ ← θ + lr·ĝ per role, ĝ = mean over the role's
+    units of â·∇log π (the sampled policy gradient). Seeds share nothing; each cell starts from
+    the same random streams (common random numbers across methods)."""
+    rows = []
+    S, P = seeds, problems_per_batch
+    optimum = game.optimum()
+    for ci, collection in enumerate(collections):
+        for spec in specs:
+            probe = spec.make()
+            need_ratings = RATINGS in probe.requires
+            for est_name, est_params in estimators:
+                t0 = time.perf_counter()
+                rng = np.random.default_rng([seed, ci, 7])
+                thinker = TabularSoftmaxPolicy(game.n_thinker_obs, game.n_thoughts, batch=(S,))
+                solver = TabularSoftmaxPolicy(game.n_solver_obs, game.n_answers, batch=(S,))
+                methods = None if spec.per_group else [spec.make() for _ in range(S)]
+                method = probe if spec.per_group else methods[0]
+                for _ in range(updates):
+                    piT, piS = thinker.probs, solver.probs
+                    batch = sample(game, np.repeat(piT, P, axis=0), np.repeat(piS, P, axis=0), rng, groups=S * P,
+                                   thoughts=collection.thoughts, answers_per_thought=collection.answers_per_thought,
+                                   solo_samples=collection.solo_samples if SOLO in probe.requires else 0)
+                    ratings = None
+                    if need_ratings:
+                        ex = exact_values(game, piT, piS)
+                        si = np.repeat(np.arange(S), P)
+                        A_T = ex.A_T[si[:, None], batch.x[:, None], batch.t]
+                        A_S = ex.A_S[si[:, None, None], batch.x[:, None, None], batch.t[:, :, None], batch.a]
+                        ratings = sample_ratings(np.broadcast_to(A_T[:, :, None], A_S.shape), A_S, batch.reward,
+                                                 rater_accuracy, rng)
+                    groups = array_groups(batch) if spec.arrays_ok else build_groups(batch, ratings=ratings)
+                    rewards = apply_method(spec, groups, P, method=probe if spec.per_group else None, methods=methods)
+                    adv = role_advantages(method, groups, rewards, est_name, est_params, S, vectorised=True)
+                    G, n, K = batch.shape
+                    gT, gS = _grads(game, thinker, solver, batch, adv[THINKER][0], adv[SOLVER][0], S, P)
+                    thinker.ascend(gT / (P * n), lr)
+                    solver.ascend(gS / (P * n * K), lr)
+                final = exact_values(game, thinker.probs, solver.probs).success  # (S,)
+                m, ci95 = mean_ci(final)
+                reached = int(np.sum(final >= optimum - optimum_tol))
+                gens = collection.solver_generations(probe.requires) * P * updates
+                rows.append({"game": game.name, "collection": collection.label, "method": spec.label,
+                             "estimator": _est_label(est_name, est_params), "seeds": S, "updates": updates,
+                             "success_after": m, "success_after_ci95": ci95, "optimum": optimum,
+                             "reach_optimum": reached / S, "reach_optimum_ci95": wilson_ci(reached, S),
+                             "solver_generations": gens, "learning_seconds": time.perf_counter() - t0})
+    return rows
+
+
+# --------------------------------------------------------------------------- real model text
+
+
+def _text_scores(prefix: str, adv: np.ndarray, target: np.ndarray) -> dict:
+    """Pairwise sign accuracy and Spearman per problem group, mean and 95% interval over groups."""
+    c, s = pairwise_sign_accuracy(adv, target)
+    out = {}
+    for key, vals in (("sign_accuracy", np.where(s > 0, c / np.maximum(s, 1), np.nan)), ("spearman", spearman_rows(adv, target))):
+        m, ci = mean_ci(vals)
+        out[f"{prefix}_{key}"], out[f"{prefix}_{key}_ci95"] = m, ci
+    out[f"{prefix}_scored_groups"] = int(np.sum(s > 0))
+    return out
+
+
+def real_text_fidelity(policies, problems, specs: Sequence[MethodSpec], estimators: Sequence[tuple[str, dict]],
+                       collections: Sequence[Collection] = (FLAT, TREE), *, mc_answers: int = 32, verifier=None,
+                       env_options: dict | None = None, seed: int = 0, **sampling) -> tuple[list[dict], dict]:
+    """The lab on model text (METHOD.md §9, last point).
+
+    Per collection: :func:`~algorithms.rollout.collect_groups` plays n thoughts × K answers per
+    problem with ``policies``; the ground truth Q(x, t_j) is the mean reward of ``mc_answers``
+    (M ≥ 32) *fresh* Solver answers to thought j's joint prompt (one extra ``generate`` call with
+    its own seed; never the answers the method saw), each verified through the env. Every method's
+    Thinker advantage is scored against Q(x, t_j) − mean_j Q(x, t_j), its Solver advantage against
+    R_jk − Q(x, t_j) (the verifier is deterministic given the answer), within each problem group;
+    intervals are over problems. ``sampling``: collect_groups' sampling keywords."""
+    from thinksolve_env.env import ThinkSolveEnv
+    from thinksolve_env.verifier import MathVerifier
+
+    from .rollout import collect_groups
+
+    if isinstance(mc_answers, bool) or not isinstance(mc_answers, int) or mc_answers < 32:
+        raise ValueError(f"real_text_fidelity: mc_answers must be an integer >= 32 (METHOD.md §9), got {mc_answers!r}")
+    problems = list(problems)
+    need = set()
+    for spec in specs:
+        need |= set(spec.make().requires)
+    own = verifier is None
+    verifier = MathVerifier() if own else verifier
+    env = ThinkSolveEnv(problems, verifier=verifier, **dict(env_options or {}))
+    solver = policies[SOLVER]
+    rows, info = [], {"problems": len(problems), "mc_answers": mc_answers, "collections": {}}
+    try:
+        for ci, coll in enumerate(collections):
+            n, K = coll.thoughts, coll.answers_per_thought
+            groups = collect_groups(problems, policies, group_size=n, answers_per_thought=K, needs=need, verifier=verifier,
+                                    solo_samples=coll.solo_samples, env_options=env_options,
+                                    seed=None if seed is None else seed + 10 * ci, **sampling)
+            firsts = [(i, g.episodes[j * K]) for i, g in enumerate(groups) for j in range(n)]
+            prompts = [e.prompts[SOLVER] for _, e in firsts for _ in range(mc_answers)]
+            answers = solver.generate(prompts, max_new_tokens=sampling.get("solver_max_new_tokens", 6144),
+                                      temperature=sampling.get("temperature", 1.0), top_p=sampling.get("top_p", 1.0),
+                                      seed=None if seed is None else seed + 10 * ci + 5)
+            rewards = np.zeros(len(prompts))
+            for k, ((i, e), a) in enumerate(zip([f for f in firsts for _ in range(mc_answers)], answers)):
+                env.reset(options={"problem": i})
+                env.step(e.completions[THINKER].text)
+                env.step(a.text)
+                rewards[k] = float(env.rewards[SOLVER])
+            G = len(groups)
+            Q = rewards.reshape(G, n, mc_answers).mean(axis=2)
+            target_T = Q - Q.mean(axis=1, keepdims=True)
+            R = np.array([[e.reward for e in g.episodes] for g in groups])
+            target_S = R - np.repeat(Q, K, axis=1)
+            info["collections"][coll.label] = {"ground_truth_generations": len(prompts), "budget": groups.budget,
+                                               "mean_Q": float(Q.mean()), "joint_accuracy": float(np.mean(R > 0))}
+            for spec in specs:
+                method = spec.make()
+                rw = method(groups)
+                for est_name, est_params in estimators:
+                    adv = role_advantages(method, groups, rw, est_name, est_params, 1)
+                    row = {"game": "real", "collection": coll.label, "method": spec.label,
+                           "estimator": _est_label(est_name, est_params), "problems": G, "mc_answers": mc_answers,
+                           "solver_generations": coll.solver_generations(method.requires) * G}
+                    row.update(_text_scores("thinker", adv[THINKER][0].reshape(G, n), target_T))
+                    row.update(_text_scores("solver", adv[SOLVER][0].reshape(G, n * K), target_S))
+                    rows.append(row)
+    finally:
+        env.close()
+        if own:
+            verifier.close()
+    return rows, info

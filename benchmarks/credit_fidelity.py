@@ -1,0 +1,386 @@
+"""Does a credit method's advantage point the right way? Credit fidelity against exact ground truth.
+
+METHOD.md §9. On the tabular Think–Solve games of ``thinksolve_env.games`` every value is exact,
+so each credit method × advantage estimator × game is scored directly (``algorithms.fidelity``):
+
+* fidelity, over ``--batches`` sampled batches of ``--problems`` problems (at random policies,
+  the same batches for every method: a paired comparison): Thinker and Solver pairwise sign
+  accuracy and Spearman against the exact advantages A_T(x, t) and A_S(x, t, a) within each
+  problem group, sign agreement sign(â) = sign(A), and the cosine of the batch's sampled policy
+  gradient with the exact one;
+* learning, ``--seeds`` independent runs at once (uniform start, ``--updates`` SGD steps on the
+  sampled policy gradient of both roles): the exact team success after the updates and the share
+  of seeds within ``--optimum-tol`` of the game's optimum;
+
+each with a 95% interval, for the ``flat`` n×1 collection and the ``tree`` (n/K)×K collection at
+the same number of joint Solver answers (``solver_generations`` counts joint, solo and rating
+generations, as the credit comparison does).
+
+    python benchmarks/credit_fidelity.py [--games helpful-harmful ...] [--methods shared tree ...]
+        [--estimators grpo dr_grpo rloo reinforce++] [--seeds 200] [--batches 1000] [--updates 40]
+        [--flat 8x1] [--tree 4x2] [--plugin FILE] [--out DIR] [--workers 2]
+        [--policy tabular|tiny|smollm2-135m]
+
+(also ``thinksolve bench fidelity ...``). Method names as in the credit comparison
+(``shared``, ``ccpo-event``, ``ccpo-margin``, ``ccpo-normalized``, ``ccpo-value``, ``sepo``,
+``difference``, ``shapley``, ``tree``, or any registered name; ``--plugin`` loads yours).
+With ``--policy tiny`` (or ``smollm2-135m``) the lab runs on real model text instead: n thoughts
+per problem from the model, ground truth Q(x, t_j) from ``--mc-answers`` M ≥ 32 *independent*
+Solver answers per thought (never the ones the method saw). Results: ``OUT/credit_fidelity.json``,
+``.md`` and ``_plot.png`` (``--name`` changes the stem).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shlex
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT))
+import _results  # noqa: E402
+from _results import RESULTS, markdown_table, write_results  # noqa: E402
+from credit_comparison import BUILTIN, method_credit  # noqa: E402
+
+DEFAULT_GAMES = ["helpful-harmful", "lazy-thinker", "climbing", "two-step", "signalling"]
+DEFAULT_METHODS = ["shared", "ccpo-event", "ccpo-margin", "ccpo-normalized", "ccpo-value", "sepo", "difference",
+                   "shapley", "tree"]
+DEFAULT_ESTIMATORS = ["grpo", "dr_grpo", "rloo", "reinforce++"]
+COLUMNS = ["game", "collection", "method", "estimator", "thinker_sign_accuracy", "thinker_sign_accuracy_ci95",
+           "thinker_spearman", "thinker_grad_cosine", "solver_sign_accuracy", "solver_grad_cosine", "success_after",
+           "success_after_ci95", "reach_optimum", "solver_generations"]
+
+
+def method_spec(label: str):
+    """The :class:`~algorithms.fidelity.MethodSpec` of a benchmark method name (the credit
+    comparison's parser; ``ccpo-<variant>`` for any ccpo variant it does not list)."""
+    from algorithms.credit.ccpo import VARIANTS
+    from algorithms.fidelity import MethodSpec
+
+    if label not in BUILTIN and label.startswith("ccpo-") and label[5:] in VARIANTS:
+        return MethodSpec(label, "ccpo", {"variant": label[5:]})
+    name, params = method_credit(label)
+    return MethodSpec(label, name, dict(params))
+
+
+def estimator_spec(text: str) -> tuple[str, dict]:
+    """``grpo`` or ``grpo:scale=none`` → (name, params); unknown names list the available ones."""
+    from algorithms import estimators
+
+    name, _, rest = text.partition(":")
+    estimators.get(name)
+    params = {}
+    for item in filter(None, rest.split(",")):
+        k, _, v = item.partition("=")
+        params[k] = float(v) if v.replace(".", "", 1).isdigit() else v
+    return name, params
+
+
+def collection(text: str, name: str, solo: int):
+    from algorithms.fidelity import Collection
+
+    try:
+        n, k = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--{name} must look like NxK (thoughts x answers per thought), got {text!r}") from None
+    if n < 1 or k < 1:
+        raise ValueError(f"--{name}: thoughts and answers per thought must be >= 1, got {text!r}")
+    return Collection(name, n, k, solo)
+
+
+# --------------------------------------------------------------------------- tabular grid
+
+
+def _worker_init(plugins: list[str]) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    from algorithms import credit
+
+    for p in plugins:
+        credit.load_plugin(p)
+
+
+def run_game(task: dict) -> dict:
+    """Fidelity and learning rows of one game (runs in a worker process)."""
+    from algorithms.fidelity import fidelity_scores, learning_runs
+    from thinksolve_env.games import make_game
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    game = make_game(task["game"], **task["game_params"])
+    specs = [method_spec(m) for m in task["methods"]]
+    ests = [estimator_spec(e) for e in task["estimators"]]
+    colls = [collection(task["flat"], "flat", task["solo"]), collection(task["tree"], "tree", task["solo"])]
+    fid = fidelity_scores(game, specs, ests, colls, batches=task["batches"], problems_per_batch=task["problems"],
+                          seed=task["seed"], policy_scale=task["policy_scale"], rater_accuracy=task["rater_accuracy"])
+    t1 = time.perf_counter()
+    learn = learning_runs(game, specs, ests, colls, seeds=task["seeds"], updates=task["updates"],
+                          problems_per_batch=task["learn_problems"], lr=task["lr"], seed=task["seed"],
+                          rater_accuracy=task["rater_accuracy"], optimum_tol=task["optimum_tol"])
+    key = lambda r: (r["collection"], r["method"], r["estimator"])  # noqa: E731
+    by = {key(r): r for r in learn}
+    rows = [{**r, **by[key(r)]} for r in fid]
+    return {"game": task["game"], "rows": rows, "fidelity_seconds": t1 - t0, "learning_seconds": time.perf_counter() - t1,
+            "cpu_seconds": time.process_time() - c0, "optimum": game.optimum(), "description": game.description}
+
+
+def run_grid(args) -> tuple[list[dict], dict]:
+    base = {k: getattr(args, k) for k in ("methods", "estimators", "flat", "tree", "solo", "batches", "problems", "seed",
+                                          "policy_scale", "rater_accuracy", "seeds", "updates", "learn_problems", "lr",
+                                          "optimum_tol")}
+    params = {"noise": args.noise} if args.noise else {}
+    tasks = [{**base, "game": g, "game_params": params} for g in args.games]
+    t0 = time.perf_counter()
+    if args.workers <= 1 or len(tasks) == 1:
+        _worker_init(args.plugin)
+        results = [run_game(t) for t in tasks]
+    else:
+        with ProcessPoolExecutor(max_workers=args.workers, mp_context=get_context("spawn"), initializer=_worker_init,
+                                 initargs=(args.plugin,)) as pool:
+            results = list(pool.map(run_game, tasks))
+    wall = time.perf_counter() - t0
+    rows = [r for res in results for r in res["rows"]]
+    info = {"grid_seconds": wall, "grid_cpu_seconds": sum(res["cpu_seconds"] for res in results), "workers": args.workers,
+            "games": {res["game"]: {k: res[k] for k in ("optimum", "description", "fidelity_seconds", "learning_seconds",
+                                                        "cpu_seconds")} for res in results}}
+    return rows, info
+
+
+# --------------------------------------------------------------------------- tables and plot
+
+
+def _ci(lo_hi) -> str:
+    lo, hi = lo_hi
+    return "—" if lo is None or (isinstance(lo, float) and math.isnan(lo)) else f"[{lo:.3f}, {hi:.3f}]"
+
+
+def display_rows(rows: list[dict]) -> list[dict]:
+    out = []
+    for r in rows:
+        d = {}
+        for c in COLUMNS:
+            v = r.get(c)
+            if c.endswith("_ci95"):
+                d[c] = _ci(v) if v is not None else "—"
+            elif isinstance(v, float):
+                d[c] = "—" if math.isnan(v) else f"{v:.3f}"
+            else:
+                d[c] = v
+        out.append(d)
+    return out
+
+
+def pivot(rows: list[dict], key: str, estimator: str) -> tuple[list[str], list[dict]]:
+    """method@collection × game table of ``key`` (± the 95% half-width) under ``estimator``."""
+    games = list(dict.fromkeys(r["game"] for r in rows))
+    cells = {}
+    for r in rows:
+        if r["estimator"] != estimator:
+            continue
+        v, ci = r.get(key), r.get(f"{key}_ci95")
+        text = "—" if v is None or math.isnan(v) else (f"{v:.3f}" if ci is None else f"{v:.3f} ± {(ci[1] - ci[0]) / 2:.3f}")
+        cells.setdefault((r["method"], r["collection"]), {})[r["game"]] = text
+    columns = ["method", "collection", *games]
+    table = [{"method": m, "collection": c, **vals} for (m, c), vals in cells.items()]
+    return columns, table
+
+
+def plot(rows: list[dict], estimator: str, path: Path) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed (pip install 'thinksolve[bench]'): no plot", file=sys.stderr)
+        return None
+    games = list(dict.fromkeys(r["game"] for r in rows))
+    sel = [r for r in rows if r["estimator"] == estimator]
+    labels = list(dict.fromkeys((r["method"], r["collection"]) for r in sel))
+    fig, axes = plt.subplots(2, len(games), figsize=(3.2 * len(games), 7), squeeze=False, sharey="row")
+    for col, game in enumerate(games):
+        by = {(r["method"], r["collection"]): r for r in sel if r["game"] == game}
+        for row, key in enumerate(("thinker_sign_accuracy", "success_after")):
+            ax = axes[row][col]
+            vals, errs, colors = [], [], []
+            for lab in labels:
+                r = by.get(lab)
+                v = r.get(key) if r else math.nan
+                ci = r.get(f"{key}_ci95") if r else None
+                vals.append(v)
+                errs.append(0.0 if not ci or math.isnan(ci[0]) else (ci[1] - ci[0]) / 2)
+                colors.append("tab:orange" if lab[1].startswith("tree") else "tab:blue")
+            ax.barh(range(len(labels)), vals, xerr=errs, color=colors, alpha=0.8)
+            ax.set_yticks(range(len(labels)))
+            ax.set_yticklabels([f"{m} ({c.split()[0]})" for m, c in labels], fontsize=7)
+            ax.set_title(game if row == 0 else "", fontsize=9)
+            ax.set_xlabel("Thinker sign accuracy" if row == 0 else "success after updates", fontsize=8)
+            ax.grid(alpha=0.3, axis="x")
+            if row == 0:
+                ax.axvline(0.5, color="gray", lw=0.8)
+    fig.suptitle(f"credit fidelity ({estimator}); blue flat, orange tree; bars 95% intervals")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=80)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+# --------------------------------------------------------------------------- real model text
+
+
+def run_real(args) -> tuple[list[dict], dict]:
+    """The lab on model text: the preset's (warm-started) policies, as the trainer builds them."""
+    from algorithms.config import apply_overrides, preset as get_preset
+    from algorithms.fidelity import real_text_fidelity
+    from algorithms.trainer import Trainer
+
+    name = {"tiny": "tiny-arith", "smollm2-135m": "smollm2-arith"}[args.policy]
+    cfg = get_preset(name)
+    cfg.plugins = list(args.plugin)
+    cfg.out, cfg.tensorboard = str(Path(args.out) / f".fidelity-{args.policy}"), False
+    cfg = apply_overrides(cfg, args.overrides).validate()
+    specs = [method_spec(m) for m in args.methods]
+    ests = [estimator_spec(e) for e in args.estimators]
+    colls = [collection(args.flat, "flat", args.solo), collection(args.tree, "tree", args.solo)]
+    t0 = time.perf_counter()
+    with Trainer(cfg, log=None, writer=False) as trainer:
+        r = cfg.rollout
+        import random
+
+        problems = random.Random(args.seed).sample(trainer.problems, min(args.real_problems, len(trainer.problems)))
+        from algorithms.config import prompt_templates
+
+        rows, info = real_text_fidelity(trainer.rollout_policies, problems, specs, ests, colls,
+                                        mc_answers=args.mc_answers, verifier=trainer.verifier,
+                                        env_options={"prompts": prompt_templates(r.prompts)}, seed=args.seed,
+                                        temperature=r.temperature, top_p=r.top_p,
+                                        thinker_max_new_tokens=r.thinker_max_new_tokens,
+                                        solver_max_new_tokens=r.solver_max_new_tokens,
+                                        rating_max_new_tokens=r.rating_max_new_tokens)
+    info.update({"preset": name, "policy": args.policy, "real_seconds": time.perf_counter() - t0})
+    return rows, info
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="credit_fidelity", description=__doc__.splitlines()[0])
+    ap.add_argument("--games", nargs="+", default=DEFAULT_GAMES)
+    ap.add_argument("--methods", nargs="+", default=DEFAULT_METHODS)
+    ap.add_argument("--estimators", nargs="+", default=DEFAULT_ESTIMATORS, help="names, optionally NAME:key=value,...")
+    ap.add_argument("--seeds", type=int, default=200, help="learning runs per cell (default 200)")
+    ap.add_argument("--batches", type=int, default=1000, help="sampled batches per fidelity cell (default 1000)")
+    ap.add_argument("--problems", type=int, default=4, help="problems per fidelity batch (default 4)")
+    ap.add_argument("--updates", type=int, default=40, help="updates per learning run (default 40)")
+    ap.add_argument("--learn-problems", type=int, default=2, help="problems per learning batch (default 2)")
+    ap.add_argument("--lr", type=float, default=3.0, help="SGD step on the tabular logits (default 3.0)")
+    ap.add_argument("--flat", default="8x1", help="flat collection NxK (default 8x1)")
+    ap.add_argument("--tree", default="4x2", help="tree collection NxK with the same N*K (default 4x2)")
+    ap.add_argument("--solo", type=int, default=4, help="Thinker-removed answers per problem (methods needing them)")
+    ap.add_argument("--noise", type=float, default=0.0, help="outcome noise of every game (default 0)")
+    ap.add_argument("--rater-accuracy", type=float, default=0.8, help="the tabular SEPO rater's accuracy (default 0.8)")
+    ap.add_argument("--policy-scale", type=float, default=1.0, help="std of the random logits fidelity is scored at")
+    ap.add_argument("--optimum-tol", type=float, default=0.05, help="success within this of the optimum counts as reached")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="parallel games (one torch thread each)")
+    ap.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE",
+                    help="import a file or module that registers credit methods (repeatable)")
+    ap.add_argument("--policy", choices=["tabular", "tiny", "smollm2-135m"], default="tabular",
+                    help="tabular games (default) or real model text from the preset's model")
+    ap.add_argument("--real-problems", type=int, default=8, help="--policy tiny|smollm2-135m: problems (default 8)")
+    ap.add_argument("--mc-answers", type=int, default=32, help="independent Solver answers per thought for Q (>= 32)")
+    ap.add_argument("--out", default=str(RESULTS), help="results directory (default benchmarks/results)")
+    ap.add_argument("--name", default="credit_fidelity", help="results file stem")
+    ap.add_argument("overrides", nargs="*", metavar="field=value", help="--policy tiny|smollm2-135m: preset overrides")
+    return ap
+
+
+def _check(args) -> None:
+    from thinksolve_env.games import GAMES
+
+    for g in args.games:
+        if g not in GAMES:
+            raise ValueError(f"unknown game {g!r}; available: {', '.join(GAMES)}")
+    for name, lo in (("seeds", 1), ("batches", 1), ("problems", 1), ("updates", 1), ("learn_problems", 1), ("solo", 1)):
+        if getattr(args, name) < lo:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= {lo}, got {getattr(args, name)}")
+    if args.policy != "tabular" and args.mc_answers < 32:
+        raise ValueError(f"--mc-answers must be >= 32 (METHOD.md §9), got {args.mc_answers}")
+    flat, tree = collection(args.flat, "flat", args.solo), collection(args.tree, "tree", args.solo)
+    if flat.thoughts * flat.answers_per_thought != tree.thoughts * tree.answers_per_thought:
+        raise ValueError(f"--flat {args.flat} and --tree {args.tree} must have the same number of joint answers (N*K)")
+    for m in args.methods:
+        method_spec(m)
+    for e in args.estimators:
+        estimator_spec(e)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from algorithms import credit
+
+    try:
+        for p in args.plugin:
+            credit.load_plugin(p)
+        _check(args)
+    except (ValueError, ImportError, FileNotFoundError) as e:
+        print(f"credit_fidelity: {e}", file=sys.stderr)
+        return 2
+    if args.policy == "tabular":
+        print(f"{len(args.games)} games x {len(args.methods)} methods x {len(args.estimators)} estimators x 2 collections; "
+              f"{args.batches} batches per fidelity cell, {args.seeds} seeds x {args.updates} updates per learning cell; "
+              f"{args.workers} worker(s)", flush=True)
+        rows, info = run_grid(args)
+    else:
+        rows, info = run_real(args)
+    out = Path(args.out)
+    _results.RESULTS = out
+    est0 = estimator_spec(args.estimators[0])
+    est_label = est0[0] if not est0[1] else None
+    est_label = est_label or rows[0]["estimator"]
+    png = plot(rows, est_label, out / f"{args.name}_plot.png") if args.policy == "tabular" else None
+    notes = []
+    if args.policy == "tabular":
+        cols, tab = pivot(rows, "thinker_sign_accuracy", est_label)
+        cols2, tab2 = pivot(rows, "success_after", est_label)
+        notes.append(f"## Thinker sign accuracy under {est_label} (± 95% half-width)\n\n{markdown_table(cols, tab)}")
+        notes.append(f"## Team success after {args.updates} updates under {est_label} ({args.seeds} seeds)\n\n"
+                     f"{markdown_table(cols2, tab2)}")
+        notes.append(f"Grid: {info['grid_seconds']:.0f} s wall on {args.workers} worker(s), {info['grid_cpu_seconds']:.0f} s "
+                     f"of CPU time in the workers (one torch thread each; re-measure the wall time on an idle machine). Optima: "
+                     + ", ".join(f"{g} {v['optimum']:.3f}" for g, v in info["games"].items())
+                     + (f"; plot: {png.name}" if png else "") + ".")
+    else:
+        notes.append(f"Real text: preset {info['preset']}, {info['problems']} problems, ground truth from "
+                     f"{args.mc_answers} independent Solver answers per thought; {info['real_seconds']:.0f} s.")
+    command = shlex.join(["python", "benchmarks/credit_fidelity.py", *(sys.argv[1:] if argv is None else argv)])
+    columns = [c for c in COLUMNS if any(c in r for r in rows)]
+    table = write_results(args.name, columns, display_rows(rows), notes="\n\n".join(notes), command=command,
+                          extra={"raw_rows": rows, **info,
+                                 "settings": {k: v for k, v in vars(args).items() if k != "overrides"}})
+    # ``rows`` of the JSON are the raw numbers (intervals as [low, high]); the Markdown shows them rounded
+    import json
+
+    path = out / f"{args.name}.json"
+    record = json.loads(path.read_text())
+    record["rows"] = record.pop("raw_rows")
+    _results._atomic_write(path, json.dumps(record, indent=2) + "\n")
+    print()
+    print("\n\n".join(notes) if args.policy == "tabular" else table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,343 @@
+"""The credit-fidelity lab (algorithms.fidelity, benchmarks/credit_fidelity.py): games as
+EpisodeGroups, the array-backed fast path, scores against exact values, learning runs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from algorithms import credit, estimators
+from algorithms.credit.base import resolve_grouping, role_units
+from algorithms.fidelity import (
+    ARRAY_METHODS,
+    FLAT,
+    TREE,
+    Collection,
+    MethodSpec,
+    apply_method,
+    array_groups,
+    build_groups,
+    estimate_rows,
+    fidelity_scores,
+    learning_runs,
+    mean_ci,
+    pairwise_sign_accuracy,
+    role_advantages,
+    sign_agreement,
+    spearman_rows,
+    wilson_ci,
+)
+from thinksolve_env.games import GAMES, exact_values, make_game, sample, sample_ratings
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+BUILTIN_SPECS = [MethodSpec("shared", "shared"), *(MethodSpec(f"ccpo-{v}", "ccpo", {"variant": v})
+                                                   for v in ("event", "margin", "normalized", "value")),
+                 MethodSpec("sepo", "sepo"), MethodSpec("difference", "difference"), MethodSpec("shapley", "shapley"),
+                 MethodSpec("tree", "tree")]
+
+
+@pytest.fixture(autouse=True)
+def _restore_registry():
+    saved = dict(credit._REGISTRY)
+    yield
+    credit._REGISTRY.clear()
+    credit._REGISTRY.update(saved)
+
+
+def _batch(game="helpful-harmful", groups=6, n=3, K=2, m=3, seed=0, ratings=True):
+    g = make_game(game)
+    rng = np.random.default_rng(seed)
+    piT = np.full((g.n_thinker_obs, g.n_thoughts), 1 / g.n_thoughts)
+    piS = np.full((g.n_solver_obs, g.n_answers), 1 / g.n_answers)
+    b = sample(g, piT, piS, rng, groups=groups, thoughts=n, answers_per_thought=K, solo_samples=m)
+    r = None
+    if ratings:
+        ex = exact_values(g, piT, piS)
+        A_T = ex.A_T[b.x[:, None], b.t]
+        A_S = ex.A_S[b.x[:, None, None], b.t[:, :, None], b.a]
+        r = sample_ratings(np.broadcast_to(A_T[:, :, None], A_S.shape), A_S, b.reward, 0.7, rng)
+    return g, b, r
+
+
+def test_groups_from_a_game_are_collect_groups_shaped():
+    g, b, r = _batch()
+    groups = build_groups(b, ratings=r)
+    assert len(groups) == 6
+    G0 = groups[0]
+    assert len(G0.episodes) == 6 and G0.answers_per_thought == 2 and len(G0.thoughts) == 3
+    assert [e.thought_index for e in G0.episodes] == [0, 0, 1, 1, 2, 2]
+    np.testing.assert_array_equal(credit.joint_rewards(groups), b.reward.reshape(-1))
+    np.testing.assert_array_equal(credit.no_solver_rewards(groups), np.repeat(b.no_solver_reward, 2, axis=1).reshape(-1))
+    np.testing.assert_allclose(credit.solo_baselines(groups), np.repeat(b.solo_reward.mean(1), 6))
+    np.testing.assert_allclose(G0.thought_values, b.reward[0].mean(axis=1))
+    assert set(G0.episodes[0].ratings) == {"thinker_0", "solver_0"}
+    assert isinstance(G0.episodes[0].ratings["thinker_0"], tuple)
+
+
+@pytest.mark.parametrize("K", [1, 3])
+def test_array_fast_path_gives_the_plain_paths_rewards_for_every_builtin(K):
+    g, b, r = _batch(groups=8, n=4, K=K, m=3, seed=K)
+    plain = build_groups(b, ratings=r)
+    with_arrays = array_groups(b, groups=build_groups(b, ratings=r))
+    placeholders = array_groups(b)
+    for spec in BUILTIN_SPECS:
+        ref = apply_method(spec, plain, 2)
+        fast = apply_method(spec, with_arrays, 2)
+        for role in ref:
+            np.testing.assert_array_equal(fast[role], ref[role], err_msg=f"{spec.label} {role}")
+        if spec.name in ARRAY_METHODS:
+            quick = apply_method(spec, placeholders, 2)
+            method = spec.make()
+            for role in ref:
+                np.testing.assert_array_equal(quick[role], ref[role], err_msg=f"{spec.label} {role} (placeholders)")
+                u_ref = role_units(plain, ref[role], role, resolve_grouping(method, role))
+                u_fast = role_units(placeholders, quick[role], role, resolve_grouping(method, role))
+                for a, c in zip(u_ref, u_fast):
+                    np.testing.assert_array_equal(a, c)
+    # a placeholder batch refuses a method that reads the episodes themselves
+    with pytest.raises(credit.MissingCounterfactualError, match="ratings"):
+        credit.get("sepo")(placeholders)
+
+
+def test_vectorised_reinforce_equals_the_estimator_batch_by_batch():
+    rng = np.random.default_rng(0)
+    R = rng.choice([-1.0, 1.0, 1.2, -0.8], size=(7, 12))
+    R[3] = 1.0  # a constant batch: zeros
+    idx = np.repeat(np.arange(7 * 4), 3).reshape(7, 12)
+    for name in ("reinforce++", "reinforce++-baseline", "grpo", "rloo"):
+        fast = estimate_rows(name, {}, R, idx)
+        for b in range(7):
+            ref = estimators.get(name)(R[b], idx[b]).double().numpy()
+            np.testing.assert_allclose(fast[b], ref, atol=1e-6, err_msg=name)
+
+
+def test_scores_by_hand():
+    est = np.array([[0.3, 0.3, -1.0, 2.0]])
+    exact = np.array([[0.1, 0.2, 0.2, 0.5]])
+    right, pairs = pairwise_sign_accuracy(est, exact)
+    # pairs with different exact values: (0,1) tie in est -> 1/2, (0,2) wrong, (0,3) right, (1,3) right, (2,3) right;
+    # (1,2) has equal exact values: skipped
+    assert pairs[0] == 5 and right[0] == pytest.approx(3.5)
+    rho = spearman_rows(est, exact)
+    # ranks: est [2.5, 2.5, 1, 4], exact [1, 2.5, 2.5, 4]
+    re, rx = np.array([2.5, 2.5, 1, 4]), np.array([1, 2.5, 2.5, 4])
+    assert rho[0] == pytest.approx(np.corrcoef(re, rx)[0, 1])
+    assert np.isnan(spearman_rows(est, np.zeros((1, 4)))[0])
+    assert spearman_rows(np.zeros((1, 4)), exact)[0] == 0.0
+    agree, scored = sign_agreement(np.array([[0.0, -1.0, 1.0]]), np.array([[1.0, 1.0, 0.0]]))
+    assert scored[0] == 2 and agree[0] == 0.5
+    m, ci = mean_ci(np.array([1.0, 2.0, 3.0]))
+    assert m == 2.0 and ci == pytest.approx([2 - 1.96 / np.sqrt(3), 2 + 1.96 / np.sqrt(3)])
+    lo, hi = wilson_ci(0, 100)
+    assert lo == pytest.approx(0.0, abs=1e-12) and 0.03 < hi < 0.04
+
+
+def test_sampled_advantages_average_to_the_exact_ones():
+    """RLOO's leave-one-out baseline is unbiased: under ``tree`` the Thinker's advantage of thought t
+    averages to A_T(x, t) and the Solver's (grouped by thought) to A_S(x, t, a)."""
+    g = make_game("helpful-harmful")
+    rng = np.random.default_rng(5)
+    piT = np.array([[0.5, 0.3, 0.2], [0.2, 0.5, 0.3], [0.3, 0.3, 0.4]])
+    piS = np.tile([0.6, 0.4], (g.n_solver_obs, 1))
+    ex = exact_values(g, piT, piS)
+    b = sample(g, piT, piS, rng, groups=3000, thoughts=4, answers_per_thought=4)
+    groups = array_groups(b)
+    method = credit.get("tree")
+    adv = role_advantages(method, groups, method(groups), "rloo", {}, 1)
+    aT = adv["thinker_0"][0].reshape(3000, 4)
+    aS = adv["solver_0"][0].reshape(3000, 4, 4)
+    for x in range(3):
+        for t in range(3):
+            sel = (b.x[:, None] == x) & (b.t == t)
+            assert aT[sel].mean() == pytest.approx(ex.A_T[x, t], abs=0.04), (x, t)
+            for a in range(2):
+                sel_s = sel[:, :, None] & (b.a == a)
+                assert aS[sel_s].mean() == pytest.approx(ex.A_S[x, t, a], abs=0.05), (x, t, a)
+    # shared reward, flat collection: the Thinker's RLOO advantage also averages to A_T (over the Solver's answers)
+    bf = sample(g, piT, piS, rng, groups=6000, thoughts=4)
+    gf = array_groups(bf)
+    shared = credit.get("shared")
+    aTf = role_advantages(shared, gf, shared(gf), "rloo", {}, 1)["thinker_0"][0].reshape(6000, 4)
+    for x in range(3):
+        for t in range(3):
+            sel = (bf.x[:, None] == x) & (bf.t == t)
+            assert aTf[sel].mean() == pytest.approx(ex.A_T[x, t], abs=0.05), (x, t)
+
+
+def test_ccpo_event_equals_shared_and_tree_ranks_thoughts_better_on_helpful_harmful():
+    """METHOD.md §3 measured: the event/margin bonus cannot reorder a group's thoughts; K = 2
+    answers per thought (tree) rank them better at the same Solver answers."""
+    g = make_game("helpful-harmful")
+    specs = [MethodSpec("shared", "shared"), MethodSpec("ccpo-event", "ccpo", {"variant": "event"}),
+             MethodSpec("ccpo-margin", "ccpo", {"variant": "margin"}), MethodSpec("tree", "tree")]
+    rows = fidelity_scores(g, specs, [("grpo", {})], batches=1000, seed=0)
+    by = {(r["collection"], r["method"]): r for r in rows}
+    shared = by[("flat 8x1", "shared")]
+    for m in ("ccpo-event", "ccpo-margin"):
+        assert by[("flat 8x1", m)]["thinker_sign_accuracy"] == shared["thinker_sign_accuracy"]
+        assert by[("flat 8x1", m)]["thinker_spearman"] == shared["thinker_spearman"]
+    tree = by[("tree 4x2", "tree")]
+    assert tree["thinker_sign_accuracy_ci95"][0] > shared["thinker_sign_accuracy_ci95"][1]
+    assert tree["solver_generations_per_problem"] == shared["solver_generations_per_problem"] == 8
+    assert by[("flat 8x1", "ccpo-event")]["solver_generations_per_problem"] == 12  # + 4 Thinker-removed answers
+
+
+def test_every_builtin_runs_on_every_game_under_every_estimator():
+    ests = [(e, {}) for e in estimators.available()] + [("grpo", {"scale": "batch"})]
+    colls = [Collection("flat", 4, 1, 2), Collection("tree", 2, 2, 2)]
+    for name in GAMES:
+        g = make_game(name)
+        rows = fidelity_scores(g, BUILTIN_SPECS, ests, colls, batches=3, problems_per_batch=2)
+        assert len(rows) == 2 * len(BUILTIN_SPECS) * len(ests)
+        for r in rows:
+            assert 0.0 <= r["thinker_grad_cosine"] + 1.0 <= 2.0
+            assert r["thinker_sign_accuracy"] != r["thinker_sign_accuracy"] or 0 <= r["thinker_sign_accuracy"] <= 1
+        learn = learning_runs(g, BUILTIN_SPECS, ests[:2], colls, seeds=3, updates=2, problems_per_batch=2)
+        assert len(learn) == 2 * len(BUILTIN_SPECS) * 2
+        assert all(0 <= r["success_after"] <= 1 and r["solver_generations"] > 0 for r in learn)
+
+
+def test_learning_improves_and_is_reproducible():
+    g = make_game("climbing")
+    spec = [MethodSpec("shared", "shared")]
+    a = learning_runs(g, spec, [("grpo", {})], [FLAT], seeds=30, updates=15, lr=3.0)
+    b = learning_runs(g, spec, [("grpo", {})], [FLAT], seeds=30, updates=15, lr=3.0)
+    start = exact_values(g, np.full((1, 3), 1 / 3), np.full((g.n_solver_obs, 3), 1 / 3)).success
+    assert a[0]["success_after"] == b[0]["success_after"]
+    assert a[0]["success_after_ci95"][0] > float(start) + 0.05
+    assert a[0]["solver_generations"] == 15 * 2 * 8  # updates x problems x joint answers (shared: no solo)
+
+
+def test_a_registered_method_runs_through_the_lab():
+    @credit.register("thought_solver", grouping={"solver_0": "thought"}, replace=True)
+    def thought_solver(groups, scale: float = 1.0):
+        q = credit.thought_values(groups)
+        return {"thinker_0": scale * q, "solver_0": credit.joint_rewards(groups)}
+
+    g = make_game("helpful-harmful")
+    specs = [MethodSpec("thought_solver", "thought_solver"), MethodSpec("tree", "tree")]
+    assert not specs[0].per_group and not specs[0].arrays_ok  # a plugin takes the plain path, batch by batch
+    rows = fidelity_scores(g, specs, [("grpo", {}), ("reinforce++", {})], [TREE], batches=30)
+    by = {(r["method"], r["estimator"]): r for r in rows}
+    for est in ("grpo", "reinforce++"):  # the same rewards and grouping as tree: the same scores
+        assert by[("thought_solver", est)]["thinker_sign_accuracy"] == by[("tree", est)]["thinker_sign_accuracy"]
+        assert by[("thought_solver", est)]["solver_grad_cosine"] == pytest.approx(by[("tree", est)]["solver_grad_cosine"])
+    learn = learning_runs(g, specs, [("grpo", {})], [TREE], seeds=4, updates=3)
+    assert learn[0]["success_after"] == pytest.approx(learn[1]["success_after"])
+
+
+def test_benchmark_writes_the_results_with_a_plugin(tmp_path):
+    import credit_fidelity
+
+    rc = credit_fidelity.main(["--games", "helpful-harmful", "signalling", "--methods", "shared", "ccpo-value", "tree",
+                               "event_both", "--plugin", str(ROOT / "examples" / "event_both.py"), "--estimators", "grpo",
+                               "reinforce++", "--batches", "4", "--seeds", "3", "--updates", "2", "--workers", "1",
+                               "--out", str(tmp_path)])
+    assert rc == 0
+    record = json.loads((tmp_path / "credit_fidelity.json").read_text())
+    rows = record["rows"]
+    assert len(rows) == 2 * 4 * 2 * 2
+    need = {"game", "method", "estimator", "thinker_sign_accuracy", "thinker_sign_accuracy_ci95", "thinker_spearman",
+            "thinker_grad_cosine", "solver_sign_accuracy", "success_after", "solver_generations"}
+    assert need <= set(rows[0])
+    assert all(len(r["thinker_sign_accuracy_ci95"]) == 2 for r in rows)
+    assert {r["method"] for r in rows} == {"shared", "ccpo-value", "tree", "event_both"}
+    assert (tmp_path / "credit_fidelity.md").read_text().startswith("# credit_fidelity")
+    assert (tmp_path / "credit_fidelity_plot.png").stat().st_size > 1000
+    assert credit_fidelity.main(["--methods", "nope", "--out", str(tmp_path)]) == 2
+    assert credit_fidelity.main(["--flat", "8x1", "--tree", "3x2", "--out", str(tmp_path)]) == 2
+    assert credit_fidelity.main(["--games", "chess", "--out", str(tmp_path)]) == 2
+
+
+# --------------------------------------------------------------------------- real model text
+
+
+def _arith(n=2):
+    from thinksolve_env import load_problems
+
+    return load_problems("arith:n=20,difficulty=1,split=train")[:n]
+
+
+class _Recording:
+    """A real policy that records every generate call's size and seed."""
+
+    def __init__(self, inner):
+        self.inner, self.calls = inner, []
+
+    def generate(self, prompts, **kw):
+        self.calls.append((len(prompts), kw.get("seed")))
+        return self.inner.generate(prompts, **kw)
+
+
+def test_real_text_ground_truth_ranks_good_thoughts():
+    """Scripted text with a known structure: a thought saying "good" makes the Solver right 90% of
+    the time, "bad" 10%. The Monte Carlo ground truth comes from a separate Solver call, and
+    per-thought credit (tree, K = 2) ranks the thoughts at least as well as flat shared reward."""
+    from agents import ScriptedPolicy
+    from algorithms.fidelity import real_text_fidelity
+    from thinksolve_env import MathVerifier
+
+    problems = _arith(3)
+    answers = {p.problem: p.answer for p in problems}
+    rng = np.random.default_rng(0)
+
+    def think(messages):
+        return "good plan" if rng.random() < 0.5 else "bad plan"
+
+    def solve(messages):
+        text = messages[-1]["content"]
+        problem = next(q for q in answers if q in text)
+        p = 0.9 if "good plan" in text else 0.1 if "bad plan" in text else 0.5
+        return f"\\boxed{{{answers[problem] if rng.random() < p else 'nope'}}}"
+
+    thinker, solver = _Recording(ScriptedPolicy(think)), _Recording(ScriptedPolicy(solve))
+    specs = [MethodSpec("shared", "shared"), MethodSpec("tree", "tree"), MethodSpec("ccpo-event", "ccpo", {"variant": "event"})]
+    colls = [Collection("flat", 4, 1, 2), Collection("tree", 2, 2, 2)]
+    with MathVerifier(workers=0) as v:
+        rows, info = real_text_fidelity({"thinker_0": thinker, "solver_0": solver}, problems, specs, [("grpo", {})], colls,
+                                        mc_answers=32, verifier=v, seed=3, solver_max_new_tokens=8,
+                                        thinker_max_new_tokens=8)
+    # per collection: one Thinker call; one Solver call (joint + solo) and one ground-truth call of P*n*M prompts
+    assert [c[0] for c in thinker.calls] == [3 * 4, 3 * 2]
+    assert [c[0] for c in solver.calls] == [3 * 4 + 3 * 2, 3 * 4 * 32, 3 * 4 + 3 * 2, 3 * 2 * 32]
+    seeds = [c[1] for c in solver.calls]
+    assert seeds[0] != seeds[1] and seeds[2] != seeds[3]  # fresh answers, never the method's
+    assert info["collections"]["flat 4x1"]["ground_truth_generations"] == 3 * 4 * 32
+    by = {(r["collection"], r["method"]): r for r in rows}
+    assert len(rows) == 6
+    flat = by[("flat 4x1", "shared")]
+    assert flat["thinker_sign_accuracy"] == by[("flat 4x1", "ccpo-event")]["thinker_sign_accuracy"]
+    assert flat["thinker_scored_groups"] >= 1 and flat["thinker_sign_accuracy"] > 0.5
+    assert by[("tree 2x2", "tree")]["solver_generations"] == 3 * 4
+    assert by[("flat 4x1", "ccpo-event")]["solver_generations"] == 3 * (4 + 2)
+    with pytest.raises(ValueError, match="mc_answers must be an integer >= 32"):
+        real_text_fidelity({"thinker_0": thinker, "solver_0": solver}, problems, specs, [("grpo", {})], colls, mc_answers=8)
+
+
+def test_real_text_with_the_tiny_transformer():
+    from agents import TransformersPolicy
+    from agents.models import load_model
+    from algorithms.fidelity import real_text_fidelity
+    from thinksolve_env import MathVerifier
+
+    torch.set_num_threads(1)
+    model, tok = load_model("tiny", seed=0)
+    policy = _Recording(TransformersPolicy(model, tok, seed=0))
+    colls = [Collection("flat", 2, 1, 2), Collection("tree", 1, 2, 2)]
+    with MathVerifier(workers=0) as v:
+        rows, info = real_text_fidelity({"thinker_0": policy, "solver_0": policy}, _arith(1),
+                                        [MethodSpec("shared", "shared"), MethodSpec("tree", "tree")],
+                                        [("grpo", {}), ("reinforce++", {})], colls, mc_answers=32, verifier=v, seed=0,
+                                        thinker_max_new_tokens=6, solver_max_new_tokens=6)
+    assert len(rows) == 2 * 2 * 2
+    assert info["collections"]["flat 2x1"]["ground_truth_generations"] == 2 * 32
+    assert info["collections"]["tree 1x2"]["ground_truth_generations"] == 32
+    for r in rows:
+        assert {"thinker_sign_accuracy", "thinker_sign_accuracy_ci95", "thinker_spearman", "solver_sign_accuracy"} <= set(r)
