@@ -13,7 +13,7 @@ A run directory ``OUT`` holds::
 the lock when its process ends, however it ends (SIGKILL included), so a dead run never leaves a
 stale lock behind; the file's content only names the holder for the error message.
 
-**Metrics agree with the checkpoint.** A row is appended with one ``write`` of a whole line
+**Metrics agree with the checkpoint** (``metrics.jsonl`` and ``eval.jsonl``). A row is appended with one ``write`` of a whole line
 (``O_APPEND``), so rows of one writer never interleave and a crash can at worst leave the last
 line unterminated. :func:`reconcile_metrics` runs before a resumed run writes: it keeps the rows
 with ``step <= checkpoint step`` in order and moves everything else (rows past the checkpoint,
@@ -35,9 +35,11 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["RunLock", "RunLockedError", "reconcile_metrics", "append_row", "load_team", "is_run", "check_model_source",
-           "recorded_config", "METRICS"]
+           "recorded_config", "METRICS", "EVALS"]
 
 METRICS = "metrics.jsonl"
+#: Evaluations during training, one row per evaluation (reconciled like the metrics).
+EVALS = "eval.jsonl"
 
 
 class RunLockedError(RuntimeError):

@@ -61,7 +61,7 @@ from .checkpoint import capture_rng, config_diff, json_default, load_checkpoint,
 from .config import ROLES, ConfigError, TrainerConfig, prompt_templates
 from .diagnostics import collaboration_diagnostics
 from .rollout import collect_groups
-from .runs import METRICS, RunLock, RunLockedError, append_row, check_model_source, is_run, reconcile_metrics
+from .runs import EVALS, METRICS, RunLock, RunLockedError, append_row, check_model_source, is_run, reconcile_metrics
 
 __all__ = ["Trainer", "ResumeError", "RunLockedError", "TrainingInterrupted", "step_seed", "micro_batches",
            "scheduled_roles", "RESUMABLE_CHANGES"]
@@ -275,9 +275,10 @@ class Trainer:
                 if is_run(self.out):
                     raise ResumeError(f"{self.out} already holds a run (checkpoint/); pass resume=True (--resume) to "
                                       "continue it, or choose another out (--out)")
-                moved = reconcile_metrics(self.out / METRICS, 0)["cut_to"]
-                if moved and self.log:
-                    self.log(f"{self.out / METRICS} held rows of an earlier run without a checkpoint; moved to {moved}")
+                for name in (METRICS, EVALS):
+                    moved = reconcile_metrics(self.out / name, 0)["cut_to"]
+                    if moved and self.log:
+                        self.log(f"{self.out / name} held rows of an earlier run without a checkpoint; moved to {moved}")
             if writer and self.dist.main and cfg.tensorboard and importlib.util.find_spec("tensorboard") is None:
                 self._tb = False
                 if self.log:
@@ -595,11 +596,12 @@ class Trainer:
             if self.config.steps < self.step_count:
                 raise ResumeError(f"cannot resume {self.out} with steps={self.config.steps}: its checkpoint is already at "
                                   f"step {self.step_count}; pass a larger --steps (or none, to keep {ck['config'].get('steps')})")
-            # metrics.jsonl agrees with the checkpoint: rows past it (and a torn last line) are set aside
-            cut = reconcile_metrics(self.out / METRICS, self.step_count)
-            if cut["cut_to"] and self.log:
-                self.log(f"{METRICS}: {cut['cut']} line(s) past the checkpoint's step {self.step_count} or torn moved to "
-                         f"{cut['cut_to']}")
+            # metrics.jsonl (and eval.jsonl) agree with the checkpoint: rows past it and a torn last line are set aside
+            for name in (METRICS, EVALS):
+                cut = reconcile_metrics(self.out / name, self.step_count)
+                if cut["cut_to"] and self.log:
+                    self.log(f"{name}: {cut['cut']} line(s) past the checkpoint's step {self.step_count} or torn moved "
+                             f"to {cut['cut_to']}")
         self._sync_rollout_engines()
         if self.log:
             self.log(f"resumed from {ck['path']} at step {self.step_count}")
@@ -617,8 +619,7 @@ class Trainer:
 
     def _log_eval(self, result: dict) -> None:
         if self.dist.main:
-            with open(self.out / "eval.jsonl", "a") as f:
-                f.write(json.dumps({"step": self.step_count, **result}) + "\n")
+            append_row(self.out / EVALS, json.dumps({"step": self.step_count, **result}, default=json_default))
             if self.log:
                 self.log(f"eval @ step {self.step_count}: joint {result['joint_accuracy']:.1%}, "
                          f"Thinker removed {result['solo_accuracy']:.1%}")

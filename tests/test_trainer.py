@@ -202,6 +202,7 @@ def test_torn_and_surplus_metrics_rows_are_cut_on_resume_and_kept_aside(tmp_path
     surplus = (a / "metrics.jsonl").read_text().splitlines()[2]
     metrics = b / "metrics.jsonl"
     metrics.write_text(metrics.read_text() + surplus + "\n" + '{"step": 4, "joint_acc')
+    (b / "eval.jsonl").write_text('{"step": 2, "joint_accuracy": 0.5}\n{"step": 3, "joint_accuracy": 0.25}\n')
     lines = []
     with Trainer(tiny(b, "steps=3"), resume=True, log=lines.append) as t:
         assert t.step_count == 2
@@ -209,6 +210,9 @@ def test_torn_and_surplus_metrics_rows_are_cut_on_resume_and_kept_aside(tmp_path
     assert [r["step"] for r in _rows(b)] == [1, 2, 3] and _rows(b) == _rows(a)
     (aside,) = b.glob("metrics.jsonl.cut-*")
     assert aside.read_text().splitlines() == [surplus, '{"step": 4, "joint_acc']  # kept, not destroyed
+    assert (b / "eval.jsonl").read_text() == '{"step": 2, "joint_accuracy": 0.5}\n'  # evaluations too
+    (eval_aside,) = b.glob("eval.jsonl.cut-*")
+    assert json.loads(eval_aside.read_text())["step"] == 3
     assert any("moved to" in line for line in lines)
 
 
