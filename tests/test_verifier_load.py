@@ -72,3 +72,41 @@ def test_verdicts_under_full_cpu_load_equal_the_idle_verdicts():
         for p in busy:
             p.wait(timeout=10)
     assert loaded == idle
+
+
+def _stopped_worker_verdict(v: MathVerifier, stop_s: float):
+    """Verify one symbolic pair while the only worker is stopped (SIGSTOP) for ``stop_s``."""
+    import signal
+    import threading
+
+    assert v.verify("\\boxed{\\frac{4}{2}}", "2").correct  # the worker is up and warm
+    (pid,) = v.worker_pids()
+    box: list = []
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        t = threading.Thread(target=lambda: box.append(v.verify("\\boxed{(x+2)^2}", "x^2+4x+4")))
+        t.start()
+        time.sleep(stop_s)
+    finally:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:  # already ended by the wall-clock net
+            pass
+    t.join(60)
+    return box[0]
+
+
+def test_wall_clock_time_without_cpu_does_not_count():
+    """A worker that gets no CPU for three times the budget (stopped, as on a machine too busy
+    to schedule it) still gives the right verdict: only the answer's own CPU time counts."""
+    with MathVerifier(timeout=0.5, workers=1, cache_size=0) as v:
+        r = _stopped_worker_verdict(v, 1.5)
+        assert (r.correct, r.reason) == (True, "match")
+        assert v.stats["timeouts"] == 0
+
+
+def test_wall_clock_net_still_ends_an_unscheduled_worker():
+    with MathVerifier(timeout=0.5, wall_timeout=1.0, workers=1, cache_size=0) as v:
+        r = _stopped_worker_verdict(v, 2.5)
+        assert (r.correct, r.reason) == (False, "timeout")
+        assert v.verify("\\boxed{(x+3)^2}", "x^2+6x+9").correct  # replaced, and warm
