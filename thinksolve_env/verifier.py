@@ -808,8 +808,9 @@ class MathVerifier:
     def verify_batch(self, pairs: Iterable[tuple[str, str]]) -> list[Verification]:
         """Judge many (text, reference) pairs; symbolic checks run in parallel on the pool.
 
-        Results come back in input order. Each answer's symbolic check has its own deadline,
-        counted from the moment a worker starts on it.
+        Results come back in input order. Each answer's symbolic check has its own budget of
+        ``timeout`` CPU seconds, counted by its worker from the moment it reads the answer
+        (``wall_timeout`` wall-clock seconds at most, from the moment it is sent).
         """
         results: list[Verification | None] = []
         pending: list[tuple[int, str, str, str]] = []  # (index, extracted, reference, its answer)
@@ -1049,7 +1050,7 @@ class MathVerifier:
                                 with self._stats_lock:
                                     self.stats["timeouts"] += 1
                             w.state, w.task = "idle", None
-                # 4. Deadlines.
+                # 4. Wall-clock net (the CPU budget itself is enforced inside the worker).
                 now = time.monotonic()
                 for w in list(held):
                     if w.state == "busy" and now >= w.deadline:
