@@ -364,6 +364,13 @@ def cmd_demo(args) -> int:
         cfg.steps = args.steps
     cfg = apply_overrides(cfg, list(args.overrides or [])).validate()
     out = Path(cfg.out)
+    if (out / ".lock").exists():
+        from .runs import RunLock, RunLockedError
+
+        try:  # never delete the directory of a run that is being written
+            RunLock(out).acquire().release()
+        except RunLockedError as e:
+            return _fail(str(e))
     if out.exists():
         shutil.rmtree(out)
     print(f"thinksolve demo: tiny-arith, credit {cfg.credit.name} ({cfg.credit.params or 'event'}), "

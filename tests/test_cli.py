@@ -189,6 +189,8 @@ def test_two_trainings_into_one_run_directory_the_second_is_refused(tmp_path, ca
         assert f"is in use by another training process (pid {first.pid} on" in err and "choose another --out" in err
         assert main(["train", "--resume", "--out", str(out), "--steps", "8"]) == 2  # resuming it is a second writer too
         assert f"(pid {first.pid} on" in capsys.readouterr().err
+        assert main(["demo", "--out", str(out), "--steps", "1"]) == 2  # the demo replaces its --out: not this one
+        assert f"(pid {first.pid} on" in capsys.readouterr().err
     finally:
         stdout, stderr = first.communicate(timeout=300)
     assert first.returncode == 0, stderr
