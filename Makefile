@@ -20,7 +20,7 @@ test-main: setup
 
 test-vllm:
 	@bash scripts/vllm_venv.sh
-	VLLM_ENABLE_V1_MULTIPROCESSING=0 .venv-vllm/bin/python -m pytest -q -m vllm tests/test_vllm_policy.py tests/test_vllm_training.py tests/test_vllm_eval.py
+	VLLM_ENABLE_V1_MULTIPROCESSING=0 .venv-vllm/bin/python -m pytest -q -m vllm tests/test_vllm_policy.py tests/test_vllm_training.py tests/test_vllm_eval.py tests/test_vllm_bench.py
 
 # The performance table (about 3 min on 2 cores): benchmarks/results/performance.{json,md}.
 bench: setup

@@ -32,6 +32,14 @@ Rows (one per metric):
 * ``env_episodes_per_s`` / ``env_episodes_per_s_cold_verifier``: joint episodes per second of
   ``ThinkSolveEnv`` with constant-string policies (``benchmarks/env_throughput.py``'s loop), with
   the string layer only (workers=0) and with the default verifier from a cold cache.
+* ``vllm_step_speedup_smollm2`` (target >= 1.4): median wall time of one ``Trainer.step()`` of
+  the ``smollm2-arith`` preset with ``rollout.engine=transformers`` over the same with
+  ``rollout.engine=vllm`` (CPU vLLM; greater is faster), one trainer each from the same seed,
+  measured side by side in one process (1 warm-up step each, then ``--vllm-repeats`` interleaved
+  steps, medians; the same problems and roles at each step index). The vLLM step includes the
+  weight sync into the engine after the update. Needs vLLM (run it in ``.venv-vllm``); alone with
+  ``--only vllm-step``, which merges the row into the existing results file; a full run where
+  vLLM is missing keeps the row of the last ``--only vllm-step`` run.
 * ``verifier_answers_per_s_*``: ``MathVerifier.verify_batch`` throughput on the first
   ``--verifier-problems`` MATH500 problems (``benchmarks/verifier_speed.py``'s workloads and
   runner: reference solutions, and rewritten equivalent answers), fresh verifier, pool started
@@ -41,6 +49,7 @@ Usage::
 
     python benchmarks/performance.py [--repeats 8] [--credits ccpo sepo difference shapley]
         [--rollout-repeats 5] [--env-episodes 500] [--verifier-problems 100] [--smollm2] [--threads 1]
+    .venv-vllm/bin/python benchmarks/performance.py --only vllm-step [--vllm-repeats 3]
 """
 
 from __future__ import annotations
@@ -65,6 +74,8 @@ from _results import write_results  # noqa: E402
 from generation_speed import raw_generate  # noqa: E402
 
 TARGET_CCPO = 1.25
+TARGET_VLLM_STEP = 1.4
+VLLM_METRIC = "vllm_step_speedup_smollm2"
 COLUMNS = ["metric", "value", "target", "detail"]
 
 
@@ -385,6 +396,101 @@ def throughput_rows(env: dict | None, ver: dict | None) -> list[dict]:
     return rows
 
 
+# --------------------------------------------------------------------------- 4. vLLM engine step vs transformers step
+
+
+def vllm_step(repeats: int, preset_name: str = "smollm2-arith", overrides: list[str] | None = None) -> dict:
+    """Interleaved training steps of two trainers that differ only in ``rollout.engine``; the
+    transformers one first (it is the base of the ratio)."""
+    import copy
+
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # the engine in this process (CPU vLLM)
+    from algorithms.config import apply_overrides, preset
+    from algorithms.trainer import Trainer
+
+    base = preset(preset_name)
+    if overrides:
+        base = apply_overrides(base, overrides)
+    base.tensorboard = False
+    trainers = {}
+    try:
+        for engine in ("transformers", "vllm"):
+            cfg = copy.deepcopy(base)
+            cfg.rollout.engine = engine
+            cfg.out = tempfile.mkdtemp(prefix=f"perf-{engine}-")
+            trainers[engine] = Trainer(cfg, log=None)
+        costs = step_costs(trainers, repeats)
+        engine = trainers["vllm"].rollout_policies["solver_0"]
+        cache = dict(engine.prefix_cache)
+    finally:
+        for t in trainers.values():
+            t.close()
+    hf, vl = costs["methods"]["transformers"], costs["methods"]["vllm"]
+    return {"preset": preset_name, "overrides": list(overrides or []), "repeats": repeats,
+            "speedup": hf["median_step_s"] / vl["median_step_s"],
+            "paired_speedup_median": _med([a / b for a, b in zip(hf["step_s"], vl["step_s"])]),
+            "collect_speedup": hf["median_phase_s"]["collect"] / vl["median_phase_s"]["collect"],
+            "transformers": {k: hf[k] for k in ("median_step_s", "median_phase_s", "step_s", "mean_tokens")},
+            "vllm": {k: vl[k] for k in ("median_step_s", "median_phase_s", "step_s", "mean_tokens")},
+            "vllm_prefix_cache": cache, "same_problems": costs["same_problems"], "same_roles": costs["same_roles"]}
+
+
+def vllm_step_row(r: dict) -> dict:
+    hf, vl = r["transformers"], r["vllm"]
+    ph, pv = hf["median_phase_s"], vl["median_phase_s"]
+    detail = (f"{r['preset']} step with rollout.engine=transformers {hf['median_step_s']:.2f}s vs vllm "
+              f"{vl['median_step_s']:.2f}s (paired median {r['paired_speedup_median']:.2f}x); collect/credit/update "
+              f"{ph['collect']:.2f}/{ph['credit']:.3f}/{ph['update']:.2f}s vs {pv['collect']:.2f}/{pv['credit']:.3f}/"
+              f"{pv['update']:.2f}s (generation {r['collect_speedup']:.2f}x; vLLM's update includes the weight sync); "
+              f"tokens/step {({k: round(v) for k, v in hf['mean_tokens'].items()})} vs "
+              f"{({k: round(v) for k, v in vl['mean_tokens'].items()})}")
+    return {"metric": VLLM_METRIC, "value": round(r["speedup"], 3), "target": f">= {TARGET_VLLM_STEP}",
+            "detail": detail}
+
+
+def vllm_step_note(r: dict) -> str:
+    met = r["speedup"] >= TARGET_VLLM_STEP
+    return (f"vLLM step: {r['preset']} preset{' with ' + ' '.join(r['overrides']) if r['overrides'] else ''}, one "
+            f"trainer per rollout engine from the same seed in one process (vLLM in-process, CPU build), 1 warm-up "
+            f"step then {r['repeats']} interleaved steps each, medians. Target {VLLM_METRIC} >= {TARGET_VLLM_STEP}: "
+            f"{'met' if met else 'NOT met'} ({r['speedup']:.3f}); the same problems at each step index: "
+            f"{r['same_problems']}, the same roles updated: {r['same_roles']}. The two engines sample differently "
+            "(different random streams), so rewards, updates and generated lengths can differ a little between the "
+            "sides; the detail column gives both sides' tokens per step. Measured by "
+            f"`{r.get('command', 'benchmarks/performance.py --only vllm-step')}`.")
+
+
+def merge_vllm_step(r: dict) -> str:
+    """Put the vLLM row (and its note paragraph and details) into the existing performance results
+    file, replacing an earlier one; the rest of the file is kept as it was measured."""
+    import json
+
+    from _results import RESULTS
+
+    path = RESULTS / "performance.json"
+    old = json.loads(path.read_text()) if path.exists() else {"rows": [], "notes": "", "command": None}
+    rows = [x for x in old.get("rows", []) if x.get("metric") != VLLM_METRIC] + [vllm_step_row(r)]
+    paragraphs = [p for p in old.get("notes", "").split("\n\n") if p and not p.startswith("vLLM step:")]
+    notes = "\n\n".join([*paragraphs, vllm_step_note(r)])
+    keep = {k: v for k, v in old.items() if k not in ("name", "command", "date", "versions", "columns", "rows", "notes")}
+    keep["vllm_step"] = r
+    if old.get("versions"):
+        keep["versions_of_the_other_rows"] = old["versions"]  # `versions` is this (vLLM) environment's
+    return write_results("performance", COLUMNS, rows, notes=notes, extra=keep, command=old.get("command") or r["command"])
+
+
+def _previous_vllm_step() -> dict | None:
+    import json
+
+    from _results import RESULTS
+
+    path = RESULTS / "performance.json"
+    try:
+        return json.loads(path.read_text()).get("vllm_step")
+    except (OSError, ValueError):
+        return None
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -406,7 +512,26 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (the preset's own value is 1)")
     ap.add_argument("--override", nargs="*", default=[], help="tiny-arith config overrides, section.field=value (tests)")
     ap.add_argument("--no-write", action="store_true", help="print the table, do not write results/ (tests)")
+    ap.add_argument("--only", choices=["vllm-step"], help="measure only this row (vllm-step: merged into the results file)")
+    ap.add_argument("--vllm-step", action="store_true", help="also measure the vLLM step row (needs vLLM)")
+    ap.add_argument("--vllm-repeats", type=int, default=3, help="timed steps per engine in the vLLM step row")
+    ap.add_argument("--vllm-preset", default="smollm2-arith", help="preset of the vLLM step row")
+    ap.add_argument("--vllm-override", nargs="*", default=[], help="overrides of the vLLM step row's preset (tests)")
     args = ap.parse_args(argv)
+    if args.only == "vllm-step":
+        print(f"[perf] vLLM step vs transformers step ({args.vllm_preset}; its warm start is trained and cached the "
+              "first time) ...", flush=True)
+        r = vllm_step(args.vllm_repeats, args.vllm_preset, args.vllm_override)
+        r["command"] = " ".join([Path(sys.executable).name, *(sys.argv if argv is None else [sys.argv[0], *argv])])
+        print(f"[perf] {VLLM_METRIC} = {r['speedup']:.3f} (target >= {TARGET_VLLM_STEP}): "
+              f"{'met' if r['speedup'] >= TARGET_VLLM_STEP else 'NOT met'}", flush=True)
+        if args.no_write:
+            from _results import markdown_table
+
+            print(markdown_table(COLUMNS, [vllm_step_row(r)]))
+            return {"rows": [vllm_step_row(r)], "vllm_step": r}
+        print(merge_vllm_step(r))
+        return {"rows": [vllm_step_row(r)], "vllm_step": r}
 
     import torch
 
@@ -454,6 +579,15 @@ def main(argv: list[str] | None = None) -> dict:
     if roll_smol:
         rows.append(rollout_row("rollout_over_raw_generate_smollm2", roll_smol, "smollm2-135m (smollm2-arith sizes)"))
     rows += throughput_rows(env, ver)
+    vstep = None
+    if args.vllm_step:
+        print("[perf] vLLM step vs transformers step ...", flush=True)
+        vstep = vllm_step(args.vllm_repeats, args.vllm_preset, args.vllm_override)
+        vstep["command"] = "this run (--vllm-step)"
+    elif not args.no_write:
+        vstep = _previous_vllm_step()  # measured in .venv-vllm by --only vllm-step; kept as it was
+    if vstep:
+        rows.append(vllm_step_row(vstep))
     print(f"[perf] ccpo_step_over_shared = {ccpo:.3f} (target <= {TARGET_CCPO}): {'met' if met else 'NOT met'}")
     print(f"[perf] same problems per step index: {costs['same_problems']}; same roles updated: {costs['same_roles']}")
 
@@ -490,6 +624,7 @@ def main(argv: list[str] | None = None) -> dict:
            if roll_smol else "")
         + "Throughput rows reuse benchmarks/env_throughput.py's episode loop and benchmarks/verifier_speed.py's "
         "workloads and runner at smaller sizes (single runs); see those benchmarks for the full tables."
+        + (f"\n\n{vllm_step_note(vstep)}" if vstep else "")
     )
     result = {"rows": rows, "costs": costs, "rollout": roll, "rollout_smollm2": roll_smol, "env": env, "verifier": ver,
               "ccpo_target_met": met, "runtime_s": runtime}
@@ -505,7 +640,7 @@ def main(argv: list[str] | None = None) -> dict:
                                  "load_average_1m": {"start": round(load_start[0], 2), "end": round(load_end[0], 2)},
                                  "ccpo_target": TARGET_CCPO, "ccpo_target_met": met,
                                  "step_costs": costs, "rollout": roll, "rollout_smollm2": roll_smol,
-                                 "env": env, "verifier": ver})
+                                 "env": env, "verifier": ver, **({"vllm_step": vstep} if vstep else {})})
     print(table)
     return result
 
