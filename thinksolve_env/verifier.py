@@ -285,7 +285,9 @@ def _boxed_answer(text: str, boxes: list[tuple[int, int, str]], parts: int) -> s
             break
         first -= 1
     chosen = [b[2].strip() for b in boxes[first:]]
-    held = sum(count_parts(c) for c in chosen)
+    if len(chosen) == 1 and parts <= 1:  # the common case: one last box
+        return chosen[0]
+    held = sum(count_parts(c) for c in chosen) if parts > 1 else parts
     k = first
     while held < parts and k > 0:
         k -= 1
