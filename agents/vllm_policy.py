@@ -41,7 +41,8 @@ adds to :attr:`VLLMPolicy.prefix_cache` (``prompt_tokens``, ``cached_tokens``);
 
 Weight sync uses the engine workers' in-place ``reload_weights`` (checkpoint-format names in;
 vLLM fuses and repacks them), then resets the prefix cache. It is tested with the engine
-in-process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``, as the tests and CPU runs use).
+in-process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``), which is the default this class sets on CPU
+(unless the variable is set already).
 """
 
 from __future__ import annotations
@@ -167,6 +168,8 @@ class VLLMPolicy:
         self.seed = int(seed)
         self._calls = 0
         on_cpu = _on_cpu()
+        if on_cpu:  # the engine in this process: weight sync is then a copy, not an IPC transfer
+            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         engine_kwargs, self.seeded = engine_arguments(engine_kwargs, max_model_len=self.max_context, on_cpu=on_cpu)
         self.engine_kwargs = dict(engine_kwargs)
         self.prefix_cache = {"prompt_tokens": 0, "cached_tokens": 0}
