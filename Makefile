@@ -2,7 +2,7 @@
 # Both set up the virtualenv at .venv first (idempotent; see scripts/bootstrap.sh).
 PY := .venv/bin/python
 
-.PHONY: setup demo test test-main test-vllm bench bench-credit bench-fidelity clean
+.PHONY: setup demo test test-main test-vllm bench bench-vllm bench-credit bench-fidelity clean
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -25,6 +25,12 @@ test-vllm:
 # The performance table (about 3 min on 2 cores): benchmarks/results/performance.{json,md}.
 bench: setup
 	$(PY) benchmarks/performance.py --smollm2
+
+# The performance table's vLLM row (smollm2-arith step, vLLM vs transformers; in .venv-vllm),
+# merged into benchmarks/results/performance.{json,md}.
+bench-vllm:
+	@bash scripts/vllm_venv.sh
+	.venv-vllm/bin/python benchmarks/performance.py --only vllm-step
 
 # The credit comparison of the README, exactly as its tables were made (hours on 2 cores;
 # finished runs are stored under runs/ and reused, so it can be interrupted and restarted).
