@@ -35,6 +35,17 @@ Learning (:func:`learning_runs`): S seeds at once, each with its own tabular sof
 updates the exact team success and the share of seeds within ``optimum_tol`` of the game's optimum.
 
 Collections are compared at equal Solver generations: ``flat`` n×1 against ``tree`` (n/K)×K.
+
+Speed without thinner statistics: every method of a collection sees one set of sampled
+batches; a method that is a pure per-group function (every built-in but ``ccpo`` normalized)
+is called once over many batches' groups, the others batch by batch (one instance per seed in
+the learning runs); a group-local estimator (``grpo`` with the group or no scale, ``dr_grpo``,
+``rloo``) is called once over all batches, the others batch by batch — in the learning runs the
+two REINFORCE++ estimators through a vectorised copy (:func:`estimate_rows`, tested equal to the
+real functions). Built-ins that read the groups only through the credit helpers (``shared``,
+``ccpo``, ``difference``, ``shapley``, ``tree``) run on array-backed batches
+(:class:`ArrayGroups`, the ``arrays`` hook of :mod:`algorithms.credit.base`; tested equal to
+the plain path); SEPO and registered methods get real :class:`EpisodeGroup` objects.
 """
 
 from __future__ import annotations
@@ -42,17 +53,17 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from agents.tabular import TabularSoftmaxPolicy, softmax
+from agents.tabular import TabularSoftmaxPolicy
 from thinksolve_env.env import SOLVER, THINKER
-from thinksolve_env.games import TabularGame, exact_values, make_game, sample, sample_ratings
+from thinksolve_env.games import TabularGame, exact_values, sample, sample_ratings
 
 from . import credit as credit_registry
 from . import estimators as estimator_registry
-from .credit.base import NO_SOLVER, RATINGS, SOLO, resolve_grouping, role_units
+from .credit.base import RATINGS, SOLO, resolve_grouping, role_units
 from .rollout import Collected, EpisodeGroup
 
 __all__ = [

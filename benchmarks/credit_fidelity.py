@@ -33,10 +33,14 @@ Solver answers per thought (never the ones the method saw). Results: ``OUT/credi
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
+import random
 import shlex
+import shutil
 import sys
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -241,14 +245,14 @@ def plot(rows: list[dict], estimator: str, path: Path) -> Path | None:
 
 def run_real(args) -> tuple[list[dict], dict]:
     """The lab on model text: the preset's (warm-started) policies, as the trainer builds them."""
-    from algorithms.config import apply_overrides, preset as get_preset
+    from algorithms.config import apply_overrides, preset as get_preset, prompt_templates
     from algorithms.fidelity import real_text_fidelity
     from algorithms.trainer import Trainer
 
     name = {"tiny": "tiny-arith", "smollm2-135m": "smollm2-arith"}[args.policy]
     cfg = get_preset(name)
     cfg.plugins = list(args.plugin)
-    cfg.out, cfg.tensorboard = str(Path(args.out) / f".fidelity-{args.policy}"), False
+    cfg.out, cfg.tensorboard = tempfile.mkdtemp(prefix=f"thinksolve-fidelity-{args.policy}-"), False  # nothing is written
     cfg = apply_overrides(cfg, args.overrides).validate()
     specs = [method_spec(m) for m in args.methods]
     ests = [estimator_spec(e) for e in args.estimators]
@@ -256,11 +260,7 @@ def run_real(args) -> tuple[list[dict], dict]:
     t0 = time.perf_counter()
     with Trainer(cfg, log=None, writer=False) as trainer:
         r = cfg.rollout
-        import random
-
         problems = random.Random(args.seed).sample(trainer.problems, min(args.real_problems, len(trainer.problems)))
-        from algorithms.config import prompt_templates
-
         rows, info = real_text_fidelity(trainer.rollout_policies, problems, specs, ests, colls,
                                         mc_answers=args.mc_answers, verifier=trainer.verifier,
                                         env_options={"prompts": prompt_templates(r.prompts)}, seed=args.seed,
@@ -268,6 +268,7 @@ def run_real(args) -> tuple[list[dict], dict]:
                                         thinker_max_new_tokens=r.thinker_max_new_tokens,
                                         solver_max_new_tokens=r.solver_max_new_tokens,
                                         rating_max_new_tokens=r.rating_max_new_tokens)
+    shutil.rmtree(cfg.out, ignore_errors=True)
     info.update({"preset": name, "policy": args.policy, "real_seconds": time.perf_counter() - t0})
     return rows, info
 
@@ -371,8 +372,6 @@ def main(argv: list[str] | None = None) -> int:
                           extra={"raw_rows": rows, **info,
                                  "settings": {k: v for k, v in vars(args).items() if k != "overrides"}})
     # ``rows`` of the JSON are the raw numbers (intervals as [low, high]); the Markdown shows them rounded
-    import json
-
     path = out / f"{args.name}.json"
     record = json.loads(path.read_text())
     record["rows"] = record.pop("raw_rows")
