@@ -110,3 +110,20 @@ def test_wall_clock_net_still_ends_an_unscheduled_worker():
         r = _stopped_worker_verdict(v, 2.5)
         assert (r.correct, r.reason) == (False, "timeout")
         assert v.verify("\\boxed{(x+3)^2}", "x^2+6x+9").correct  # replaced, and warm
+
+
+def test_cpu_rlimit_stage_ends_a_process_spinning_in_the_kernel_or_in_c():
+    """Stage 3 of the worker's deadline: RLIMIT_CPU at the time used so far + 1 s ends a process
+    that never returns to Python (here a spin loop), by SIGXCPU, whatever the wall-clock time."""
+    import signal
+
+    worker_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "thinksolve_env")
+    code = (
+        f"import sys, signal; sys.path.insert(0, {worker_dir!r}); import _verify_worker as w\n"
+        "signal.signal(signal.SIGXCPU, signal.SIG_DFL); w._no_core_files(); w._cpu_rlimit(1.0)\n"
+        "while True: pass\n"
+    )
+    t = time.monotonic()
+    p = subprocess.run([sys.executable, "-c", code], timeout=120)
+    assert p.returncode == -signal.SIGXCPU
+    assert time.monotonic() - t < 60

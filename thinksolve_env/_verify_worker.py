@@ -27,6 +27,9 @@ machine is, other processes cannot use the budget up):
    (terminate), after ``1.5 × budget + 0.5`` s: a computation stuck in C code that holds the
    GIL (a huge integer power) never reaches a bytecode boundary, so the kernel ends the worker.
    The parent sees it die by ``SIGVTALRM`` and scores the answer ``"timeout"``.
+3. ``RLIMIT_CPU`` (user + system, whole seconds) is set to the CPU time used so far plus
+   ``2 × budget + 1`` s, so time spent in the kernel on the answer's behalf (page faults of a
+   huge allocation), which stage 2 does not count, also ends the worker (``SIGXCPU``).
 
 Warm-up: before it says ``ready`` the worker judges a few pairs that pull in every lazily
 imported part of the engine (polynomial simplification, intervals, sets, matrices, relations,
@@ -183,6 +186,27 @@ def _disarm() -> None:
 
     for timer in (signal.ITIMER_PROF, signal.ITIMER_VIRTUAL, signal.ITIMER_REAL):
         signal.setitimer(timer, 0)
+    _cpu_rlimit(None)
+
+
+def _cpu_rlimit(extra: float | None) -> None:
+    """``RLIMIT_CPU`` at the CPU time used so far plus ``extra`` seconds (``None``: no limit,
+    or the hard limit the worker was started under)."""
+    try:
+        import math
+        import resource
+
+        _soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
+        if extra is None:
+            soft = hard
+        else:
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            soft = math.ceil(usage.ru_utime + usage.ru_stime + extra)
+            if hard != resource.RLIM_INFINITY:
+                soft = min(soft, hard)
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+    except (ImportError, ValueError, OSError):  # pragma: no cover - non-POSIX or locked down
+        pass
 
 
 def judge_within(engine: "Engine", pred: str, gold: str, rel_tol: float | None, cpu: float,
@@ -195,6 +219,7 @@ def judge_within(engine: "Engine", pred: str, gold: str, rel_tol: float | None, 
     try:
         try:
             signal.setitimer(signal.ITIMER_REAL, wall)
+            _cpu_rlimit(2 * cpu + 1)
             signal.setitimer(signal.ITIMER_VIRTUAL, 1.5 * cpu + 0.5)
             signal.setitimer(signal.ITIMER_PROF, cpu)
             return engine.judge(pred, gold, rel_tol)
@@ -243,6 +268,7 @@ def main(argv: list[str]) -> int:
 
     signal.signal(signal.SIGALRM, signal.SIG_DFL)
     signal.signal(signal.SIGVTALRM, signal.SIG_DFL)
+    signal.signal(signal.SIGXCPU, signal.SIG_DFL)
     signal.signal(signal.SIGPROF, _over_budget)
     _no_core_files()
     self_destruct = float(config.get("self_destruct_s", 30.0))

@@ -23,7 +23,8 @@ Layers, cheapest first:
    budget of ``timeout`` **CPU** seconds of its worker, counted by the kernel (``ITIMER_PROF``)
    from the moment the worker reads it, so machine load cannot use it up and worker start-up
    is never counted. An answer that overruns counts as wrong with ``reason="timeout"``: the
-   worker stops it itself and goes on, or, stuck in C code, is ended by a second CPU timer and
+   worker stops it itself and goes on, or, stuck in C code, is ended by a second CPU timer (or
+   ``RLIMIT_CPU``) and
    replaced by one that warms up (every lazily imported part of the engine) before it takes
    work. A wall-clock net (``wall_timeout``, default
    ``20 * timeout + 10`` s) covers a worker that is not scheduled at all. Verdicts are cached
@@ -1024,7 +1025,7 @@ class MathVerifier:
                                 f"verifier worker exited during start-up (exit code {w.popen.poll()}); "
                                 f"check that `{sys.executable} -c 'import math_verify'` works"
                             )
-                        if w.state == "busy" and w.exit_code() in (-signal.SIGVTALRM, -signal.SIGPROF):
+                        if w.state == "busy" and w.exit_code() in (-signal.SIGVTALRM, -signal.SIGXCPU, -signal.SIGPROF):
                             # The kernel ended it: this answer used up its CPU budget in C code.
                             results[w.task[1]] = (False, "timeout")
                             with self._stats_lock:
