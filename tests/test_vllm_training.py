@@ -1,9 +1,11 @@
 """Training with ``rollout.engine=vllm`` on CPU vLLM (runs in the vLLM virtualenv, ``make test-vllm``).
 
-The batch is the ``tiny-arith`` preset's (8 problems x 8 rollouts, 4 Thinker-removed samples per
-problem: 64 Thinker and 96 Solver prompts per step) on the untrained ``tiny`` model, with the
-scheduler's token budget cut to 320 tokens, so every generate call is far larger than one
-scheduler step (the setting where vLLM's chunked prefill crashed seeded CPU sampling). A randomly
+The ``tiny-arith`` preset's rollouts (8 rollouts per problem, 4 Thinker-removed samples per
+problem) on 2 problems per step (16 Thinker and 24 Solver prompts) with the untrained ``tiny``
+model, and the scheduler's token budget cut to 320 tokens, so every generate call spans several
+scheduler steps: the setting where vLLM's chunked prefill crashed seeded CPU sampling, reached
+cheaply (the preset's own 8 problems per step, 96 Solver prompts, were run by hand with
+``thinksolve train --preset tiny-arith ... rollout.engine=vllm`` at vLLM's default budget). A randomly
 initialised model never solves a problem, so the verifier's +-1 would give zero advantages; a
 credit method registered here rewards the parity of the sampled tokens instead, so every step
 changes the weights and the engine has something to follow.
@@ -50,6 +52,7 @@ if "test_vllm_parity" not in credit.available():
 def config(out, steps):
     return apply_overrides(preset("tiny-arith"), [
         "warm_start.enabled=false", "train_data=arith:n=200,difficulty=1", "credit.name=test_vllm_parity",
+        "rollout.problems_per_step=2",
         "rollout.engine=vllm", f'rollout.vllm={{"max_num_batched_tokens": {BUDGET}}}', "optim.lr=1e-3",
         "optim.ppo_epochs=1", "schedule.period=1", "save_every=100", "tensorboard=false", f"steps={steps}",
         f"out={out}",
@@ -109,12 +112,12 @@ def straight(tmp_path_factory):
     return seen
 
 
-def test_a_preset_sized_batch_larger_than_the_token_budget_trains(straight):
+def test_a_batch_larger_than_the_token_budget_trains(straight):
     rows = straight["rows"]
     assert [r["step"] for r in rows] == [1, 2, 3]
     assert [r["updated"] for r in rows] == [[THINKER], [SOLVER], [THINKER]]
-    assert straight["solver_rows"] == 8 * 8 + 8 * 4
-    assert straight["solver_prompt_tokens"] > 4 * BUDGET  # the Solver call spans several scheduler steps
+    assert straight["solver_rows"] == 2 * 8 + 2 * 4
+    assert straight["solver_prompt_tokens"] > 3 * BUDGET  # the Solver call spans several scheduler steps
     for r in rows:
         role = r["updated"][0]
         assert np.isfinite(r[f"loss_{role}"]) and r[f"grad_norm_{role}"] > 0
