@@ -9,7 +9,8 @@ What it runs (each a real :class:`~algorithms.trainer.Trainer` on the device, ``
 2. **tree rollouts** (``rollout.answers_per_thought=2``, METHOD.md §8) with ``tree``,
    ``ccpo`` variant ``value`` and ``shared``;
 3. **checkpoint and resume**: 4 steps straight against 2 steps, a new process-local trainer
-   resumed from the checkpoint, 2 more; the final weights and metrics rows are compared. A credit
+   resumed from the checkpoint, 2 more; the final weights and metrics rows must be equal, bit for
+   bit (on CUDA with ``torch.use_deterministic_algorithms`` and a fixed cuBLAS workspace). A credit
    method defined here rewards the parity of the sampled tokens (the untrained tiny model never
    solves a problem, so the verifier's +-1 alone would give zero advantages and no update).
 
@@ -204,6 +205,10 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
         return 1
     gpu = torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu"
+    if device.startswith("cuda"):
+        # exact resume needs deterministic kernels (embedding backward, cuBLAS workspaces)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
     from algorithms import credit
     from algorithms.config import RolloutConfig
 
