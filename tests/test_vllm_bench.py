@@ -35,3 +35,29 @@ def test_vllm_step_row_alone_at_toy_sizes():
         assert len(r[side]["step_s"]) == 1 and r[side]["median_step_s"] > 0
         assert r[side]["mean_tokens"]["solver"] > 0
     assert r["vllm_prefix_cache"]["prompt_tokens"] > 0
+    _merge_keeps_the_other_rows(perf, r)
+
+
+def _merge_keeps_the_other_rows(perf, r):
+    import json
+    import shutil
+    import sys
+    import tempfile
+
+    results = sys.modules["_results"]
+    saved = results.RESULTS
+    with tempfile.TemporaryDirectory() as tmp:
+        results.RESULTS = Path(tmp)
+        try:
+            shutil.copy(saved / "performance.json", Path(tmp) / "performance.json")
+            before = json.loads((Path(tmp) / "performance.json").read_text())
+            others = [x["metric"] for x in before["rows"] if x["metric"] != perf.VLLM_METRIC]
+            r["command"] = "test"
+            for _ in range(2):  # a second merge replaces the row, it does not add one
+                perf.merge_vllm_step(r)
+            after = json.loads((Path(tmp) / "performance.json").read_text())
+        finally:
+            results.RESULTS = saved
+    assert [x["metric"] for x in after["rows"]] == others + [perf.VLLM_METRIC]
+    assert after["command"] == before["command"] and after["vllm_step"]["speedup"] == r["speedup"]
+    assert after["notes"].count("vLLM step:") == 1 and after["notes"].startswith(before["notes"].split("\n\n")[0])
