@@ -112,13 +112,21 @@ def _atomic_dir(target: Path, write) -> Path:
 # tiny
 
 
-def build_tiny_tokenizer():
-    """A byte-level BPE tokenizer (512 tokens, ChatML template), built offline, deterministic."""
+def build_tiny_tokenizer(split_digits: bool = False):
+    """A byte-level BPE tokenizer (512 tokens, ChatML template), built offline, deterministic.
+
+    ``split_digits=True`` makes every digit a token of its own (no merges across digits or with
+    a leading space), so a number is spelled the same way wherever it stands (``" 63"``,
+    ``"{63}"``): copying it from a prompt is copying the same tokens."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    if split_digits:
+        tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+    else:
+        tok.pre_tokenizer = byte_level
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=TINY_VOCAB_SIZE,
@@ -141,12 +149,14 @@ def build_tiny_model(seed: int = 0, tokenizer=None, **config_overrides):
     """A small random Llama-style causal LM matching :func:`build_tiny_tokenizer`.
 
     The weights depend only on ``seed`` (the global torch RNG is left untouched). Config fields
-    can be overridden, e.g. ``num_hidden_layers=4``.
+    can be overridden, e.g. ``num_hidden_layers=4``; ``split_digits=True`` builds the tokenizer
+    with one token per digit (:func:`build_tiny_tokenizer`).
     """
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
-    tokenizer = tokenizer if tokenizer is not None else build_tiny_tokenizer()
+    split_digits = bool(config_overrides.pop("split_digits", False))
+    tokenizer = tokenizer if tokenizer is not None else build_tiny_tokenizer(split_digits=split_digits)
     eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
     pad = tokenizer.convert_tokens_to_ids("<|endoftext|>")
     cfg = dict(

@@ -348,17 +348,18 @@ def _eval_budgets(args, run_rollout=None):
 
 
 def cmd_demo(args) -> int:
-    """Warm start, evaluate, train tiny-arith with CCPO, evaluate again."""
+    """Warm start, evaluate, train the tiny-brief team with CCPO, evaluate again (with intervals)."""
     import json
     import shutil
 
     from .config import apply_overrides, preset
+    from .evaluate import paired_interval
     from .trainer import Trainer
 
     if args.scripted:
         return cmd_play(args)
     t0 = time.perf_counter()
-    cfg = preset("tiny-arith")
+    cfg = preset(args.preset)
     cfg.out, cfg.seed = args.out, args.seed
     if args.steps is not None:
         cfg.steps = args.steps
@@ -373,9 +374,10 @@ def cmd_demo(args) -> int:
             return _fail(str(e))
     if out.exists():
         shutil.rmtree(out)
-    print(f"thinksolve demo: tiny-arith, credit {cfg.credit.name} ({cfg.credit.params or 'event'}), "
+    label = {"ccpo": "CCPO"}.get(cfg.credit.name, cfg.credit.name)
+    print(f"thinksolve demo: {args.preset}, credit {cfg.credit.name} ({cfg.credit.params or 'event'}), "
           f"{cfg.optim.estimator}+{cfg.optim.loss}, {cfg.steps} steps, {cfg.rollout.problems_per_step} problems x "
-          f"{cfg.rollout.group_size} rollouts per step -> {out}")
+          f"{cfg.rollout.group_size} rollouts per step, seed {cfg.seed} -> {out}")
     with Trainer(cfg) as trainer:
         before = trainer.evaluate(cfg.eval_data)
         print(f"warm start: team {before['joint_accuracy']:.1%}, Thinker removed {before['solo_accuracy']:.1%} "
@@ -386,18 +388,24 @@ def cmd_demo(args) -> int:
             return 130
         after = trainer.evaluate(cfg.eval_data)
     wall = time.perf_counter() - t0
+    gain = paired_interval(after["per_problem"]["joint"], before["per_problem"]["joint"])
+    collab = {k: paired_interval(r["per_problem"]["joint"], r["per_problem"]["solo"]) for k, r in (("before", before), ("after", after))}
     print()
     print(f"held-out {cfg.eval_data}: accuracy of the Solver's answer, {cfg.eval_samples} sample(s) per problem "
           f"at temperature {cfg.eval_temperature}")
     print()
     _table_header("model")
     _print_row("warm start", before)
-    _print_row(f"+ CCPO, {cfg.steps} steps", after)
+    _print_row(f"+ {label}, {cfg.steps} steps", after)
     print()
+    lo, hi = gain["ci95"]
+    clo, chi = collab["after"]["ci95"]
     print(f"team accuracy {before['joint_accuracy']:.1%} -> {after['joint_accuracy']:.1%} "
-          f"({after['joint_accuracy'] - before['joint_accuracy']:+.1%}); wall time {wall / 60:.1f} min")
-    (out / "demo.json").write_text(json.dumps({"before": before, "after": after, "wall_s": wall,
-                                               "config": cfg.to_dict()}, indent=2))
+          f"({gain['mean']:+.1%}, 95% interval {lo:+.1%} to {hi:+.1%}, paired over {before['problems']} problems); "
+          f"collaboration at the end {collab['after']['mean']:+.1%} ({clo:+.1%} to {chi:+.1%}); wall time {wall / 60:.1f} min")
+    (out / "demo.json").write_text(json.dumps({
+        "seed": cfg.seed, "preset": args.preset, "before": before, "after": after, "wall_s": wall,
+        "gain": gain, "collaboration": collab, "config": cfg.to_dict()}, indent=2))
     return 0
 
 
@@ -480,9 +488,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", help="JSON file for the results (default: RUN/eval.json for a run directory)")
     ev.set_defaults(func=cmd_eval)
 
-    demo = sub.add_parser("demo", help="the main job: warm start, CCPO training of tiny-arith, before/after table")
+    demo = sub.add_parser("demo", help="the main job: warm start, CCPO training of tiny-brief, before/after table with intervals")
     demo.add_argument("--out", default="runs/demo", help="run directory (replaced)")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--preset", default="tiny-brief", help="the team to train (default tiny-brief, the testbed where the Thinker matters)")
     demo.add_argument("--steps", type=int, help="training steps (default: the preset's)")
     demo.add_argument("--scripted", action="store_true", help="play scripted MATH500 episodes instead (= `thinksolve play`)")
     demo.add_argument("--data", default=str(DEFAULT_DATA), help=argparse.SUPPRESS)

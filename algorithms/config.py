@@ -430,6 +430,35 @@ def _tiny_arith() -> TrainerConfig:
     )
 
 
+def _tiny_brief() -> TrainerConfig:
+    # The laptop testbed where the Thinker matters (README "A testbed where the Thinker matters"):
+    # briefed single-digit arithmetic. Only the Thinker sees the worked steps; the Solver cannot
+    # compute them (about 10% alone). The warm start (350 steps, under a minute on 2 cores,
+    # cached) teaches both roles to relay the result, then mixes in garbled, empty-handed and
+    # answer-stating thoughts and Solver slips, so RL has something to fix and every credit
+    # method something to rank.
+    data = "arith:n=3000,difficulty=1,brief=1,digit=1"
+    return TrainerConfig(
+        train_data=data,
+        eval_data="arith:n=200,difficulty=1,split=test,brief=1,digit=1",
+        steps=150,
+        out="runs/tiny-brief",
+        save_every=50,
+        eval_samples=4,
+        eval_temperature=1.0,
+        threads=1,
+        warm_start=WarmStartConfig(enabled=True, data=data, steps=350, batch_size=32, lr=3e-3,
+                                   model_config={"split_digits": True}),
+        model=ModelConfig(name="tiny", sharing="separate"),
+        rollout=RolloutConfig(problems_per_step=8, group_size=8, solo_samples=4, thinker_max_new_tokens=16,
+                              solver_max_new_tokens=24, rating_max_new_tokens=64, max_prompt_tokens=256,
+                              prompts="compact"),
+        optim=OptimConfig(estimator="grpo", scale="none", loss="grpo", agg="token-mean", clip_low=0.2, clip_high=0.2,
+                          lr=1e-4, micro_batch_tokens=8192),
+        schedule=ScheduleConfig(period=5),
+    )
+
+
 def _smollm2_arith() -> TrainerConfig:
     # Out of the box SmolLM2-135M-Instruct rarely ends with a \boxed{} answer in 96 tokens (team
     # accuracy near 0, so every group is all-wrong and nothing is learnt); 60 supervised format
@@ -464,6 +493,7 @@ def _qwen_math(name: str) -> TrainerConfig:
 #: Complete configurations by name (see ``thinksolve train --preset``).
 PRESETS = {
     "tiny-arith": _tiny_arith,
+    "tiny-brief": _tiny_brief,
     "smollm2-arith": _smollm2_arith,
     "qwen2.5-1.5b-math": lambda: _qwen_math("Qwen/Qwen2.5-1.5B-Instruct"),
     "qwen2.5-7b-math": lambda: _qwen_math("Qwen/Qwen2.5-7B-Instruct"),

@@ -27,7 +27,7 @@ from thinksolve_env import load_problems
 
 from .rollout import collect_groups
 
-__all__ = ["evaluate", "REMOVALS", "eval_progress"]
+__all__ = ["evaluate", "REMOVALS", "eval_progress", "paired_interval"]
 
 REMOVALS = ("thinker_0", "solver_0")
 
@@ -38,7 +38,9 @@ def evaluate(policies: dict, data, *, samples: int = 1, temperature: float = 1.0
     """Accuracy of ``policies`` on ``data`` (a problem list or anything ``load_problems`` reads).
 
     Returns ``{"problems", "samples", "temperature", "joint_accuracy", "solo_accuracy",
-    "collaboration", "help_rate", "hurt_rate", "seconds"}`` (help: the team is right where the
+    "collaboration", "help_rate", "hurt_rate", "per_problem", "seconds"}`` (``per_problem``: the
+    share of each problem's samples that are correct, ``{"joint": [...], "solo": [...]}`` in
+    problem order, for paired intervals; see :func:`paired_interval`) (help: the team is right where the
     paired Thinker-removed sample is wrong; hurt: the reverse; help − hurt = collaboration) (``remove="thinker_0"``: only ``solo_accuracy``;
     ``remove="solver_0"``: ``no_solver_accuracy``, the Thinker alone). ``rollout`` (a
     :class:`~algorithms.config.RolloutConfig`) supplies the token budgets and the prompt set.
@@ -73,6 +75,13 @@ def evaluate(policies: dict, data, *, samples: int = 1, temperature: float = 1.0
                       "eta_s": dt / done * (len(problems) - done)})
     joint = float(np.mean([e.reward > 0 for g in groups for e in g.episodes]))
     out: dict[str, Any] = {"problems": len(problems), "samples": samples, "temperature": temperature}
+    # per problem, in order: the share of its samples that are correct (for paired intervals)
+    per: dict[str, list[float]] = {}
+    if remove is None:
+        per = {"joint": [float(np.mean([e.reward > 0 for e in g.episodes])) for g in groups],
+               "solo": [float(np.mean([r > 0 for r in g.solo_rewards])) for g in groups]}
+    elif remove == "thinker_0":
+        per = {"solo": [float(np.mean([r > 0 for r in g.solo_rewards])) for g in groups]}
     if remove is None:
         solo = float(np.mean([r > 0 for g in groups for r in g.solo_rewards]))
         # sample j of the team is paired with solo sample j of the same problem
@@ -84,8 +93,28 @@ def evaluate(policies: dict, data, *, samples: int = 1, temperature: float = 1.0
         out["solo_accuracy"] = float(np.mean([r > 0 for g in groups for r in g.solo_rewards]))
     else:
         out["no_solver_accuracy"] = float(np.mean([e.no_solver_reward > 0 for g in groups for e in g.episodes]))
+    out["per_problem"] = per
     out["seconds"] = time.perf_counter() - t0
     return out
+
+
+def paired_interval(a: Sequence[float], b: Sequence[float] | None = None, *, z: float = 1.96) -> dict[str, float]:
+    """Mean of ``a − b`` (or of ``a``) over problems with its standard error and normal 95% interval.
+
+    ``a`` and ``b`` are per-problem values of two evaluations on the same problems (e.g.
+    ``per_problem["joint"]`` after and before training, or team and Thinker-removed): the
+    problems are the unit of resampling, so the interval is paired."""
+    x = np.asarray(a, dtype=np.float64)
+    if b is not None:
+        y = np.asarray(b, dtype=np.float64)
+        if x.shape != y.shape:
+            raise ValueError(f"paired_interval: the evaluations cover different problems ({x.size} vs {y.size})")
+        x = x - y
+    if x.size == 0:
+        raise ValueError("paired_interval: no problems")
+    mean = float(x.mean())
+    se = float(x.std(ddof=1) / np.sqrt(x.size)) if x.size > 1 else float("nan")
+    return {"mean": mean, "se": se, "ci95": [mean - z * se, mean + z * se]}
 
 
 def eval_progress(prefix: str = "eval", out=None):

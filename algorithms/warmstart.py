@@ -9,6 +9,13 @@ model on four kinds of targets, cross-entropy on the target tokens only:
 * solo prompt (Thinker removed) → the worked steps and the boxed answer;
 * SEPO rating prompt → a rating JSON (``{"outcome": "correct", "pair": [0.5, 0.5], ...}``).
 
+On the *briefed* task (``arith:...,brief=1``: the Thinker alone sees the worked steps) the
+targets are deliberately imperfect, so that RL and every credit method have something to work
+with (:func:`briefed_example`): thoughts that relay the briefing, that also state the answer
+(so the Solver-removed outcome varies), that garble a result, or that say nothing useful; a
+Solver that boxes the thought's last result but sometimes slips; a solo Solver that works the
+steps itself; and a rater whose pair follows who was right (:func:`briefed_rating`).
+
 Both roles then start from this model. The result is cached under
 ``<thinksolve cache>/warmstart/<key>`` (key = a hash of :class:`WarmStartConfig` and the
 model name, the example mix and the warm-start version), written atomically, so it runs once per machine.
@@ -50,6 +57,81 @@ def format_targets(problem) -> dict[str, str]:
     }
 
 
+#: Thought kinds of the briefed warm start and their shares: relay the briefing; relay it and
+#: state the answer; relay it with the last result garbled; an empty-handed thought.
+BRIEFED_THOUGHTS = {"relay": 0.45, "relay+answer": 0.15, "garbled": 0.25, "vague": 0.15}
+#: Share of briefed Solver targets that slip (box a number off by 1..9 from the thought's).
+BRIEFED_SOLVER_SLIP = 0.15
+#: Version of the briefed targets (part of the cache key of a briefed warm start).
+BRIEFED_VERSION = 3
+#: Share of the briefed warm start (its first steps) spent on clean relays only: both roles
+#: learn to copy the result first, then the mixed, imperfect targets shape the starting policy.
+BRIEFED_CLEAN = 0.6
+#: Shares of Thinker, Solver, solo and rating examples on briefed problems (relaying the result
+#: is what both roles must learn first).
+BRIEFED_MIX = (0.4, 0.4, 0.1, 0.1)
+_VAGUE = "Work through the operations in order."
+
+
+def _last_number(text: str) -> int | None:
+    import re
+
+    found = re.findall(r"-?\d+", text)
+    return int(found[-1]) if found else None
+
+
+def briefed_thought(problem, kind: str, rng: random.Random) -> str:
+    """A thought of ``kind`` (:data:`BRIEFED_THOUGHTS`) for a briefed ``arith:`` problem: the
+    briefing's result (``"Result: 7"``), garbled, stated as the final answer (which the verifier
+    reads, so the Solver-removed outcome varies), or nothing useful. The result ends the thought, as
+    it ends the briefing: a small model learns to copy a token at a fixed distance quickly."""
+    answer = int(problem.answer)
+    if kind == "vague":
+        return _VAGUE
+    value = answer
+    if kind == "garbled":
+        value = rng.choice([v for v in range(max(0, answer - 9), answer + 10) if v != answer and (answer > 9 or 0 <= v <= 9)])
+    if kind == "relay+answer":
+        return f"The final answer is {answer}"
+    return f"Result: {value}"
+
+
+def briefed_rating(problem, thought: str, answer_value: int | None, correct: bool) -> str:
+    """The rule the briefed rater learns: the pair favours whoever was right. A thought whose last
+    number is the reference answer is right; on a correct outcome a right thought takes the credit
+    (0.8, 0.2), a wrong one leaves it to the Solver (0.2, 0.8); on a wrong outcome a wrong thought
+    takes the blame (0.8, 0.2), a right one passes it to the Solver (0.2, 0.8)."""
+    thought_right = _last_number(thought) == int(problem.answer)
+    thinker_share = 0.8 if thought_right == correct else 0.2
+    return json.dumps({"outcome": "correct" if correct else "wrong", "pair": [thinker_share, round(1 - thinker_share, 1)],
+                       "brief_reason": "thought right" if thought_right else "thought wrong"})
+
+
+def briefed_example(problem, kind: str, rng: random.Random, messages, clean: bool = False) -> tuple[list[dict], str]:
+    """One (prompt, target) pair of the briefed warm start; ``messages`` holds the prompt builders
+    (``thinker``, ``solver``, ``solo``, ``rating``) of the run's prompt set. ``clean``: a relayed
+    thought and a faithful Solver (the first phase, :data:`BRIEFED_CLEAN`)."""
+    answer = int(problem.answer)
+    tkind = "relay" if clean else rng.choices(list(BRIEFED_THOUGHTS), weights=list(BRIEFED_THOUGHTS.values()))[0]
+    thought = briefed_thought(problem, tkind, rng)
+    worked = " ".join(x + "." for x in problem.meta["steps"])
+    if kind == "thinker":
+        return messages["thinker"](problem.problem, briefing=problem.meta["briefing"]), thought
+    if kind == "solo":
+        return messages["solo"](problem.problem), f"{worked} \\boxed{{{answer}}}"
+    relayed = _last_number(thought) if tkind != "vague" else None
+    if kind == "solver":
+        if relayed is None:  # nothing to copy: the Solver works the steps itself
+            return messages["solver"](problem.problem, thought), f"{worked} \\boxed{{{answer}}}"
+        value = relayed + rng.choice([-1, 1]) * rng.randint(1, 9) if not clean and rng.random() < BRIEFED_SOLVER_SLIP else relayed
+        return messages["solver"](problem.problem, thought), f"\\boxed{{{value}}}"
+    # rating: a transcript whose answer copies the thought, or slips
+    value = relayed if relayed is not None and rng.random() < 0.6 else answer + rng.choice([0, 0, -1, 1]) * rng.randint(1, 9)
+    correct = value == answer
+    prompt = messages["rating"](problem.problem, thought, f"\\boxed{{{value}}}", correct, rng.choice(("Thinker", "Solver")))
+    return prompt, briefed_rating(problem, thought, value, correct)
+
+
 def warm_start_examples(problems, n: int, *, mix=MIX, seed: int = 0, prompts: str = "default") -> list[tuple[list[dict], str]]:
     """``n`` (chat prompt, target text) pairs drawn from ``problems``, with the named prompt set
     (``rollout.prompts``)."""
@@ -66,8 +148,14 @@ def warm_start_examples(problems, n: int, *, mix=MIX, seed: int = 0, prompts: st
     rng = random.Random(seed)
     kinds = ("thinker", "solver", "solo", "rating")
     out = []
-    for _ in range(n):
+    builders = {"thinker": thinker_messages, "solver": solver_messages, "solo": solo_messages, "rating": rating_messages}
+    for i in range(n):
         p = rng.choice(problems)
+        if p.meta.get("briefing"):
+            clean = i < BRIEFED_CLEAN * n
+            kind = rng.choice(("thinker", "solver")) if clean else rng.choices(kinds, weights=BRIEFED_MIX)[0]
+            out.append(briefed_example(p, kind, rng, builders, clean=clean))
+            continue
         kind = rng.choices(kinds, weights=mix)[0]
         t = format_targets(p)
         if kind == "thinker":
@@ -89,7 +177,10 @@ def _key(cfg: WarmStartConfig, model: str, prompts: str) -> str:
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "enabled"}
     from .config import PROMPT_SETS
 
-    blob = json.dumps({"version": VERSION, "model": model, "mix": MIX, "prompts": PROMPT_SETS[prompts], **settings},
+    extra = {}
+    if "brief=1" in str(cfg.data).replace(" ", ""):  # the briefed targets are part of the key
+        extra = {"briefed": [BRIEFED_VERSION, BRIEFED_MIX, BRIEFED_THOUGHTS, BRIEFED_SOLVER_SLIP, BRIEFED_CLEAN]}
+    blob = json.dumps({"version": VERSION, "model": model, "mix": MIX, "prompts": PROMPT_SETS[prompts], **settings, **extra},
                       sort_keys=True, default=list)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -27,6 +27,13 @@ the thought reaches the Solver, one trailing `\\boxed{...}` is stripped from it 
 Solver. PettingZoo's test suite checks the `"observation"` key of a Dict space for dtype; this
 one has none, so the text fields pass `api_test` (see ECOSYSTEM-NOTES §A.4).
 
+### Briefings
+A problem may carry text that only the Thinker sees, `Problem.meta["briefing"]` (the `arith:`
+task's `brief=1` option puts the worked steps there). With `briefing=True` (the default) the env
+renders it into the Thinker's prompt alone (template `thinker_briefing_user`); the Solver, the
+solo Solver and the raters never see it, so a thought is the only way it reaches the answer.
+`briefing=False` ignores it.
+
 ### Counterfactual removal (`reset(options={"remove": ...})`)
 | removed   | who acts                        | reward                                   |
 |-----------|---------------------------------|------------------------------------------|
@@ -48,7 +55,7 @@ replaced by U+FFFD and `infos[agent]["action_sanitized"]` is set. Neither raises
 
 ### Arguments
 `ThinkSolveEnv(problems, *, verifier=None, render_mode=None, prompts=None,
-max_thought_chars=16384, max_answer_chars=24576, solver_thought_chars=12000)`:
+max_thought_chars=16384, max_answer_chars=24576, solver_thought_chars=12000, briefing=True)`:
 `problems` is a list of :class:`Problem` or anything :func:`load_problems` reads; `verifier`
 defaults to a :class:`MathVerifier` owned (and closed) by the env.
 
@@ -165,6 +172,7 @@ class raw_env(AECEnv):
         max_thought_chars: int = 16384,
         max_answer_chars: int = 24576,
         solver_thought_chars: int | None = 12000,
+        briefing: bool = True,
     ) -> None:
         super().__init__()
         if isinstance(problems, str):
@@ -182,6 +190,13 @@ class raw_env(AECEnv):
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
         if solver_thought_chars is not None and (not isinstance(solver_thought_chars, int) or solver_thought_chars < 0):
             raise ValueError(f"solver_thought_chars must be a non-negative integer or None, got {solver_thought_chars!r}")
+        if not isinstance(briefing, bool):
+            raise TypeError(f"briefing must be True or False, got {briefing!r}")
+        for i, p in enumerate(self.problems):
+            b = p.meta.get("briefing") if isinstance(p.meta, dict) else None
+            if briefing and b is not None and not isinstance(b, str):
+                raise TypeError(f"problems[{i}] ({p.id!r}): meta['briefing'] must be a string, got {type(b).__name__}")
+        self.briefing = briefing
         self.render_mode = render_mode
         self.prompts = prompts or P.DEFAULT_PROMPTS
         self.max_chars = {THINKER: max_thought_chars, SOLVER: max_answer_chars}
@@ -290,7 +305,8 @@ class raw_env(AECEnv):
     def _messages(self, agent: str) -> list[dict]:
         x = self.problem.problem
         if agent == THINKER:
-            return P.thinker_messages(x, self.prompts)
+            brief = self.problem.meta.get("briefing") if self.briefing and isinstance(self.problem.meta, dict) else None
+            return P.thinker_messages(x, self.prompts, briefing=brief)
         if THINKER in self.removed:
             return P.solo_messages(x, self.prompts)
         return P.solver_messages(x, self.thought_for_solver or "", self.prompts)

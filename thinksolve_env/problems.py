@@ -134,7 +134,9 @@ def parse_arith_spec(spec: str) -> dict:
     """``"arith:n=200,difficulty=3,split=test"`` → a dict of settings (with defaults).
 
     Keys: ``n`` (count), ``difficulty`` (1–5), ``seed`` (int), ``split`` (``train``/``test``:
-    disjoint random streams), ``steps`` (operations; overrides the difficulty's).
+    disjoint random streams), ``steps`` (operations; overrides the difficulty's), ``brief``
+    (0/1: give the Thinker the worked steps as a briefing only it sees, ``meta["briefing"]``),
+    ``digit`` (0/1: keep only problems whose answer is a single digit, 0–9).
     """
     if not spec.startswith("arith:"):
         raise ValueError(f"not an arith spec: {spec!r}")
@@ -145,8 +147,8 @@ def parse_arith_spec(spec: str) -> dict:
         if not sep:
             raise ValueError(f"arith spec {spec!r}: {part!r} is not key=value")
         key = key.strip()
-        if key not in ("n", "difficulty", "seed", "split", "steps"):
-            raise ValueError(f"arith spec {spec!r}: unknown key {key!r} (known: n, difficulty, seed, split, steps)")
+        if key not in ("n", "difficulty", "seed", "split", "steps", "brief", "digit"):
+            raise ValueError(f"arith spec {spec!r}: unknown key {key!r} (known: n, difficulty, seed, split, steps, brief, digit)")
         if key == "split":
             if value not in ("train", "test"):
                 raise ValueError(f"arith spec {spec!r}: split must be 'train' or 'test', got {value!r}")
@@ -162,11 +164,22 @@ def parse_arith_spec(spec: str) -> dict:
         raise ValueError(f"arith spec {spec!r}: n must be >= 1, got {cfg['n']}")
     if "steps" in cfg and not 1 <= cfg["steps"] <= 10:
         raise ValueError(f"arith spec {spec!r}: steps must be 1..10, got {cfg['steps']}")
+    for flag in ("brief", "digit"):
+        if cfg.get(flag, 0) not in (0, 1):
+            raise ValueError(f"arith spec {spec!r}: {flag} must be 0 or 1, got {cfg[flag]}")
+        if flag in cfg:
+            cfg[flag] = bool(cfg[flag])
     return cfg
 
 
+def _text_bucket(text: str, buckets: int = 5) -> int:
+    import hashlib
+
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) % buckets
+
+
 def arith_problems(n: int = 1000, *, difficulty: int = 2, seed: int = 0, split: str = "train",
-                   steps: int | None = None) -> list[Problem]:
+                   steps: int | None = None, brief: bool = False, digit: bool = False) -> list[Problem]:
     """Multi-step integer arithmetic, e.g. ``Compute ((12 + 7) * 3) - 5.`` → ``52``.
 
     Each problem chains ``steps`` operations (+, −, ×) onto a start value, so writing down the
@@ -174,11 +187,22 @@ def arith_problems(n: int = 1000, *, difficulty: int = 2, seed: int = 0, split: 
     is exactly the kind of thought that helps a Solver. Deterministic in ``(seed, split)``;
     the ``test`` split uses a disjoint random stream and drops any problem text that the
     ``train`` stream of the same size would contain.
+
+    ``brief=True`` (spec ``brief=1``) is the *briefed* variant, the laptop testbed where the
+    Thinker matters: ``meta["briefing"]`` holds the worked steps (``"12 + 7 = 19; 19 * 3 = 57;
+    57 - 5 = 52"``), which the env shows to the Thinker alone. A thought that relays them gives
+    the Solver what it cannot compute itself; one that garbles them misleads it. The problems
+    (and the train/test split) are the same as without ``brief``.
+
+    ``digit=True`` keeps only the problems whose answer is one digit (0–9). That space is small
+    (about 1,250 distinct problems at difficulty 1), so its split is by problem text instead: a
+    problem is ``test`` when a hash of its text falls in one bucket of five, ``train`` otherwise,
+    which keeps the two splits disjoint at any ``n`` (problems repeat within a split).
     """
     n_ops, start_hi, other_hi = _ARITH_LEVELS[difficulty]
     n_ops = steps or n_ops
     stream = 0 if split == "train" else 1
-    rng = random.Random(f"thinksolve-arith/{seed}/{stream}/{difficulty}/{n_ops}")
+    rng = random.Random(f"thinksolve-arith/{seed}/{0 if digit else stream}/{difficulty}/{n_ops}")
 
     def make(r: random.Random) -> tuple[str, int, list[str]]:
         value = r.randint(2, start_hi)
@@ -194,23 +218,26 @@ def arith_problems(n: int = 1000, *, difficulty: int = 2, seed: int = 0, split: 
         return f"Compute {expr}.", value, trace
 
     exclude: set[str] = set()
-    if split == "test":
+    if split == "test" and not digit:
         train_rng = random.Random(f"thinksolve-arith/{seed}/0/{difficulty}/{n_ops}")
         exclude = {make(train_rng)[0] for _ in range(max(n, 1000))}
     out = []
     attempts = 0
     while len(out) < n:
         attempts += 1
-        if attempts > 50 * n + 1000:
+        if attempts > (500 if digit else 50) * n + 1000:
             raise ValueError(f"arith: could not draw {n} distinct {split} problems at difficulty {difficulty}")
         text, answer, trace = make(rng)
-        if text in exclude:
+        if text in exclude or (digit and not 0 <= answer <= 9):
+            continue
+        if digit and (_text_bucket(text) == 0) != (split == "test"):
             continue
         out.append(Problem(
             id=f"arith-{split}-{seed}-{len(out)}",
             problem=text,
             answer=str(answer),
-            meta={"steps": trace, "difficulty": difficulty, "split": split},
+            meta={"steps": trace, "difficulty": difficulty, "split": split,
+                  **({"briefing": "; ".join(trace)} if brief else {})},
         ))
     return out
 

@@ -62,6 +62,8 @@ class PromptSet:
     """The templates of every role. Placeholders:
 
     - ``thinker_user``: ``{problem}``
+    - ``thinker_briefing_user``: ``{problem}``, ``{briefing}`` (used instead of ``thinker_user``
+      when the problem carries a briefing only the Thinker sees, ``Problem.meta["briefing"]``)
     - ``solver_user``: ``{problem}``, ``{thought}``
     - ``solo_user``: ``{problem}``
     - ``rater_user``: ``{problem}``, ``{thought}``, ``{answer}``, ``{outcome}``, ``{role}``
@@ -70,6 +72,7 @@ class PromptSet:
 
     thinker_system: str = THINKER_SYSTEM
     thinker_user: str = "{problem}"
+    thinker_briefing_user: str = "{problem}\n\nBriefing (only you can see it):\n{briefing}"
     solver_system: str = SOLVER_SYSTEM
     solver_user: str = "Problem:\n{problem}\n\nThinker's thought:\n{thought}"
     solo_system: str = SOLO_SYSTEM
@@ -153,7 +156,11 @@ def _chat(system: str, user: str) -> list[dict]:
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
-def thinker_messages(problem: str, prompts: PromptSet = DEFAULT_PROMPTS) -> list[dict]:
+def thinker_messages(problem: str, prompts: PromptSet = DEFAULT_PROMPTS, briefing: str | None = None) -> list[dict]:
+    """The Thinker's prompt; with a ``briefing`` (text only the Thinker sees) the
+    ``thinker_briefing_user`` template."""
+    if briefing:
+        return _chat(prompts.thinker_system, prompts.thinker_briefing_user.format(problem=problem, briefing=briefing))
     return _chat(prompts.thinker_system, prompts.thinker_user.format(problem=problem))
 
 
