@@ -32,12 +32,10 @@ bench-vllm:
 	@bash scripts/vllm_venv.sh
 	.venv-vllm/bin/python benchmarks/performance.py --only vllm-step
 
-# The credit comparison of the README, exactly as its tables were made (hours on 2 cores;
-# finished runs are stored under runs/ and reused, so it can be interrupted and restarted).
+# The credit comparison of the README, exactly as its tables were made (about 80 min on 2 idle
+# cores; finished runs are stored under runs/ and reused, so it can be interrupted and restarted).
 bench-credit: setup
-	$(PY) benchmarks/credit_comparison.py --plugin examples/event_both.py --methods shared ccpo-event ccpo-margin ccpo-normalized sepo difference shapley event_both --optimizers gspo reinforce++ --steps 100 --eval-every 25
-	$(PY) benchmarks/credit_comparison.py --plugin examples/event_both.py --methods shared ccpo-event ccpo-margin ccpo-normalized sepo difference shapley event_both --optimizers grpo --steps 100 --eval-every 25 --name credit_comparison_grpo
-	$(PY) benchmarks/credit_comparison.py --preset smollm2-arith --methods shared ccpo-event --optimizers gspo --seeds 0 1 2 --steps 20 --eval-every 10 --eval-data arith:n=100,difficulty=1,split=test --name credit_comparison_smollm2
+	$(PY) benchmarks/credit_comparison.py --steps 36 --eval-every 12 --eval-samples 8
 
 # The credit-fidelity lab of the README: every method x 4 estimators x 5 tabular games against exact
 # ground truth (a few minutes on 2 cores): benchmarks/results/credit_fidelity.{json,md} and _plot.png.
