@@ -444,6 +444,7 @@ def _tiny_brief() -> TrainerConfig:
         steps=150,
         out="runs/tiny-brief",
         save_every=50,
+        tensorboard=False,
         eval_samples=4,
         eval_temperature=1.0,
         threads=1,
