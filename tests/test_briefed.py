@@ -142,3 +142,25 @@ def test_tiny_brief_preset():
     assert "brief=1" in cfg.train_data and "split=test" in cfg.eval_data and "brief=1" in cfg.eval_data
     assert cfg.warm_start.enabled and cfg.warm_start.model_config == {"split_digits": True}
     assert cfg.warm_start.data == cfg.train_data
+
+
+def test_demo_writes_seed_and_intervals(tmp_path):
+    """The demo at toy size (a 6-step briefed warm start, 2 training steps): demo.json keeps its
+    fields and adds the seed and the paired intervals."""
+    from algorithms.cli import main
+
+    out = tmp_path / "demo"
+    rc = main(["demo", "--seed", "3", "--out", str(out), "--steps", "2",
+               "warm_start.data=arith:n=40,difficulty=1,brief=1,digit=1", "warm_start.steps=6", "warm_start.batch_size=4",
+               "eval_data=arith:n=6,difficulty=1,split=test,brief=1,digit=1", "eval_samples=2", "rollout.problems_per_step=2",
+               "rollout.group_size=2", "rollout.solo_samples=1"])
+    assert rc == 0
+    d = json.loads((out / "demo.json").read_text())
+    assert d["seed"] == 3 and d["preset"] == "tiny-brief" and d["wall_s"] > 0
+    for side in ("before", "after"):
+        assert 0 <= d[side]["joint_accuracy"] <= 1 and 0 <= d[side]["solo_accuracy"] <= 1
+        assert len(d[side]["per_problem"]["joint"]) == 6
+    g = d["gain"]
+    assert g["mean"] == pytest.approx(d["after"]["joint_accuracy"] - d["before"]["joint_accuracy"])
+    assert g["ci95"][0] <= g["mean"] <= g["ci95"][1]
+    assert set(d["collaboration"]) == {"before", "after"}
