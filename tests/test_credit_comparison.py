@@ -95,10 +95,11 @@ def test_train_cli_runs_a_plugin_method_and_resume_finds_it_again(tmp_path, caps
 
 
 def _bench(tmp_path, runs, *extra, cli=False):
-    args = ["--plugin", str(EXAMPLE), "--methods", "event_both", "--optimizers", "reinforce++", "--seeds", "0",
+    args = ["--preset", "tiny-arith", "--plugin", str(EXAMPLE), "--methods", "event_both", "shared-tree",
+            "--optimizers", "reinforce++", "--seeds", "0",
             "--steps", "2", "--eval-every", "1", "--eval-data", "arith:n=8,difficulty=1,split=test",
             "--eval-samples", "1", "--workers", "1", "--name", "cmp", "--results", str(tmp_path / "results"),
-            "--runs", str(runs), "rollout.problems_per_step=2", "rollout.group_size=2", "rollout.solo_samples=1", *extra]
+            "--runs", str(runs), "rollout.problems_per_step=2", "rollout.group_size=4", "rollout.solo_samples=2", *extra]
     assert (cli_main(["bench", "credit", *args]) if cli else cc.main(args)) == 0
     return json.loads((tmp_path / "results" / "cmp.json").read_text())
 
@@ -107,18 +108,26 @@ def _bench(tmp_path, runs, *extra, cli=False):
 def test_registered_method_runs_through_the_comparison_and_reruns_reproduce(tmp_path, capsys, tiny_warm_start):
     first = _bench(tmp_path, tmp_path / "runs1", *tiny_warm_start)
     # shared is always added as the reference
-    assert [r["method"] for r in first["rows"]] == ["shared", "event_both"]
+    assert [r["method"] for r in first["rows"]] == ["shared", "event_both", "shared-tree"]
     assert first["equal_generations"]["rows"][1]["method"] == "event_both"
+    assert [r["collection"] for r in first["rows"]] == ["flat", "flat", "tree 2x2"]
     runs = {r["method"]: r for r in first["runs"]}
+    # every run starts from its seed's one warm-start evaluation
+    assert runs["shared"]["curve"][0] == runs["event_both"]["curve"][0] == runs["shared-tree"]["curve"][0]
     for r in runs.values():
         assert [p["step"] for p in r["curve"]] == [0, 1, 2]
         assert r["final"]["joint_accuracy"] - r["final"]["solo_accuracy"] == pytest.approx(r["final"]["collaboration"])
         assert r["final"]["help_rate"] - r["final"]["hurt_rate"] == pytest.approx(r["final"]["collaboration"])
-    # generations per step: shared 4 joint answers; event_both adds 2 Thinker-removed answers
-    assert runs["shared"]["solver_generations_per_step"] == 4
-    assert runs["event_both"]["solver_generations_per_step"] == 6
+    # generations per step: shared 8 joint answers; event_both adds 4 Thinker-removed answers
+    assert runs["shared"]["solver_generations_per_step"] == 8
+    assert runs["event_both"]["solver_generations_per_step"] == 12
+    # the tree control: 2 thoughts x 2 answers per problem, the same 8 joint answers as shared
+    assert runs["shared-tree"]["solver_generations_per_step"] == 8
+    assert first["rows"][2]["Solver gens/step"] == "8"
+    assert first["primary_metric"] == cc.PRIMARY and "Primary metric" in (tmp_path / "results" / "cmp.md").read_text()
+    assert "minimum detectable difference" in first["notes"]
     # equal generations: the budget is shared's final count, which event_both exceeds after step 1
-    assert first["generation_budget"] == 8
+    assert first["generation_budget"] == 16
     assert first["equal_generations"]["rows"][1]["step"] == "1"
     assert (tmp_path / "results" / "cmp.md").read_text().count("event_both") >= 2
     assert (tmp_path / "results" / "cmp_curve.png").stat().st_size > 1000
@@ -131,21 +140,22 @@ def test_registered_method_runs_through_the_comparison_and_reruns_reproduce(tmp_
     # a rerun in the same directory (through `thinksolve bench credit`) reuses the stored runs
     capsys.readouterr()
     third = _bench(tmp_path, tmp_path / "runs1", *tiny_warm_start, cli=True)
-    assert third["command"].startswith("python benchmarks/credit_comparison.py --plugin")
-    assert "reusing 2 stored run(s); 0 to run" in capsys.readouterr().out
+    assert third["command"].startswith("python benchmarks/credit_comparison.py --preset tiny-arith --plugin")
+    assert "reusing 4 stored run(s); 0 to run" in capsys.readouterr().out
     assert [r["curve"] for r in third["runs"]] == [r["curve"] for r in first["runs"]]
 
 
 def test_stored_runs_are_redone_when_settings_change(tmp_path):
     args = cc.build_parser().parse_args(["--methods", "shared", "--optimizers", "grpo", "--seeds", "0", "--steps", "3",
                                          "--runs", str(tmp_path)])
-    task = cc.plan(args)[0]
+    start, task = cc.plan(args)  # the seed's warm-start evaluation, then the run
     path = Path(task["path"])
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps({"key": task["key"], "final": {}}))
     assert cc.cached(task) is not None
     args.steps = 4
-    assert cc.cached(cc.plan(args)[0]) is None  # another step count: another key
+    assert cc.cached(cc.plan(args)[1]) is None  # another step count: another key
+    assert cc.plan(args)[0]["key"] == start["key"]  # but the same warm-start evaluation
     path.write_text("{truncated")
     assert cc.cached(task) is None  # a damaged record is rerun, not trusted
 
@@ -171,3 +181,67 @@ def test_readme_shows_the_example_plugin_verbatim():
     readme = (ROOT / "README.md").read_text()
     assert inspect.getsource(module.event_both) in readme
     assert "--plugin examples/event_both.py" in readme
+
+
+def test_tree_methods_keep_the_solver_answers_per_problem():
+    """A tree method spends the preset's n joint answers as n/K thoughts x K answers."""
+    assert cc.method_spec("tree") == ("tree", {}, "tree")
+    assert cc.method_spec("ccpo-value") == ("ccpo", {"variant": "value"}, "tree")
+    assert cc.method_spec("shared-tree") == ("shared", {}, "tree")
+    assert cc.method_spec("sepo@tree") == ("sepo", {}, "tree")
+    assert cc.method_spec("ccpo-event") == ("ccpo", {"variant": "event"}, "flat")
+    kw = dict(steps=1, eval_data=None, eval_samples=None, plugins=[], out="x", overrides=[])
+    flat = cc.run_config("tiny-brief", "shared", "gspo", 0, **kw)
+    assert (flat.rollout.group_size, flat.rollout.answers_per_thought) == (8, 1)
+    for method in ("tree", "ccpo-value", "shared-tree", "difference@tree"):
+        cfg = cc.run_config("tiny-brief", method, "gspo", 0, answers_per_thought=4, **kw)
+        assert (cfg.rollout.group_size, cfg.rollout.answers_per_thought) == (2, 4), method
+    assert cc.run_config("tiny-brief", "shared-tree", "grpo", 0, **kw).credit.name == "shared"
+    with pytest.raises(ValueError, match="group_size=8 is not a multiple of --answers-per-thought=3"):
+        cc.run_config("tiny-brief", "tree", "gspo", 0, answers_per_thought=3, **kw)
+    with pytest.raises(ValueError, match="integer >= 2"):
+        cc.run_config("tiny-brief", "tree", "gspo", 0, answers_per_thought=1, **kw)
+    with pytest.raises(ValueError, match="unknown method 'coma@tree'"):
+        cc.method_spec("coma@tree")
+
+
+def test_plan_puts_warm_starts_first_then_the_lead_optimizers_seed_by_seed(tmp_path):
+    args = cc.build_parser().parse_args(["--methods", "shared", "tree", "--optimizers", "gspo", "grpo", "reinforce++",
+                                         "--seeds", "0", "1", "--steps", "2", "--runs", str(tmp_path)])
+    tasks = cc.plan(args)
+    assert [t.get("kind") for t in tasks[:2]] == ["start", "start"]
+    order = [(t["optimizer"], t["seed"], t["method"]) for t in tasks[2:]]
+    assert order[:8] == [(o, s, m) for s in (0, 1) for o in ("gspo", "grpo") for m in ("shared", "tree")]
+    assert order[8:] == [("reinforce++", s, m) for s in (0, 1) for m in ("shared", "tree")]
+    # the warm-start evaluation does not depend on the method or the optimizer
+    assert len({t["key"] for t in tasks[:2]}) == 2
+    a = cc.run_config("tiny-brief", "tree", "reinforce++", 1, steps=2, eval_data=None, eval_samples=None, plugins=[],
+                      out="a", overrides=[])
+    assert cc.start_key(a) == tasks[1]["key"]
+    # an override that changes the evaluation changes it
+    args.overrides = ["eval_samples=3"]
+    assert cc.plan(args)[0]["key"] != tasks[0]["key"]
+
+
+def test_paired_difference_interval_and_evaluation_standard_error():
+    from algorithms.evaluate import paired_interval
+
+    d = cc.paired_diff([0.02, 0.04, 0.06], [0.01, 0.02, 0.02])
+    assert d["mean"] == pytest.approx(0.04)
+    se = 0.02 / np.sqrt(3)  # sd of (2, 4, 6) points is 2 points
+    assert d["se"] == pytest.approx(se)
+    assert d["ci95"] == pytest.approx([0.04 - 4.303 * se, 0.04 + 4.303 * se])
+    assert d["se_eval"] == pytest.approx(np.sqrt(0.01 ** 2 + 2 * 0.02 ** 2) / 3)
+    assert d["se_eval_seed"] == pytest.approx(np.sqrt((0.01 ** 2 + 2 * 0.02 ** 2) / 3))
+    assert d["mde"] == pytest.approx(2.8 * se)
+    assert cc.t975(4) == 2.776 and cc.t975(1000) == pytest.approx(1.962, abs=1e-3)
+    with pytest.raises(ValueError, match="df must be >= 1"):
+        cc.t975(0)
+    # the per-seed evaluation SE is the per-problem paired SE of the two final evaluations
+    a = {"per_problem": {"joint": [1.0, 0.5, 0.25, 0.0]}}
+    b = {"per_problem": {"joint": [0.5, 0.5, 0.0, 0.0]}}
+    assert cc._eval_se(a, b) == pytest.approx(paired_interval([1.0, 0.5, 0.25, 0.0], [0.5, 0.5, 0.0, 0.0])["se"])
+    # the power line says whether the seeds make the SE larger than the evaluation's
+    p = cc.power_summary([{**d, "optimizer": "gspo", "method": "x", "view": "equal steps"}])
+    assert p["se"] > p["se_eval"] and "makes the total SE larger" in cc.power_line(p)
+    assert p["mde_eval_only"] == pytest.approx(2.8 * d["se_eval"])
