@@ -292,6 +292,11 @@ def plan(args) -> list[dict]:
                     tasks.append({"method": method, "optimizer": optimizer, "seed": seed, "config": cfg.to_dict(),
                                   "eval_every": args.eval_every, "key": run_key(cfg, args.eval_every),
                                   "path": str(run_dir / "result.json")})
+    limit = getattr(args, "limit", None)
+    if limit is not None:
+        if limit < 1:
+            raise ValueError(f"--limit must be >= 1, got {limit}")
+        tasks = tasks[:len(starts) + limit]
     return tasks
 
 
@@ -637,6 +642,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="Solver answers per thought of the tree methods (n/K thoughts x K; default 2)")
     ap.add_argument("--lead-optimizers", type=int, default=2, metavar="N",
                     help="run the first N optimizers for every seed before the others (default 2)")
+    ap.add_argument("--limit", type=int, metavar="N",
+                    help="only the first N training runs in the grid's order (a grid that was stopped early, exactly)")
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="parallel runs (one torch thread each)")
     ap.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE",
                     help="import a file or module that registers credit methods (repeatable)")

@@ -213,6 +213,10 @@ def test_plan_puts_warm_starts_first_then_the_lead_optimizers_seed_by_seed(tmp_p
     order = [(t["optimizer"], t["seed"], t["method"]) for t in tasks[2:]]
     assert order[:8] == [(o, s, m) for s in (0, 1) for o in ("gspo", "grpo") for m in ("shared", "tree")]
     assert order[8:] == [("reinforce++", s, m) for s in (0, 1) for m in ("shared", "tree")]
+    # --limit keeps a prefix of that order (a grid stopped early), the warm starts always
+    args.limit = 9
+    assert [(t["optimizer"], t["seed"], t["method"]) for t in cc.plan(args)[2:]] == order[:9]
+    args.limit = None
     # the warm-start evaluation does not depend on the method or the optimizer
     assert len({t["key"] for t in tasks[:2]}) == 2
     a = cc.run_config("tiny-brief", "tree", "reinforce++", 1, steps=2, eval_data=None, eval_samples=None, plugins=[],
