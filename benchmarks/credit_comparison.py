@@ -571,6 +571,10 @@ def power_line(p: dict) -> str:
     """The MDE line printed next to the tables."""
     if not p.get("comparisons"):
         return "No comparison with shared reward that differs from it."
+    if math.isnan(p["se"]):
+        return (f"Power: one seed, so no seed-to-seed estimate; evaluation noise alone gives a paired SE of "
+                f"{p['se_eval'] * 100:.1f} pts and a minimum detectable difference (2.8 × SE, α = 0.05 two-sided, "
+                f"80% power) of {p['mde_eval_only'] * 100:.1f} pts.")
     larger = p["se"] > p["se_eval"]
     return (f"Power (median over the {p['comparisons']} equal-steps comparisons that are not exact copies of shared): "
             f"paired SE {p['se'] * 100:.1f} pts over seeds, of which evaluation noise alone {p['se_eval'] * 100:.1f} "
