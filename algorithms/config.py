@@ -78,6 +78,9 @@ class RolloutConfig:
     """Prompts longer than this are cut from the left of the user content."""
     temperature: float = 1.0
     """Sampling temperature for training rollouts."""
+    rating_temperature: float | None = None
+    """Sampling temperature of the SEPO ratings (not trained on); ``None`` = ``temperature``,
+    0 = greedy ratings."""
     top_p: float = 1.0
     """Nucleus sampling threshold."""
     engine: Literal["transformers", "vllm"] = "transformers"
@@ -289,6 +292,8 @@ class TrainerConfig:
              and r.answers_per_thought >= 1, "rollout.answers_per_thought", "an integer >= 1", r.answers_per_thought)
         for name in ("thinker_max_new_tokens", "solver_max_new_tokens", "rating_max_new_tokens", "max_prompt_tokens"):
             need(getattr(r, name) >= 1, f"rollout.{name}", ">= 1", getattr(r, name))
+        need(r.rating_temperature is None or r.rating_temperature >= 0, "rollout.rating_temperature", ">= 0 or None",
+             r.rating_temperature)
         need(r.temperature > 0, "rollout.temperature",
              "> 0 (training samples; at 0 every rollout of a group is the same greedy answer, so every "
              "advantage is 0 and nothing is learnt)", r.temperature)
@@ -452,8 +457,8 @@ def _tiny_brief() -> TrainerConfig:
                                    model_config={"split_digits": True}),
         model=ModelConfig(name="tiny", sharing="separate"),
         rollout=RolloutConfig(problems_per_step=8, group_size=8, solo_samples=4, thinker_max_new_tokens=16,
-                              solver_max_new_tokens=24, rating_max_new_tokens=64, max_prompt_tokens=256,
-                              prompts="compact"),
+                              solver_max_new_tokens=24, rating_max_new_tokens=96, max_prompt_tokens=256,
+                              rating_temperature=0.0, prompts="compact"),
         optim=OptimConfig(estimator="grpo", scale="none", loss="grpo", agg="token-mean", clip_low=0.2, clip_high=0.2,
                           lr=1e-4, micro_batch_tokens=8192),
         schedule=ScheduleConfig(period=5),

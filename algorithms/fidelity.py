@@ -590,6 +590,35 @@ def _text_scores(prefix: str, adv: np.ndarray, target: np.ndarray) -> dict:
     return out
 
 
+def rating_fidelity(groups, Q: np.ndarray) -> dict:
+    """How the collected SEPO ratings relate to the thoughts' real contribution (empty without ratings).
+
+    ``rating_valid_rate``: share of ratings (both raters) that parse to a valid pair agreeing with
+    the verifier. ``rating_q_correlation``: Pearson correlation, over rated episodes, of the
+    combined SEPO signal for the Thinker, (w_T − 0.5)·R (positive when the raters credit the
+    Thinker for a success or blame the Solver for a failure; w_T from METHOD.md §4 with η = 0.3),
+    with the Monte Carlo value Q(x, t_j) of the episode's thought. A rater that judges the thought
+    gives a positive correlation; the neutral pair gives none (``None`` when either is constant)."""
+    from .credit.sepo import parse_rating
+    from .diagnostics import correlation
+
+    eps = [(i, e) for i, g in enumerate(groups) for e in g.episodes]
+    if not eps or any(e.ratings is None for _, e in eps):
+        return {}
+    valid, signal, value = [], [], []
+    for i, e in eps:
+        correct = e.reward > 0
+        rt, rs = parse_rating(e.ratings.get(THINKER), correct), parse_rating(e.ratings.get(SOLVER), correct)
+        valid += [rt.valid, rs.valid]
+        s_t = 0.3 * rt.pair[0] + 0.7 * rs.pair[0]
+        s_s = 0.3 * rs.pair[1] + 0.7 * rt.pair[1]
+        w_t = s_t / (s_t + s_s)
+        signal.append((w_t - 0.5) * (1.0 if correct else -1.0))
+        j = e.thought_index if e.thought_index is not None else 0
+        value.append(float(Q[i, j]))
+    return {"rating_valid_rate": float(np.mean(valid)), "rating_q_correlation": correlation(signal, value)}
+
+
 def real_text_fidelity(policies, problems, specs: Sequence[MethodSpec], estimators: Sequence[tuple[str, dict]],
                        collections: Sequence[Collection] = (FLAT, TREE), *, mc_answers: int = 32, verifier=None,
                        env_options: dict | None = None, seed: int = 0, **sampling) -> tuple[list[dict], dict]:
@@ -641,7 +670,8 @@ def real_text_fidelity(policies, problems, specs: Sequence[MethodSpec], estimato
             R = np.array([[e.reward for e in g.episodes] for g in groups])
             target_S = R - np.repeat(Q, K, axis=1)
             info["collections"][coll.label] = {"ground_truth_generations": len(prompts), "budget": groups.budget,
-                                               "mean_Q": float(Q.mean()), "joint_accuracy": float(np.mean(R > 0))}
+                                               "mean_Q": float(Q.mean()), "joint_accuracy": float(np.mean(R > 0)),
+                                               **rating_fidelity(groups, Q)}
             for spec in specs:
                 method = spec.make()
                 rw = method(groups)

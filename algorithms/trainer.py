@@ -364,7 +364,7 @@ class Trainer:
             verifier=self.verifier, solo_samples=r.solo_samples, answers_per_thought=r.answers_per_thought,
             seed=seed, temperature=r.temperature, top_p=r.top_p,
             thinker_max_new_tokens=r.thinker_max_new_tokens, solver_max_new_tokens=r.solver_max_new_tokens,
-            rating_max_new_tokens=r.rating_max_new_tokens, env_options={"prompts": prompt_templates(r.prompts)},
+            rating_max_new_tokens=r.rating_max_new_tokens, rating_temperature=r.rating_temperature, env_options={"prompts": prompt_templates(r.prompts)},
         )
         self.last_groups = groups  # this rank's groups of the latest step (for inspection)
         t["collect"] = time.perf_counter()

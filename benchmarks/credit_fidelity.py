@@ -249,7 +249,7 @@ def run_real(args) -> tuple[list[dict], dict]:
     from algorithms.fidelity import real_text_fidelity
     from algorithms.trainer import Trainer
 
-    name = {"tiny": "tiny-arith", "smollm2-135m": "smollm2-arith"}[args.policy]
+    name = args.preset or {"tiny": "tiny-brief", "smollm2-135m": "smollm2-arith"}[args.policy]
     cfg = get_preset(name)
     cfg.plugins = list(args.plugin)
     cfg.out, cfg.tensorboard = tempfile.mkdtemp(prefix=f"thinksolve-fidelity-{args.policy}-"), False  # nothing is written
@@ -267,7 +267,8 @@ def run_real(args) -> tuple[list[dict], dict]:
                                         temperature=r.temperature, top_p=r.top_p,
                                         thinker_max_new_tokens=r.thinker_max_new_tokens,
                                         solver_max_new_tokens=r.solver_max_new_tokens,
-                                        rating_max_new_tokens=r.rating_max_new_tokens)
+                                        rating_max_new_tokens=r.rating_max_new_tokens,
+                                        rating_temperature=r.rating_temperature)
     shutil.rmtree(cfg.out, ignore_errors=True)
     info.update({"preset": name, "policy": args.policy, "real_seconds": time.perf_counter() - t0})
     return rows, info
@@ -301,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--policy", choices=["tabular", "tiny", "smollm2-135m"], default="tabular",
                     help="tabular games (default) or real model text from the preset's model")
     ap.add_argument("--real-problems", type=int, default=8, help="--policy tiny|smollm2-135m: problems (default 8)")
+    ap.add_argument("--preset", help="--policy tiny|smollm2-135m: the preset whose (warm-started) team plays "
+                                     "(default tiny-brief for tiny, smollm2-arith for smollm2-135m)")
     ap.add_argument("--mc-answers", type=int, default=32, help="independent Solver answers per thought for Q (>= 32)")
     ap.add_argument("--out", default=str(RESULTS), help="results directory (default benchmarks/results)")
     ap.add_argument("--name", default="credit_fidelity", help="results file stem")
@@ -366,6 +369,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         notes.append(f"Real text: preset {info['preset']}, {info['problems']} problems, ground truth from "
                      f"{args.mc_answers} independent Solver answers per thought; {info['real_seconds']:.0f} s.")
+        for label, c in info["collections"].items():
+            if "rating_valid_rate" in c:
+                corr = c["rating_q_correlation"]
+                notes.append(f"SEPO ratings ({label}): valid {100 * c['rating_valid_rate']:.1f}%; correlation of the "
+                             f"raters' Thinker signal (w_T - 0.5)·R with the thought's Monte Carlo value Q(x, t): "
+                             + ("n/a (constant)" if corr is None else f"{corr:+.2f}"))
     command = shlex.join(["python", "benchmarks/credit_fidelity.py", *(sys.argv[1:] if argv is None else argv)])
     columns = [c for c in COLUMNS if any(c in r for r in rows)]
     table = write_results(args.name, columns, display_rows(rows), notes="\n\n".join(notes), command=command,
