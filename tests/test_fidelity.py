@@ -341,3 +341,38 @@ def test_real_text_with_the_tiny_transformer():
     assert info["collections"]["tree 1x2"]["ground_truth_generations"] == 32
     for r in rows:
         assert {"thinker_sign_accuracy", "thinker_sign_accuracy_ci95", "thinker_spearman", "solver_sign_accuracy"} <= set(r)
+
+
+def test_rating_fidelity_by_hand():
+    """A rater that credits a right thought and blames a wrong one correlates +1 with Q; invalid
+    ratings count against the valid rate."""
+    import numpy as np
+
+    from algorithms.fidelity import rating_fidelity
+    from algorithms.rollout import EpisodeGroup
+
+    good, bad = (0.8, 0.2), (0.2, 0.8)
+    # thought 0 is good (Q = +1): team right, the raters credit the Thinker;
+    # thought 1 is bad (Q = -1): team wrong, the raters blame the Thinker
+    g = EpisodeGroup.from_rewards([1, 1, -1, -1], answers_per_thought=2,
+                                  ratings=[{"thinker_0": good, "solver_0": good}] * 2 + [{"thinker_0": good, "solver_0": good}] * 2)
+    out = rating_fidelity([g], np.array([[1.0, -1.0]]))
+    assert out["rating_valid_rate"] == 1.0
+    assert out["rating_q_correlation"] == pytest.approx(1.0)
+    # crediting the Solver for the good thought's successes and blaming it for the bad one's
+    # failures reverses the sign
+    g2 = EpisodeGroup.from_rewards([1, 1, -1, -1], answers_per_thought=2,
+                                   ratings=[{"thinker_0": bad, "solver_0": bad}] * 4)
+    assert rating_fidelity([g2], np.array([[1.0, -1.0]]))["rating_q_correlation"] == pytest.approx(-1.0)
+    g3 = EpisodeGroup.from_rewards([1, -1], ratings=[{"thinker_0": "nonsense", "solver_0": good}, {"thinker_0": good, "solver_0": good}])
+    assert rating_fidelity([g3], np.array([[0.5, -0.5]]))["rating_valid_rate"] == 0.75
+    assert rating_fidelity([EpisodeGroup.from_rewards([1, -1])], np.array([[1.0, -1.0]])) == {}
+
+
+def test_rating_temperature_config():
+    from algorithms.config import ConfigError, apply_overrides, preset
+
+    assert preset("tiny-brief").rollout.rating_temperature == 0.0
+    assert preset("tiny-arith").rollout.rating_temperature is None
+    with pytest.raises(ConfigError, match="rating_temperature"):
+        apply_overrides(preset("tiny-arith"), ["rollout.rating_temperature=-1"]).validate()
