@@ -30,7 +30,7 @@ bench: setup
 # merged into benchmarks/results/performance.{json,md}.
 bench-vllm:
 	@bash scripts/vllm_venv.sh
-	.venv-vllm/bin/python benchmarks/performance.py --only vllm-step
+	.venv-vllm/bin/python benchmarks/performance.py --only vllm-step --vllm-repeats 5
 
 # The credit comparison of the README, exactly as its tables were made (about 80 min on 2 idle
 # cores; finished runs are stored under runs/ and reused, so it can be interrupted and restarted).

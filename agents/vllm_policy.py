@@ -174,6 +174,7 @@ class VLLMPolicy:
         self.engine_kwargs = dict(engine_kwargs)
         self.prefix_cache = {"prompt_tokens": 0, "cached_tokens": 0}
         self.last_cached_tokens: list[int] = []
+        self.sync_seconds: list[float] = []  # wall time of each sync_weights call
         self.llm = vllm.LLM(
             model=self.path,
             tokenizer=self.path,
@@ -300,8 +301,11 @@ class VLLMPolicy:
         """Load ``policy``'s current weights (LoRA merged) into the engine; returns how many
         tensors were sent. The prefix cache is reset (its keys/values were computed with the old
         weights)."""
+        import time
+
         import torch
 
+        t0 = time.perf_counter()
         state = policy.merged_state_dict() if hasattr(policy, "merged_state_dict") else policy.model.state_dict()
         weights = [(k, v.detach().to("cpu", torch.float32).contiguous()) for k, v in state.items()]
 
@@ -312,6 +316,7 @@ class VLLMPolicy:
             self.llm.reset_prefix_cache()
         except Exception:  # pragma: no cover - engines without a prefix cache
             pass
+        self.sync_seconds.append(time.perf_counter() - t0)
         return len(weights)
 
     def close(self) -> None:

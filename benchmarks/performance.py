@@ -422,6 +422,7 @@ def vllm_step(repeats: int, preset_name: str = "smollm2-arith", overrides: list[
         costs = step_costs(trainers, repeats)
         engine = trainers["vllm"].rollout_policies["solver_0"]
         cache = dict(engine.prefix_cache)
+        sync = list(getattr(engine, "sync_seconds", []))
     finally:
         for t in trainers.values():
             t.close()
@@ -429,10 +430,11 @@ def vllm_step(repeats: int, preset_name: str = "smollm2-arith", overrides: list[
     return {"preset": preset_name, "overrides": list(overrides or []), "repeats": repeats,
             "speedup": hf["median_step_s"] / vl["median_step_s"],
             "paired_speedup_median": _med([a / b for a, b in zip(hf["step_s"], vl["step_s"])]),
-            "collect_speedup": hf["median_phase_s"]["collect"] / vl["median_phase_s"]["collect"],
-            "transformers": {k: hf[k] for k in ("median_step_s", "median_phase_s", "step_s", "mean_tokens")},
-            "vllm": {k: vl[k] for k in ("median_step_s", "median_phase_s", "step_s", "mean_tokens")},
-            "vllm_prefix_cache": cache, "same_problems": costs["same_problems"], "same_roles": costs["same_roles"]}
+            # generation (collect phase) step by step, paired at equal step index, then the median
+            "collect_speedup": _med([a / b for a, b in zip(hf["phases"]["collect"], vl["phases"]["collect"])]),
+            "transformers": {k: hf[k] for k in ("median_step_s", "median_phase_s", "step_s", "phases", "mean_tokens")},
+            "vllm": {k: vl[k] for k in ("median_step_s", "median_phase_s", "step_s", "phases", "mean_tokens")},
+            "vllm_prefix_cache": cache, "vllm_sync_s": sync, "vllm_median_sync_s": _med(sync), "same_problems": costs["same_problems"], "same_roles": costs["same_roles"]}
 
 
 def vllm_step_row(r: dict) -> dict:
@@ -441,7 +443,8 @@ def vllm_step_row(r: dict) -> dict:
     detail = (f"{r['preset']} step with rollout.engine=transformers {hf['median_step_s']:.2f}s vs vllm "
               f"{vl['median_step_s']:.2f}s (paired median {r['paired_speedup_median']:.2f}x); collect/credit/update "
               f"{ph['collect']:.2f}/{ph['credit']:.3f}/{ph['update']:.2f}s vs {pv['collect']:.2f}/{pv['credit']:.3f}/"
-              f"{pv['update']:.2f}s (generation {r['collect_speedup']:.2f}x; vLLM's update includes the weight sync); "
+              f"{pv['update']:.2f}s (generation {r['collect_speedup']:.2f}x, paired median; vLLM's update includes "
+              f"the weight sync, median {r.get('vllm_median_sync_s', float('nan')):.2f}s); "
               f"tokens/step {({k: round(v) for k, v in hf['mean_tokens'].items()})} vs "
               f"{({k: round(v) for k, v in vl['mean_tokens'].items()})}")
     return {"metric": VLLM_METRIC, "value": round(r["speedup"], 3), "target": f">= {TARGET_VLLM_STEP}",
