@@ -27,7 +27,9 @@ name                       advantage
 =========================  ======================================================================
 
 Conventions: standard deviations are Bessel-corrected (as TRL and verl); a group whose rewards
-are all equal (including a group of one) gives exactly zero advantage, never NaN; ε = 1e-6.
+are all equal (including a group of one) gives exactly zero advantage, never NaN; ε = 1e-6
+(verl's value; TRL's GRPO adds 1e-4 to the std: pass ``eps=1e-4`` to reproduce it — the two
+differ only for groups whose std is small, e.g. one right answer in a large group).
 ``whiten(x) = (x − μ)/(σ + ε)`` with μ, σ² the mean and (Bessel-corrected) variance over valid
 tokens: a rollout with L tokens counts L times (pass ``lengths``; without it each rollout counts
 once). REINFORCE++ may also take a token-level KL penalty in the reward (γ = 1): pass ``mask``,

@@ -101,3 +101,16 @@ def test_advantages_finite(pairs, name, scale):
     kw = {"scale": scale} if name == "grpo" else {}
     a = estimators.get(name)(r, idx, **kw)
     assert a.shape == (len(r),) and torch.isfinite(a).all()
+
+
+def test_eps_matches_trl_convention_when_asked():
+    """ε = 1e-6 by default (verl); eps=1e-4 reproduces TRL's (r − mean)/(std + 1e-4)."""
+    import numpy as np
+
+    r = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.001])
+    std = r.std(ddof=1)
+    for eps in (1e-6, 1e-4):
+        a = estimators.get("grpo")(r, np.zeros(8, dtype=int), eps=eps, dtype=torch.float64).numpy()
+        np.testing.assert_allclose(a, (r - r.mean()) / (std + eps), rtol=1e-9)
+    default = estimators.get("grpo")(r, np.zeros(8, dtype=int), dtype=torch.float64).numpy()
+    np.testing.assert_allclose(default, (r - r.mean()) / (std + 1e-6), rtol=1e-9)
