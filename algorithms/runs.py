@@ -252,8 +252,10 @@ def load_team(model: str, *, solver_model: str | None = None, seed: int = 0, dev
         cfg = TrainerConfig.from_dict(ck["config"])
         cfg.out = str(run)
         trainer = Trainer(cfg, resume=True, log=None, writer=False)
-        trainer.close()
-        return trainer.rollout_policies, cfg.rollout
+        trainer.close()  # closes a vLLM rollout engine; the trainable policies stay usable
+        # the trained weights themselves (a run trained on vLLM has closed engines by now;
+        # `thinksolve eval --engine vllm` builds a fresh engine from these)
+        return dict(trainer.policies), cfg.rollout
     for name in filter(None, {model, solver_model}):
         p = Path(name).expanduser()
         if p.is_dir() and not (p / "config.json").exists():

@@ -158,3 +158,14 @@ def test_resume_with_the_vllm_engine_continues_like_the_straight_run(straight, t
     for role, sd in straight["weights"].items():
         for k, v in sd.items():
             torch.testing.assert_close(resumed[role][k], v, rtol=1e-5, atol=1e-6, msg=f"{role}.{k}")
+    # a run trained on vLLM evaluates: load_team returns the trained policies, not closed engines
+    from algorithms.runs import load_team
+
+    team, rollout = load_team(str(tmp_path))
+    assert rollout.engine == "vllm"
+    for role in (THINKER, SOLVER):
+        sd = team[role].model.state_dict()
+        for k, v in straight["weights"][role].items():
+            torch.testing.assert_close(sd[k], v, rtol=1e-5, atol=1e-6, msg=f"{role}.{k}")
+    out = team[THINKER].generate([[{"role": "user", "content": "1 + 1?"}]], max_new_tokens=4, temperature=0)
+    assert len(out) == 1 and out[0].token_ids
