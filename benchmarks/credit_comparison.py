@@ -157,10 +157,22 @@ def collection_of(record_or_config: dict) -> str:
     return "flat" if K == 1 else f"tree {r['group_size']}x{K}"
 
 
+#: Config fields that change no run's results (logging), and fields that only matter to methods
+#: that collect ratings (left out of the other methods' keys, so a new rating setting keeps their runs).
+NO_RESULT_FIELDS = ("out", "tensorboard")
+RATING_FIELDS = ("rating_max_new_tokens", "rating_temperature")
+
+
 def run_key(cfg, eval_every: int) -> str:
     """A digest of everything that determines a run's results (config and evaluation points)."""
+    from algorithms import credit
+
     d = cfg.to_dict()
-    d.pop("out", None)
+    for k in NO_RESULT_FIELDS:
+        d.pop(k, None)
+    if "ratings" not in credit.get(cfg.credit.name, **cfg.credit.params).requires:
+        for k in RATING_FIELDS:
+            d["rollout"].pop(k, None)
     blob = json.dumps({"config": d, "eval_every": eval_every}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -156,6 +156,12 @@ def test_stored_runs_are_redone_when_settings_change(tmp_path):
     args.steps = 4
     assert cc.cached(cc.plan(args)[1]) is None  # another step count: another key
     assert cc.plan(args)[0]["key"] == start["key"]  # but the same warm-start evaluation
+    # a rating setting reruns the methods that rate, not the others
+    args.methods = ["shared", "sepo"]
+    before = [t["key"] for t in cc.plan(args)[1:]]
+    args.overrides = ["rollout.rating_max_new_tokens=17"]
+    after = [t["key"] for t in cc.plan(args)[1:]]
+    assert before[0] == after[0] and before[1] != after[1]
     path.write_text("{truncated")
     assert cc.cached(task) is None  # a damaged record is rerun, not trusted
 
