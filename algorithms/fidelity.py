@@ -602,11 +602,12 @@ def rating_fidelity(groups, Q: np.ndarray) -> dict:
     from .credit.sepo import parse_rating
     from .diagnostics import correlation
 
-    eps = [(i, e) for i, g in enumerate(groups) for e in g.episodes]
-    if not eps or any(e.ratings is None for _, e in eps):
+    # (group, thought, episode) for every joint episode; Q[i, j] is thought j of group i
+    eps = [(i, j, e) for i, g in enumerate(groups) for j, siblings in enumerate(g.thought_episodes) for e in siblings]
+    if not eps or any(e.ratings is None for _, _, e in eps):
         return {}
     valid, signal, value = [], [], []
-    for i, e in eps:
+    for i, j, e in eps:
         correct = e.reward > 0
         rt, rs = parse_rating(e.ratings.get(THINKER), correct), parse_rating(e.ratings.get(SOLVER), correct)
         valid += [rt.valid, rs.valid]
@@ -614,7 +615,6 @@ def rating_fidelity(groups, Q: np.ndarray) -> dict:
         s_s = 0.3 * rs.pair[1] + 0.7 * rt.pair[1]
         w_t = s_t / (s_t + s_s)
         signal.append((w_t - 0.5) * (1.0 if correct else -1.0))
-        j = e.thought_index if e.thought_index is not None else 0
         value.append(float(Q[i, j]))
     return {"rating_valid_rate": float(np.mean(valid)), "rating_q_correlation": correlation(signal, value)}
 

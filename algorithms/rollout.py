@@ -56,7 +56,7 @@ from thinksolve_env.verifier import MathVerifier
 
 from thinksolve_env.prompts import rating_prompts
 
-from .credit.base import NO_SOLVER, RATINGS, SOLO, normalize_needs
+from .credit.base import NO_SOLVER, RATINGS, SOLO, normalize_needs, thought_slices
 
 __all__ = ["Episode", "EpisodeGroup", "Collected", "collect_groups", "SAMPLING_DEFAULTS", "PHASES"]
 
@@ -131,11 +131,7 @@ class EpisodeGroup:
         return None if not self.solo_rewards else float(np.mean(self.solo_rewards))
 
     def _thought_slices(self) -> list[list[int]]:
-        order: dict[int, list[int]] = {}
-        for k, e in enumerate(self.episodes):
-            t = getattr(e, "thought_index", None)
-            order.setdefault(("own", k) if t is None else int(t), []).append(k)
-        return list(order.values())
+        return thought_slices(self.episodes)
 
     @property
     def thought_episodes(self) -> list[list[Episode]]:

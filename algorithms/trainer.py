@@ -613,6 +613,8 @@ class Trainer:
         from .evaluate import evaluate
 
         cfg = self.config
+        if isinstance(data, str) and data == cfg.eval_data:
+            data = self.eval_problems  # loaded (and checked) once, at construction
         return evaluate(self.rollout_policies, data, samples=samples or cfg.eval_samples,
                         temperature=cfg.eval_temperature if temperature is None else temperature,
                         seed=cfg.seed, verifier=self.verifier, rollout=cfg.rollout)

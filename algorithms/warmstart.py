@@ -27,6 +27,7 @@ import dataclasses
 import hashlib
 import json
 import random
+import re
 import time
 from pathlib import Path
 
@@ -74,8 +75,6 @@ _VAGUE = "Work through the operations in order."
 
 
 def _last_number(text: str) -> int | None:
-    import re
-
     found = re.findall(r"-?\d+", text)
     return int(found[-1]) if found else None
 

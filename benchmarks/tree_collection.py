@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     with MathVerifier(workers=0) as verifier:  # the string layer: verification is not what is measured
         for rnd in range(args.repeats + 1):
             for name, n, K, pols in layouts:
-                before = {k: p.prefill_rows for k, p in pols.items()}
+                distinct = list({id(p): p for p in pols.values()}.values())
+                before = [p.prefill_rows for p in distinct]
                 t = time.perf_counter()
                 groups = collect_groups(problems, pols, group_size=n, answers_per_thought=K, needs={"solo"},
                                         solo_samples=args.solo, verifier=verifier, seed=1000 + rnd,
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                 info[name] = {"n": n, "K": K, "thoughts": b["thinker"]["generations"],
                               "solver answers": b["solver"]["generations"] + b["solo"]["generations"],
                               "thinker tokens": b["thinker"]["tokens"], "solver tokens": b["solver"]["tokens"] + b["solo"]["tokens"],
-                              "prefilled rows": sum(p.prefill_rows - before[k] for k, p in pols.items()) // (2 if pols["thinker_0"] is pols["solver_0"] else 1)}
+                              "prefilled rows": sum(p.prefill_rows - b0 for p, b0 in zip(distinct, before))}
     flat = statistics.median(times["flat"])
     rows = []
     for name, *_ in layouts:

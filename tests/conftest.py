@@ -49,3 +49,20 @@ def tiny_warm_start() -> list[str]:
     cfg = apply_overrides(preset("tiny-arith"), TINY_WARM_START)
     warm_start(cfg.warm_start, model=cfg.model.name, prompts=cfg.rollout.prompts, log=None)
     return list(TINY_WARM_START)
+
+
+@pytest.fixture
+def credit_registry_restored():
+    """Credit methods a test registers (or a plugin it loads) do not leak into other tests: the
+    registry is restored afterwards and plugin modules are forgotten, so the next
+    ``load_plugin`` of the same file registers its methods again."""
+    import sys
+
+    from algorithms import credit
+
+    saved = dict(credit._REGISTRY)
+    yield
+    credit._REGISTRY.clear()
+    credit._REGISTRY.update(saved)
+    for name in [m for m in sys.modules if m.startswith("thinksolve_plugin_")]:
+        del sys.modules[name]

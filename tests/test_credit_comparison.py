@@ -22,15 +22,7 @@ import credit_comparison as cc  # noqa: E402
 T, S = "thinker_0", "solver_0"
 
 
-@pytest.fixture(autouse=True)
-def _registry_restored():
-    """Methods registered by a test's plugin do not leak into other test modules."""
-    saved = dict(credit._REGISTRY)
-    yield
-    credit._REGISTRY.clear()
-    credit._REGISTRY.update(saved)
-    for name in [m for m in sys.modules if m.startswith("thinksolve_plugin_")]:
-        del sys.modules[name]  # so the next load_plugin registers again
+pytestmark = pytest.mark.usefixtures("credit_registry_restored")
 
 
 def test_example_plugin_registers_a_method_with_hand_computed_rewards():

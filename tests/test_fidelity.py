@@ -43,12 +43,7 @@ BUILTIN_SPECS = [MethodSpec("shared", "shared"), *(MethodSpec(f"ccpo-{v}", "ccpo
                  MethodSpec("tree", "tree")]
 
 
-@pytest.fixture(autouse=True)
-def _restore_registry():
-    saved = dict(credit._REGISTRY)
-    yield
-    credit._REGISTRY.clear()
-    credit._REGISTRY.update(saved)
+pytestmark = pytest.mark.usefixtures("credit_registry_restored")
 
 
 def _batch(game="helpful-harmful", groups=6, n=3, K=2, m=3, seed=0, ratings=True):

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -173,8 +174,6 @@ def parse_arith_spec(spec: str) -> dict:
 
 
 def _text_bucket(text: str, buckets: int = 5) -> int:
-    import hashlib
-
     return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) % buckets
 
 

@@ -65,6 +65,7 @@ from .base import (
     role_units,
     solo_baselines,
     thought_ids,
+    thought_slices,
     thought_values,
     Units,
 )
@@ -92,6 +93,7 @@ __all__ = [
     "GROUPINGS",
     "Units",
     "thought_ids",
+    "thought_slices",
     "thought_values",
     "role_units",
     "resolve_grouping",

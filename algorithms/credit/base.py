@@ -54,6 +54,7 @@ __all__ = [
     "no_solver_rewards",
     "GROUPINGS",
     "Units",
+    "thought_slices",
     "thought_ids",
     "thought_values",
     "role_units",
@@ -268,9 +269,15 @@ def no_solver_rewards(groups: Sequence[Any]) -> np.ndarray:
 # --------------------------------------------------------------------------- tree rollouts (METHOD.md §8)
 
 
-def _thought_of(e: Any, j: int) -> Any:
-    t = getattr(e, "thought_index", None)
-    return ("own", j) if t is None else int(t)
+def thought_slices(episodes: Sequence[Any]) -> list[list[int]]:
+    """The positions of each distinct thought's episodes, in order of first appearance: episodes
+    with the same ``thought_index`` are siblings; one whose ``thought_index`` is ``None`` (or
+    missing, e.g. built by hand) is a thought of its own."""
+    order: dict[Any, list[int]] = {}
+    for j, e in enumerate(episodes):
+        t = getattr(e, "thought_index", None)
+        order.setdefault(("own", j) if t is None else int(t), []).append(j)
+    return list(order.values())
 
 
 def thought_ids(groups: Sequence[Any]) -> np.ndarray:
@@ -281,11 +288,13 @@ def thought_ids(groups: Sequence[Any]) -> np.ndarray:
         return pre
     out, base = [], 0
     for g in groups:
-        seen: dict[Any, int] = {}
-        for j, e in enumerate(g.episodes):
-            out.append(base + seen.setdefault(_thought_of(e, j), len(seen)))
-        base += len(seen)
-    return np.array(out, dtype=np.int64)
+        local = np.empty(len(g.episodes), dtype=np.int64)
+        slices = thought_slices(g.episodes)
+        for t, positions in enumerate(slices):
+            local[positions] = base + t
+        out.append(local)
+        base += len(slices)
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
 
 def _mean_by(values: np.ndarray, ids: np.ndarray) -> np.ndarray:
