@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import sys
 import tempfile
 from datetime import datetime, timezone
@@ -41,6 +42,19 @@ def _atomic_write(path: Path, text: str) -> None:
         raise
 
 
+_SCALAR = r'(?:-?\d[\d.eE+-]*|null|true|false|"[^"\\\n]*")'
+#: A JSON array of scalars as json.dumps(indent=2) spreads it, one element per line.
+_SCALAR_ARRAY = re.compile(r"\[\s*(" + _SCALAR + r"(?:,\s*" + _SCALAR + r")*)\s*\]")
+
+
+def dump_json(record) -> str:
+    """``json.dumps(record, indent=2)`` with every array of scalars on one line: per-problem
+    results and curves stay readable (and diffable) instead of one number per line."""
+    text = json.dumps(record, indent=2)
+    return _SCALAR_ARRAY.sub(lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",\n")) + "]"
+                             if "\n" in m.group(0) else m.group(0), text) + "\n"
+
+
 def markdown_table(columns: list[str], rows: list[dict]) -> str:
     def fmt(v):
         if isinstance(v, float):
@@ -69,7 +83,7 @@ def write_results(name: str, columns: list[str], rows: list[dict], *, notes: str
         "notes": notes,
         **(extra or {}),
     }
-    _atomic_write(RESULTS / f"{name}.json", json.dumps(record, indent=2) + "\n")
+    _atomic_write(RESULTS / f"{name}.json", dump_json(record))
     md = f"# {name}\n\nCommand: `{command}`\n\n{table}\n"
     if notes:
         md += f"\n{notes}\n"

@@ -384,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     path = out / f"{args.name}.json"
     record = json.loads(path.read_text())
     record["rows"] = record.pop("raw_rows")
-    _results._atomic_write(path, json.dumps(record, indent=2) + "\n")
+    _results._atomic_write(path, _results.dump_json(record))
     print()
     print("\n\n".join(notes) if args.policy == "tabular" else table)
     return 0
