@@ -22,6 +22,11 @@ _LAZY = {
     "smollm2_dir": "models",
     "cache_dir": "models",
     "PRESETS": "models",
+    "is_hub_id": "models",
+    "atomic_dir": "models",
+    "lora_config": "transformers_policy",
+    "annotate": "transformers_policy",
+    "VLLM_MISSING": "vllm_policy",
 }
 
 __all__ = [

@@ -39,6 +39,8 @@ __all__ = [
     "smollm2_dir",
     "ensure_chat_template",
     "TINY_CHAT_TEMPLATE",
+    "is_hub_id",
+    "atomic_dir",
 ]
 
 PRESETS = ("tiny", "smollm2-135m")
@@ -85,7 +87,7 @@ def cache_dir() -> Path:
     return Path(base) / "thinksolve"
 
 
-def _atomic_dir(target: Path, write) -> Path:
+def atomic_dir(target: Path, write) -> Path:
     """Create directory ``target`` by ``write(tmp_dir)`` into a sibling temp dir, then rename.
 
     Readers never see a half-written directory; if another process wins the race, its result is
@@ -249,14 +251,14 @@ def smollm2_dir(cache: str | os.PathLike | None = None) -> Path:
         plain.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
 
-    return _atomic_dir(target, write)
+    return atomic_dir(target, write)
 
 
 # --------------------------------------------------------------------------------------------
 # names
 
 
-def _is_hub_id(name: str) -> bool:
+def is_hub_id(name: str) -> bool:
     parts = name.split("/")
     return len(parts) == 2 and all(parts) and not name.startswith((".", "~"))
 
@@ -275,7 +277,7 @@ def model_path(name_or_path: str, *, seed: int = 0) -> str:
             model.save_pretrained(tmp)
             tok.save_pretrained(tmp)
 
-        return str(_atomic_dir(target, write))
+        return str(atomic_dir(target, write))
     if name_or_path == "smollm2-135m":
         return str(smollm2_dir())
     _check_name(name_or_path)
@@ -286,7 +288,7 @@ def _check_name(name: str) -> None:
     if not isinstance(name, (str, os.PathLike)):
         raise TypeError(f"model name must be a str or path, got {type(name).__name__}")
     name = str(name)
-    if name in PRESETS or Path(name).expanduser().exists() or _is_hub_id(name):
+    if name in PRESETS or Path(name).expanduser().exists() or is_hub_id(name):
         return
     raise ValueError(
         f"unknown model {name!r}: not a built-in name ({', '.join(PRESETS)}), not an existing local "

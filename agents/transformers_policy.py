@@ -34,7 +34,7 @@ import torch
 from .base import Completion, Messages, validate_generate_args
 from .models import ensure_chat_template, load_model
 
-__all__ = ["TransformersPolicy", "PromptTruncatedWarning", "annotate", "encode_chat", "render_chat", "prompt_budget"]
+__all__ = ["TransformersPolicy", "PromptTruncatedWarning", "annotate", "encode_chat", "render_chat", "prompt_budget", "lora_config"]
 
 
 class PromptTruncatedWarning(UserWarning):
@@ -49,7 +49,7 @@ def _as_dtype(dtype):
     raise ValueError(f"unknown dtype {dtype!r}; use e.g. 'float32', 'bfloat16' or a torch.dtype")
 
 
-def _lora_config(lora):
+def lora_config(lora):
     try:
         import peft
     except ImportError as e:  # pragma: no cover - depends on the environment
@@ -117,7 +117,7 @@ class TransformersPolicy:
         if lora:
             import peft
 
-            model = peft.get_peft_model(model, _lora_config(lora))
+            model = peft.get_peft_model(model, lora_config(lora))
         self.model = model
         self.tokenizer = tokenizer
         config = self._base_model().config

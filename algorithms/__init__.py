@@ -1,19 +1,29 @@
-"""How the agents learn: batched rollouts with counterfactual replays (:mod:`.rollout`), credit
-assignment (:mod:`.credit`), advantage estimators (:mod:`.estimators`), policy losses
-(:mod:`.losses`) and per-batch diagnostics (:mod:`.diagnostics`)."""
+"""How the agents learn.
 
-from . import credit, diagnostics, estimators, losses, rollout
-from .diagnostics import collaboration_diagnostics
+The public surface (what the docs teach)::
+
+    from algorithms import (Trainer, TrainerConfig, preset, apply_overrides, ConfigError,
+                            collect_groups, Episode, EpisodeGroup, credit, estimators, losses,
+                            evaluate, paired_interval, collaboration_diagnostics, load_team)
+
+One room per concern (docs/architecture.md has the map and the data flow of one step):
+:mod:`.rollout` (episodes, collection), :mod:`.credit` (credit methods), :mod:`.optim`
+(advantage estimators, policy losses), :mod:`.config` (settings, presets), :mod:`.team`
+(models, warm start, rollout engines, loading a team), :mod:`.train` (the loop, the update),
+:mod:`.runs` (run directory, metrics, checkpoints), :mod:`.evaluation` (evaluation, diagnostics,
+statistics), :mod:`.lab` (the credit-fidelity lab), :mod:`.cli` (the ``thinksolve`` command).
+"""
+
+from . import credit
+from .config import ConfigError, TrainerConfig, apply_overrides, preset
+from .evaluation import collaboration_diagnostics, evaluate, paired_interval
+from .optim import estimators, losses
 from .rollout import Episode, EpisodeGroup, collect_groups
+from .team import load_team
+from .train import ResumeError, Trainer, TrainingInterrupted, policy_update
 
 __all__ = [
-    "credit",
-    "estimators",
-    "losses",
-    "rollout",
-    "diagnostics",
-    "collect_groups",
-    "Episode",
-    "EpisodeGroup",
-    "collaboration_diagnostics",
+    "Trainer", "TrainerConfig", "ResumeError", "TrainingInterrupted", "ConfigError", "preset", "apply_overrides",
+    "policy_update", "collect_groups", "Episode", "EpisodeGroup", "credit", "estimators", "losses", "evaluate",
+    "paired_interval", "collaboration_diagnostics", "load_team",
 ]

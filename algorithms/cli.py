@@ -21,6 +21,14 @@ import sys
 import time
 from pathlib import Path
 
+from . import credit
+from .config import (OPTIMIZERS, PRESETS, PROMPT_SETS, ConfigError, RolloutConfig, TrainerConfig, apply_credit,
+                     apply_optimizer, apply_overrides, list_fields, preset)
+from .evaluation import eval_progress, evaluate, paired_interval
+from .runs import CheckpointError, RunLock, RunLockedError, is_run, recorded_config
+from .team import load_team, rollout_team
+from .train import ResumeError, Trainer
+
 __all__ = ["main", "build_parser", "scripted_team", "train_config", "split_data", "BENCHMARKS"]
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "math" / "math500.jsonl"
@@ -131,22 +139,16 @@ def train_config(args):
     flags, then overrides. With ``--resume`` the base is the run's own recorded configuration
     (plugins included) instead of a preset, and flags and overrides are changes to it (the
     trainer refuses those that would change what a step computes)."""
-    from .config import ConfigError, TrainerConfig, apply_credit, apply_optimizer, apply_overrides, preset
-
     if getattr(args, "resume", False):
         if args.preset is not None:
             raise ConfigError("--resume continues the run's recorded configuration; drop --preset "
                               "(flags and field=value overrides given with --resume are changes to that configuration)")
-        from .runs import recorded_config
-
         out = args.out if args.out is not None else preset("tiny-arith").out
         cfg = TrainerConfig.from_dict(recorded_config(out)["config"])
         cfg.out = str(out)
     else:
         cfg = preset(args.preset or "tiny-arith")
     if getattr(args, "plugin", None):
-        from . import credit
-
         for source in args.plugin:
             credit.load_plugin(source)
             if source not in cfg.plugins:
@@ -171,8 +173,6 @@ def _table_header(title: str) -> None:
 
 
 def _list_fields(args) -> int:
-    from .config import ConfigError, list_fields, preset
-
     try:
         cfg = preset(args.preset or "tiny-arith")
     except ConfigError as e:
@@ -184,16 +184,12 @@ def _list_fields(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .checkpoint import CheckpointError
     from .config import ConfigError
-    from .runs import RunLockedError
     from .trainer import ResumeError, Trainer
 
     if args.list_fields:
         return _list_fields(args)
     if args.out is not None and (Path(args.out) / ".lock").exists():
-        from .runs import RunLock
-
         try:  # another live writer is the first thing to say (before "holds a run" or "no checkpoint")
             RunLock(args.out).acquire().release()
         except RunLockedError as e:
@@ -208,8 +204,6 @@ def cmd_train(args) -> int:
     if not args.resume and (out / "checkpoint").exists():
         return _fail(f"{out} already holds a run (checkpoint/); pass --resume to continue it or choose another --out")
     if args.resume:
-        from .runs import recorded_config
-
         done = recorded_config(out)["step"]
         if done == cfg.steps:
             print(f"{out} is already at step {done} of {cfg.steps}: nothing to train (pass --steps N > {done} to go on)")
@@ -243,7 +237,6 @@ def cmd_train(args) -> int:
 def cmd_eval(args) -> int:
     import json
 
-    from .evaluate import eval_progress, evaluate
     from .runs import is_run, load_team
 
     temperature = 0.0 if args.greedy else args.temperature
@@ -252,15 +245,11 @@ def cmd_eval(args) -> int:
     if args.samples < 1:
         return _fail(f"--samples must be >= 1, got {args.samples}")
     files = split_data(args.data)
-    from .checkpoint import CheckpointError
-
     try:
         team, run_rollout = load_team(args.model, solver_model=args.solver_model, seed=args.seed)
     except (OSError, ValueError, ImportError, CheckpointError) as e:  # ConfigError is a ValueError
         return _fail(str(e))
     if args.prompts is not None:
-        from .config import PROMPT_SETS
-
         if args.prompts not in PROMPT_SETS:
             return _fail(f"unknown prompt set {args.prompts!r}; choose from {sorted(PROMPT_SETS)}")
     engine = getattr(args, "engine", "transformers")
@@ -269,8 +258,6 @@ def cmd_eval(args) -> int:
 
         if not vllm_available():
             return _fail(f"--engine vllm: {VLLM_MISSING}")
-        from .evaluate import rollout_team
-
         team = rollout_team(team, "vllm", seed=args.seed)
     results = {}
     print(f"evaluating {args.model} at temperature {temperature}, {args.samples} sample(s) per problem"
@@ -336,8 +323,6 @@ def _eval_budgets(args, run_rollout=None):
     """A run's own rollout settings (budgets, prompt set), else defaults; flags override."""
     import copy
 
-    from .config import RolloutConfig
-
     r = copy.deepcopy(run_rollout) if run_rollout is not None else RolloutConfig(thinker_max_new_tokens=1024,
                                                                                     solver_max_new_tokens=1024)
     if args.max_new_tokens is not None:
@@ -352,10 +337,7 @@ def cmd_demo(args) -> int:
     import json
     import shutil
 
-    from .config import apply_overrides, preset
     from .evaluate import paired_interval
-    from .trainer import Trainer
-
     if args.scripted:
         return cmd_play(args)
     t0 = time.perf_counter()
@@ -366,8 +348,6 @@ def cmd_demo(args) -> int:
     cfg = apply_overrides(cfg, list(args.overrides or [])).validate()
     out = Path(cfg.out)
     if (out / ".lock").exists():
-        from .runs import RunLock, RunLockedError
-
         try:  # never delete the directory of a run that is being written
             RunLock(out).acquire().release()
         except RunLockedError as e:
@@ -447,8 +427,6 @@ def cmd_bench(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .config import OPTIMIZERS, PRESETS
-
     parser = argparse.ArgumentParser(prog="thinksolve", description="Think–Solve multi-agent RL toolkit")
     sub = parser.add_subparsers(dest="command", required=True)
 

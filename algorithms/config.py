@@ -26,7 +26,7 @@ __all__ = [
     "PRESETS", "preset", "apply_overrides", "ConfigError", "list_fields", "field_docs", "OPTIMIZERS", "apply_optimizer", "apply_credit", "PROMPT_SETS", "prompt_templates",
 ]
 
-ROLES = ("thinker_0", "solver_0")
+from thinksolve_env import ROLES
 #: Model names the warm start applies to (``agents.models.PRESETS``).
 BUILTIN_MODELS = ("tiny", "smollm2-135m")
 

@@ -27,7 +27,7 @@ only in grouping the Solver by thought.
 step, as the paired difference from ``shared`` with the same optimizer and seed (same problems,
 same evaluation seed), averaged over seeds, with a t interval over seeds. Next to it:
 ``SE eval``, the standard error of that mean from evaluation noise alone (per seed the
-per-problem paired SE of :func:`algorithms.evaluate.paired_interval`; over seeds
+per-problem paired SE of :func:`algorithms.evaluation.paired_interval`; over seeds
 sqrt(Σ SE_s²)/S), ``SE`` the total (sd over seeds /√S; it holds training noise too), and the
 minimum detectable difference MDE = 2.8 × SE (α = 0.05 two-sided, 80% power).
 
@@ -206,7 +206,7 @@ def run_start(task: dict) -> dict:
 
     torch.set_num_threads(1)
     from algorithms.config import TrainerConfig
-    from algorithms.trainer import Trainer
+    from algorithms.train import Trainer
 
     cfg = TrainerConfig.from_dict(task["config"]).validate()
     t0 = time.perf_counter()
@@ -233,7 +233,7 @@ def run_one(task: dict) -> dict:
 
     torch.set_num_threads(1)
     from algorithms.config import TrainerConfig
-    from algorithms.trainer import Trainer
+    from algorithms.train import Trainer
 
     cfg = TrainerConfig.from_dict(task["config"]).validate()
     every = task["eval_every"]
@@ -402,7 +402,7 @@ def _prepare_warm_start(config: dict) -> None:
 
     cfg = TrainerConfig.from_dict(config)
     if cfg.warm_start.enabled:
-        from algorithms.warmstart import warm_start
+        from algorithms.team.warmstart import warm_start
 
         warm_start(cfg.warm_start, model=cfg.model.name, prompts=cfg.rollout.prompts, log=None)
 
@@ -471,7 +471,7 @@ def paired_diff(values: list[float], eval_ses: list[float]) -> dict:
 
 
 def _eval_se(a: dict, b: dict) -> float:
-    from algorithms.evaluate import paired_interval
+    from algorithms.evaluation import paired_interval
 
     return paired_interval(a["per_problem"]["joint"], b["per_problem"]["joint"])["se"]
 

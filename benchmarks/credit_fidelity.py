@@ -1,7 +1,7 @@
 """Does a credit method's advantage point the right way? Credit fidelity against exact ground truth.
 
 METHOD.md §9. On the tabular Think–Solve games of ``thinksolve_env.games`` every value is exact,
-so each credit method × advantage estimator × game is scored directly (``algorithms.fidelity``):
+so each credit method × advantage estimator × game is scored directly (``algorithms.lab``):
 
 * fidelity, over ``--batches`` sampled batches of ``--problems`` problems (at random policies,
   the same batches for every method: a paired comparison): Thinker and Solver pairwise sign
@@ -64,10 +64,10 @@ COLUMNS = ["game", "collection", "method", "estimator", "thinker_sign_accuracy",
 
 
 def method_spec(label: str):
-    """The :class:`~algorithms.fidelity.MethodSpec` of a benchmark method name (the credit
+    """The :class:`~algorithms.lab.MethodSpec` of a benchmark method name (the credit
     comparison's parser; ``ccpo-<variant>`` for any ccpo variant it does not list)."""
     from algorithms.credit.ccpo import VARIANTS
-    from algorithms.fidelity import MethodSpec
+    from algorithms.lab import MethodSpec
 
     if label not in BUILTIN and label.startswith("ccpo-") and label[5:] in VARIANTS:
         return MethodSpec(label, "ccpo", {"variant": label[5:]})
@@ -89,7 +89,7 @@ def estimator_spec(text: str) -> tuple[str, dict]:
 
 
 def collection(text: str, name: str, solo: int):
-    from algorithms.fidelity import Collection
+    from algorithms.lab import Collection
 
     try:
         n, k = (int(v) for v in text.lower().split("x"))
@@ -115,7 +115,7 @@ def _worker_init(plugins: list[str]) -> None:
 
 def run_game(task: dict) -> dict:
     """Fidelity and learning rows of one game (runs in a worker process)."""
-    from algorithms.fidelity import fidelity_scores, learning_runs
+    from algorithms.lab import fidelity_scores, learning_runs
     from thinksolve_env.games import make_game
 
     t0, c0 = time.perf_counter(), time.process_time()
@@ -246,8 +246,8 @@ def plot(rows: list[dict], estimator: str, path: Path) -> Path | None:
 def run_real(args) -> tuple[list[dict], dict]:
     """The lab on model text: the preset's (warm-started) policies, as the trainer builds them."""
     from algorithms.config import apply_overrides, preset as get_preset, prompt_templates
-    from algorithms.fidelity import real_text_fidelity
-    from algorithms.trainer import Trainer
+    from algorithms.lab import real_text_fidelity
+    from algorithms.train import Trainer
 
     name = args.preset or {"tiny": "tiny-brief", "smollm2-135m": "smollm2-arith"}[args.policy]
     cfg = get_preset(name)

@@ -90,7 +90,7 @@ def build_trainers(credits: list[str], preset_name: str = "tiny-arith", override
     """One Trainer per credit method (``shared`` first), same preset and seed, no TensorBoard,
     output in a temporary directory. ``overrides`` are ``section.field=value`` strings."""
     from algorithms.config import apply_credit, apply_overrides, preset
-    from algorithms.trainer import Trainer
+    from algorithms.train import Trainer
 
     base = preset(preset_name)
     if overrides:
@@ -406,7 +406,7 @@ def vllm_step(repeats: int, preset_name: str = "smollm2-arith", overrides: list[
 
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # the engine in this process (CPU vLLM)
     from algorithms.config import apply_overrides, preset
-    from algorithms.trainer import Trainer
+    from algorithms.train import Trainer
 
     base = preset(preset_name)
     if overrides:

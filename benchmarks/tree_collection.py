@@ -36,7 +36,7 @@ def _policies(share_prefill: bool):
     from agents import TransformersPolicy
     from agents.models import load_model
     from algorithms.config import preset
-    from algorithms.warmstart import warm_start
+    from algorithms.team.warmstart import warm_start
 
     cfg = preset("tiny-brief")
     path = warm_start(cfg.warm_start, model=cfg.model.name, prompts=cfg.rollout.prompts)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """GPU check: the CUDA training path end to end on the ``tiny`` model, in one command, one line.
 
-What it runs (each a real :class:`~algorithms.trainer.Trainer` on the device, ``bfloat16``):
+What it runs (each a real :class:`~algorithms.Trainer` on the device, ``bfloat16``):
 
 1. **every credit method** (``algorithms.credit.available()``: shared, ccpo, sepo, difference,
    shapley, and tree where installed) for ``--steps`` training steps, both roles updated every
@@ -125,7 +125,7 @@ def _train(cfg, *, resume: bool = False) -> dict:
 
     import torch
 
-    from algorithms.trainer import Trainer
+    from algorithms.train import Trainer
 
     with Trainer(cfg, resume=resume, log=None) as t:
         rows = t.train()

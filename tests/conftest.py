@@ -44,7 +44,7 @@ def tiny_warm_start() -> list[str]:
     """``field=value`` overrides of the tiny-arith preset whose warm start is small, built (and
     cached under ``THINKSOLVE_CACHE``) once per session."""
     from algorithms.config import apply_overrides, preset
-    from algorithms.warmstart import warm_start
+    from algorithms.team.warmstart import warm_start
 
     cfg = apply_overrides(preset("tiny-arith"), TINY_WARM_START)
     warm_start(cfg.warm_start, model=cfg.model.name, prompts=cfg.rollout.prompts, log=None)

@@ -12,8 +12,8 @@ import pytest
 
 from agents.models import build_tiny_model, build_tiny_tokenizer
 from algorithms.config import preset
-from algorithms.evaluate import paired_interval
-from algorithms.warmstart import (
+from algorithms.evaluation import paired_interval
+from algorithms.team.warmstart import (
     BRIEFED_CLEAN,
     BRIEFED_THOUGHTS,
     briefed_example,

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from algorithms.checkpoint import CheckpointError, capture_rng, config_diff, load_checkpoint, restore_rng, save_checkpoint
+from algorithms.runs import CheckpointError, capture_rng, config_diff, load_checkpoint, restore_rng, save_checkpoint
 
 
 def _model(seed):
@@ -72,7 +72,7 @@ def test_config_diff_names_fields():
 
 _SAVER = r'''
 import sys, torch
-from algorithms.checkpoint import save_checkpoint
+from algorithms.runs import save_checkpoint
 k = 0
 while True:
     k += 1

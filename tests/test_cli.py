@@ -143,7 +143,7 @@ def _cli(tmp_path, out, steps, **env):
 
 
 def _ckpt_weights(run):
-    from algorithms.checkpoint import load_checkpoint
+    from algorithms.runs import load_checkpoint
 
     return load_checkpoint(run / "checkpoint")["weights"]
 
@@ -196,7 +196,7 @@ def test_two_trainings_into_one_run_directory_the_second_is_refused(tmp_path, ca
     assert first.returncode == 0, stderr
     rows = [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert rows == [1, 2, 3, 4, 5, 6]  # the first run is unharmed
-    from algorithms.checkpoint import load_checkpoint
+    from algorithms.runs import load_checkpoint
 
     assert load_checkpoint(out / "checkpoint")["step"] == 6
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from algorithms import credit, estimators
-from algorithms.credit.sepo import parse_rating
+from algorithms.credit.rating import parse_rating
 from algorithms.rollout import EpisodeGroup
 
 T, S = "thinker_0", "solver_0"

@@ -226,7 +226,7 @@ def test_plan_puts_warm_starts_first_then_the_lead_optimizers_seed_by_seed(tmp_p
 
 
 def test_paired_difference_interval_and_evaluation_standard_error():
-    from algorithms.evaluate import paired_interval
+    from algorithms.evaluation import paired_interval
 
     d = cc.paired_diff([0.02, 0.04, 0.06], [0.01, 0.02, 0.02])
     assert d["mean"] == pytest.approx(0.04)

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from algorithms import credit
-from algorithms.diagnostics import collaboration_diagnostics, correlation
+from algorithms.evaluation import collaboration_diagnostics, correlation
 from algorithms.rollout import EpisodeGroup
 
 G = EpisodeGroup.from_rewards
@@ -21,14 +21,14 @@ def batch():
     ]
 
 
-def test_rates_and_influence():
+def test_rates_and_collaboration():
     d = collaboration_diagnostics(batch())
     assert d["joint_accuracy"] == 0.75  # (2/4 + 1)/2
     assert d["solo_accuracy"] == 0.625  # (1/4 + 1)/2
-    assert d["influence"] == pytest.approx(0.125)
+    assert d["collaboration"] == pytest.approx(0.125)
     assert d["thinker_help_rate"] == pytest.approx((0.75 / 2 + 0) / 2)  # group 1: [.75, .75, 0, 0]
     assert d["thinker_hurt_rate"] == pytest.approx((0.25 / 2 + 0) / 2)  # group 1: [0, 0, .25, .25]
-    assert d["thinker_help_rate"] - d["thinker_hurt_rate"] == pytest.approx(d["influence"])
+    assert d["thinker_help_rate"] - d["thinker_hurt_rate"] == pytest.approx(d["collaboration"])
     assert d["no_solver_accuracy"] == pytest.approx((0.5 + 0) / 2)
     assert d["solver_help_rate"] == pytest.approx((0.25 + 1) / 2)  # R > R¬S: ep 1 of g1; both of g2
     assert d["solver_hurt_rate"] == pytest.approx((0.25 + 0) / 2)

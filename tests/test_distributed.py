@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from algorithms import credit
 from algorithms.config import apply_overrides, preset
-from algorithms.trainer import Trainer
+from algorithms.train import Trainer
 
 @credit.register("test_token_parity")
 def parity(groups):  # rewards that a random model can move (the verifier's would all be -1)

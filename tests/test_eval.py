@@ -5,7 +5,7 @@ import re
 import pytest
 
 from agents import ScriptedPolicy
-from algorithms.evaluate import evaluate
+from algorithms.evaluation import evaluate
 from thinksolve_env import load_problems
 
 

@@ -1,4 +1,4 @@
-"""The credit-fidelity lab (algorithms.fidelity, benchmarks/credit_fidelity.py): games as
+"""The credit-fidelity lab (algorithms.lab, benchmarks/credit_fidelity.py): games as
 EpisodeGroups, the array-backed fast path, scores against exact values, learning runs."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from algorithms import credit, estimators
-from algorithms.credit.base import resolve_grouping, role_units
-from algorithms.fidelity import (
+from algorithms.credit import resolve_grouping, role_units
+from algorithms.lab import (
     ARRAY_METHODS,
     FLAT,
     TREE,
@@ -276,7 +276,7 @@ def test_real_text_ground_truth_ranks_good_thoughts():
     the time, "bad" 10%. The Monte Carlo ground truth comes from a separate Solver call, and
     per-thought credit (tree, K = 2) ranks the thoughts at least as well as flat shared reward."""
     from agents import ScriptedPolicy
-    from algorithms.fidelity import real_text_fidelity
+    from algorithms.lab import real_text_fidelity
     from thinksolve_env import MathVerifier
 
     problems = _arith(3)
@@ -319,7 +319,7 @@ def test_real_text_ground_truth_ranks_good_thoughts():
 def test_real_text_with_the_tiny_transformer():
     from agents import TransformersPolicy
     from agents.models import load_model
-    from algorithms.fidelity import real_text_fidelity
+    from algorithms.lab import real_text_fidelity
     from thinksolve_env import MathVerifier
 
     torch.set_num_threads(1)
@@ -343,7 +343,7 @@ def test_rating_fidelity_by_hand():
     ratings count against the valid rate."""
     import numpy as np
 
-    from algorithms.fidelity import rating_fidelity
+    from algorithms.lab import rating_fidelity
     from algorithms.rollout import EpisodeGroup
 
     good, bad = (0.8, 0.2), (0.2, 0.8)

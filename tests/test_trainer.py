@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from algorithms import credit
-from algorithms.checkpoint import load_checkpoint
+from algorithms.runs import load_checkpoint
 from algorithms.config import ScheduleConfig, apply_overrides, preset
-from algorithms.trainer import ResumeError, Trainer, micro_batches, scheduled_roles
+from algorithms.train import ResumeError, Trainer, micro_batches, scheduled_roles
 
 if "test_token_parity" not in credit.available():
 
@@ -168,7 +168,7 @@ def _weights(out):
 
 
 def test_sigterm_mid_run_saves_and_resume_equals_the_uninterrupted_run(tmp_path):
-    from algorithms.trainer import TrainingInterrupted
+    from algorithms.train import TrainingInterrupted
 
     a, b = tmp_path / "a", tmp_path / "b"
     _TERM_AT.update(call=None, calls=0)

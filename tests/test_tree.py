@@ -13,7 +13,7 @@ from agents.models import load_model
 from algorithms import credit, estimators
 from algorithms.config import apply_overrides, preset
 from algorithms.rollout import EpisodeGroup, collect_groups
-from algorithms.trainer import Trainer
+from algorithms.train import Trainer
 from thinksolve_env import MathVerifier, Problem, load_problems
 from thinksolve_env.env import ThinkSolveEnv
 

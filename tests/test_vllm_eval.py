@@ -26,7 +26,7 @@ def test_engine_vllm_without_vllm_is_a_clear_error(capsys):
 
 
 def test_unknown_engine_is_refused():
-    from algorithms.evaluate import rollout_team
+    from algorithms.team import rollout_team
 
     with pytest.raises(ValueError, match="engine must be one of"):
         rollout_team({}, "tensorrt")
@@ -36,7 +36,7 @@ def test_unknown_engine_is_refused():
 @pytest.mark.skipif(not vllm_available(), reason=VLLM_MISSING)
 def test_greedy_team_on_vllm_equals_the_transformers_team():
     from agents import TransformersPolicy
-    from algorithms.evaluate import rollout_team
+    from algorithms.team import rollout_team
     from algorithms.rollout import collect_groups
     from thinksolve_env import load_problems
 

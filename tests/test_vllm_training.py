@@ -69,7 +69,7 @@ def _rows(out):
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory):
     """Three steps in one run (Thinker, Solver, Thinker updated), and what the tests check."""
-    from algorithms.trainer import Trainer
+    from algorithms.train import Trainer
 
     out = tmp_path_factory.mktemp("vllm-straight")
     seen = {}
@@ -141,7 +141,7 @@ def test_engines_follow_the_updates(straight):
 
 
 def test_resume_with_the_vllm_engine_continues_like_the_straight_run(straight, tmp_path):
-    from algorithms.trainer import Trainer
+    from algorithms.train import Trainer
 
     with Trainer(config(tmp_path, 2), log=None) as t:
         t.train()
@@ -159,7 +159,7 @@ def test_resume_with_the_vllm_engine_continues_like_the_straight_run(straight, t
         for k, v in sd.items():
             torch.testing.assert_close(resumed[role][k], v, rtol=1e-5, atol=1e-6, msg=f"{role}.{k}")
     # a run trained on vLLM evaluates: load_team returns the trained policies, not closed engines
-    from algorithms.runs import load_team
+    from algorithms.team import load_team
 
     team, rollout = load_team(str(tmp_path))
     assert rollout.engine == "vllm"

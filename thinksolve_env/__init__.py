@@ -1,13 +1,13 @@
 """The world: the Think–Solve environment, its problems, prompts and verifier."""
 
-from .env import SOLVER, THINKER, ThinkSolveEnv, UnicodeText, env, parallel_env, raw_env
+from .env import ROLES, SOLVER, THINKER, ThinkSolveEnv, UnicodeText, env, parallel_env, raw_env
 from .games import GAMES, TabularGame, available_games, exact_values, make_game
 from .problems import Problem, ProblemFormatError, arith_problems, load_problems
 from .prompts import DEFAULT_PROMPTS, PromptSet, prompt_set
 from .verifier import MathVerifier, Verification, Verifier, extract_answer
 
 __all__ = [
-    "ThinkSolveEnv", "raw_env", "env", "parallel_env", "UnicodeText", "THINKER", "SOLVER",
+    "ThinkSolveEnv", "raw_env", "env", "parallel_env", "UnicodeText", "THINKER", "SOLVER", "ROLES",
     "Problem", "ProblemFormatError", "load_problems", "arith_problems",
     "PromptSet", "DEFAULT_PROMPTS", "prompt_set",
     "MathVerifier", "Verification", "Verifier", "extract_answer",

@@ -81,11 +81,12 @@ from . import prompts as P
 from .problems import Problem, load_problems
 from .verifier import MathVerifier, Verification, Verifier
 
-__all__ = ["ThinkSolveEnv", "raw_env", "env", "parallel_env", "UnicodeText", "THINKER", "SOLVER"]
+__all__ = ["ThinkSolveEnv", "raw_env", "env", "parallel_env", "UnicodeText", "THINKER", "SOLVER", "ROLES"]
 
 THINKER = "thinker_0"
 SOLVER = "solver_0"
-AGENTS = (THINKER, SOLVER)
+#: The roles, in turn order (the one role tuple of the package).
+ROLES = (THINKER, SOLVER)
 
 
 # --------------------------------------------------------------------------- text spaces
@@ -207,14 +208,14 @@ class raw_env(AECEnv):
         if len(self._index) != len(self.problems):
             warnings.warn("problem ids are not unique; reset(options={'problem': id}) picks the last one", stacklevel=2)
 
-        self.possible_agents = list(AGENTS)
+        self.possible_agents = list(ROLES)
         longest_problem = max(len(p.problem) for p in self.problems)
         problem_space = UnicodeText(max(4096, longest_problem))
         thought_cap = max_thought_chars if solver_thought_chars is None else min(max_thought_chars, solver_thought_chars)
         self._observation_spaces = {
-            a: spaces.Dict({"problem": problem_space, "thought": UnicodeText(thought_cap)}) for a in AGENTS
+            a: spaces.Dict({"problem": problem_space, "thought": UnicodeText(thought_cap)}) for a in ROLES
         }
-        self._action_spaces = {a: UnicodeText(self.max_chars[a]) for a in AGENTS}
+        self._action_spaces = {a: UnicodeText(self.max_chars[a]) for a in ROLES}
         self._np_random, self._np_random_seed = seeding.np_random(None)
         # Episode state (filled by reset).
         self.agents: list[str] = []
@@ -256,9 +257,9 @@ class raw_env(AECEnv):
         if remove is None:
             return frozenset()
         names = [remove] if isinstance(remove, str) else list(remove)
-        bad = [n for n in names if n not in AGENTS]
+        bad = [n for n in names if n not in ROLES]
         if bad:
-            raise ValueError(f"options['remove']: unknown agent(s) {bad}; choose from {list(AGENTS)}")
+            raise ValueError(f"options['remove']: unknown agent(s) {bad}; choose from {list(ROLES)}")
         return frozenset(names)
 
     def reset(self, seed: int | None = None, options: dict | None = None) -> None:
@@ -374,7 +375,7 @@ class raw_env(AECEnv):
         lines = [f"[{self.problem.id}] {self.problem.problem}"]
         if self.removed:
             lines.append(f"(removed: {', '.join(sorted(self.removed))})")
-        for a in AGENTS:
+        for a in ROLES:
             if a in self.actions:
                 lines.append(f"--- {a} ---\n{self.actions[a]}")
         if self.outcome is not None:

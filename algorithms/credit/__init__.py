@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from .base import (
-    AGENTS,
+    ROLES,
     COUNTERFACTUALS,
     GROUPINGS,
     NO_SOLVER,
@@ -84,7 +84,7 @@ __all__ = [
     "NO_SOLVER",
     "RATINGS",
     "R_EMPTY",
-    "AGENTS",
+    "ROLES",
     "joint_rewards",
     "group_index",
     "solo_baselines",
@@ -120,11 +120,11 @@ def _check_grouping(name: str, grouping: Any) -> dict | None:
     if not isinstance(grouping, dict):
         raise TypeError(f"credit.register({name!r}): grouping must be a dict role -> one of {GROUPINGS}, got {type(grouping).__name__}")
     for role, g in grouping.items():
-        if role not in AGENTS:
-            raise ValueError(f"credit.register({name!r}): grouping names unknown role {role!r}; roles: {', '.join(AGENTS)}")
+        if role not in ROLES:
+            raise ValueError(f"credit.register({name!r}): grouping names unknown role {role!r}; roles: {', '.join(ROLES)}")
         if g not in GROUPINGS:
             raise ValueError(f"credit.register({name!r}): grouping for {role} must be one of {GROUPINGS}, got {g!r}")
-        if role == AGENTS[0] and g != "problem":
+        if role == ROLES[0] and g != "problem":
             raise ValueError(f"credit.register({name!r}): the Thinker's units are its thoughts, grouped by problem; "
                              f"only the Solver can be grouped by thought")
     return dict(grouping)

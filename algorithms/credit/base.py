@@ -32,7 +32,10 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from thinksolve_env.env import SOLVER, THINKER
+from thinksolve_env import ROLES, SOLVER, THINKER
+
+from ..rollout.episodes import thought_slices
+from ..rollout.needs import COUNTERFACTUALS, NO_SOLVER, R_EMPTY, RATINGS, SOLO, normalize_needs
 
 __all__ = [
     "SOLO",
@@ -40,7 +43,7 @@ __all__ = [
     "RATINGS",
     "COUNTERFACTUALS",
     "R_EMPTY",
-    "AGENTS",
+    "ROLES",
     "THINKER",
     "SOLVER",
     "MissingCounterfactualError",
@@ -61,21 +64,6 @@ __all__ = [
     "resolve_grouping",
 ]
 
-SOLO = "solo"
-NO_SOLVER = "no_solver"
-RATINGS = "ratings"
-
-#: Every counterfactual name a method may require, with what it means.
-COUNTERFACTUALS: dict[str, str] = {
-    SOLO: "the Thinker-removed replay (the Solver answers alone; R_¬T, m samples per problem)",
-    NO_SOLVER: "the Solver-removed replay (the Thinker's own text is verified; R_¬S, one per episode)",
-    RATINGS: "the SEPO ratings (each role rates the finished transcript)",
-}
-
-#: Reward when both agents are removed: nobody answers (METHOD.md §2).
-R_EMPTY = -1.0
-
-AGENTS = (THINKER, SOLVER)
 
 #: How a role's rewards can be grouped for a group-centred estimator (METHOD.md §8):
 #: ``problem`` — every unit of the problem's group together (the default for both roles);
@@ -86,29 +74,6 @@ GROUPINGS = ("problem", "thought")
 
 class MissingCounterfactualError(ValueError):
     """A credit method's ``requires`` is not met by what was (or will be) collected."""
-
-
-def normalize_needs(needs: Any) -> frozenset[str]:
-    """``needs`` as a frozenset of counterfactual names.
-
-    Accepts a collection of names, a single name, ``None`` (nothing), or any object with a
-    ``.requires`` attribute (a credit method). Unknown names are an error that lists the known
-    ones."""
-    if needs is None:
-        return frozenset()
-    if hasattr(needs, "requires"):
-        needs = needs.requires
-    if isinstance(needs, str):
-        needs = [needs]
-    try:
-        names = frozenset(needs)
-    except TypeError:
-        raise TypeError(f"needs must be a collection of counterfactual names or a credit method, got {type(needs).__name__}") from None
-    unknown = sorted(str(n) for n in names - set(COUNTERFACTUALS))
-    if unknown:
-        known = ", ".join(f"{k!r} ({v})" for k, v in COUNTERFACTUALS.items())
-        raise ValueError(f"unknown counterfactual(s) {unknown}; known: {known}")
-    return names
 
 
 def check_needs(method: Any, needs: Any) -> None:
@@ -193,7 +158,7 @@ class CreditMethod:
 def _check_output(name: str, out: Any, n: int) -> dict[str, np.ndarray]:
     if not isinstance(out, dict):
         raise TypeError(f"credit method {name!r} must return a dict agent -> rewards, got {type(out).__name__}")
-    missing = [a for a in AGENTS if a not in out]
+    missing = [a for a in ROLES if a not in out]
     if missing:
         raise ValueError(f"credit method {name!r} returned no rewards for {missing}")
     result = {}
@@ -267,17 +232,6 @@ def no_solver_rewards(groups: Sequence[Any]) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- tree rollouts (METHOD.md §8)
-
-
-def thought_slices(episodes: Sequence[Any]) -> list[list[int]]:
-    """The positions of each distinct thought's episodes, in order of first appearance: episodes
-    with the same ``thought_index`` are siblings; one whose ``thought_index`` is ``None`` (or
-    missing, e.g. built by hand) is a thought of its own."""
-    order: dict[Any, list[int]] = {}
-    for j, e in enumerate(episodes):
-        t = getattr(e, "thought_index", None)
-        order.setdefault(("own", j) if t is None else int(t), []).append(j)
-    return list(order.values())
 
 
 def thought_ids(groups: Sequence[Any]) -> np.ndarray:

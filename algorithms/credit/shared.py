@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from . import register
-from .base import AGENTS, CreditMethod, joint_rewards
+from .base import ROLES, CreditMethod, joint_rewards
 
 __all__ = ["Shared"]
 
@@ -20,4 +20,4 @@ class Shared(CreditMethod):
 
     def compute(self, groups):
         R = joint_rewards(groups)
-        return {a: R.copy() for a in AGENTS}
+        return {a: R.copy() for a in ROLES}

@@ -30,10 +30,11 @@ import random
 import re
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 
-from .config import WarmStartConfig
+from ..config import TrainerConfig, WarmStartConfig
 
 __all__ = ["WarmStartConfig", "warm_start", "warm_start_path", "warm_start_examples", "format_targets"]
 
@@ -138,7 +139,7 @@ def warm_start_examples(problems, n: int, *, mix=MIX, seed: int = 0, prompts: st
 
     from thinksolve_env import prompts as P
 
-    from .config import prompt_templates
+    from ..config import prompt_templates
 
     ps = prompt_templates(prompts)
     thinker_messages, solver_messages = partial(P.thinker_messages, prompts=ps), partial(P.solver_messages, prompts=ps)
@@ -174,7 +175,7 @@ def warm_start_examples(problems, n: int, *, mix=MIX, seed: int = 0, prompts: st
 
 def _key(cfg: WarmStartConfig, model: str, prompts: str) -> str:
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "enabled"}
-    from .config import PROMPT_SETS
+    from ..config import PROMPT_SETS
 
     extra = {}
     if "brief=1" in str(cfg.data).replace(" ", ""):  # the briefed targets are part of the key
@@ -230,7 +231,7 @@ def train_format(policy, problems, cfg: WarmStartConfig, log=print, prompts: str
 def warm_start(cfg: WarmStartConfig | None = None, *, model: str = "tiny", prompts: str = "default", log=print) -> Path:
     """The warm-started model directory (trained and cached on first use; atomic write)."""
     from agents import TransformersPolicy
-    from agents.models import _atomic_dir, load_model
+    from agents.models import atomic_dir, load_model
     from thinksolve_env import load_problems
 
     cfg = cfg or WarmStartConfig()
@@ -257,4 +258,12 @@ def warm_start(cfg: WarmStartConfig | None = None, *, model: str = "tiny", promp
         policy.save_pretrained(tmp)
         (tmp / "warmstart.json").write_text(json.dumps({"config": dataclasses.asdict(cfg), "losses": losses}, default=list))
 
-    return _atomic_dir(target, write)
+    return atomic_dir(target, write)
+
+
+def model_source(config: TrainerConfig, name: str, log: Callable[[str], Any] | None = print) -> str:
+    """What to load for model ``name`` in a run with ``config``: its warm-started directory when
+    ``config.warm_start`` is enabled (trained and cached on first use), else ``name`` itself."""
+    if not config.warm_start.enabled:
+        return name
+    return str(warm_start(config.warm_start, model=name, prompts=config.rollout.prompts, log=log))

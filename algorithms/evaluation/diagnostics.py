@@ -9,10 +9,10 @@ key                         meaning
 ==========================  ===============================================================
 ``joint_accuracy``          mean_x mean_j [R_joint > 0]
 ``solo_accuracy``           mean_x p(x)                                   (needs ``solo``)
-``influence``               joint_accuracy − solo_accuracy                (needs ``solo``)
+``collaboration``           joint_accuracy − solo_accuracy                (needs ``solo``)
 ``thinker_help_rate``       P(R_joint > R_¬T) = mean_x mean_j [R_joint,j > 0]·(1 − p(x))
 ``thinker_hurt_rate``       P(R_joint < R_¬T) = mean_x mean_j [R_joint,j < 0]·p(x)
-                            (R_¬T drawn from the problem's solo samples; help − hurt = influence)
+                            (R_¬T drawn from the problem's solo samples; help − hurt = collaboration)
 ``no_solver_accuracy``      mean_x mean_j [R_¬S,j > 0]                     (needs ``no_solver``)
 ``solver_help_rate``        mean_x mean_j [R_joint,j > R_¬S,j]             (needs ``no_solver``)
 ``solver_hurt_rate``        mean_x mean_j [R_joint,j < R_¬S,j]             (needs ``no_solver``)
@@ -35,22 +35,14 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from . import estimators
-from .credit.base import SOLVER, THINKER, joint_rewards, resolve_grouping, role_units
-from .credit.sepo import parse_rating
+from thinksolve_env import SOLVER, THINKER
 
-__all__ = ["collaboration_diagnostics", "correlation"]
+from ..credit import joint_rewards, resolve_grouping, role_units
+from ..credit.rating import parse_rating
+from ..optim import estimators
+from .stats import correlation
 
-
-def correlation(a: Any, b: Any) -> float | None:
-    """Pearson correlation of two vectors; ``None`` when either is constant."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    da, db = a - a.mean(), b - b.mean()
-    na, nb = float(np.sqrt((da**2).sum())), float(np.sqrt((db**2).sum()))
-    if na == 0.0 or nb == 0.0:
-        return None
-    return float(np.clip((da * db).sum() / (na * nb), -1.0, 1.0))
+__all__ = ["collaboration_diagnostics"]
 
 
 def collaboration_diagnostics(groups: Sequence[Any], rewards: Mapping[str, Any] | None = None, *,
@@ -75,7 +67,7 @@ def collaboration_diagnostics(groups: Sequence[Any], rewards: Mapping[str, Any] 
     out["joint_accuracy"] = float(np.mean(acc))
     if has_solo:
         out["solo_accuracy"] = float(np.mean(solo))
-        out["influence"] = out["joint_accuracy"] - out["solo_accuracy"]
+        out["collaboration"] = out["joint_accuracy"] - out["solo_accuracy"]
         out["thinker_help_rate"] = float(np.mean(help_))
         out["thinker_hurt_rate"] = float(np.mean(hurt))
     if all(e.no_solver_reward is not None for g in groups for e in g.episodes):

@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["save_checkpoint", "load_checkpoint", "capture_rng", "restore_rng", "config_diff", "CheckpointError"]
+__all__ = ["save_checkpoint", "load_checkpoint", "capture_rng", "restore_rng", "config_diff", "CheckpointError", "is_run",
+           "recorded_config", "json_default"]
 
 FORMAT_VERSION = 2
 #: Formats :func:`load_checkpoint` reads (1: no checksums).
@@ -296,3 +297,24 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu") -> di
         "extra": meta.get("extra", {}),
         "path": final,
     }
+
+
+def is_run(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a run directory with a checkpoint."""
+    run = Path(path)
+    return (run / "checkpoint" / "meta.json").exists() or (run / "checkpoint.old" / "meta.json").exists()
+
+
+def recorded_config(run_dir: str | os.PathLike) -> dict:
+    """``{"config", "step"}`` of the run's checkpoint, read from its ``meta.json`` only (no
+    weights), for ``--resume``; :class:`~algorithms.checkpoint.CheckpointError` if there is none."""
+    run = Path(run_dir)
+    for ck in (run / "checkpoint", run / "checkpoint.old"):
+        if (ck / "meta.json").exists():
+            try:
+                meta = json.loads((ck / "meta.json").read_text())
+                return {"config": meta["config"], "step": int(meta["step"])}
+            except (ValueError, KeyError, TypeError) as e:
+                raise CheckpointError(f"{ck}/meta.json is corrupt: {e}") from None
+    raise CheckpointError(f"no checkpoint at {run / 'checkpoint'} (meta.json missing): nothing to resume; "
+                          "start the run without --resume")

@@ -44,21 +44,16 @@ answers and m verifier calls, n Solver-removed verifier calls, n·K ratings per 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-import numpy as np
-
-from agents.base import Completion, Messages
-from thinksolve_env.env import SOLVER, THINKER, ThinkSolveEnv
-from thinksolve_env.problems import Problem, load_problems
-from thinksolve_env.verifier import MathVerifier
-
+from agents import Completion
+from thinksolve_env import SOLVER, THINKER, MathVerifier, Problem, ThinkSolveEnv, load_problems
 from thinksolve_env.prompts import rating_prompts
 
-from .credit.base import NO_SOLVER, RATINGS, SOLO, normalize_needs, thought_slices
+from .episodes import Collected, Episode, EpisodeGroup
+from .needs import NO_SOLVER, RATINGS, SOLO, normalize_needs
 
-__all__ = ["Episode", "EpisodeGroup", "Collected", "collect_groups", "SAMPLING_DEFAULTS", "PHASES"]
+__all__ = ["collect_groups", "SAMPLING_DEFAULTS", "PHASES"]
 
 #: Sampling keywords collect_groups accepts, with their defaults (None: see the module docstring).
 SAMPLING_DEFAULTS: dict[str, Any] = {
@@ -72,122 +67,6 @@ SAMPLING_DEFAULTS: dict[str, Any] = {
     "rating_temperature": None,
 }
 PHASES = ("thinker", "solver", "solo", "no_solver", "rating_thinker", "rating_solver")
-
-
-@dataclass
-class Episode:
-    """One joint episode (Thinker → Solver) and its per-episode counterfactuals.
-
-    ``reward`` is R_joint (±1); ``completions[agent]`` the sampled :class:`Completion`;
-    ``prompts[agent]`` the chat prompt it answered; ``actions[agent]`` the text the env accepted
-    (after its length cut); ``thought`` what the Solver was shown (trailing box stripped, cut);
-    ``verification`` the verifier's record. ``no_solver_reward`` (R_¬S) and ``ratings``
-    (rater agent → rating text, or a pair) are filled when collected. ``thought_index`` is the
-    thought of its group this episode answers (tree rollouts; ``j`` for the j-th episode when
-    there is one answer per thought; ``None``, e.g. for an episode built by hand, means a
-    thought of its own).
-    """
-
-    reward: float
-    completions: dict[str, Completion] = field(default_factory=dict)
-    prompts: dict[str, Messages] = field(default_factory=dict)
-    actions: dict[str, str] = field(default_factory=dict)
-    thought: str = ""
-    verification: dict = field(default_factory=dict)
-    no_solver_reward: float | None = None
-    no_solver_verification: dict | None = None
-    ratings: dict[str, Any] | None = None
-    rating_completions: dict[str, Completion] = field(default_factory=dict)
-    rating_prompts: dict[str, Messages] = field(default_factory=dict)
-    thought_index: int | None = None
-
-    @property
-    def correct(self) -> bool:
-        return self.reward > 0
-
-
-@dataclass
-class EpisodeGroup:
-    """The joint episodes of one problem (in order) and the problem-level counterfactual.
-
-    ``solo_rewards`` are the m Thinker-removed rewards R_¬T (``None`` when not collected);
-    ``solo_baseline`` is their mean b(x). With tree rollouts the episodes are thought-major
-    (see the module docstring): ``thoughts`` holds the distinct thoughts, ``thought_values`` their
-    values Q̂(x, t_j) = mean of the thought's K rewards."""
-
-    problem: Problem | None
-    episodes: list[Episode]
-    solo_rewards: list[float] | None = None
-    solo_completions: list[Completion] = field(default_factory=list)
-    solo_prompt: Messages | None = None
-    solo_verifications: list[dict] = field(default_factory=list)
-
-    @property
-    def rewards(self) -> np.ndarray:
-        return np.array([e.reward for e in self.episodes], dtype=np.float64)
-
-    @property
-    def solo_baseline(self) -> float | None:
-        return None if not self.solo_rewards else float(np.mean(self.solo_rewards))
-
-    def _thought_slices(self) -> list[list[int]]:
-        return thought_slices(self.episodes)
-
-    @property
-    def thought_episodes(self) -> list[list[Episode]]:
-        """The joint episodes of each distinct thought, in thought order."""
-        return [[self.episodes[k] for k in ks] for ks in self._thought_slices()]
-
-    @property
-    def thoughts(self) -> list[Completion | None]:
-        """One Thinker completion per distinct thought (``None`` for groups built from rewards)."""
-        return [eps[0].completions.get(THINKER) for eps in self.thought_episodes]
-
-    @property
-    def answers_per_thought(self) -> int:
-        """K, the Solver answers per thought (1 for flat collection)."""
-        slices = self._thought_slices()
-        return max((len(ks) for ks in slices), default=1)
-
-    @property
-    def thought_values(self) -> np.ndarray:
-        """Q̂(x, t_j) for each distinct thought: the mean of its answers' rewards."""
-        return np.array([np.mean([e.reward for e in eps]) for eps in self.thought_episodes], dtype=np.float64)
-
-    @classmethod
-    def from_rewards(cls, joint: Sequence[float], *, solo: Sequence[float] | None = None,
-                     no_solver: Sequence[float] | None = None, ratings: Sequence[Mapping[str, Any]] | None = None,
-                     problem: Problem | None = None, answers_per_thought: int = 1) -> "EpisodeGroup":
-        """A group built by hand from outcomes (tests, bandit studies, custom harnesses):
-        ``joint`` R_joint per episode, ``solo`` the m values R_¬T, ``no_solver`` R_¬S per
-        episode, ``ratings`` one ``{rater: text or pair}`` per episode. With
-        ``answers_per_thought=K`` the joint rewards are thought-major (K per thought)."""
-        n = len(joint)
-        K = answers_per_thought
-        if isinstance(K, bool) or not isinstance(K, int) or K < 1:
-            raise ValueError(f"answers_per_thought must be an integer >= 1, got {K!r}")
-        if n % K:
-            raise ValueError(f"joint holds {n} rewards, not a multiple of answers_per_thought={K}")
-        for name, seq in (("no_solver", no_solver), ("ratings", ratings)):
-            if seq is not None and len(seq) != n:
-                raise ValueError(f"{name} needs one entry per joint episode ({n}), got {len(seq)}")
-        episodes = [
-            Episode(
-                reward=float(joint[j]),
-                no_solver_reward=None if no_solver is None else float(no_solver[j]),
-                ratings=None if ratings is None else dict(ratings[j]),
-                thought_index=j // K,
-            )
-            for j in range(n)
-        ]
-        return cls(problem=problem, episodes=episodes, solo_rewards=None if solo is None else [float(v) for v in solo])
-
-
-class Collected(list):
-    """``list[EpisodeGroup]`` with the collection's ``budget`` (see the module docstring)."""
-
-    budget: dict
-
 
 class _CountingVerifier:
     """Delegates to a verifier and counts how many answers it checked."""

@@ -61,10 +61,10 @@ from agents.tabular import TabularSoftmaxPolicy
 from thinksolve_env.env import SOLVER, THINKER
 from thinksolve_env.games import TabularGame, exact_values, sample, sample_ratings
 
-from . import credit as credit_registry
-from . import estimators as estimator_registry
-from .credit.base import RATINGS, SOLO, resolve_grouping, role_units
-from .rollout import Collected, EpisodeGroup
+from .. import credit as credit_registry
+from ..credit import resolve_grouping, role_units
+from ..optim import estimators as estimator_registry
+from ..rollout import RATINGS, SOLO, Collected, EpisodeGroup
 
 __all__ = [
     "Collection",
@@ -599,7 +599,7 @@ def rating_fidelity(groups, Q: np.ndarray) -> dict:
     Thinker for a success or blame the Solver for a failure; w_T from METHOD.md §4 with η = 0.3),
     with the Monte Carlo value Q(x, t_j) of the episode's thought. A rater that judges the thought
     gives a positive correlation; the neutral pair gives none (``None`` when either is constant)."""
-    from .credit.sepo import parse_rating
+    from ..credit.rating import parse_rating
     from .diagnostics import correlation
 
     # (group, thought, episode) for every joint episode; Q[i, j] is thought j of group i

@@ -12,8 +12,7 @@ seed ``seed + j``) and ``progress(info)`` is called after each chunk with ``done
 far); :func:`eval_progress` turns that into one printed line. Without ``chunk`` everything is one
 batch (one ``generate`` call per role and phase), as in training.
 
-Runs and models are loaded for evaluation by :func:`algorithms.runs.load_team` (this module does
-not import the trainer).
+Runs and models are loaded for evaluation by :func:`algorithms.team.load_team`.
 """
 
 from __future__ import annotations
@@ -25,9 +24,11 @@ import numpy as np
 
 from thinksolve_env import load_problems
 
-from .rollout import collect_groups
+from ..config import RolloutConfig, prompt_templates
+from ..rollout import collect_groups
+from ..runs import clock
 
-__all__ = ["evaluate", "REMOVALS", "eval_progress", "paired_interval"]
+__all__ = ["evaluate", "REMOVALS", "eval_progress"]
 
 REMOVALS = ("thinker_0", "solver_0")
 
@@ -56,8 +57,6 @@ def evaluate(policies: dict, data, *, samples: int = 1, temperature: float = 1.0
     if rollout is not None:
         budgets = dict(thinker_max_new_tokens=rollout.thinker_max_new_tokens,
                        solver_max_new_tokens=rollout.solver_max_new_tokens, top_p=rollout.top_p)
-        from .config import prompt_templates
-
         budgets["env_options"] = {"prompts": prompt_templates(getattr(rollout, "prompts", "default"))}
     needs = {"solo"} if remove in (None, "thinker_0") else {"no_solver"}
     t0 = time.perf_counter()
@@ -98,25 +97,6 @@ def evaluate(policies: dict, data, *, samples: int = 1, temperature: float = 1.0
     return out
 
 
-def paired_interval(a: Sequence[float], b: Sequence[float] | None = None, *, z: float = 1.96) -> dict[str, float]:
-    """Mean of ``a − b`` (or of ``a``) over problems with its standard error and normal 95% interval.
-
-    ``a`` and ``b`` are per-problem values of two evaluations on the same problems (e.g.
-    ``per_problem["joint"]`` after and before training, or team and Thinker-removed): the
-    problems are the unit of resampling, so the interval is paired."""
-    x = np.asarray(a, dtype=np.float64)
-    if b is not None:
-        y = np.asarray(b, dtype=np.float64)
-        if x.shape != y.shape:
-            raise ValueError(f"paired_interval: the evaluations cover different problems ({x.size} vs {y.size})")
-        x = x - y
-    if x.size == 0:
-        raise ValueError("paired_interval: no problems")
-    mean = float(x.mean())
-    se = float(x.std(ddof=1) / np.sqrt(x.size)) if x.size > 1 else float("nan")
-    return {"mean": mean, "se": se, "ci95": [mean - z * se, mean + z * se]}
-
-
 def eval_progress(prefix: str = "eval", out=None):
     """A ``progress`` callback for :func:`evaluate` that prints one line per chunk (to ``out``,
     default stderr): problems done, tokens/s, elapsed time and an estimate of the time left.
@@ -125,40 +105,6 @@ def eval_progress(prefix: str = "eval", out=None):
 
     def report(info: dict) -> None:
         print(f"{prefix}: {info['done']}/{info['total']} problems, {info['tokens_per_s']:.0f} tok/s, "
-              f"{_clock(info['seconds'])} elapsed, ~{_clock(info['eta_s'])} left", file=out or sys.stderr, flush=True)
+              f"{clock(info['seconds'])} elapsed, ~{clock(info['eta_s'])} left", file=out or sys.stderr, flush=True)
 
     return report
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
-
-
-#: Generation engines for evaluation (``thinksolve eval --engine``), as for training rollouts.
-ENGINES = ("transformers", "vllm")
-
-
-def rollout_team(team: dict, engine: str = "transformers", *, seed: int = 0, **engine_kwargs) -> dict:
-    """``team`` (agent → policy) generating on ``engine``: ``transformers`` keeps the policies;
-    ``vllm`` serves each distinct trainable policy from one :class:`~agents.vllm_policy.VLLMPolicy`
-    holding its current weights (``engine_kwargs`` go to ``vllm.LLM``; close the engines when
-    done). Evaluation is almost all generation, so this is where vLLM pays off most."""
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
-    if engine == "transformers":
-        return dict(team)
-    from agents.vllm_policy import VLLMPolicy
-
-    out: dict = {}
-    for agent, policy in team.items():
-        same = [a for a in out if team[a] is policy]
-        if same:
-            out[agent] = out[same[0]]
-        elif isinstance(policy, VLLMPolicy):
-            out[agent] = policy
-        elif hasattr(policy, "save_pretrained"):
-            out[agent] = VLLMPolicy.from_policy(policy, seed=seed, **engine_kwargs)
-        else:
-            raise ValueError(f"{agent}: {type(policy).__name__} cannot be served by vLLM (it has no weights to load)")
-    return out

@@ -1,0 +1,8 @@
+"""Evaluation: team accuracy with and without the Thinker (:func:`evaluate`), per-batch
+collaboration diagnostics, and the statistics both report."""
+
+from .diagnostics import collaboration_diagnostics
+from .evaluate import REMOVALS, eval_progress, evaluate
+from .stats import correlation, paired_interval
+
+__all__ = ["evaluate", "eval_progress", "REMOVALS", "collaboration_diagnostics", "paired_interval", "correlation"]

@@ -1,0 +1,134 @@
+"""Building the team's trainable policies from a :class:`~algorithms.config.ModelConfig`.
+
+``model.sharing`` picks the layout:
+
+* ``separate`` (the reference): one full model per role (``solver_name`` may name another one);
+* ``shared``: one model serves both roles, which differ by prompt only (the same policy object
+  under both names; each role still has its own optimizer state);
+* ``lora``: one frozen base with one LoRA adapter per role (:class:`RolePolicy` activates the
+  role's adapter for every call and exposes only its parameters).
+
+What a checkpoint stores per role (:func:`role_weights`) and how it is put back
+(:func:`load_role_weights`) follow the same layout.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable, Iterator
+
+import torch
+
+from agents import TransformersPolicy, load_model, lora_config
+from thinksolve_env import ROLES, SOLVER, THINKER
+
+from ..config import ModelConfig, RolloutConfig
+
+__all__ = ["RolePolicy", "build_policies", "build_reference", "role_weights", "load_role_weights"]
+
+
+class RolePolicy(TransformersPolicy):
+    """One role's view of a shared LoRA model: activates the role's adapter for every call
+    and exposes only that adapter's parameters."""
+
+    def __init__(self, model: Any, tokenizer: Any, role: str, **kw: Any) -> None:
+        super().__init__(model, tokenizer, **kw)
+        self.role = role
+
+    def _activate(self) -> None:
+        self._base_peft().set_adapter(self.role)
+
+    def _base_peft(self) -> Any:
+        m = self.model
+        return getattr(m, "module", m)
+
+    def generate(self, *a: Any, **kw: Any) -> list:
+        self._activate()
+        return super().generate(*a, **kw)
+
+    def logprobs(self, *a: Any, **kw: Any) -> list:
+        self._activate()
+        return super().logprobs(*a, **kw)
+
+    def named_parameters(self) -> Iterator[tuple[str, torch.nn.Parameter]]:
+        return ((n, p) for n, p in self._base_peft().named_parameters() if f".{self.role}." in n)
+
+    def parameters(self) -> Iterator[torch.nn.Parameter]:
+        return (p for _, p in self.named_parameters())
+
+    @property
+    def is_peft(self) -> bool:
+        return True
+
+    def _base_model(self) -> Any:
+        return self._base_peft().get_base_model()
+
+
+def build_policies(model: ModelConfig, rollout: RolloutConfig, *, seed: int,
+                   source: Callable[[str], str] = str) -> dict[str, TransformersPolicy]:
+    """One trainable policy per role (see the module docstring), each with a context long enough
+    for the longest prompt plus the longest generation of ``rollout``. ``source(name)`` maps a
+    model name to what is loaded (e.g. its warm-started directory)."""
+
+    def load(name: str) -> tuple:
+        return load_model(source(name), seed=seed, dtype=model.dtype, device=model.device)
+
+    kw = dict(seed=seed, gradient_checkpointing=model.gradient_checkpointing)
+    if model.sharing == "shared":
+        p = TransformersPolicy(*load(model.name), name=model.name, **kw)
+        policies = {THINKER: p, SOLVER: p}
+    elif model.sharing == "lora":
+        import peft
+
+        net, tok = load(model.name)
+        lcfg = lora_config({"r": model.lora_rank, "lora_alpha": model.lora_alpha})
+        torch.manual_seed(seed)  # adapter initialisation
+        pm = peft.get_peft_model(net, lcfg, adapter_name=THINKER)
+        pm.add_adapter(SOLVER, lcfg)
+        for n, p in pm.named_parameters():
+            p.requires_grad_(".lora_" in n)
+        policies = {role: RolePolicy(pm, tok, role, name=f"{model.name}+lora:{role}", **kw) for role in ROLES}
+    else:
+        solver_name = model.solver_name or model.name
+        policies = {THINKER: TransformersPolicy(*load(model.name), name=model.name, **kw),
+                    SOLVER: TransformersPolicy(*load(solver_name), name=solver_name, **kw)}
+    # prompts are cut (from the left of the user message) to max_prompt_tokens
+    context = rollout.max_prompt_tokens + max(rollout.thinker_max_new_tokens, rollout.solver_max_new_tokens,
+                                              rollout.rating_max_new_tokens)
+    for p in policies.values():
+        p.max_context = min(p.max_context, context)
+    return policies
+
+
+def build_reference(policies: dict[str, TransformersPolicy]) -> dict[str, TransformersPolicy]:
+    """A frozen copy of each role's policy (the KL reference)."""
+    ref = {}
+    for role in ROLES:
+        frozen = copy.deepcopy(policies[role])
+        for p in frozen.model.parameters():
+            p.requires_grad_(False)
+        ref[role] = frozen
+    return ref
+
+
+def role_weights(policies: dict[str, TransformersPolicy], sharing: str) -> dict[str, dict[str, torch.Tensor]]:
+    """What the checkpoint stores per role: the full state dict (``separate``; ``shared``
+    stores it once, under the Thinker), or the role's adapter (``lora``)."""
+    if sharing == "lora":
+        return {role: {n: p.detach() for n, p in policies[role].named_parameters()} for role in ROLES}
+    if sharing == "shared":
+        return {THINKER: policies[THINKER].model.state_dict()}
+    return {role: policies[role].model.state_dict() for role in ROLES}
+
+
+def load_role_weights(policies: dict[str, TransformersPolicy], sharing: str,
+                      weights: dict[str, dict[str, torch.Tensor]]) -> None:
+    """Put :func:`role_weights` output back into ``policies``."""
+    for role, sd in weights.items():
+        if sharing == "lora":
+            params = dict(policies[role].named_parameters())
+            with torch.no_grad():
+                for n, v in sd.items():
+                    params[n].copy_(v)
+        else:
+            policies[role].model.load_state_dict(sd)

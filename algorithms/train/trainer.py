@@ -1,0 +1,480 @@
+"""The trainer: one training step, top to bottom (the reference loop of docs/training.md).
+
+``Trainer(config).train()`` repeats :meth:`Trainer.step`, which reads in order:
+
+1. **problems** — ``rollout.problems_per_step`` problems drawn with a generator seeded by
+   ``(seed, step)``; under ``accelerate launch`` each rank takes its shard ``[rank::world]``;
+2. **collect** — :func:`~algorithms.rollout.collect_groups`: both roles sampled, ``group_size``
+   joint episodes per problem plus the counterfactuals the credit method requires;
+3. **credit** — the credit method turns outcomes into one reward per role and joint episode
+   (on every rank over the *whole* batch, gathered, so its state stays identical);
+4. **advantages** — per role, the configured estimator over the role's units
+   (:func:`~algorithms.credit.role_units`);
+5. **update** — the role(s) the schedule picks this step (:func:`.schedule.scheduled_roles`):
+   :func:`.update.policy_update`, micro-batched and gradient-accumulated; the rollout engines
+   follow the new weights;
+6. **metrics** — one JSON row in ``OUT/metrics.jsonl`` (and TensorBoard when installed).
+
+:meth:`train` adds evaluations every ``eval_every`` steps and a checkpoint every ``save_every``
+steps and at the end, atomically, in ``OUT/checkpoint/``.
+
+Set-up happens in named phases, each undone if a later one fails: :meth:`_check` (configuration,
+device, every data source and model name — nothing loaded or written yet), :meth:`_open_run`
+(the run directory's lock; a directory holding another run is refused unless resuming),
+:meth:`_build` (seeds, models, optimizers, rollout engines, verifier) and :meth:`_resume`.
+
+Exact resume: all randomness of a step is seeded from ``(seed, step, rank)``, and the checkpoint
+holds weights, optimizer states, credit state, RNG states and the step, so a run resumed at step
+k continues exactly as the uninterrupted run. Ctrl-C or SIGTERM finishes the current step,
+writes a checkpoint and exits (a second signal aborts at once, keeping the last checkpoint).
+
+Where the rest lives: models and engines in :mod:`algorithms.team`, the run directory, metrics,
+checkpoints and progress in :mod:`algorithms.runs`, data parallelism in :mod:`.distributed`,
+the update in :mod:`.update`, signals in :mod:`.signals`.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import signal
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from thinksolve_env import ROLES, MathVerifier, Problem, load_problems
+
+from .. import credit as credit_registry
+from ..config import ConfigError, TrainerConfig, prompt_templates
+from ..evaluation import collaboration_diagnostics, evaluate
+from ..optim import estimators, losses
+from ..rollout import collect_groups
+from ..runs import (EVALS, METRICS, MetricsLogger, RunLock, capture_rng, config_diff, is_run,
+                    load_checkpoint, open_run_dir, reconcile_metrics, restore_rng, save_checkpoint, training_progress)
+from ..team import (RolloutEngines, build_policies, build_reference, check_model_source, load_role_weights, model_source,
+                    role_weights, warm_start_path)
+from .distributed import Distributed
+from .schedule import scheduled_roles, step_seed
+from .signals import StopSignals, TrainingInterrupted
+from .update import policy_update
+
+__all__ = ["Trainer", "ResumeError", "TrainingInterrupted", "RESUMABLE_CHANGES"]
+
+#: Config fields a resumed run may change (none of them changes what a step computes).
+RESUMABLE_CHANGES = ("steps", "out", "save_every", "eval_every", "tensorboard")
+
+_say = functools.partial(print, flush=True)  # progress lines show at once under tee, nohup, a log file
+
+
+class ResumeError(RuntimeError):
+    """``--resume`` found a checkpoint from a different configuration, or a fresh run found an
+    existing one."""
+
+
+def _load_data(field: str, source: str) -> list[Problem]:
+    """``load_problems(source)``, its errors named after the config field."""
+    try:
+        return load_problems(source)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{field}={source!r}: {e}") from None
+
+
+class Trainer:
+    """Collect → credit → advantages → update per role, with checkpoints and metrics.
+
+    Args:
+        config: a :class:`~algorithms.config.TrainerConfig` (validated here).
+        resume: continue from ``config.out/checkpoint`` (refused if its config differs in any
+            field but :data:`RESUMABLE_CHANGES`).
+        log: where progress lines go (``None`` silences them).
+        writer: whether this trainer writes the run directory (lock, metrics, checkpoints).
+    """
+
+    def __init__(self, config: TrainerConfig, *, resume: bool = False, log: Callable[[str], Any] | None = _say,
+                 writer: bool = True) -> None:
+        self.writer = writer
+        self._lock: RunLock | None = None
+        self.verifier: MathVerifier | None = None
+        self.engines: RolloutEngines | None = None
+        self.metrics: MetricsLogger | None = None
+        self._threads_before = torch.get_num_threads()
+        self._stop = StopSignals(None)
+        self._updating = False
+        self.config = cfg = copy.deepcopy(config).validate()
+        self.out = Path(cfg.out)
+        self.dist = Distributed(cfg.model.device, find_unused_parameters=cfg.model.sharing == "lora")
+        self.log = log if self.dist.main else None
+        self._stop.log = self.log
+        created = not self.out.exists()
+        try:
+            self._check()
+            self._open_run(resume)
+            self._build()
+            if resume:
+                self._resume()
+        except BaseException:
+            self._teardown(remove_dir=created)
+            raise
+
+    # ------------------------------------------------------------------ set-up phases
+
+    def _check(self) -> None:
+        """Everything that can be checked before anything is loaded or written: the world size,
+        the device, every data source and the model names."""
+        cfg = self.config
+        if cfg.rollout.problems_per_step < self.dist.world:
+            raise ConfigError(f"rollout.problems_per_step={cfg.rollout.problems_per_step} is invalid with "
+                              f"{self.dist.world} processes: allowed >= {self.dist.world} (each rank needs a problem)")
+        self._check_device()
+        self.problems = _load_data("train_data", cfg.train_data)
+        self.eval_problems = _load_data("eval_data", cfg.eval_data)
+        ws = cfg.warm_start
+        if ws.enabled and not (warm_start_path(ws, cfg.model.name, cfg.rollout.prompts) / "config.json").exists():
+            _load_data("warm_start.data", ws.data)
+        for field_name in ("name", "solver_name"):
+            if getattr(cfg.model, field_name):
+                try:
+                    check_model_source(getattr(cfg.model, field_name), field=f"model.{field_name}")
+                except ValueError as e:
+                    raise ConfigError(str(e)) from None
+
+    def _check_device(self) -> None:
+        d = self.config.model.device
+        try:
+            dev = torch.device(d)
+        except (RuntimeError, TypeError) as e:
+            raise ConfigError(f"model.device={d!r} is invalid: {e}") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            build = "a CPU-only build" if torch.version.cuda is None else "a CUDA build, but no GPU is visible"
+            raise ConfigError(f"model.device={d!r} is invalid here: this torch ({torch.__version__}) is {build}; "
+                              "allowed: cpu (set model.device=cpu)")
+
+    def _open_run(self, resume: bool) -> None:
+        """One writer per run directory: take its lock, refuse a directory that holds another run
+        (unless resuming it), set aside metrics rows of an earlier run without a checkpoint."""
+        if not (self.writer and self.dist.main):
+            return
+        try:
+            self._lock = open_run_dir(self.out)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        if not resume:
+            if is_run(self.out):
+                raise ResumeError(f"{self.out} already holds a run (checkpoint/); pass resume=True (--resume) to "
+                                  "continue it, or choose another out (--out)")
+            for name in (METRICS, EVALS):
+                moved = reconcile_metrics(self.out / name, 0)["cut_to"]
+                if moved and self.log:
+                    self.log(f"{self.out / name} held rows of an earlier run without a checkpoint; moved to {moved}")
+        self.metrics = MetricsLogger(self.out, tensorboard=self.config.tensorboard, log=self.log)
+
+    def _build(self) -> None:
+        """Seeds, the credit method, estimator and loss, the models (one trainable policy per role),
+        their optimizers, the KL reference, the rollout engines and the verifier."""
+        cfg = self.config
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed % 2**32)
+        self.credit = credit_registry.get(cfg.credit.name, **cfg.credit.params)
+        self.estimator = estimators.get(cfg.optim.estimator)
+        self.loss_fn = losses.get(cfg.optim.loss)
+        self.policies = build_policies(cfg.model, cfg.rollout, seed=cfg.seed, source=self._model_source)
+        # One trainable policy per role (the same object for both under `shared` and `lora`), its
+        # wrapped (DDP) model for updates, its AdamW. Frozen reference copies only with a KL term.
+        wrapped_by_id: dict[int, Any] = {}
+        self.wrapped = {}
+        for role in ROLES:
+            model = self.policies[role].model
+            if id(model) not in wrapped_by_id:
+                wrapped_by_id[id(model)] = self.dist.wrap(model)
+            self.wrapped[role] = wrapped_by_id[id(model)]
+        self.optimizers = {
+            role: torch.optim.AdamW(list(self.policies[role].parameters()), lr=cfg.optim.lr,
+                                    weight_decay=cfg.optim.weight_decay)
+            for role in ROLES
+        }
+        self.reference = build_reference(self.policies) if cfg.optim.kl_coef > 0 else None
+        self.engines = RolloutEngines(self.policies, cfg.rollout.engine, seed=cfg.seed, vllm_args=cfg.rollout.vllm)
+        self.verifier = MathVerifier()
+        self.step_count = 0
+        self.optimizer_steps = {role: 0 for role in ROLES}
+
+    def _model_source(self, name: str) -> str:
+        """The warm-started directory of ``name`` (rank 0 trains or finds it; the others wait)."""
+        if self.config.warm_start.enabled and self.dist.main:
+            model_source(self.config, name, log=self.log)
+        self.dist.barrier()
+        return model_source(self.config, name, log=None)
+
+    def _teardown(self, remove_dir: bool = False) -> None:
+        """Undo the set-up: verifier workers, rollout engines, threads, the lock (and a directory
+        this trainer created and left empty)."""
+        torch.set_num_threads(self._threads_before)
+        if self.verifier is not None:
+            self.verifier.close()
+        if self.engines is not None:
+            self.engines.close()
+        if self.metrics is not None:
+            self.metrics.close()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+            if remove_dir:
+                for leftover in (self.out / ".lock", self.out):
+                    try:
+                        leftover.unlink() if leftover.name == ".lock" else leftover.rmdir()
+                    except OSError:
+                        break
+
+    @property
+    def rollout_policies(self) -> dict[str, Any]:
+        """The policy each role samples rollouts from (the trainable one, or its vLLM engine)."""
+        return self.engines.policies
+
+    # ------------------------------------------------------------------ the training step
+
+    def step(self) -> dict:
+        """One training step (see the module docstring); returns its metrics row."""
+        cfg, r, s = self.config, self.config.rollout, self.step_count
+        t = {"start": time.perf_counter()}
+        seed = step_seed(cfg.seed, s, self.dist.rank)
+
+        # 1. problems: a global draw from (seed, step), then this rank's shard
+        order = np.random.default_rng([cfg.seed, s]).choice(len(self.problems), r.problems_per_step,
+                                                             replace=len(self.problems) < r.problems_per_step)
+        problems = [self.problems[i] for i in order][self.dist.rank::self.dist.world]
+
+        # 2. collect: both roles sampled; counterfactuals as the credit method requires
+        groups = collect_groups(
+            problems, self.rollout_policies, group_size=r.group_size, needs=self.credit.requires,
+            verifier=self.verifier, solo_samples=r.solo_samples, answers_per_thought=r.answers_per_thought,
+            seed=seed, temperature=r.temperature, top_p=r.top_p,
+            thinker_max_new_tokens=r.thinker_max_new_tokens, solver_max_new_tokens=r.solver_max_new_tokens,
+            rating_max_new_tokens=r.rating_max_new_tokens, rating_temperature=r.rating_temperature,
+            env_options={"prompts": prompt_templates(r.prompts)},
+        )
+        self.last_groups = groups  # this rank's groups of the latest step (for inspection)
+        t["collect"] = time.perf_counter()
+
+        # 3. credit over the whole (gathered) batch; this rank keeps its own episodes' rewards
+        all_groups, offset = self._gather_outcomes(groups)
+        rewards_all = self.credit(all_groups)
+        n_local = sum(len(g.episodes) for g in groups)
+        rewards = {role: rewards_all[role][offset:offset + n_local] for role in ROLES}
+        diag = collaboration_diagnostics(all_groups, rewards_all, estimator=cfg.optim.estimator,
+                                         method=self.credit, **self._estimator_params())
+        t["credit"] = time.perf_counter()
+
+        # 4-5. advantages and update for the role(s) scheduled this step. A role trains on its
+        # units (credit.role_units): the Thinker on each distinct thought once (its reward the
+        # mean over the thought's K answers), the Solver on every answer, grouped as the credit
+        # method says (by problem, or by thought under `tree`). With K = 1 a unit is an episode.
+        episodes = [e for g in groups for e in g.episodes]
+        role_metrics = {}
+        self._updating = True
+        for role in self.roles_to_update(s):
+            units = credit_registry.role_units(groups, rewards[role], role,
+                                               credit_registry.resolve_grouping(self.credit, role))
+            prompts = [episodes[k].prompts[role] for k in units.episodes]
+            completions = [episodes[k].completions[role] for k in units.episodes]
+            lengths = [len(c.token_ids) for c in completions]
+            adv = self.estimator(units.rewards, units.index, lengths=lengths, **self._estimator_params())
+            wrapped = self.wrapped[role]
+            m = policy_update(self.policies[role], self.optimizers[role], prompts, completions, adv, cfg.optim,
+                              optimizer_step=self.optimizer_steps[role], loss_fn=self.loss_fn,
+                              reference=self.reference[role] if self.reference else None, wrapped=wrapped,
+                              no_sync=lambda w=wrapped: self.dist.no_sync(w))
+            self.optimizer_steps[role] += int(m.pop("optimizer_steps"))
+            role_metrics[role] = m
+        self._updating = False
+        self.engines.sync(self.optimizer_steps)
+        t["update"] = time.perf_counter()
+        self.step_count += 1
+
+        # 6. metrics row
+        row = self._metrics_row(s, groups, rewards_all, diag, role_metrics, t)
+        if self.metrics is not None:
+            self.metrics.write(row)
+        return row
+
+    def roles_to_update(self, step: int) -> list[str]:
+        """The roles the schedule updates at ``step`` (0-based)."""
+        return scheduled_roles(self.config.schedule, step)
+
+    def _estimator_params(self) -> dict:
+        return {"scale": self.config.optim.scale} if self.config.optim.estimator == "grpo" else {}
+
+    def _gather_outcomes(self, groups: list) -> tuple[list, int]:
+        """Every rank's groups in rank order (so the credit method sees the whole batch, and its
+        state stays identical on every rank), and where this rank's episodes start."""
+        if self.dist.world == 1:
+            return list(groups), 0
+        everyone = self.dist.gather(list(groups))
+        offset = sum(len(g.episodes) for ranks in everyone[: self.dist.rank] for g in ranks)
+        return [g for ranks in everyone for g in ranks], offset
+
+    def _metrics_row(self, step: int, groups: Any, rewards: dict, diag: dict, role_metrics: dict, t: dict) -> dict:
+        row: dict[str, Any] = {"step": step + 1, "updated": sorted(role_metrics)}
+        for role in ROLES:
+            row[f"reward_{role}"] = float(np.mean(rewards[role]))
+        row.update(diag)
+        row["accuracy_solver_0"] = diag["joint_accuracy"]
+        if "no_solver_accuracy" in diag:
+            row["accuracy_thinker_0"] = diag["no_solver_accuracy"]
+        row.update({f"credit_{k}": v for k, v in getattr(self.credit, "metrics", {}).items()})
+        for role, m in role_metrics.items():
+            row.update({f"{k}_{role}": v for k, v in m.items()})
+        first = role_metrics.get(sorted(role_metrics)[0]) if role_metrics else {}
+        for k in ("loss", "kl", "clip_frac"):
+            if k in first:
+                row[k] = first[k]
+        budget = groups.budget
+        row["tokens"] = {phase: budget[phase]["tokens"] for phase in budget if phase != "generate_calls"}
+        row["tokens_total"] = sum(row["tokens"].values())
+        row["generations"] = {phase: budget[phase]["generations"] for phase in budget if phase != "generate_calls"}
+        row["time"] = {"collect": t["collect"] - t["start"], "credit": t["credit"] - t["collect"],
+                       "update": t["update"] - t["credit"]}
+        row["time_total"] = t["update"] - t["start"]
+        return row
+
+    # ------------------------------------------------------------------ the loop
+
+    def train(self) -> list[dict]:
+        """Run until ``config.steps``; returns the metrics rows of this call.
+
+        Ctrl-C or SIGTERM (what ``timeout``, ``kill`` and job schedulers send): the current step
+        finishes, a checkpoint is written, then :class:`TrainingInterrupted` (a
+        ``KeyboardInterrupt``) is raised; the CLI exits with ``128 + signal`` (130, 143). A second
+        signal aborts at once; the last checkpoint stays, and the state is saved too if no update
+        was under way.
+        """
+        cfg = self.config
+        rows = []
+        bar = training_progress(self.log if self.dist.main else None, self.step_count, cfg.steps)
+        stop = self._stop
+        try:
+            with stop:
+                while self.step_count < cfg.steps:
+                    row = self.step()
+                    rows.append(row)
+                    if bar is not None:
+                        bar.update(row)
+                    if stop.requested:
+                        self.save()
+                        raise TrainingInterrupted(stop.signum or signal.SIGINT)
+                    if cfg.eval_every and (self.step_count % cfg.eval_every == 0 or self.step_count == cfg.steps):
+                        self._log_eval(self.evaluate(cfg.eval_data))
+                    if self.step_count % cfg.save_every == 0 or self.step_count == cfg.steps or stop.requested:
+                        self.save()
+                    if stop.requested:
+                        raise TrainingInterrupted(stop.signum or signal.SIGINT)
+        except KeyboardInterrupt as e:
+            if not stop.requested and not self._updating:
+                self.save()
+            signum = getattr(e, "signum", None) or stop.signum or signal.SIGINT
+            if self.log:
+                self.log(f"{signal.Signals(signum).name}: stopped at step {self.step_count}; checkpoint in "
+                         f"{self.out / 'checkpoint'} at step {self._saved_step()} (continue with --resume)")
+            if not isinstance(e, TrainingInterrupted):
+                raise TrainingInterrupted(signum) from None
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+        return rows
+
+    def request_stop(self) -> None:
+        """Ask :meth:`train` to stop after the current step (as Ctrl-C does)."""
+        self._stop.request()
+
+    def _saved_step(self) -> int | str:
+        try:
+            return json.loads((self.out / "checkpoint" / "meta.json").read_text())["step"]
+        except (OSError, ValueError, KeyError):
+            return "none"
+
+    def close(self) -> None:
+        """End the verifier's workers and rollout engines, and free the run directory's lock."""
+        self._teardown()
+
+    def __enter__(self) -> "Trainer":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ evaluation
+
+    def evaluate(self, data: str | list, *, samples: int | None = None, temperature: float | None = None) -> dict:
+        """Accuracy with and without the Thinker on ``data`` (see :func:`algorithms.evaluate`)."""
+        cfg = self.config
+        if isinstance(data, str) and data == cfg.eval_data:
+            data = self.eval_problems  # loaded (and checked) once, at construction
+        return evaluate(self.rollout_policies, data, samples=samples or cfg.eval_samples,
+                        temperature=cfg.eval_temperature if temperature is None else temperature,
+                        seed=cfg.seed, verifier=self.verifier, rollout=cfg.rollout)
+
+    def _log_eval(self, result: dict) -> None:
+        if self.metrics is not None:
+            self.metrics.write({"step": self.step_count, **result}, EVALS)
+            if self.log:
+                self.log(f"eval @ step {self.step_count}: joint {result['joint_accuracy']:.1%}, "
+                         f"Thinker removed {result['solo_accuracy']:.1%}")
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def role_weights(self) -> dict[str, dict[str, torch.Tensor]]:
+        """What the checkpoint stores per role (see :func:`algorithms.team.role_weights`)."""
+        return role_weights(self.policies, self.config.model.sharing)
+
+    def save(self) -> Path | None:
+        """Write ``out/checkpoint`` atomically (rank 0; the others wait)."""
+        path = None
+        if self.dist.main:
+            path = save_checkpoint(
+                self.out / "checkpoint", step=self.step_count, weights=self.role_weights(),
+                optimizers={role: opt.state_dict() for role, opt in self.optimizers.items()},
+                credit_state=self.credit.state_dict(), config=self.config.to_dict(), rng=capture_rng(),
+                extra={"optimizer_steps": self.optimizer_steps},
+            )
+        self.dist.barrier()
+        return path
+
+    def _resume(self) -> None:
+        """Load ``out/checkpoint`` (refused if it was written with a different configuration)."""
+        ck = load_checkpoint(self.out / "checkpoint")
+        mine = self.config.to_dict()
+        theirs = {**mine, **dict(ck["config"].items())}
+        diff = [d for d in config_diff(ck["config"], mine) if d.split(":")[0] not in RESUMABLE_CHANGES]
+        if diff or set(ck["config"]) != set(theirs):
+            raise ResumeError(
+                f"cannot resume {self.out}: the checkpoint was written with a different configuration "
+                f"(only {', '.join(RESUMABLE_CHANGES)} may change):\n  " + "\n  ".join(diff)
+            )
+        load_role_weights(self.policies, self.config.model.sharing, ck["weights"])
+        for role, sd in ck["optimizers"].items():
+            self.optimizers[role].load_state_dict(sd)
+        self.credit.load_state_dict(ck["credit_state"])
+        restore_rng(ck["rng"])
+        self.step_count = int(ck["step"])
+        self.optimizer_steps = ({r: int(v) for r, v in ck["extra"].get("optimizer_steps", {}).items()}
+                                or self.optimizer_steps)
+        if self.writer and self.dist.main:
+            if self.config.steps < self.step_count:
+                raise ResumeError(f"cannot resume {self.out} with steps={self.config.steps}: its checkpoint is already at "
+                                  f"step {self.step_count}; pass a larger --steps (or none, to keep {ck['config'].get('steps')})")
+            # metrics.jsonl (and eval.jsonl) agree with the checkpoint: rows past it and a torn last line are set aside
+            for name in (METRICS, EVALS):
+                cut = reconcile_metrics(self.out / name, self.step_count)
+                if cut["cut_to"] and self.log:
+                    self.log(f"{name}: {cut['cut']} line(s) past the checkpoint's step {self.step_count} or torn moved "
+                             f"to {cut['cut_to']}")
+        self.engines.sync(self.optimizer_steps)
+        if self.log:
+            self.log(f"resumed from {ck['path']} at step {self.step_count}")
+
