@@ -82,11 +82,12 @@ def test_chunked_evaluation_reports_progress_and_keeps_the_result():
 
 
 def test_evaluation_and_the_trainer_do_not_import_each_other():
-    """No import of the trainer (or of the run loader, which imports it) anywhere in evaluate.py,
-    lazy imports inside functions included."""
+    """No import of the trainer or of the team loader anywhere in the evaluation package, lazy
+    imports inside functions included (tests/test_architecture.py checks for cycles in general)."""
     import ast
     import pathlib
 
-    src = pathlib.Path(__file__).resolve().parents[1] / "algorithms" / "evaluate.py"
-    imported = {n.module for n in ast.walk(ast.parse(src.read_text())) if isinstance(n, ast.ImportFrom) and n.module}
-    assert "trainer" not in imported and "runs" not in imported
+    for src in (pathlib.Path(__file__).resolve().parents[1] / "algorithms" / "evaluation").glob("*.py"):
+        imported = {n.module for n in ast.walk(ast.parse(src.read_text())) if isinstance(n, ast.ImportFrom) and n.module}
+        assert imported, src
+        assert not {m for m in imported if m.split(".")[0] in ("train", "trainer", "team")}, (src, imported)

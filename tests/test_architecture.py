@@ -1,0 +1,143 @@
+"""The layout holds: no import cycle anywhere in the three packages, dependencies point one way
+(algorithms → agents, thinksolve_env; agents and thinksolve_env → nothing of ours), and no
+private name crosses a package boundary."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("thinksolve_env", "agents", "algorithms")
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for pkg in PACKAGES:
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            out[".".join(parts)] = path
+    return out
+
+
+MODULES = _modules()
+
+
+def _is_package(name: str) -> bool:
+    return MODULES.get(name, Path()).name == "__init__.py"
+
+
+def _imports(name: str, path: Path) -> list[tuple[str, str | None, int]]:
+    """``(module, imported name or None, line)`` for every import in the file, nested ones included
+    (an import inside a function still ties the modules together), relative ones resolved."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    package = name if _is_package(name) else name.rpartition(".")[0]
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(a.name, None, node.lineno) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            out += [(mod, a.name, node.lineno) for a in node.names]
+    return out
+
+
+def _edges() -> dict[str, set[str]]:
+    """Module → our modules it imports. ``from pkg import sub`` is an edge to ``pkg.sub`` when
+    that is a module (importing a submodule runs the package's ``__init__`` first, but the
+    package does not depend on the importer, so that is no cycle)."""
+    graph: dict[str, set[str]] = {m: set() for m in MODULES}
+    for name, path in MODULES.items():
+        for mod, item, _ in _imports(name, path):
+            if item and f"{mod}.{item}" in MODULES:
+                graph[name].add(f"{mod}.{item}")
+            elif mod in MODULES:
+                graph[name].add(mod)
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan), plus self-imports."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    found: list[list[str]] = []
+    counter = [0]
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1 or v in graph[v]:
+                found.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_the_walk_sees_the_modules_and_their_imports():
+    graph = _edges()
+    assert "algorithms.train.trainer" in graph and "algorithms.rollout.collect" in graph
+    assert "algorithms.rollout" in graph["algorithms.train.trainer"]
+    # the detector finds a cycle when there is one
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == [["a", "b", "c"]]
+
+
+def test_no_import_cycle():
+    cycles = _cycles(_edges())
+    assert not cycles, "import cycles (each line one strongly connected group of modules):\n" + "\n".join(
+        " <-> ".join(c) for c in cycles)
+
+
+@pytest.mark.parametrize("pkg,allowed", [("thinksolve_env", set()), ("agents", set()),
+                                         ("algorithms", {"agents", "thinksolve_env"})])
+def test_dependencies_point_one_way(pkg, allowed):
+    bad = []
+    for name, path in MODULES.items():
+        if name.split(".")[0] != pkg:
+            continue
+        for mod, _, line in _imports(name, path):
+            top = mod.split(".")[0]
+            if top in PACKAGES and top != pkg and top not in allowed:
+                bad.append(f"{path.relative_to(ROOT)}:{line} imports {mod}")
+    assert not bad, "\n".join(bad)
+
+
+def test_no_private_name_crosses_a_package():
+    """``from other_package... import _name`` is refused: what another package needs is public."""
+    bad = []
+    for name, path in MODULES.items():
+        for mod, item, line in _imports(name, path):
+            top = mod.split(".")[0]
+            if top in PACKAGES and top != name.split(".")[0]:
+                private = [p for p in mod.split(".") + [item or ""] if p.startswith("_") and not p.startswith("__")]
+                if private:
+                    bad.append(f"{path.relative_to(ROOT)}:{line} imports {mod}.{item}")
+    assert not bad, "\n".join(bad)
