@@ -1,7 +1,7 @@
 """The briefed testbed (``arith:...,brief=1,digit=1``, preset ``tiny-brief``): the Thinker alone
 sees the briefing, the digit split keeps train and test disjoint, the digit tokenizer spells a
-number the same everywhere, the briefed warm-start targets are what the README says, and the
-demo writes its intervals."""
+number the same everywhere, the briefed warm-start targets are what docs/training.md says (the
+tiny-brief testbed), and the demo writes its intervals."""
 
 import json
 import random

@@ -1,5 +1,5 @@
 """The hand-labelled case file (``tests/data/verifier_cases.jsonl``, our own cases, one class
-each) against MathVerifier: every verdict equals its label, except where the README says why
+each) against MathVerifier: every verdict equals its label, except where docs/verifier.md says why
 (``KNOWN``). ``benchmarks/verifier_agreement.py`` scores math-verify on the same file."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from thinksolve_env.verifier import MathVerifier
 
 CASES = [json.loads(line) for line in open(Path(__file__).parent / "data" / "verifier_cases.jsonl", encoding="utf-8")]
-#: Misses we keep, with the reason (the README lists them too).
+#: Misses we keep, with the reason (docs/verifier.md lists them too, under "Known misses").
 KNOWN = {
     "equivalence-21": "e^{i\\pi}: the engine reads i as a variable (math-verify too)",
 }
