@@ -284,13 +284,7 @@ class Trainer:
             completions = [episodes[k].completions[role] for k in units.episodes]
             lengths = [len(c.token_ids) for c in completions]
             adv = self.estimator(units.rewards, units.index, lengths=lengths, **self._estimator_params())
-            wrapped = self.wrapped[role]
-            m = policy_update(self.policies[role], self.optimizers[role], prompts, completions, adv, cfg.optim,
-                              optimizer_step=self.optimizer_steps[role], loss_fn=self.loss_fn,
-                              reference=self.reference[role] if self.reference else None, wrapped=wrapped,
-                              no_sync=lambda w=wrapped: self.dist.no_sync(w))
-            self.optimizer_steps[role] += int(m.pop("optimizer_steps"))
-            role_metrics[role] = m
+            role_metrics[role] = self.update(role, prompts, completions, adv)
         self._updating = False
         self.engines.sync(self.optimizer_steps)
         t["update"] = time.perf_counter()
@@ -301,6 +295,17 @@ class Trainer:
         if self.metrics is not None:
             self.metrics.write(row)
         return row
+
+    def update(self, role: str, prompts: list, completions: list, advantages: torch.Tensor) -> dict[str, float]:
+        """Update ``role`` on one rollout batch (:func:`~algorithms.train.update.policy_update`:
+        ``ppo_epochs`` micro-batched optimizer steps); returns its metrics."""
+        wrapped = self.wrapped[role]
+        m = policy_update(self.policies[role], self.optimizers[role], prompts, completions, advantages, self.config.optim,
+                          optimizer_step=self.optimizer_steps[role], loss_fn=self.loss_fn,
+                          reference=self.reference[role] if self.reference else None, wrapped=wrapped,
+                          no_sync=lambda: self.dist.no_sync(wrapped))
+        self.optimizer_steps[role] += int(m.pop("optimizer_steps"))
+        return m
 
     def roles_to_update(self, step: int) -> list[str]:
         """The roles the schedule updates at ``step`` (0-based)."""
