@@ -141,3 +141,34 @@ def test_no_private_name_crosses_a_package():
                 if private:
                     bad.append(f"{path.relative_to(ROOT)}:{line} imports {mod}.{item}")
     assert not bad, "\n".join(bad)
+
+
+def _public_functions(tree: ast.Module):
+    """Module-level functions and methods of module-level classes whose names (and whose class's
+    name) do not start with ``_``; ``__init__`` and ``__call__`` of a public class count too."""
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith("_"):
+            yield node.name, node
+        elif isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+            for item in node.body:
+                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and (
+                        not item.name.startswith("_") or item.name in ("__init__", "__call__")):
+                    yield f"{node.name}.{item.name}", item
+
+
+def test_public_functions_have_type_hints():
+    missing = []
+    for name, path in MODULES.items():
+        if any(part.startswith("_") for part in name.split(".")):
+            continue  # a private module (e.g. thinksolve_env._verify_worker)
+        for qual, fn in _public_functions(ast.parse(path.read_text())):
+            args = fn.args
+            params = [*args.posonlyargs, *args.args, *args.kwonlyargs]
+            if params and params[0].arg in ("self", "cls") and "." in qual:
+                params = params[1:]
+            params += [a for a in (args.vararg, args.kwarg) if a is not None]
+            untyped = [a.arg for a in params if a.annotation is None]
+            if untyped or fn.returns is None:
+                what = ", ".join(untyped + ([] if fn.returns is not None else ["return"]))
+                missing.append(f"{path.relative_to(ROOT)}:{fn.lineno} {qual}: {what}")
+    assert not missing, f"{len(missing)} public functions lack type hints:\n" + "\n".join(missing)
