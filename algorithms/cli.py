@@ -7,10 +7,15 @@ Subcommands:
 * ``eval`` — accuracy per dataset with and without the Thinker (the collaboration diagnostic),
   for a run directory or a model; writes JSON.
 * ``demo`` — the main job (``make demo``): warm-start the ``tiny`` model, evaluate, train
-  ``tiny-arith`` with CCPO, evaluate again, print the before/after table.
+  ``tiny-brief`` with CCPO, evaluate again, print the before/after table.
 * ``bench`` — ``thinksolve bench credit|fidelity|performance|env|verifier|generation|demo [args]`` runs the
   benchmark script of that name from ``benchmarks/`` (results under ``benchmarks/results/``).
 * ``play`` — scripted MATH500 episodes in every removal mode (no model; the env's counterfactuals).
+
+The commands check nothing themselves: the configuration checks itself
+(:meth:`~algorithms.config.TrainerConfig.validate`), the run directory is checked by
+:func:`algorithms.runs.check_run_dir` (another writer, a run already there, a resume behind its
+checkpoint) and the trainer does the rest; a command catches the error and prints it (exit 2).
 """
 
 from __future__ import annotations
@@ -20,14 +25,17 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import Sequence
 
-from . import credit
+from agents import ScriptedPolicy
+from thinksolve_env import Problem
+
 from .config import (OPTIMIZERS, PRESETS, PROMPT_SETS, ConfigError, RolloutConfig, TrainerConfig, apply_credit,
                      apply_optimizer, apply_overrides, list_fields, preset)
 from .evaluation import eval_progress, evaluate, paired_interval
-from .runs import CheckpointError, RunLock, RunLockedError, is_run, recorded_config
+from .runs import CheckpointError, ResumeError, RunLockedError, check_run_dir, check_unlocked, is_run, recorded_config
 from .team import load_team, rollout_team
-from .train import ResumeError, Trainer
+from .train import Trainer
 
 __all__ = ["main", "build_parser", "scripted_team", "train_config", "split_data", "BENCHMARKS"]
 
@@ -37,7 +45,7 @@ _MATH_SPAN = re.compile(r"\$([^$]{1,200})\$")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
-def scripted_team(problems):
+def scripted_team(problems: Sequence[Problem]) -> tuple[ScriptedPolicy, ScriptedPolicy]:
     """A scripted Thinker and Solver for demos and smoke tests.
 
     * Thinker: "has read the worked solution" — it writes the problem's reference solution
@@ -47,8 +55,6 @@ def scripted_team(problems):
       already stripped a trailing ``\\boxed{}``, so it must find the result in the working);
       alone (solo prompt) it boxes the last number in the problem statement — a weak guess.
     """
-    from agents import ScriptedPolicy
-
     from thinksolve_env.verifier import find_boxed
 
     def unbox(text: str) -> str:
@@ -134,11 +140,12 @@ def _fail(msg: str) -> int:
     return 2
 
 
-def train_config(args):
+def train_config(args: argparse.Namespace) -> TrainerConfig:
     """The TrainerConfig named by ``train``'s arguments: the preset (default ``tiny-arith``), then
-    flags, then overrides. With ``--resume`` the base is the run's own recorded configuration
-    (plugins included) instead of a preset, and flags and overrides are changes to it (the
-    trainer refuses those that would change what a step computes)."""
+    flags, then overrides, validated. With ``--resume`` the base is the run's own recorded
+    configuration (plugins included) instead of a preset, and flags and overrides are changes to
+    it (the trainer refuses those that would change what a step computes). The plugins (the
+    recorded ones and ``--plugin``'s) are loaded before the credit method is named."""
     if getattr(args, "resume", False):
         if args.preset is not None:
             raise ConfigError("--resume continues the run's recorded configuration; drop --preset "
@@ -148,11 +155,10 @@ def train_config(args):
         cfg.out = str(out)
     else:
         cfg = preset(args.preset or "tiny-arith")
-    if getattr(args, "plugin", None):
-        for source in args.plugin:
-            credit.load_plugin(source)
-            if source not in cfg.plugins:
-                cfg.plugins.append(source)
+    for source in getattr(args, "plugin", None) or []:
+        if source not in cfg.plugins:
+            cfg.plugins.append(source)
+    cfg.load_plugins()
     if args.credit:
         cfg = apply_credit(cfg, args.credit)
     if args.optimizer:
@@ -183,33 +189,21 @@ def _list_fields(args) -> int:
     return 0
 
 
-def cmd_train(args) -> int:
-    from .config import ConfigError
-    from .trainer import ResumeError, Trainer
-
+def cmd_train(args: argparse.Namespace) -> int:
     if args.list_fields:
         return _list_fields(args)
-    if args.out is not None and (Path(args.out) / ".lock").exists():
-        try:  # another live writer is the first thing to say (before "holds a run" or "no checkpoint")
-            RunLock(args.out).acquire().release()
-        except RunLockedError as e:
-            return _fail(str(e))
-        except OSError:
-            pass  # an unwritable directory is reported with the config checks
     try:
+        if args.out is not None:  # another live writer is the first thing to say (before "no checkpoint")
+            check_unlocked(args.out)
         cfg = train_config(args)
-    except (ConfigError, CheckpointError, ImportError, OSError) as e:
+        state = check_run_dir(cfg.out, resume=args.resume, steps=cfg.steps)
+    except (ConfigError, CheckpointError, ResumeError, RunLockedError, ImportError, OSError) as e:
         return _fail(str(e))
     out = Path(cfg.out)
-    if not args.resume and (out / "checkpoint").exists():
-        return _fail(f"{out} already holds a run (checkpoint/); pass --resume to continue it or choose another --out")
-    if args.resume:
-        done = recorded_config(out)["step"]
-        if done == cfg.steps:
-            print(f"{out} is already at step {done} of {cfg.steps}: nothing to train (pass --steps N > {done} to go on)")
-            return 0
-        if done > cfg.steps:
-            return _fail(f"cannot resume {out} with --steps {cfg.steps}: its checkpoint is already at step {done}")
+    if args.resume and state.step == cfg.steps:
+        print(f"{out} is already at step {state.step} of {cfg.steps}: nothing to train "
+              f"(pass --steps N > {state.step} to go on)")
+        return 0
     try:
         trainer = Trainer(cfg, resume=args.resume)
     except (ResumeError, CheckpointError, ConfigError, RunLockedError, OSError, ImportError, ValueError) as e:
@@ -234,10 +228,9 @@ def cmd_train(args) -> int:
     return 0
 
 
-def cmd_eval(args) -> int:
+def cmd_eval(args: argparse.Namespace) -> int:
     import json
 
-    from .runs import is_run, load_team
 
     temperature = 0.0 if args.greedy else args.temperature
     if temperature < 0:
@@ -332,26 +325,26 @@ def _eval_budgets(args, run_rollout=None):
     return r
 
 
-def cmd_demo(args) -> int:
+def cmd_demo(args: argparse.Namespace) -> int:
     """Warm start, evaluate, train the tiny-brief team with CCPO, evaluate again (with intervals)."""
     import json
     import shutil
 
-    from .evaluate import paired_interval
     if args.scripted:
         return cmd_play(args)
     t0 = time.perf_counter()
-    cfg = preset(args.preset)
-    cfg.out, cfg.seed = args.out, args.seed
-    if args.steps is not None:
-        cfg.steps = args.steps
-    cfg = apply_overrides(cfg, list(args.overrides or [])).validate()
+    try:
+        cfg = preset(args.preset)
+        cfg.out, cfg.seed = args.out, args.seed
+        if args.steps is not None:
+            cfg.steps = args.steps
+        cfg = apply_overrides(cfg, list(args.overrides or []))
+        cfg.load_plugins()
+        cfg.validate()
+        check_unlocked(cfg.out)  # never delete the directory of a run that is being written
+    except (ConfigError, RunLockedError) as e:
+        return _fail(str(e))
     out = Path(cfg.out)
-    if (out / ".lock").exists():
-        try:  # never delete the directory of a run that is being written
-            RunLock(out).acquire().release()
-        except RunLockedError as e:
-            return _fail(str(e))
     if out.exists():
         shutil.rmtree(out)
     label = {"ccpo": "CCPO"}.get(cfg.credit.name, cfg.credit.name)
@@ -389,7 +382,7 @@ def cmd_demo(args) -> int:
     return 0
 
 
-def cmd_play(args) -> int:
+def cmd_play(args: argparse.Namespace) -> int:
     return _cmd_play(args)
 
 
@@ -406,7 +399,7 @@ BENCHMARKS = {
 BENCH_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def cmd_bench(args) -> int:
+def cmd_bench(args: argparse.Namespace) -> int:
     """Run ``benchmarks/<script>`` with the remaining arguments, as ``python benchmarks/<script>``
     would (the benchmarks live in the source checkout, next to their results)."""
     import runpy

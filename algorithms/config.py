@@ -9,7 +9,15 @@ Presets (:data:`PRESETS`) adapt them to a machine: ``tiny-arith`` for a laptop C
 
 Any field can be overridden from the command line as ``section.field=value``
 (:func:`apply_overrides`); :meth:`TrainerConfig.validate` names the field and the allowed range
-of any invalid value.
+of any invalid value. It only reads: the allowed names come from the registries
+(``credit.available()``, ``estimators.available()``, ``losses.available()``) and from the
+``Literal[...]`` annotations of the fields (whose values the registries own: ``estimators.Scale``,
+``losses.AggMode``, ``losses.KLType``, the env's roles), the sampling fields are checked by
+:class:`~algorithms.rollout.Sampling`. What needs an import or an object is done by whoever
+starts the run, in this order: :meth:`TrainerConfig.load_plugins` (imports ``plugins``, so that
+their credit methods are registered), :meth:`TrainerConfig.validate`, and
+:meth:`CreditConfig.build` (the credit method, which checks its parameters' values); the
+trainer's ``_check`` phase and ``thinksolve train`` do all three.
 """
 
 from __future__ import annotations
@@ -17,16 +25,26 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from thinksolve_env import ROLES
+from thinksolve_env.prompts import PromptSet, prompt_set
+
+from . import credit
+from .optim import estimators, losses
+from .optim.estimators import Scale
+from .optim.losses import AggMode, KLType
+from .rollout.sampling import Sampling, SamplingError
+
 __all__ = [
     "ModelConfig", "RolloutConfig", "CreditConfig", "OptimConfig", "ScheduleConfig", "WarmStartConfig", "TrainerConfig",
-    "PRESETS", "preset", "apply_overrides", "ConfigError", "list_fields", "field_docs", "OPTIMIZERS", "apply_optimizer", "apply_credit", "PROMPT_SETS", "prompt_templates",
+    "PRESETS", "preset", "apply_overrides", "ConfigError", "list_fields", "field_docs", "OPTIMIZERS", "apply_optimizer",
+    "apply_credit", "PROMPT_SETS", "prompt_templates",
 ]
 
-from thinksolve_env import ROLES
 #: Model names the warm start applies to (``agents.models.PRESETS``).
 BUILTIN_MODELS = ("tiny", "smollm2-135m")
 
@@ -44,7 +62,7 @@ class ModelConfig:
     sharing: Literal["separate", "shared", "lora"] = "separate"
     """``separate``: two full models (reference); ``shared``: one model, role prompts only;
     ``lora``: one frozen base with a LoRA adapter per role."""
-    dtype: str = "float32"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     """Parameter dtype: float32, bfloat16 or float16."""
     device: str = "cpu"
     """Torch device for training (``cuda`` on GPUs)."""
@@ -92,6 +110,14 @@ class RolloutConfig:
     """Role prompt templates (:data:`PROMPT_SETS`): ``default`` (the env's), or ``compact``
     (one-line prompts with the same roles and formats, for tiny models: 5x fewer tokens)."""
 
+    def sampling(self, seed: int | None = None) -> Sampling:
+        """The :class:`~algorithms.rollout.Sampling` of a collection with these settings, seeded
+        with ``seed`` (a training step's seed; evaluation replaces the temperature)."""
+        return Sampling(temperature=self.temperature, top_p=self.top_p, seed=seed,
+                        thinker_max_new_tokens=self.thinker_max_new_tokens,
+                        solver_max_new_tokens=self.solver_max_new_tokens,
+                        rating_max_new_tokens=self.rating_max_new_tokens, rating_temperature=self.rating_temperature)
+
 
 #: Named prompt-template overrides of :class:`thinksolve_env.prompts.PromptSet`.
 PROMPT_SETS: dict[str, dict[str, str]] = {
@@ -108,10 +134,8 @@ PROMPT_SETS: dict[str, dict[str, str]] = {
 }
 
 
-def prompt_templates(name: str):
+def prompt_templates(name: str) -> PromptSet:
     """The :class:`~thinksolve_env.prompts.PromptSet` named ``name``."""
-    from thinksolve_env.prompts import prompt_set
-
     if name not in PROMPT_SETS:
         raise ConfigError(f"unknown prompt set {name!r}; choose from {sorted(PROMPT_SETS)}")
     return prompt_set(**PROMPT_SETS[name])
@@ -124,16 +148,24 @@ class CreditConfig:
     params: dict = field(default_factory=dict)
     """Keyword parameters of the method, e.g. ``{"variant": "event", "lam": 0.2}``."""
 
+    def build(self) -> credit.CreditMethod:
+        """The credit method, built with ``params`` (where their values are checked): a
+        :class:`ConfigError` naming ``credit.params`` when the method refuses them."""
+        try:
+            return credit.get(self.name, **self.params)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"credit.params={self.params!r} is invalid for credit.name={self.name!r}: {e}") from None
+
 
 @dataclass
 class OptimConfig:
     estimator: str = "grpo"
     """Advantage estimator: grpo, dr_grpo, rloo, reinforce++, reinforce++-baseline."""
-    scale: Literal["group", "batch", "none"] = "none"
-    """GRPO std scaling (``none`` = Dr. GRPO, the reference default)."""
+    scale: Scale = "none"
+    """GRPO std scaling: group, batch or none (``none`` = Dr. GRPO, the reference default)."""
     loss: str = "gspo"
     """Policy loss: ``grpo`` (token-level ratio) or ``gspo`` (sequence-level ratio)."""
-    agg: str = "seq-mean-token-mean"
+    agg: AggMode = "seq-mean-token-mean"
     """Loss aggregation: token-mean, seq-mean-token-mean, seq-mean-token-sum, seq-mean-token-sum-norm-verl
     (Σℓm/L), seq-mean-token-sum-norm-trl (TRL dr_grpo, Σℓm/(B'·L)); seq-mean-token-sum-norm is the -trl one."""
     clip_low: float = 3e-4
@@ -144,8 +176,8 @@ class OptimConfig:
     """Dual-clip constant c (> 1) for negative advantages; ``None`` disables it."""
     kl_coef: float = 0.0
     """KL penalty coefficient β to a frozen reference policy (0 = no reference model)."""
-    kl_type: Literal["k1", "k3"] = "k3"
-    """KL estimator."""
+    kl_type: KLType = "k3"
+    """KL estimator: k1 or k3."""
     lr: float = 1e-6
     """AdamW learning rate (constant after warm-up)."""
     warmup_steps: int = 0
@@ -166,7 +198,7 @@ class ScheduleConfig:
     """``alternate``: one role updated per step; ``simultaneous``: both every step."""
     period: int = 10
     """Steps before the updated role switches (alternate mode)."""
-    start_role: Literal["thinker_0", "solver_0"] = "thinker_0"
+    start_role: Literal[ROLES] = "thinker_0"  # Literal[("thinker_0", "solver_0")]: the env's roles
     """Role updated first (alternate mode)."""
 
 
@@ -238,14 +270,33 @@ class TrainerConfig:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
-    # -- validation ---------------------------------------------------------------------
+    # -- plugins and validation ------------------------------------------------------------
+    def load_plugins(self) -> list:
+        """Import every ``plugins`` entry (:func:`algorithms.credit.load_plugin`), so that the
+        credit methods they register can be named by ``credit.name``; returns the modules. A
+        plugin that cannot be imported is a :class:`ConfigError` naming it."""
+        _check_plugins_field(self.plugins)
+        modules = []
+        for source in self.plugins:
+            try:
+                modules.append(credit.load_plugin(source))
+            except Exception as e:  # the plugin's own code failing is a plugin that cannot be loaded too
+                raise ConfigError(f"plugins: cannot load {source!r}: {e}") from e
+        return modules
+
     def validate(self) -> "TrainerConfig":
-        """Raise :class:`ConfigError` naming the first invalid field and its allowed range."""
+        """Raise :class:`ConfigError` naming the first invalid field and its allowed range.
+
+        Nothing is imported, built or written: plugins are loaded before (:meth:`load_plugins`)
+        and the credit method's parameter values are checked when it is built
+        (:meth:`CreditConfig.build`); here its parameter *names* are checked."""
         def need(ok: bool, name: str, allowed: str, value: Any) -> None:
             if not ok:
                 raise ConfigError(f"{name}={value!r} is invalid: allowed {allowed}")
 
         r, o, s, m = self.rollout, self.optim, self.schedule, self.model
+        for name, value, allowed in _literal_fields(self):
+            need(value in allowed, name, "|".join(map(str, allowed)), value)
         need(self.steps >= 1, "steps", ">= 1", self.steps)
         need(self.save_every >= 1, "save_every", ">= 1", self.save_every)
         need(self.eval_every >= 0, "eval_every", ">= 0", self.eval_every)
@@ -262,25 +313,24 @@ class TrainerConfig:
                  f"({', '.join(BUILTIN_MODELS)}); on another model it would first train it for warm_start.steps="
                  f"{w.steps} supervised steps (minutes) before RL. Set warm_start.enabled=false to train it as it is",
                  w.enabled)
-        from . import credit, estimators, losses
-
-        need(isinstance(self.plugins, (list, tuple)) and all(isinstance(p, str) for p in self.plugins),
-             "plugins", "a list of .py paths or module names", self.plugins)
+        _check_plugins_field(self.plugins)
         for source in self.plugins:
             try:
-                credit.load_plugin(source)
+                credit.check_plugin(source)  # there to be loaded (nothing is imported here)
             except (ImportError, OSError, ValueError) as e:
                 raise ConfigError(f"plugins: cannot load {source!r}: {e}") from e
-        need(self.credit.name in credit.available(), "credit.name", "|".join(credit.available()), self.credit.name)
+        unloaded = [p for p in self.plugins if not credit.plugin_loaded(p)]
+        need(self.credit.name in credit.available(), "credit.name", "|".join(credit.available()) + (
+            f" (plugins {unloaded} are not loaded yet, so their methods are not registered: call "
+            "config.load_plugins() before validate(); the Trainer and `thinksolve train` do)" if unloaded else ""),
+            self.credit.name)
         need(isinstance(self.credit.params, dict), "credit.params", "a mapping of the method's parameters", self.credit.params)
-        try:  # the method's own checks: parameter names and ranges
-            credit.get(self.credit.name, **self.credit.params)
-        except (TypeError, ValueError) as e:
+        try:  # the parameter names, from the method's signature (their values: CreditConfig.build)
+            credit.check_params(self.credit.name, self.credit.params)
+        except TypeError as e:
             raise ConfigError(f"credit.params={self.credit.params!r} is invalid for credit.name={self.credit.name!r}: {e}") from None
         need(o.estimator in estimators.available(), "optim.estimator", "|".join(estimators.available()), o.estimator)
         need(o.loss in losses.available(), "optim.loss", "|".join(losses.available()), o.loss)
-        need(m.sharing in ("separate", "shared", "lora"), "model.sharing", "separate|shared|lora", m.sharing)
-        need(m.dtype in ("float32", "bfloat16", "float16"), "model.dtype", "float32|bfloat16|float16", m.dtype)
         need(m.lora_rank >= 1, "model.lora_rank", ">= 1", m.lora_rank)
         need(m.solver_name is None or m.sharing == "separate", "model.solver_name",
              f"None with model.sharing={m.sharing!r} (one model serves both roles there; a different Solver "
@@ -290,35 +340,49 @@ class TrainerConfig:
         need(r.solo_samples is None or r.solo_samples >= 1, "rollout.solo_samples", ">= 1 or None", r.solo_samples)
         need(isinstance(r.answers_per_thought, int) and not isinstance(r.answers_per_thought, bool)
              and r.answers_per_thought >= 1, "rollout.answers_per_thought", "an integer >= 1", r.answers_per_thought)
-        for name in ("thinker_max_new_tokens", "solver_max_new_tokens", "rating_max_new_tokens", "max_prompt_tokens"):
-            need(getattr(r, name) >= 1, f"rollout.{name}", ">= 1", getattr(r, name))
-        need(r.rating_temperature is None or r.rating_temperature >= 0, "rollout.rating_temperature", ">= 0 or None",
-             r.rating_temperature)
-        need(r.temperature > 0, "rollout.temperature",
+        need(r.max_prompt_tokens >= 1, "rollout.max_prompt_tokens", ">= 1", r.max_prompt_tokens)
+        need(not isinstance(r.temperature, (int, float)) or r.temperature > 0, "rollout.temperature",
              "> 0 (training samples; at 0 every rollout of a group is the same greedy answer, so every "
              "advantage is 0 and nothing is learnt)", r.temperature)
-        need(0 < r.top_p <= 1, "rollout.top_p", "(0, 1]", r.top_p)
-        need(r.engine in ("transformers", "vllm"), "rollout.engine", "transformers|vllm", r.engine)
+        try:  # temperature, top_p, the token budgets, rating_temperature: the rollout's own checks
+            r.sampling(seed=None)
+        except SamplingError as e:
+            raise ConfigError(f"rollout.{e.field}={e.value!r} is invalid: allowed {e.allowed}") from None
         need(r.prompts in PROMPT_SETS, "rollout.prompts", "|".join(PROMPT_SETS), r.prompts)
-        need(o.scale in ("group", "batch", "none"), "optim.scale", "group|batch|none", o.scale)
-        need(o.agg in ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm-verl",
-                       "seq-mean-token-sum-norm-trl", "seq-mean-token-sum-norm"),
-             "optim.agg", "token-mean|seq-mean-token-mean|seq-mean-token-sum|seq-mean-token-sum-norm-verl|"
-             "seq-mean-token-sum-norm-trl|seq-mean-token-sum-norm (= -trl)", o.agg)
         need(0 <= o.clip_low < 1, "optim.clip_low", "[0, 1)", o.clip_low)
         need(o.clip_high >= 0, "optim.clip_high", ">= 0", o.clip_high)
         need(o.dual_clip is None or o.dual_clip > 1, "optim.dual_clip", "> 1 or None", o.dual_clip)
         need(o.kl_coef >= 0, "optim.kl_coef", ">= 0", o.kl_coef)
-        need(o.kl_type in ("k1", "k3"), "optim.kl_type", "k1|k3", o.kl_type)
         need(o.lr > 0, "optim.lr", "> 0", o.lr)
         need(o.warmup_steps >= 0, "optim.warmup_steps", ">= 0", o.warmup_steps)
         need(o.grad_clip >= 0, "optim.grad_clip", ">= 0 (0 disables)", o.grad_clip)
         need(o.ppo_epochs >= 1, "optim.ppo_epochs", ">= 1", o.ppo_epochs)
         need(o.micro_batch_tokens >= 1, "optim.micro_batch_tokens", ">= 1", o.micro_batch_tokens)
-        need(s.mode in ("alternate", "simultaneous"), "schedule.mode", "alternate|simultaneous", s.mode)
         need(s.period >= 1, "schedule.period", ">= 1", s.period)
-        need(s.start_role in ROLES, "schedule.start_role", "|".join(ROLES), s.start_role)
         return self
+
+
+def _check_plugins_field(plugins: Any) -> None:
+    if not (isinstance(plugins, (list, tuple)) and all(isinstance(p, str) for p in plugins)):
+        raise ConfigError(f"plugins={plugins!r} is invalid: allowed a list of .py paths or module names")
+
+
+def _literal_fields(obj: Any, prefix: str = "") -> list[tuple[str, Any, tuple]]:
+    """``(dotted name, value, allowed values)`` of every field of ``obj`` (sections walked)
+    annotated ``Literal[...]`` (or ``Literal[...] | None``, which also allows ``None``)."""
+    out = []
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value, hint = getattr(obj, f.name), hints[f.name]
+        if dataclasses.is_dataclass(value):
+            out += _literal_fields(value, f"{prefix}{f.name}.")
+            continue
+        options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+        literals = [a for a in options if typing.get_origin(a) is Literal]
+        if literals:
+            allowed = tuple(v for a in literals for v in typing.get_args(a))
+            out.append((prefix + f.name, value, allowed + ((None,) if type(None) in options else ())))
+    return out
 
 
 def _from_dict(cls, d: dict, prefix: str):
@@ -533,8 +597,6 @@ def apply_optimizer(config: TrainerConfig, name: str) -> TrainerConfig:
 def apply_credit(config: TrainerConfig, name: str) -> TrainerConfig:
     """A copy of ``config`` using credit method ``name`` (its parameters reset unless it is the
     same method); an unknown name lists the choices."""
-    from . import credit
-
     if name not in credit.available():
         raise ConfigError(f"unknown credit method {name!r}; choose from {sorted(credit.available())}")
     config = copy.deepcopy(config)
@@ -544,7 +606,7 @@ def apply_credit(config: TrainerConfig, name: str) -> TrainerConfig:
     return config
 
 
-def field_docs(cls) -> dict[str, str]:
+def field_docs(cls: type) -> dict[str, str]:
     """The docstring under each field of dataclass ``cls`` (the string literal that follows the
     field in the source), by field name."""
     import ast

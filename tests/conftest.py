@@ -60,9 +60,8 @@ def credit_registry_restored():
 
     from algorithms import credit
 
-    saved = dict(credit._REGISTRY)
+    saved = credit.REGISTRY.snapshot()
     yield
-    credit._REGISTRY.clear()
-    credit._REGISTRY.update(saved)
+    credit.REGISTRY.restore(saved)
     for name in [m for m in sys.modules if m.startswith("thinksolve_plugin_")]:
         del sys.modules[name]

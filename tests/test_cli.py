@@ -252,3 +252,39 @@ def test_eval_of_a_model_folder_progress_and_bad_folders(tmp_path, capsys):
     assert "neither a run directory (no checkpoint/) nor a model directory" in capsys.readouterr().err
     assert main(["eval", "--model", "nobody-here/no-model", "--data", "arith:n=2"]) == 2
     assert "HF_HUB_OFFLINE is set" in capsys.readouterr().err
+
+
+def test_run_directory_checks_have_one_source(tmp_path, capsys):
+    """The CLI prints what algorithms.runs.check_run_dir says, and the trainer says the same."""
+    from algorithms.config import TrainerConfig
+    from algorithms.runs import (CheckpointError, ResumeError, RunLock, RunLockedError, check_run_dir, check_unlocked,
+                                 lock_holder, run_state)
+    from algorithms.train import Trainer
+
+    run = tmp_path / "run"
+    empty = run_state(tmp_path / "none")
+    assert (empty.holder, empty.has_checkpoint, empty.step) == (None, False, None)
+    with pytest.raises(CheckpointError, match="no checkpoint at .*nothing to resume"):
+        empty.check(resume=True)
+    assert main(["train", "--out", str(run), "--steps", "1", *FAST]) == 0
+    state = run_state(run)
+    assert (state.holder, state.has_checkpoint, state.step, state.config["steps"]) == (None, True, 1, 1)
+
+    with pytest.raises(ResumeError) as fresh:
+        check_run_dir(run, resume=False)
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), "--steps", "2", *FAST]) == 2
+    assert capsys.readouterr().err.strip() == f"thinksolve: error: {fresh.value}"
+    with pytest.raises(ResumeError, match=str(fresh.value).replace("(", r"\(").replace(")", r"\)")):
+        Trainer(TrainerConfig.from_dict(state.config), log=None)
+
+    with pytest.raises(ResumeError, match="with steps=0: its checkpoint is already at step 1") as behind:
+        check_run_dir(run, resume=True, steps=0)
+    assert check_run_dir(run, resume=True, steps=1) == state
+
+    with RunLock(run) as lock:
+        assert lock_holder(run) is not None  # held (by this process)
+        assert run_state(run, lock=lock).holder is None  # ... which is the caller's own lock
+        with pytest.raises(RunLockedError, match="is in use by another training process"):
+            check_unlocked(run)
+    assert lock_holder(run) is None and str(behind.value).startswith(f"cannot resume {run} with steps=0")

@@ -101,8 +101,8 @@ def test_optimizer_and_credit_shortcuts():
                                      r"the format warm start is for the built-in models"),
 ])
 def test_settings_that_would_silently_do_something_else_are_errors(overrides, msg):
-    with pytest.raises(ConfigError, match=msg):
-        apply_overrides(preset("tiny-arith"), overrides).validate()
+    with pytest.raises(ConfigError, match=msg):  # validate() checks names; building the method checks its values
+        apply_overrides(preset("tiny-arith"), overrides).validate().credit.build()
     # the documented ways out are valid
     assert apply_overrides(preset("tiny-arith"), ["model.name=/some/model/dir", "warm_start.enabled=false"]).validate()
     assert apply_overrides(preset("tiny-arith"), ["model.solver_name=tiny"]).validate().model.sharing == "separate"
@@ -120,3 +120,58 @@ def test_list_fields_names_every_field_with_its_value_and_doc():
     sections = ("warm_start", "model", "rollout", "credit", "optim", "schedule")
     expected = [k for k in d if k not in sections] + [f"{s}.{k}" for s in sections for k in d[s]]
     assert sorted(fields) == sorted(expected)
+
+
+@pytest.mark.usefixtures("credit_registry_restored")
+def test_validate_imports_nothing_and_builds_nothing(tmp_path):
+    from algorithms import credit
+
+    plugin = tmp_path / "loud_plugin.py"
+    plugin.write_text("raise RuntimeError('imported')\n")
+    built = []
+
+    @credit.register("test_counted")
+    class Counted(credit.CreditMethod):
+        def __init__(self, lam: float = 0.1) -> None:
+            super().__init__()
+            built.append(lam)
+            if lam < 0:
+                raise ValueError(f"test_counted: lam must be >= 0, got {lam}")
+
+        def compute(self, groups):
+            return {}
+
+    cfg = apply_overrides(preset("tiny-arith"), [f"plugins={plugin}", "credit.name=test_counted", "credit.params.lam=-1"])
+    assert cfg.validate() is cfg  # the plugin is there (not imported); the parameter names are right (nothing built)
+    assert built == [] and not credit.plugin_loaded(str(plugin))
+    with pytest.raises(ConfigError, match=r"credit.params=\{'lam': -1\} is invalid for credit.name='test_counted': "
+                                          r"test_counted: lam must be >= 0"):
+        cfg.credit.build()
+    assert built == [-1]
+    with pytest.raises(ConfigError, match=r"plugins: cannot load '.*loud_plugin.py': imported"):
+        cfg.load_plugins()
+    cfg.plugins = ["no_such_module_for_thinksolve"]
+    with pytest.raises(ConfigError, match="plugins: cannot load 'no_such_module_for_thinksolve'"):
+        cfg.validate()
+    cfg.plugins = "x.py"
+    with pytest.raises(ConfigError, match="plugins='x.py' is invalid: allowed a list"):
+        cfg.validate()
+
+
+def test_allowed_values_come_from_the_registries_and_the_annotations():
+    from algorithms import estimators
+
+    for override, msg in [("optim.scale=std", r"optim.scale='std' is invalid: allowed group\|batch\|none$"),
+                          ("optim.kl_type=k2", r"optim.kl_type='k2' is invalid: allowed k1\|k3$"),
+                          ("model.dtype=int8", r"model.dtype='int8' is invalid: allowed float32\|bfloat16\|float16$"),
+                          ("rollout.engine=tgi", r"rollout.engine='tgi' is invalid: allowed transformers\|vllm$"),
+                          ("schedule.mode=random", r"schedule.mode='random' is invalid: allowed alternate\|simultaneous$")]:
+        with pytest.raises(ConfigError, match=msg):
+            apply_overrides(TrainerConfig(), [override]).validate()
+    estimators.register("test_estimator")(lambda rewards, index=None, **kw: rewards)
+    try:  # a registered name is allowed at once
+        assert apply_overrides(TrainerConfig(), ["optim.estimator=test_estimator"]).validate()
+    finally:
+        estimators.REGISTRY.unregister("test_estimator")
+    with pytest.raises(ConfigError, match="optim.estimator='test_estimator' is invalid"):
+        apply_overrides(TrainerConfig(), ["optim.estimator=test_estimator"]).validate()

@@ -247,8 +247,8 @@ def test_register_function_and_class():
         with pytest.raises(ValueError, match="'test_nan'.*NaN"):
             credit.get("test_nan")([G([1, -1])])
     finally:
-        credit._REGISTRY.pop("test_solver_bonus", None)
-        credit._REGISTRY.pop("test_nan", None)
+        credit.unregister("test_solver_bonus")
+        credit.unregister("test_nan")
 
 
 # --------------------------------------------------------------------------- properties

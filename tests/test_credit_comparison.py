@@ -58,7 +58,12 @@ def test_plugin_errors_are_named(tmp_path):
 
 
 def test_plugins_override_and_config_round_trip():
-    cfg = apply_overrides(preset("tiny-arith"), [f"plugins={EXAMPLE}", "credit.name=event_both"]).validate()
+    _forget_plugins()  # as in a new process
+    cfg = apply_overrides(preset("tiny-arith"), [f"plugins={EXAMPLE}", "credit.name=event_both"])
+    with pytest.raises(ConfigError, match=r"credit.name='event_both' is invalid: .*are not loaded yet"):
+        cfg.validate()  # validate() imports nothing
+    cfg.load_plugins()
+    cfg = cfg.validate()
     assert cfg.plugins == [str(EXAMPLE)] and cfg.credit.name == "event_both"
     assert type(cfg).from_dict(json.loads(cfg.to_json())).validate().plugins == [str(EXAMPLE)]
 
@@ -66,7 +71,7 @@ def test_plugins_override_and_config_round_trip():
 def _forget_plugins():
     for name in [m for m in sys.modules if m.startswith("thinksolve_plugin_")]:
         del sys.modules[name]
-    credit._REGISTRY.pop("event_both", None)
+    credit.unregister("event_both")
 
 
 def test_train_cli_runs_a_plugin_method_and_resume_finds_it_again(tmp_path, capsys, tiny_warm_start):

@@ -256,7 +256,7 @@ def test_registered_method_with_thought_grouping():
         with pytest.raises(ValueError, match="grouping"):
             credit.register(name + "_bad", grouping={"solver_0": "answer"})(fn)
     finally:
-        credit._REGISTRY.pop(name, None)
+        credit.unregister(name)
 
 
 def test_from_rewards_checks_k():

@@ -43,7 +43,7 @@ import math
 
 import numpy as np
 
-from . import register
+from .registry import register
 from .base import (
     NO_SOLVER,
     SOLO,

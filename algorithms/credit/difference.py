@@ -14,7 +14,7 @@ keeps its own answer's outcome, r_S = R_jk − R_¬S(j). With K = 1 both are the
 
 from __future__ import annotations
 
-from . import register
+from .registry import register
 from .base import NO_SOLVER, SOLO, SOLVER, THINKER, CreditMethod, joint_rewards, no_solver_rewards, solo_baselines, thought_values
 
 __all__ = ["Difference"]

@@ -31,7 +31,7 @@ import numpy as np
 
 from thinksolve_env.prompts import RATER_ROLES, rating_prompts
 
-from . import register
+from .registry import register
 from .base import RATINGS, SOLVER, THINKER, CreditMethod
 from .rating import MAX_RATING_CHARS, NEUTRAL, RATING_PAIRS, Rating, parse_rating
 

@@ -17,7 +17,7 @@ flat formulas.
 
 from __future__ import annotations
 
-from . import register
+from .registry import register
 from .base import NO_SOLVER, R_EMPTY, SOLO, SOLVER, THINKER, CreditMethod, joint_rewards, no_solver_rewards, solo_baselines, thought_values
 
 __all__ = ["Shapley"]

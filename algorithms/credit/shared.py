@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from . import register
+from .registry import register
 from .base import ROLES, CreditMethod, joint_rewards
 
 __all__ = ["Shared"]

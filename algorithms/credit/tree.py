@@ -16,7 +16,7 @@ n = 2 the group std turns every Thinker advantage into ±1).
 
 from __future__ import annotations
 
-from . import register
+from .registry import register
 from .base import SOLVER, THINKER, CreditMethod, joint_rewards, thought_values
 
 __all__ = ["Tree"]

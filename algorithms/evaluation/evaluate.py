@@ -18,14 +18,14 @@ Runs and models are loaded for evaluation by :func:`algorithms.team.load_team`.
 from __future__ import annotations
 
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, TextIO
 
 import numpy as np
 
-from thinksolve_env import load_problems
+from thinksolve_env import Problem, load_problems
 
 from ..config import RolloutConfig, prompt_templates
-from ..rollout import collect_groups
+from ..rollout import Sampling, collect_groups
 from ..runs import clock
 
 __all__ = ["evaluate", "REMOVALS", "eval_progress"]
@@ -33,9 +33,10 @@ __all__ = ["evaluate", "REMOVALS", "eval_progress"]
 REMOVALS = ("thinker_0", "solver_0")
 
 
-def evaluate(policies: dict, data, *, samples: int = 1, temperature: float = 1.0, seed: int = 0, remove: str | None = None,
-             verifier=None, rollout=None, limit: int | None = None, chunk: int | None = None,
-             progress=None) -> dict[str, Any]:
+def evaluate(policies: dict, data: str | Sequence[Problem], *, samples: int = 1, temperature: float = 1.0,
+             seed: int = 0, remove: str | None = None, verifier: Any = None, rollout: RolloutConfig | None = None,
+             limit: int | None = None, chunk: int | None = None,
+             progress: Callable[[dict], Any] | None = None) -> dict[str, Any]:
     """Accuracy of ``policies`` on ``data`` (a problem list or anything ``load_problems`` reads).
 
     Returns ``{"problems", "samples", "temperature", "joint_accuracy", "solo_accuracy",
@@ -44,7 +45,10 @@ def evaluate(policies: dict, data, *, samples: int = 1, temperature: float = 1.0
     problem order, for paired intervals; see :func:`paired_interval`) (help: the team is right where the
     paired Thinker-removed sample is wrong; hurt: the reverse; help − hurt = collaboration) (``remove="thinker_0"``: only ``solo_accuracy``;
     ``remove="solver_0"``: ``no_solver_accuracy``, the Thinker alone). ``rollout`` (a
-    :class:`~algorithms.config.RolloutConfig`) supplies the token budgets and the prompt set.
+    :class:`~algorithms.config.RolloutConfig`, e.g. the run's) supplies the sampling settings
+    (:meth:`~algorithms.config.RolloutConfig.sampling`: token budgets, ``top_p``) and the prompt
+    set, with this evaluation's own ``temperature`` and ``seed``; without it, the defaults of
+    :class:`~algorithms.rollout.Sampling` and the env's prompts.
     """
     if remove is not None and remove not in REMOVALS:
         raise ValueError(f"remove must be one of {list(REMOVALS)} or None, got {remove!r}")
@@ -53,18 +57,15 @@ def evaluate(policies: dict, data, *, samples: int = 1, temperature: float = 1.0
     if chunk is not None and chunk < 1:
         raise ValueError(f"chunk must be >= 1 or None, got {chunk}")
     problems = load_problems(data, limit=limit) if not isinstance(data, (list, tuple)) else list(data)
-    budgets = {}
-    if rollout is not None:
-        budgets = dict(thinker_max_new_tokens=rollout.thinker_max_new_tokens,
-                       solver_max_new_tokens=rollout.solver_max_new_tokens, top_p=rollout.top_p)
-        budgets["env_options"] = {"prompts": prompt_templates(getattr(rollout, "prompts", "default"))}
+    sampling = (rollout.sampling(seed) if rollout is not None else Sampling()).replace(temperature=temperature)
+    env_options = {"prompts": prompt_templates(rollout.prompts)} if rollout is not None else None
     needs = {"solo"} if remove in (None, "thinker_0") else {"no_solver"}
     t0 = time.perf_counter()
     size = chunk or len(problems)
     groups, tokens = [], 0
     for j, lo in enumerate(range(0, len(problems), size)):
         part = collect_groups(problems[lo:lo + size], policies, group_size=samples, needs=needs, solo_samples=samples,
-                              verifier=verifier, temperature=temperature, seed=seed + j, **budgets)
+                              verifier=verifier, sampling=sampling.replace(seed=seed + j), env_options=env_options)
         groups += list(part)
         tokens += sum(v["tokens"] for k, v in part.budget.items() if k != "generate_calls")
         if progress is not None:
@@ -97,7 +98,7 @@ def evaluate(policies: dict, data, *, samples: int = 1, temperature: float = 1.0
     return out
 
 
-def eval_progress(prefix: str = "eval", out=None):
+def eval_progress(prefix: str = "eval", out: TextIO | None = None) -> Callable[[dict], None]:
     """A ``progress`` callback for :func:`evaluate` that prints one line per chunk (to ``out``,
     default stderr): problems done, tokens/s, elapsed time and an estimate of the time left.
     Plain lines, so they show under ``tee``, ``nohup`` or in a log file as on a terminal."""

@@ -152,8 +152,8 @@ class MethodSpec:
     @property
     def builtin(self) -> bool:
         """Registered by :mod:`algorithms.credit` itself (not replaced by a plugin)."""
-        entry = getattr(credit_registry, "_REGISTRY", {}).get(self.name)
-        return entry is not None and getattr(entry[0], "__module__", "").startswith("algorithms.credit.")
+        entry = credit_registry.REGISTRY.get(self.name) if self.name in credit_registry.REGISTRY else None
+        return entry is not None and getattr(entry.obj, "__module__", "").startswith("algorithms.credit.")
 
     @property
     def per_group(self) -> bool:

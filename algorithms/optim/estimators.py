@@ -39,39 +39,38 @@ token, the returns G_t = Σ_{s≥t} of them, and the result is the whitened (B, 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Literal, get_args
 
 import numpy as np
 import torch
 
-__all__ = ["get", "register", "available", "grpo", "dr_grpo", "rloo", "reinforce_pp", "reinforce_pp_baseline", "SCALES"]
+from ..registry import Registry
 
-_REGISTRY: dict[str, Callable[..., torch.Tensor]] = {}
-SCALES = ("group", "batch", "none")
+__all__ = ["get", "register", "available", "REGISTRY", "grpo", "dr_grpo", "rloo", "reinforce_pp",
+           "reinforce_pp_baseline", "SCALES", "Scale"]
+
+#: The estimators by name (:class:`~algorithms.registry.Registry`).
+REGISTRY: Registry[Callable[..., torch.Tensor]] = Registry("advantage estimator")
+#: GRPO's std scaling (``grpo(scale=...)``; the trainer's ``optim.scale``).
+Scale = Literal["group", "batch", "none"]
+SCALES: tuple[str, ...] = get_args(Scale)
 EPS = 1e-6
 
 
-def register(name: str, *, replace: bool = False):
-    """Decorator adding an estimator function under ``name``."""
-
-    def deco(fn):
-        if name in _REGISTRY and not replace:
-            raise ValueError(f"estimator {name!r} is already registered; pass replace=True to override it")
-        _REGISTRY[name] = fn
-        return fn
-
-    return deco
+def register(name: str, *, replace: bool = False) -> Callable[[Callable], Callable]:
+    """Decorator adding an estimator function under ``name`` (an error if the name is taken,
+    unless ``replace=True``)."""
+    return REGISTRY.register(name, replace=replace)
 
 
 def available() -> list[str]:
-    return list(_REGISTRY)
+    """The registered estimator names, in registration order."""
+    return REGISTRY.available()
 
 
 def get(name: str) -> Callable[..., torch.Tensor]:
     """The estimator function ``name``; an unknown name lists the available ones."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown advantage estimator {name!r}; available: {', '.join(available())}")
-    return _REGISTRY[name]
+    return REGISTRY.get(name)
 
 
 # --------------------------------------------------------------------------- helpers

@@ -63,42 +63,42 @@ micro-batch's aggregate so that the weighted sum equals the aggregate of the who
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Literal, get_args
 
 import torch
 
-__all__ = ["get", "register", "available", "grpo_loss", "gspo_loss", "aggregate", "micro_batch_share",
-           "kl_estimate", "AGG_MODES", "AGG_ALIASES", "KL_TYPES"]
+from ..registry import Registry
 
-AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm-verl",
-             "seq-mean-token-sum-norm-trl", "seq-mean-token-sum-norm")
+__all__ = ["get", "register", "available", "REGISTRY", "grpo_loss", "gspo_loss", "aggregate", "micro_batch_share",
+           "kl_estimate", "AGG_MODES", "AGG_ALIASES", "KL_TYPES", "AggMode", "KLType"]
+
+#: Aggregation modes (the module docstring's table; the trainer's ``optim.agg``).
+AggMode = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm-verl",
+                  "seq-mean-token-sum-norm-trl", "seq-mean-token-sum-norm"]
+AGG_MODES: tuple[str, ...] = get_args(AggMode)
 #: Old names and what they are (``seq-mean-token-sum-norm`` has always been TRL's ``dr_grpo``).
 AGG_ALIASES = {"seq-mean-token-sum-norm": "seq-mean-token-sum-norm-trl"}
-KL_TYPES = ("k1", "k3")
-_REGISTRY: dict[str, Callable] = {}
+#: KL estimators (:func:`kl_estimate`; the trainer's ``optim.kl_type``).
+KLType = Literal["k1", "k3"]
+KL_TYPES: tuple[str, ...] = get_args(KLType)
+#: The losses by name (:class:`~algorithms.registry.Registry`).
+REGISTRY: Registry[Callable] = Registry("policy loss")
 
 
-def register(name: str, *, replace: bool = False):
-    """Decorator adding a loss function under ``name``."""
-
-    def deco(fn):
-        if name in _REGISTRY and not replace:
-            raise ValueError(f"loss {name!r} is already registered; pass replace=True to override it")
-        _REGISTRY[name] = fn
-        return fn
-
-    return deco
+def register(name: str, *, replace: bool = False) -> Callable[[Callable], Callable]:
+    """Decorator adding a loss function under ``name`` (an error if the name is taken, unless
+    ``replace=True``)."""
+    return REGISTRY.register(name, replace=replace)
 
 
 def available() -> list[str]:
-    return list(_REGISTRY)
+    """The registered loss names, in registration order."""
+    return REGISTRY.available()
 
 
 def get(name: str) -> Callable:
     """The loss function ``name``; an unknown name lists the available ones."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown policy loss {name!r}; available: {', '.join(available())}")
-    return _REGISTRY[name]
+    return REGISTRY.get(name)
 
 
 # --------------------------------------------------------------------------- pieces

@@ -30,10 +30,11 @@ removal mode and re-stepping its already generated actions (nothing is regenerat
 Thinker step does no verification), then the new action is stepped. The verifier runs once per
 finished episode, inside the env.
 
-Sampling keywords (``**sampling``): ``temperature`` (1.0), ``top_p`` (1.0), ``seed`` (None;
-phases use seed, seed+1, … so they do not share random streams), ``max_new_tokens`` (default for
-both roles), ``thinker_max_new_tokens`` (4096), ``solver_max_new_tokens`` (6144),
-``rating_max_new_tokens`` (512), ``rating_temperature`` (= ``temperature``).
+Sampling: ``sampling=`` a :class:`~.sampling.Sampling`, or its fields as keywords
+(``**sampling``): ``temperature`` (1.0), ``top_p`` (1.0), ``seed`` (None; phases use seed,
+seed+1, … so they do not share random streams), ``max_new_tokens`` (default for both roles),
+``thinker_max_new_tokens`` (4096), ``solver_max_new_tokens`` (6144), ``rating_max_new_tokens``
+(512), ``rating_temperature`` (= ``temperature``).
 
 The result is a list of :class:`EpisodeGroup` with a ``.budget`` attribute: ``generate_calls``
 per agent, and per phase (``thinker``, ``solver``, ``solo``, ``no_solver``, ``rating_thinker``,
@@ -44,6 +45,7 @@ answers and m verifier calls, n Solver-removed verifier calls, n·K ratings per 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from agents import Completion
@@ -52,20 +54,11 @@ from thinksolve_env.prompts import rating_prompts
 
 from .episodes import Collected, Episode, EpisodeGroup
 from .needs import NO_SOLVER, RATINGS, SOLO, normalize_needs
+from .sampling import SAMPLING_DEFAULTS, Sampling
 
 __all__ = ["collect_groups", "SAMPLING_DEFAULTS", "PHASES"]
 
-#: Sampling keywords collect_groups accepts, with their defaults (None: see the module docstring).
-SAMPLING_DEFAULTS: dict[str, Any] = {
-    "temperature": 1.0,
-    "top_p": 1.0,
-    "seed": None,
-    "max_new_tokens": None,
-    "thinker_max_new_tokens": 4096,
-    "solver_max_new_tokens": 6144,
-    "rating_max_new_tokens": 512,
-    "rating_temperature": None,
-}
+#: The phases a collection's budget counts (generations, tokens, verifier calls).
 PHASES = ("thinker", "solver", "solo", "no_solver", "rating_thinker", "rating_solver")
 
 class _CountingVerifier:
@@ -88,38 +81,23 @@ class _CountingVerifier:
         pass
 
 
-def _sampling(sampling: dict) -> dict:
-    unknown = sorted(set(sampling) - set(SAMPLING_DEFAULTS))
-    if unknown:
-        raise TypeError(f"collect_groups: unknown sampling keyword(s) {unknown}; accepted: {', '.join(SAMPLING_DEFAULTS)}")
-    s = {**SAMPLING_DEFAULTS, **sampling}
-    if s["max_new_tokens"] is not None:
-        for role in ("thinker", "solver"):
-            if f"{role}_max_new_tokens" not in sampling:
-                s[f"{role}_max_new_tokens"] = s["max_new_tokens"]
-    if s["rating_temperature"] is None:
-        s["rating_temperature"] = s["temperature"]
-    return s
-
-
-def _generate(policy, agent: str, prompts: list, max_new_tokens: int, temperature: float, top_p: float, seed) -> list[Completion]:
-    out = policy.generate(prompts, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed)
-    out = list(out)
-    if len(out) != len(prompts):
-        raise RuntimeError(f"the {agent} policy returned {len(out)} completions for {len(prompts)} prompts")
-    for c in out:
-        if not isinstance(c, Completion):
-            raise TypeError(f"the {agent} policy must return Completion objects, got {type(c).__name__}")
-    return out
-
-
-def _seed(seed, k: int):
-    return None if seed is None else seed + k
+def _sampling(sampling: Sampling | None, keywords: dict) -> Sampling:
+    if sampling is None:
+        try:
+            return Sampling.from_keywords(**keywords)
+        except TypeError as e:
+            raise TypeError(f"collect_groups: {e}") from None
+    if not isinstance(sampling, Sampling):
+        raise TypeError(f"collect_groups: sampling must be a Sampling, got {type(sampling).__name__}")
+    if keywords:
+        raise TypeError(f"collect_groups: pass sampling=Sampling(...) or sampling keywords, not both "
+                        f"(got sampling= and {sorted(keywords)}; use sampling.replace(...) to change a field)")
+    return sampling
 
 
 def collect_groups(problems: Sequence[Problem] | str, policies: Mapping[str, Any], *, group_size: int, needs: Any,
-                   verifier=None, solo_samples: int | None = None, env_options: Mapping[str, Any] | None = None,
-                   answers_per_thought: int = 1, **sampling) -> Collected:
+                   verifier: Any = None, solo_samples: int | None = None, env_options: Mapping[str, Any] | None = None,
+                   answers_per_thought: int = 1, sampling: Sampling | None = None, **keywords: Any) -> Collected:
     """Play ``group_size`` joint episodes per problem plus the counterfactuals in ``needs``.
 
     Args:
@@ -133,7 +111,9 @@ def collect_groups(problems: Sequence[Problem] | str, policies: Mapping[str, Any
         solo_samples: m, Thinker-removed samples per problem (default ``group_size``).
         env_options: extra :class:`ThinkSolveEnv` arguments (``prompts``, ``max_thought_chars``, ...).
         answers_per_thought: K, Solver answers per thought (tree rollouts; default 1 = flat).
-        **sampling: see the module docstring.
+        sampling: a :class:`~.sampling.Sampling` (temperature, top_p, seed, budgets).
+        **keywords: the same settings as keywords instead (see the module docstring); not
+            together with ``sampling``.
 
     Returns a :class:`Collected` list of groups, one per problem in order, with ``.budget``.
     """
@@ -163,37 +143,68 @@ def collect_groups(problems: Sequence[Problem] | str, policies: Mapping[str, Any
             raise ValueError(f"collect_groups: no policy for {agent!r}{what}; policies has {sorted(policies)}")
         if not callable(getattr(policies[agent], "generate", None)):
             raise TypeError(f"policies[{agent!r}] has no generate() method")
-    s = _sampling(sampling)
+    s = _sampling(sampling, keywords)
 
     own = verifier is None
     inner = MathVerifier() if own else verifier
     counter = _CountingVerifier(inner)
     env = ThinkSolveEnv(problems, verifier=counter, **dict(env_options or {}))
-    budget = {"generate_calls": {THINKER: 0, SOLVER: 0},
-              **{p: {"generations": 0, "tokens": 0, "verifier_calls": 0} for p in PHASES}}
     try:
-        return _collect(env, problems, policies, group_size, m, need, s, counter, budget, K)
+        return _collect(_Collection(env=env, problems=problems, policies=policies, n=group_size, m=m, K=K, need=need,
+                                    sampling=s, counter=counter))
     finally:
         env.close()
         if own:
             inner.close()
 
 
-def _collect(env, problems, policies, n, m, need, s, counter, budget, K=1) -> Collected:
-    P = len(problems)
-    slots = [(i, j) for i in range(P) for j in range(n)]  # thoughts, problem-major
+def _new_budget() -> dict:
+    return {"generate_calls": {THINKER: 0, SOLVER: 0},
+            **{p: {"generations": 0, "tokens": 0, "verifier_calls": 0} for p in PHASES}}
 
-    def gen(agent, phase, prompts, max_new, temperature, seed):
-        out = _generate(policies[agent], agent, prompts, max_new, temperature, s["top_p"], seed)
-        budget["generate_calls"][agent] += 1
+
+@dataclass
+class _Collection:
+    """One collection's settings and state: the env it drives, the policies, the sizes
+    (n thoughts, m solo answers, K answers per thought per problem), what to collect, how to
+    sample, the counting verifier and the budget so far."""
+
+    env: ThinkSolveEnv
+    problems: list[Problem]
+    policies: Mapping[str, Any]
+    n: int
+    m: int
+    K: int
+    need: frozenset[str]
+    sampling: Sampling
+    counter: _CountingVerifier
+    budget: dict = field(default_factory=_new_budget)
+
+    def generate(self, agent: str, phase: str, prompts: list) -> list[Completion]:
+        """One batched ``generate`` call of ``agent``'s policy with the phase's sampling settings."""
+        out = list(self.policies[agent].generate(prompts, **self.sampling.generate_kwargs(phase)))
+        if len(out) != len(prompts):
+            raise RuntimeError(f"the {agent} policy returned {len(out)} completions for {len(prompts)} prompts")
+        for c in out:
+            if not isinstance(c, Completion):
+                raise TypeError(f"the {agent} policy must return Completion objects, got {type(c).__name__}")
+        self.budget["generate_calls"][agent] += 1
         return out
 
-    def account(phase, completions):
-        budget[phase]["generations"] += len(completions)
-        budget[phase]["tokens"] += sum(len(c.token_ids) for c in completions)
+    def account(self, phase: str, completions: list[Completion]) -> None:
+        self.budget[phase]["generations"] += len(completions)
+        self.budget[phase]["tokens"] += sum(len(c.token_ids) for c in completions)
 
-    def reset(i, remove=None):
-        env.reset(options={"problem": i, "remove": remove})
+    def reset(self, i: int, remove: str | None = None) -> None:
+        """Put the env at problem ``i`` with ``remove`` left out."""
+        self.env.reset(options={"problem": i, "remove": remove})
+
+
+def _collect(c: _Collection) -> Collected:
+    env, problems, n, m, K, need, counter, budget = c.env, c.problems, c.n, c.m, c.K, c.need, c.counter, c.budget
+    gen, account, reset = c.generate, c.account, c.reset
+    P = len(problems)
+    slots = [(i, j) for i in range(P) for j in range(n)]  # thoughts, problem-major
 
     # Phase 1: every Thinker prompt, one call.
     thinker_prompts = []
@@ -201,7 +212,7 @@ def _collect(env, problems, policies, n, m, need, s, counter, budget, K=1) -> Co
         reset(i)
         msgs = env.infos[THINKER]["messages"]
         thinker_prompts.extend([msgs] * n)
-    thoughts = gen(THINKER, "thinker", thinker_prompts, s["thinker_max_new_tokens"], s["temperature"], s["seed"])
+    thoughts = gen(THINKER, "thinker", thinker_prompts)
     account("thinker", thoughts)
 
     # Phase 2: every Solver prompt (joint — K copies per thought — then solo), one call.
@@ -216,7 +227,7 @@ def _collect(env, problems, policies, n, m, need, s, counter, budget, K=1) -> Co
         if m:
             reset(i, THINKER)
             solo_prompts.extend([env.infos[SOLVER]["messages"]] * m)
-    answers = gen(SOLVER, "solver", solver_prompts + solo_prompts, s["solver_max_new_tokens"], s["temperature"], _seed(s["seed"], 1))
+    answers = gen(SOLVER, "solver", solver_prompts + solo_prompts)
     joint_answers, solo_answers = answers[: len(solver_prompts)], answers[len(solver_prompts):]
     account("solver", joint_answers)
     account("solo", solo_answers)
@@ -270,16 +281,16 @@ def _collect(env, problems, policies, n, m, need, s, counter, budget, K=1) -> Co
     if RATINGS in need:
         flat = [(g, e) for g in groups for e in g.episodes]
         prompts = [rating_prompts(g.problem.problem, e.thought, e.actions.get(SOLVER, ""), e.correct, env.prompts) for g, e in flat]
-        for k, rater in enumerate((THINKER, SOLVER)):
+        for rater in (THINKER, SOLVER):
             batch = [p[rater] for p in prompts]
             phase = f"rating_{'thinker' if rater == THINKER else 'solver'}"
-            out = gen(rater, phase, batch, s["rating_max_new_tokens"], s["rating_temperature"], _seed(s["seed"], 2 + k))
+            out = gen(rater, phase, batch)
             account(phase, out)
-            for (g, e), msgs, c in zip(flat, batch, out):
+            for (_, e), msgs, completion in zip(flat, batch, out):
                 if e.ratings is None:
                     e.ratings = {}
-                e.ratings[rater] = c.text
-                e.rating_completions[rater] = c
+                e.ratings[rater] = completion.text
+                e.rating_completions[rater] = completion
                 e.rating_prompts[rater] = msgs
     groups.budget = budget
     return groups

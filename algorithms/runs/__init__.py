@@ -9,16 +9,21 @@ A run directory ``OUT`` holds::
     OUT/eval.jsonl       evaluations during training (reconciled like the metrics)
     OUT/checkpoint/      the latest state: :mod:`.checkpoint`
     OUT/eval.json        ``thinksolve eval`` of the run
+
+:func:`run_state` tells what a directory holds; :func:`check_run_dir` makes the checks a training
+makes before it writes there (another writer, a run already there, resuming past the target).
 """
 
 from .checkpoint import (CheckpointError, capture_rng, config_diff, is_run, json_default, load_checkpoint,
                          recorded_config, restore_rng, save_checkpoint)
-from .lock import RunLock, RunLockedError, open_run_dir
+from .lock import RunLock, RunLockedError, check_unlocked, lock_holder, open_run_dir
 from .metrics import EVALS, METRICS, MetricsLogger, append_row, reconcile_metrics
 from .progress import clock, training_progress
+from .state import ResumeError, RunState, check_run_dir, run_state
 
 __all__ = [
     "CheckpointError", "save_checkpoint", "load_checkpoint", "capture_rng", "restore_rng", "config_diff", "is_run",
     "recorded_config", "json_default", "RunLock", "RunLockedError", "open_run_dir", "METRICS", "EVALS", "MetricsLogger",
-    "append_row", "reconcile_metrics", "training_progress", "clock",
+    "append_row", "reconcile_metrics", "training_progress", "clock", "lock_holder", "check_unlocked", "RunState",
+    "ResumeError", "run_state", "check_run_dir",
 ]

@@ -15,11 +15,17 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["RunLock", "RunLockedError", "open_run_dir"]
+__all__ = ["RunLock", "RunLockedError", "open_run_dir", "lock_holder", "check_unlocked"]
 
 
 class RunLockedError(RuntimeError):
     """Another process is writing to the same run directory."""
+
+    @classmethod
+    def of(cls, run_dir: str | os.PathLike, holder: str) -> "RunLockedError":
+        """The error for ``run_dir`` held by ``holder`` (pid, host, start time, command)."""
+        return cls(f"{run_dir} is in use by another training process ({holder}); one run directory takes one "
+                   "writer: wait for it to finish (or stop it), or choose another --out")
 
 
 class RunLock:
@@ -40,9 +46,7 @@ class RunLock:
         except BlockingIOError:
             holder = _read_holder(fd)
             os.close(fd)
-            raise RunLockedError(
-                f"{self.path.parent} is in use by another training process ({holder}); one run directory takes one "
-                "writer: wait for it to finish (or stop it), or choose another --out") from None
+            raise RunLockedError.of(self.path.parent, holder) from None
         except BaseException:
             os.close(fd)
             raise
@@ -82,6 +86,32 @@ def _read_holder(fd: int) -> str:
     if not info:
         return "pid unknown"
     return f"pid {info.get('pid')} on {info.get('host')}, started {info.get('started')}: {info.get('command')}"
+
+
+def lock_holder(run_dir: str | os.PathLike) -> str | None:
+    """Who holds ``run_dir``'s lock when another process does (pid, host, start time, command);
+    ``None`` when nobody does or there is no lock file. Only reads (nothing is created or
+    written); a lock this process holds itself also counts as held."""
+    try:
+        fd = os.open(Path(run_dir) / ".lock", os.O_RDONLY)
+    except OSError:  # no lock file (an unreadable one is reported when the lock is taken)
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _read_holder(fd)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def check_unlocked(run_dir: str | os.PathLike) -> None:
+    """:class:`RunLockedError` naming the holder if another process writes to ``run_dir``."""
+    holder = lock_holder(run_dir)
+    if holder is not None:
+        raise RunLockedError.of(Path(run_dir), holder)
 
 
 def open_run_dir(out: Path) -> RunLock:

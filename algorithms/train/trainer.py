@@ -18,9 +18,11 @@
 :meth:`train` adds evaluations every ``eval_every`` steps and a checkpoint every ``save_every``
 steps and at the end, atomically, in ``OUT/checkpoint/``.
 
-Set-up happens in named phases, each undone if a later one fails: :meth:`_check` (configuration,
-device, every data source and model name — nothing loaded or written yet), :meth:`_open_run`
-(the run directory's lock; a directory holding another run is refused unless resuming),
+Set-up happens in named phases, each undone if a later one fails: :meth:`_check` (plugins loaded,
+configuration validated, the credit method built, device, every data source and model name —
+no model loaded and nothing written yet), :meth:`_open_run` (the run directory's lock, then
+:func:`~algorithms.runs.check_run_dir`: a directory holding another run is refused unless
+resuming, a resume behind its checkpoint is refused),
 :meth:`_build` (seeds, models, optimizers, rollout engines, verifier) and :meth:`_resume`.
 
 Exact resume: all randomness of a step is seeded from ``(seed, step, rank)``, and the checkpoint
@@ -53,7 +55,7 @@ from ..config import ConfigError, TrainerConfig, prompt_templates
 from ..evaluation import collaboration_diagnostics, evaluate
 from ..optim import estimators, losses
 from ..rollout import collect_groups
-from ..runs import (EVALS, METRICS, MetricsLogger, RunLock, capture_rng, config_diff, is_run,
+from ..runs import (EVALS, METRICS, MetricsLogger, ResumeError, RunLock, capture_rng, check_run_dir, config_diff,
                     load_checkpoint, open_run_dir, reconcile_metrics, restore_rng, save_checkpoint, training_progress)
 from ..team import (RolloutEngines, build_policies, build_reference, check_model_source, load_role_weights, model_source,
                     role_weights, warm_start_path)
@@ -70,11 +72,6 @@ RESUMABLE_CHANGES = ("steps", "out", "save_every", "eval_every", "tensorboard")
 _say = functools.partial(print, flush=True)  # progress lines show at once under tee, nohup, a log file
 
 
-class ResumeError(RuntimeError):
-    """``--resume`` found a checkpoint from a different configuration, or a fresh run found an
-    existing one."""
-
-
 def _load_data(field: str, source: str) -> list[Problem]:
     """``load_problems(source)``, its errors named after the config field."""
     try:
@@ -87,7 +84,7 @@ class Trainer:
     """Collect → credit → advantages → update per role, with checkpoints and metrics.
 
     Args:
-        config: a :class:`~algorithms.config.TrainerConfig` (validated here).
+        config: a :class:`~algorithms.config.TrainerConfig` (its plugins loaded and validated here).
         resume: continue from ``config.out/checkpoint`` (refused if its config differs in any
             field but :data:`RESUMABLE_CHANGES`).
         log: where progress lines go (``None`` silences them).
@@ -104,7 +101,7 @@ class Trainer:
         self._threads_before = torch.get_num_threads()
         self._stop = StopSignals(None)
         self._updating = False
-        self.config = cfg = copy.deepcopy(config).validate()
+        self.config = cfg = copy.deepcopy(config)
         self.out = Path(cfg.out)
         self.dist = Distributed(cfg.model.device, find_unused_parameters=cfg.model.sharing == "lora")
         self.log = log if self.dist.main else None
@@ -123,9 +120,14 @@ class Trainer:
     # ------------------------------------------------------------------ set-up phases
 
     def _check(self) -> None:
-        """Everything that can be checked before anything is loaded or written: the world size,
-        the device, every data source and the model names."""
+        """Everything that can be checked before a model is loaded or a file written: the plugins
+        loaded first (their credit methods can then be named), the configuration, the credit
+        method built (its parameters' values), the world size, the device, every data source and
+        the model names."""
         cfg = self.config
+        cfg.load_plugins()
+        cfg.validate()
+        self.credit = cfg.credit.build()
         if cfg.rollout.problems_per_step < self.dist.world:
             raise ConfigError(f"rollout.problems_per_step={cfg.rollout.problems_per_step} is invalid with "
                               f"{self.dist.world} processes: allowed >= {self.dist.world} (each rank needs a problem)")
@@ -162,10 +164,8 @@ class Trainer:
             self._lock = open_run_dir(self.out)
         except ValueError as e:
             raise ConfigError(str(e)) from None
+        check_run_dir(self.out, resume=resume, steps=self.config.steps, lock=self._lock)
         if not resume:
-            if is_run(self.out):
-                raise ResumeError(f"{self.out} already holds a run (checkpoint/); pass resume=True (--resume) to "
-                                  "continue it, or choose another out (--out)")
             for name in (METRICS, EVALS):
                 moved = reconcile_metrics(self.out / name, 0)["cut_to"]
                 if moved and self.log:
@@ -173,14 +173,13 @@ class Trainer:
         self.metrics = MetricsLogger(self.out, tensorboard=self.config.tensorboard, log=self.log)
 
     def _build(self) -> None:
-        """Seeds, the credit method, estimator and loss, the models (one trainable policy per role),
-        their optimizers, the KL reference, the rollout engines and the verifier."""
+        """Seeds, the estimator and loss, the models (one trainable policy per role), their
+        optimizers, the KL reference, the rollout engines and the verifier."""
         cfg = self.config
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)
-        self.credit = credit_registry.get(cfg.credit.name, **cfg.credit.params)
         self.estimator = estimators.get(cfg.optim.estimator)
         self.loss_fn = losses.get(cfg.optim.loss)
         self.policies = build_policies(cfg.model, cfg.rollout, seed=cfg.seed, source=self._model_source)
@@ -253,10 +252,7 @@ class Trainer:
         groups = collect_groups(
             problems, self.rollout_policies, group_size=r.group_size, needs=self.credit.requires,
             verifier=self.verifier, solo_samples=r.solo_samples, answers_per_thought=r.answers_per_thought,
-            seed=seed, temperature=r.temperature, top_p=r.top_p,
-            thinker_max_new_tokens=r.thinker_max_new_tokens, solver_max_new_tokens=r.solver_max_new_tokens,
-            rating_max_new_tokens=r.rating_max_new_tokens, rating_temperature=r.rating_temperature,
-            env_options={"prompts": prompt_templates(r.prompts)},
+            sampling=r.sampling(seed), env_options={"prompts": prompt_templates(r.prompts)},
         )
         self.last_groups = groups  # this rank's groups of the latest step (for inspection)
         t["collect"] = time.perf_counter()
@@ -469,10 +465,7 @@ class Trainer:
         self.step_count = int(ck["step"])
         self.optimizer_steps = ({r: int(v) for r, v in ck["extra"].get("optimizer_steps", {}).items()}
                                 or self.optimizer_steps)
-        if self.writer and self.dist.main:
-            if self.config.steps < self.step_count:
-                raise ResumeError(f"cannot resume {self.out} with steps={self.config.steps}: its checkpoint is already at "
-                                  f"step {self.step_count}; pass a larger --steps (or none, to keep {ck['config'].get('steps')})")
+        if self.writer and self.dist.main:  # (a target behind the checkpoint was refused by _open_run)
             # metrics.jsonl (and eval.jsonl) agree with the checkpoint: rows past it and a torn last line are set aside
             for name in (METRICS, EVALS):
                 cut = reconcile_metrics(self.out / name, self.step_count)
