@@ -274,9 +274,9 @@ class RecordingTrainer(Trainer):
 
     seen: list
 
-    def _update(self, role, prompts, completions, advantages):
+    def update(self, role, prompts, completions, advantages):
         self.seen.append((role, list(completions), advantages.clone()))
-        return super()._update(role, prompts, completions, advantages)
+        return super().update(role, prompts, completions, advantages)
 
 
 def test_trainer_counts_each_thought_once(tmp_path):
