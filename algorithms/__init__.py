@@ -3,7 +3,7 @@
 The public surface (what the docs teach)::
 
     from algorithms import (Trainer, TrainerConfig, preset, apply_overrides, ConfigError,
-                            collect_groups, Episode, EpisodeGroup, credit, estimators, losses,
+                            collect_groups, Sampling, Episode, EpisodeGroup, credit, estimators, losses,
                             evaluate, paired_interval, collaboration_diagnostics, load_team)
 
 One room per concern (docs/architecture.md has the map and the data flow of one step):
@@ -18,12 +18,12 @@ from . import credit
 from .config import ConfigError, TrainerConfig, apply_overrides, preset
 from .evaluation import collaboration_diagnostics, evaluate, paired_interval
 from .optim import estimators, losses
-from .rollout import Episode, EpisodeGroup, collect_groups
+from .rollout import Episode, EpisodeGroup, Sampling, collect_groups
 from .team import load_team
 from .train import ResumeError, Trainer, TrainingInterrupted, policy_update
 
 __all__ = [
     "Trainer", "TrainerConfig", "ResumeError", "TrainingInterrupted", "ConfigError", "preset", "apply_overrides",
-    "policy_update", "collect_groups", "Episode", "EpisodeGroup", "credit", "estimators", "losses", "evaluate",
+    "policy_update", "collect_groups", "Sampling", "Episode", "EpisodeGroup", "credit", "estimators", "losses", "evaluate",
     "paired_interval", "collaboration_diagnostics", "load_team",
 ]
