@@ -21,17 +21,37 @@ checkpoint) and the trainer does the rest; a command catches the error and print
 from __future__ import annotations
 
 import argparse
+import copy
+import json
+import math
 import re
+import runpy
+import shutil
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-from agents import ScriptedPolicy
-from thinksolve_env import Problem
+from transformers.utils import logging as hf_logging
 
-from .config import (OPTIMIZERS, PRESETS, PROMPT_SETS, ConfigError, RolloutConfig, TrainerConfig, apply_credit,
-                     apply_optimizer, apply_overrides, list_fields, preset)
+from agents import VLLM_MISSING, ScriptedPolicy, vllm_available
+from thinksolve_env import MathVerifier, Problem, load_problems
+from thinksolve_env import env as make_env
+from thinksolve_env.verifier import find_boxed
+
+from .config import (
+    OPTIMIZERS,
+    PRESETS,
+    PROMPT_SETS,
+    ConfigError,
+    RolloutConfig,
+    TrainerConfig,
+    apply_credit,
+    apply_optimizer,
+    apply_overrides,
+    list_fields,
+    preset,
+)
 from .evaluation import eval_progress, evaluate, paired_interval
 from .runs import CheckpointError, ResumeError, RunLockedError, check_run_dir, check_unlocked, is_run, recorded_config
 from .team import load_team, rollout_team
@@ -55,7 +75,6 @@ def scripted_team(problems: Sequence[Problem]) -> tuple[ScriptedPolicy, Scripted
       already stripped a trailing ``\\boxed{}``, so it must find the result in the working);
       alone (solo prompt) it boxes the last number in the problem statement — a weak guess.
     """
-    from thinksolve_env.verifier import find_boxed
 
     def unbox(text: str) -> str:
         out, last = [], 0
@@ -98,8 +117,6 @@ def _play(env, policies, options, seed=None):
 
 
 def _cmd_play(args) -> int:
-    from thinksolve_env import MathVerifier, env as make_env, load_problems
-
     data = Path(args.data)
     try:
         problems = load_problems(data, limit=args.episodes, seed=args.seed)
@@ -229,9 +246,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    import json
-
-
     temperature = 0.0 if args.greedy else args.temperature
     if temperature < 0:
         return _fail(f"--temperature must be >= 0, got {temperature}")
@@ -242,13 +256,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         team, run_rollout = load_team(args.model, solver_model=args.solver_model, seed=args.seed)
     except (OSError, ValueError, ImportError, CheckpointError) as e:  # ConfigError is a ValueError
         return _fail(str(e))
-    if args.prompts is not None:
-        if args.prompts not in PROMPT_SETS:
-            return _fail(f"unknown prompt set {args.prompts!r}; choose from {sorted(PROMPT_SETS)}")
+    if args.prompts is not None and args.prompts not in PROMPT_SETS:
+        return _fail(f"unknown prompt set {args.prompts!r}; choose from {sorted(PROMPT_SETS)}")
     engine = getattr(args, "engine", "transformers")
     if engine == "vllm":
-        from agents.vllm_policy import VLLM_MISSING, vllm_available
-
         if not vllm_available():
             return _fail(f"--engine vllm: {VLLM_MISSING}")
         team = rollout_team(team, "vllm", seed=args.seed)
@@ -289,9 +300,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def _eval_chunk(source: str, limit: int | None) -> int:
     """Problems per collection in ``thinksolve eval``: about 10 progress lines per dataset, at
     most 32 problems per batch."""
-    import math
-
-    from thinksolve_env import load_problems
 
     try:
         n = len(load_problems(source, limit=limit))
@@ -314,7 +322,6 @@ def split_data(spec: str) -> list[str]:
 
 def _eval_budgets(args, run_rollout=None):
     """A run's own rollout settings (budgets, prompt set), else defaults; flags override."""
-    import copy
 
     r = copy.deepcopy(run_rollout) if run_rollout is not None else RolloutConfig(thinker_max_new_tokens=1024,
                                                                                     solver_max_new_tokens=1024)
@@ -327,8 +334,6 @@ def _eval_budgets(args, run_rollout=None):
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Warm start, evaluate, train the tiny-brief team with CCPO, evaluate again (with intervals)."""
-    import json
-    import shutil
 
     if args.scripted:
         return cmd_play(args)
@@ -362,7 +367,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         after = trainer.evaluate(cfg.eval_data)
     wall = time.perf_counter() - t0
     gain = paired_interval(after["per_problem"]["joint"], before["per_problem"]["joint"])
-    collab = {k: paired_interval(r["per_problem"]["joint"], r["per_problem"]["solo"]) for k, r in (("before", before), ("after", after))}
+    collab = {k: paired_interval(r["per_problem"]["joint"], r["per_problem"]["solo"])
+              for k, r in (("before", before), ("after", after))}
     print()
     print(f"held-out {cfg.eval_data}: accuracy of the Solver's answer, {cfg.eval_samples} sample(s) per problem "
           f"at temperature {cfg.eval_temperature}")
@@ -402,7 +408,6 @@ BENCH_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run ``benchmarks/<script>`` with the remaining arguments, as ``python benchmarks/<script>``
     would (the benchmarks live in the source checkout, next to their results)."""
-    import runpy
 
     script = BENCH_DIR / BENCHMARKS[args.name]
     if not script.is_file():
@@ -443,7 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("eval", help="accuracy with and without the Thinker")
-    ev.add_argument("--model", required=True, help="a run directory (with checkpoint/), a model name (tiny, smollm2-135m) or path")
+    ev.add_argument("--model", required=True,
+                    help="a run directory (with checkpoint/), a model name (tiny, smollm2-135m) or path")
     ev.add_argument("--solver-model", help="a different model for the Solver")
     ev.add_argument("--data", required=True, help="problem file(s) or arith: specs, comma-separated")
     ev.add_argument("--remove", choices=["thinker_0", "solver_0"], help="evaluate only with this agent removed")
@@ -462,7 +468,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the main job: warm start, CCPO training of tiny-brief, before/after table with intervals")
     demo.add_argument("--out", default="runs/demo", help="run directory (replaced)")
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--preset", default="tiny-brief", help="the team to train (default tiny-brief, the testbed where the Thinker matters)")
+    demo.add_argument("--preset", default="tiny-brief",
+                      help="the team to train (default tiny-brief, the testbed where the Thinker matters)")
     demo.add_argument("--steps", type=int, help="training steps (default: the preset's)")
     demo.add_argument("--scripted", action="store_true", help="play scripted MATH500 episodes instead (= `thinksolve play`)")
     demo.add_argument("--data", default=str(DEFAULT_DATA), help=argparse.SUPPRESS)
@@ -488,8 +495,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:  # model-loading progress bars would drown the training output
-        from transformers.utils import logging as hf_logging
-
         hf_logging.disable_progress_bar()
     except Exception:  # pragma: no cover
         pass

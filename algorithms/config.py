@@ -22,9 +22,12 @@ trainer's ``_check`` phase and ``thinksolve train`` do all three.
 
 from __future__ import annotations
 
+import ast
 import copy
 import dataclasses
+import inspect
 import json
+import textwrap
 import types
 import typing
 from dataclasses import dataclass, field
@@ -264,7 +267,7 @@ class TrainerConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainerConfig":
+    def from_dict(cls, d: dict) -> TrainerConfig:
         return _from_dict(cls, d, "")
 
     def to_json(self) -> str:
@@ -284,7 +287,7 @@ class TrainerConfig:
                 raise ConfigError(f"plugins: cannot load {source!r}: {e}") from e
         return modules
 
-    def validate(self) -> "TrainerConfig":
+    def validate(self) -> TrainerConfig:
         """Raise :class:`ConfigError` naming the first invalid field and its allowed range.
 
         Nothing is imported, built or written: plugins are loaded before (:meth:`load_plugins`)
@@ -328,7 +331,8 @@ class TrainerConfig:
         try:  # the parameter names, from the method's signature (their values: CreditConfig.build)
             credit.check_params(self.credit.name, self.credit.params)
         except TypeError as e:
-            raise ConfigError(f"credit.params={self.credit.params!r} is invalid for credit.name={self.credit.name!r}: {e}") from None
+            raise ConfigError(f"credit.params={self.credit.params!r} is invalid for "
+                              f"credit.name={self.credit.name!r}: {e}") from None
         need(o.estimator in estimators.available(), "optim.estimator", "|".join(estimators.available()), o.estimator)
         need(o.loss in losses.available(), "optim.loss", "|".join(losses.available()), o.loss)
         need(m.lora_rank >= 1, "model.lora_rank", ">= 1", m.lora_rank)
@@ -392,7 +396,8 @@ def _from_dict(cls, d: dict, prefix: str):
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(d) - names
     if unknown:
-        raise ConfigError(f"unknown config field(s) {sorted(prefix + u for u in unknown)}; known: {sorted(prefix + n for n in names)}")
+        raise ConfigError(f"unknown config field(s) {sorted(prefix + u for u in unknown)}; "
+                          f"known: {sorted(prefix + n for n in names)}")
     kwargs = {}
     for k, v in d.items():
         t = hints[k]
@@ -468,7 +473,8 @@ def apply_overrides(config: TrainerConfig, overrides: list[str]) -> TrainerConfi
             raise ConfigError(f"unknown config field {key!r}; known here: {known}")
         current = getattr(obj, last)
         if dataclasses.is_dataclass(current):
-            raise ConfigError(f"{key!r} is a section; set one of its fields, e.g. {key}.{dataclasses.fields(current)[0].name}=...")
+            first = dataclasses.fields(current)[0].name
+            raise ConfigError(f"{key!r} is a section; set one of its fields, e.g. {key}.{first}=...")
         setattr(obj, last, _coerce(value, current, key))
     return config
 
@@ -609,9 +615,6 @@ def apply_credit(config: TrainerConfig, name: str) -> TrainerConfig:
 def field_docs(cls: type) -> dict[str, str]:
     """The docstring under each field of dataclass ``cls`` (the string literal that follows the
     field in the source), by field name."""
-    import ast
-    import inspect
-    import textwrap
 
     tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
     body = tree.body[0].body

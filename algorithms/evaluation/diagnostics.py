@@ -31,7 +31,8 @@ A credit method that is only a rescaled shared reward shows ``adv_corr`` = 1. A 
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -46,7 +47,7 @@ __all__ = ["collaboration_diagnostics"]
 
 
 def collaboration_diagnostics(groups: Sequence[Any], rewards: Mapping[str, Any] | None = None, *,
-                              estimator: str = "grpo", method: Any = None, **estimator_params) -> dict[str, float | None]:
+                              estimator: str = "grpo", method: Any = None, **estimator_params: Any) -> dict[str, float | None]:
     """The diagnostics above for ``groups``; with ``rewards`` (a credit method's output) also the
     advantage correlations, computed with ``estimators.get(estimator)(r, index, **estimator_params)``
     on each role's units (``method``, when given, supplies the grouping)."""
@@ -76,8 +77,8 @@ def collaboration_diagnostics(groups: Sequence[Any], rewards: Mapping[str, Any] 
             R = np.array([float(e.reward) for e in g.episodes])
             Rs = np.array([float(e.no_solver_reward) for e in g.episodes])
             ns.append(float(np.mean(Rs > 0)))
-            sh.append(float(np.mean(R > Rs)))
-            su.append(float(np.mean(R < Rs)))
+            sh.append(float(np.mean(Rs < R)))
+            su.append(float(np.mean(Rs > R)))
         out["no_solver_accuracy"] = float(np.mean(ns))
         out["solver_help_rate"] = float(np.mean(sh))
         out["solver_hurt_rate"] = float(np.mean(su))

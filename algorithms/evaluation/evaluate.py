@@ -17,8 +17,10 @@ Runs and models are loaded for evaluation by :func:`algorithms.team.load_team`.
 
 from __future__ import annotations
 
+import sys
 import time
-from typing import Any, Callable, Sequence, TextIO
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -43,7 +45,8 @@ def evaluate(policies: dict, data: str | Sequence[Problem], *, samples: int = 1,
     "collaboration", "help_rate", "hurt_rate", "per_problem", "seconds"}`` (``per_problem``: the
     share of each problem's samples that are correct, ``{"joint": [...], "solo": [...]}`` in
     problem order, for paired intervals; see :func:`paired_interval`) (help: the team is right where the
-    paired Thinker-removed sample is wrong; hurt: the reverse; help − hurt = collaboration) (``remove="thinker_0"``: only ``solo_accuracy``;
+    paired Thinker-removed sample is wrong; hurt: the reverse; help − hurt = collaboration)
+    (``remove="thinker_0"``: only ``solo_accuracy``;
     ``remove="solver_0"``: ``no_solver_accuracy``, the Thinker alone). ``rollout`` (a
     :class:`~algorithms.config.RolloutConfig`, e.g. the run's) supplies the sampling settings
     (:meth:`~algorithms.config.RolloutConfig.sampling`: token budgets, ``top_p``) and the prompt
@@ -102,7 +105,6 @@ def eval_progress(prefix: str = "eval", out: TextIO | None = None) -> Callable[[
     """A ``progress`` callback for :func:`evaluate` that prints one line per chunk (to ``out``,
     default stderr): problems done, tokens/s, elapsed time and an estimate of the time left.
     Plain lines, so they show under ``tee``, ``nohup`` or in a log file as on a terminal."""
-    import sys
 
     def report(info: dict) -> None:
         print(f"{prefix}: {info['done']}/{info['total']} problems, {info['tokens_per_s']:.0f} tok/s, "

@@ -63,7 +63,8 @@ micro-batch's aggregate so that the weighted sum equals the aggregate of the who
 
 from __future__ import annotations
 
-from typing import Callable, Literal, get_args
+from collections.abc import Callable
+from typing import Literal, get_args
 
 import torch
 
@@ -156,7 +157,8 @@ def _prepare(logp, old_logp, advantages, mask, clip_low, clip_high, dual_clip, a
     if logp.ndim != 2:
         raise ValueError(f"logp must have shape (B, T), got {tuple(logp.shape)}")
     if old_logp.shape != logp.shape or mask.shape != logp.shape:
-        raise ValueError(f"logp, old_logp and mask must share a shape; got {tuple(logp.shape)}, {tuple(old_logp.shape)}, {tuple(mask.shape)}")
+        raise ValueError(f"logp, old_logp and mask must share a shape; got {tuple(logp.shape)}, "
+                         f"{tuple(old_logp.shape)}, {tuple(mask.shape)}")
     adv = advantages.to(logp.dtype)
     if adv.ndim == 1:
         if adv.shape[0] != logp.shape[0]:
@@ -219,9 +221,10 @@ def _finish(loss_mat, logp, m, agg, max_len, ref_logp, kl_coef, kl_type, metrics
 
 
 @register("grpo")
-def grpo_loss(logp, old_logp, advantages, mask, *, clip_low: float = 0.2, clip_high: float = 0.2,
-              dual_clip: float | None = None, agg: str = "token-mean", ref_logp=None, kl_coef: float = 0.0,
-              kl_type: str = "k3", max_len: int | None = None):
+def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, *,
+              clip_low: float = 0.2, clip_high: float = 0.2, dual_clip: float | None = None, agg: str = "token-mean",
+              ref_logp: torch.Tensor | None = None, kl_coef: float = 0.0, kl_type: str = "k3",
+              max_len: int | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Token-level clipped loss: ρ_t = exp(log π_t − log π_old,t),
     ℓ_t = max(−A·ρ_t, −A·clip(ρ_t, 1 − ε_low, 1 + ε_high)) (dual clip: min(ℓ_t, −A·c) for A < 0),
     aggregated by ``agg``; + β·KL_t with a reference."""
@@ -232,9 +235,10 @@ def grpo_loss(logp, old_logp, advantages, mask, *, clip_low: float = 0.2, clip_h
 
 
 @register("gspo")
-def gspo_loss(logp, old_logp, advantages, mask, *, clip_low: float = 3e-4, clip_high: float = 4e-4,
-              dual_clip: float | None = None, agg: str = "seq-mean-token-mean", ref_logp=None, kl_coef: float = 0.0,
-              kl_type: str = "k3", max_len: int | None = None):
+def gspo_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, *,
+              clip_low: float = 3e-4, clip_high: float = 4e-4, dual_clip: float | None = None,
+              agg: str = "seq-mean-token-mean", ref_logp: torch.Tensor | None = None, kl_coef: float = 0.0,
+              kl_type: str = "k3", max_len: int | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Sequence-level clipped loss (GSPO): s_i = exp(mean_t(log π − log π_old)) over valid tokens,
     token form log s_{i,t} = log π_t − sg(log π_t) + sg(log s_i) (≤ 10),
     ℓ_{i,t} = max(−A_i·s_{i,t}, −A_i·clip(s_{i,t}, 1 − ε_low, 1 + ε_high)); ``seq-mean-token-mean``

@@ -45,8 +45,9 @@ answers and m verifier calls, n Solver-removed verifier calls, n·K ratings per 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from agents import Completion
 from thinksolve_env import SOLVER, THINKER, MathVerifier, Problem, ThinkSolveEnv, load_problems
@@ -280,7 +281,8 @@ def _collect(c: _Collection) -> Collected:
     # Phase 4: ratings, one call per rater role.
     if RATINGS in need:
         flat = [(g, e) for g in groups for e in g.episodes]
-        prompts = [rating_prompts(g.problem.problem, e.thought, e.actions.get(SOLVER, ""), e.correct, env.prompts) for g, e in flat]
+        prompts = [rating_prompts(g.problem.problem, e.thought, e.actions.get(SOLVER, ""), e.correct, env.prompts)
+                   for g, e in flat]
         for rater in (THINKER, SOLVER):
             batch = [p[rater] for p in prompts]
             phase = f"rating_{'thinker' if rater == THINKER else 'solver'}"

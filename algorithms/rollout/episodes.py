@@ -8,8 +8,9 @@ episodes of a group are thought-major and :func:`thought_slices` finds each thou
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -113,7 +114,7 @@ class EpisodeGroup:
     @classmethod
     def from_rewards(cls, joint: Sequence[float], *, solo: Sequence[float] | None = None,
                      no_solver: Sequence[float] | None = None, ratings: Sequence[Mapping[str, Any]] | None = None,
-                     problem: Problem | None = None, answers_per_thought: int = 1) -> "EpisodeGroup":
+                     problem: Problem | None = None, answers_per_thought: int = 1) -> EpisodeGroup:
         """A group built by hand from outcomes (tests, bandit studies, custom harnesses):
         ``joint`` R_joint per episode, ``solo`` the m values R_¬T, ``no_solver`` R_¬S per
         episode, ``ratings`` one ``{rater: text or pair}`` per episode. With

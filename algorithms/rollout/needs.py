@@ -52,7 +52,8 @@ def normalize_needs(needs: Any) -> frozenset[str]:
     try:
         names = frozenset(needs)
     except TypeError:
-        raise TypeError(f"needs must be a collection of counterfactual names or a credit method, got {type(needs).__name__}") from None
+        raise TypeError("needs must be a collection of counterfactual names or a credit method, "
+                        f"got {type(needs).__name__}") from None
     unknown = sorted(str(n) for n in names - set(COUNTERFACTUALS))
     if unknown:
         known = ", ".join(f"{k!r} ({v})" for k, v in COUNTERFACTUALS.items())

@@ -14,8 +14,17 @@ A run directory ``OUT`` holds::
 makes before it writes there (another writer, a run already there, resuming past the target).
 """
 
-from .checkpoint import (CheckpointError, capture_rng, config_diff, is_run, json_default, load_checkpoint,
-                         recorded_config, restore_rng, save_checkpoint)
+from .checkpoint import (
+                         CheckpointError,
+                         capture_rng,
+                         config_diff,
+                         is_run,
+                         json_default,
+                         load_checkpoint,
+                         recorded_config,
+                         restore_rng,
+                         save_checkpoint,
+)
 from .lock import RunLock, RunLockedError, check_unlocked, lock_holder, open_run_dir
 from .metrics import EVALS, METRICS, MetricsLogger, append_row, reconcile_metrics
 from .progress import clock, training_progress

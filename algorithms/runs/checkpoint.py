@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 
 __all__ = ["save_checkpoint", "load_checkpoint", "capture_rng", "restore_rng", "config_diff", "CheckpointError", "is_run",
            "recorded_config", "json_default"]
@@ -158,7 +159,6 @@ def save_checkpoint(
     ``state_dict()``; ``config`` is the run's configuration as a JSON-able dict; ``rng``
     defaults to :func:`capture_rng`. ``extra`` is stored in ``meta.json`` (JSON-able).
     """
-    from safetensors.torch import save_file
 
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -207,7 +207,7 @@ def save_checkpoint(
     return final
 
 
-def json_default(o: Any):
+def json_default(o: Any) -> Any:
     """``json.dumps(default=...)`` for NumPy scalars/arrays and paths (checkpoints, metrics)."""
     if isinstance(o, (np.integer,)):
         return int(o)
@@ -235,7 +235,6 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu") -> di
     Raises :class:`CheckpointError` if there is none, it is incomplete, a file does not match
     its checksum, a file cannot be parsed, or a weight is NaN/inf.
     """
-    from safetensors.torch import load_file
 
     final = Path(path)
     if not (final / "meta.json").exists():

@@ -22,7 +22,7 @@ class RunLockedError(RuntimeError):
     """Another process is writing to the same run directory."""
 
     @classmethod
-    def of(cls, run_dir: str | os.PathLike, holder: str) -> "RunLockedError":
+    def of(cls, run_dir: str | os.PathLike, holder: str) -> RunLockedError:
         """The error for ``run_dir`` held by ``holder`` (pid, host, start time, command)."""
         return cls(f"{run_dir} is in use by another training process ({holder}); one run directory takes one "
                    "writer: wait for it to finish (or stop it), or choose another --out")
@@ -39,7 +39,7 @@ class RunLock:
         self.path = Path(run_dir) / ".lock"
         self._fd: int | None = None
 
-    def acquire(self) -> "RunLock":
+    def acquire(self) -> RunLock:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

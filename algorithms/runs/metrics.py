@@ -115,7 +115,7 @@ class MetricsLogger:
             return
         if self._tb is None:
             try:
-                from torch.utils.tensorboard import SummaryWriter
+                from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415 (tensorboard is optional)
             except Exception:  # tensorboard not installed (said once, at start)
                 self._tb = False
             else:

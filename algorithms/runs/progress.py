@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["training_progress", "ProgressBar", "ProgressLines", "clock", "PROGRESS_EVERY_S"]
 
@@ -64,7 +65,7 @@ def training_progress(log: Callable[[str], Any] | None, start: int, total: int) 
         return None
     if sys.stderr.isatty():
         try:
-            from tqdm import tqdm
+            from tqdm import tqdm  # noqa: PLC0415 (tqdm is optional)
         except ImportError:
             pass
         else:

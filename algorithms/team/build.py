@@ -15,7 +15,8 @@ What a checkpoint stores per role (:func:`role_weights`) and how it is put back
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 
@@ -78,7 +79,7 @@ def build_policies(model: ModelConfig, rollout: RolloutConfig, *, seed: int,
         p = TransformersPolicy(*load(model.name), name=model.name, **kw)
         policies = {THINKER: p, SOLVER: p}
     elif model.sharing == "lora":
-        import peft
+        import peft  # noqa: PLC0415 (peft is optional: lora sharing only)
 
         net, tok = load(model.name)
         lcfg = lora_config({"r": model.lora_rank, "lora_alpha": model.lora_alpha})

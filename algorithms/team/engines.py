@@ -9,8 +9,10 @@ optimizer step, or a resume), once per engine.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
+from agents import VLLMPolicy
 from thinksolve_env import ROLES
 
 __all__ = ["RolloutEngines", "rollout_team", "ENGINES"]
@@ -35,7 +37,7 @@ class RolloutEngines:
             raise ValueError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
         self.engine = engine
         self.trainable = dict(policies)
-        self.synced_at = {role: 0 for role in ROLES}  # optimizer steps the engine's weights reflect
+        self.synced_at = dict.fromkeys(ROLES, 0)  # optimizer steps the engine's weights reflect
         self.policies = rollout_team(self.trainable, engine, seed=seed, **dict(vllm_args or {}))
 
     def sync(self, optimizer_steps: Mapping[str, int]) -> None:
@@ -72,7 +74,6 @@ def rollout_team(team: Mapping[str, Any], engine: str = "transformers", *, seed:
         raise ValueError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
     if engine == "transformers":
         return dict(team)
-    from agents import VLLMPolicy
 
     out: dict = {}
     for agent, policy in team.items():

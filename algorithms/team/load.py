@@ -48,5 +48,8 @@ def load_team(model: str, *, solver_model: str | None = None, seed: int = 0,
             raise ValueError(f"{name} is a file; --model takes a run directory, a model directory or a model name")
         check_model_source(str(name), field="--model" if name == model else "--solver-model")
     thinker = TransformersPolicy.from_pretrained(model, seed=seed, device=device)
-    solver = thinker if solver_model in (None, model) else TransformersPolicy.from_pretrained(solver_model, seed=seed, device=device)
+    if solver_model in (None, model):
+        solver = thinker
+    else:
+        solver = TransformersPolicy.from_pretrained(solver_model, seed=seed, device=device)
     return {"thinker_0": thinker, "solver_0": solver}, None

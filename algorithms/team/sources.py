@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from urllib.parse import urlparse
+
+from huggingface_hub import try_to_load_from_cache
 
 from agents.models import PRESETS, is_hub_id
 
@@ -12,8 +15,6 @@ __all__ = ["check_model_source"]
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
-    from urllib.parse import urlparse
-
     url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
     try:
         with socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout=timeout):
@@ -31,11 +32,9 @@ def check_model_source(name: str, field: str = "model.name") -> None:
     if name in PRESETS or Path(name).expanduser().exists():
         return
     if not is_hub_id(name):
-        raise ValueError(f"unknown model {name!r} ({field}): not a built-in model ({', '.join(PRESETS)}), no such local directory, "
-                         "and not a hub id of the form 'org/name'")
+        raise ValueError(f"unknown model {name!r} ({field}): not a built-in model ({', '.join(PRESETS)}), "
+                         "no such local directory, and not a hub id of the form 'org/name'")
     try:
-        from huggingface_hub import try_to_load_from_cache
-
         if isinstance(try_to_load_from_cache(name, "config.json"), str):
             return  # a cached copy: transformers loads it offline
     except Exception:  # pragma: no cover - huggingface_hub is a transformers dependency

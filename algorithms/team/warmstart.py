@@ -29,12 +29,18 @@ import json
 import random
 import re
 import time
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
-from ..config import TrainerConfig, WarmStartConfig
+from agents import Completion, Messages, TransformersPolicy, annotate, atomic_dir, build_tiny_model, cache_dir, load_model
+from thinksolve_env import Problem, load_problems
+from thinksolve_env import prompts as P
+
+from ..config import PROMPT_SETS, TrainerConfig, WarmStartConfig, prompt_templates
 
 __all__ = ["WarmStartConfig", "warm_start", "warm_start_path", "warm_start_examples", "format_targets"]
 
@@ -45,7 +51,7 @@ VERSION = 1
 MIX = (0.4, 0.35, 0.15, 0.1)
 
 
-def format_targets(problem) -> dict[str, str]:
+def format_targets(problem: Problem) -> dict[str, str]:
     """The target texts for one ``arith:`` problem, per kind."""
     steps = list(problem.meta.get("steps") or [])
     if not steps:
@@ -80,7 +86,7 @@ def _last_number(text: str) -> int | None:
     return int(found[-1]) if found else None
 
 
-def briefed_thought(problem, kind: str, rng: random.Random) -> str:
+def briefed_thought(problem: Problem, kind: str, rng: random.Random) -> str:
     """A thought of ``kind`` (:data:`BRIEFED_THOUGHTS`) for a briefed ``arith:`` problem: the
     briefing's result (``"Result: 7"``), garbled, stated as the final answer (which the verifier
     reads, so the Solver-removed outcome varies), or nothing useful. The result ends the thought, as
@@ -96,7 +102,7 @@ def briefed_thought(problem, kind: str, rng: random.Random) -> str:
     return f"Result: {value}"
 
 
-def briefed_rating(problem, thought: str, answer_value: int | None, correct: bool) -> str:
+def briefed_rating(problem: Problem, thought: str, answer_value: int | None, correct: bool) -> str:
     """The rule the briefed rater learns: the pair favours whoever was right. A thought whose last
     number is the reference answer is right; on a correct outcome a right thought takes the credit
     (0.8, 0.2), a wrong one leaves it to the Solver (0.2, 0.8); on a wrong outcome a wrong thought
@@ -107,7 +113,8 @@ def briefed_rating(problem, thought: str, answer_value: int | None, correct: boo
                        "brief_reason": "thought right" if thought_right else "thought wrong"})
 
 
-def briefed_example(problem, kind: str, rng: random.Random, messages, clean: bool = False) -> tuple[list[dict], str]:
+def briefed_example(problem: Problem, kind: str, rng: random.Random, messages: Mapping[str, Callable[..., Messages]],
+                    clean: bool = False) -> tuple[list[dict], str]:
     """One (prompt, target) pair of the briefed warm start; ``messages`` holds the prompt builders
     (``thinker``, ``solver``, ``solo``, ``rating``) of the run's prompt set. ``clean``: a relayed
     thought and a faithful Solver (the first phase, :data:`BRIEFED_CLEAN`)."""
@@ -132,14 +139,10 @@ def briefed_example(problem, kind: str, rng: random.Random, messages, clean: boo
     return prompt, briefed_rating(problem, thought, value, correct)
 
 
-def warm_start_examples(problems, n: int, *, mix=MIX, seed: int = 0, prompts: str = "default") -> list[tuple[list[dict], str]]:
+def warm_start_examples(problems: Sequence[Problem], n: int, *, mix: Sequence[float] = MIX, seed: int = 0,
+                        prompts: str = "default") -> list[tuple[list[dict], str]]:
     """``n`` (chat prompt, target text) pairs drawn from ``problems``, with the named prompt set
     (``rollout.prompts``)."""
-    from functools import partial
-
-    from thinksolve_env import prompts as P
-
-    from ..config import prompt_templates
 
     ps = prompt_templates(prompts)
     thinker_messages, solver_messages = partial(P.thinker_messages, prompts=ps), partial(P.solver_messages, prompts=ps)
@@ -175,7 +178,6 @@ def warm_start_examples(problems, n: int, *, mix=MIX, seed: int = 0, prompts: st
 
 def _key(cfg: WarmStartConfig, model: str, prompts: str) -> str:
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "enabled"}
-    from ..config import PROMPT_SETS
 
     extra = {}
     if "brief=1" in str(cfg.data).replace(" ", ""):  # the briefed targets are part of the key
@@ -187,21 +189,18 @@ def _key(cfg: WarmStartConfig, model: str, prompts: str) -> str:
 
 def warm_start_path(cfg: WarmStartConfig, model: str = "tiny", prompts: str = "default") -> Path:
     """Where the warm start of ``model`` with settings ``cfg`` and prompt set ``prompts`` is cached."""
-    from agents.models import cache_dir
 
     return cache_dir() / "warmstart" / f"{Path(model).name}-{_key(cfg, model, prompts)}"
 
 
 def _tokenize(policy, prompt, target):
-    from agents.base import Completion
-    from agents.transformers_policy import annotate
-
     ids = policy.tokenizer.encode(target, add_special_tokens=False) + [policy.eos_token_ids[0]]
     c = Completion(text=target, token_ids=ids, logprobs=[0.0] * len(ids))
     return annotate(c, temperature=1.0, prompt_token_ids=policy.encode_prompt(prompt))
 
 
-def train_format(policy, problems, cfg: WarmStartConfig, log=print, prompts: str = "default") -> list[float]:
+def train_format(policy: TransformersPolicy, problems: Sequence[Problem], cfg: WarmStartConfig,
+                 log: Callable[[str], Any] | None = print, prompts: str = "default") -> list[float]:
     """Run the supervised phase on ``policy`` in place; returns the loss per step."""
     examples = warm_start_examples(problems, cfg.steps * cfg.batch_size, mix=MIX, seed=cfg.seed, prompts=prompts)
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
@@ -228,11 +227,9 @@ def train_format(policy, problems, cfg: WarmStartConfig, log=print, prompts: str
     return losses
 
 
-def warm_start(cfg: WarmStartConfig | None = None, *, model: str = "tiny", prompts: str = "default", log=print) -> Path:
+def warm_start(cfg: WarmStartConfig | None = None, *, model: str = "tiny", prompts: str = "default",
+               log: Callable[[str], Any] | None = print) -> Path:
     """The warm-started model directory (trained and cached on first use; atomic write)."""
-    from agents import TransformersPolicy
-    from agents.models import atomic_dir, load_model
-    from thinksolve_env import load_problems
 
     cfg = cfg or WarmStartConfig()
     target = warm_start_path(cfg, model, prompts)
@@ -243,8 +240,6 @@ def warm_start(cfg: WarmStartConfig | None = None, *, model: str = "tiny", promp
 
     def write(tmp: Path) -> None:
         if model == "tiny" and cfg.model_config:
-            from agents.models import build_tiny_model
-
             size = dict(cfg.model_config)
             if "hidden_size" in size and "head_dim" not in size:
                 size["head_dim"] = size["hidden_size"] // size.get("num_attention_heads", 4)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, ContextManager
+from contextlib import AbstractContextManager
+from typing import Any
 
 import torch
 
@@ -30,8 +31,8 @@ class Distributed:
         self.accelerator = None
         self.rank = 0
         if self.world > 1:
-            from accelerate import Accelerator
-            from accelerate.utils import DistributedDataParallelKwargs
+            from accelerate import Accelerator  # noqa: PLC0415 (accelerate is optional: multi-process only)
+            from accelerate.utils import DistributedDataParallelKwargs  # noqa: PLC0415
 
             handlers = [DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters)]
             self.accelerator = Accelerator(cpu=device == "cpu", kwargs_handlers=handlers)
@@ -47,7 +48,7 @@ class Distributed:
         """The model DDP-wrapped for training (the model itself on one process)."""
         return self.accelerator.prepare_model(model) if self.accelerator else model
 
-    def no_sync(self, wrapped: Any) -> ContextManager:
+    def no_sync(self, wrapped: Any) -> AbstractContextManager:
         """A context that skips the gradient all-reduce (for every micro-batch but the last)."""
         if self.accelerator is None or not hasattr(wrapped, "no_sync"):
             return contextlib.nullcontext()

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import signal
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["TrainingInterrupted", "StopSignals"]
 
@@ -48,7 +49,7 @@ class StopSignals:
             name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
             self.log(f"\n{name}: finishing this step, then saving a checkpoint (send it again to abort)")
 
-    def __enter__(self) -> "StopSignals":
+    def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
             self._previous = {s: signal.signal(s, self._handler) for s in (signal.SIGINT, signal.SIGTERM)}
         return self

@@ -42,8 +42,9 @@ import functools
 import json
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -55,10 +56,32 @@ from ..config import ConfigError, TrainerConfig, prompt_templates
 from ..evaluation import collaboration_diagnostics, evaluate
 from ..optim import estimators, losses
 from ..rollout import collect_groups
-from ..runs import (EVALS, METRICS, MetricsLogger, ResumeError, RunLock, capture_rng, check_run_dir, config_diff,
-                    load_checkpoint, open_run_dir, reconcile_metrics, restore_rng, save_checkpoint, training_progress)
-from ..team import (RolloutEngines, build_policies, build_reference, check_model_source, load_role_weights, model_source,
-                    role_weights, warm_start_path)
+from ..runs import (
+    EVALS,
+    METRICS,
+    MetricsLogger,
+    ResumeError,
+    RunLock,
+    capture_rng,
+    check_run_dir,
+    config_diff,
+    load_checkpoint,
+    open_run_dir,
+    reconcile_metrics,
+    restore_rng,
+    save_checkpoint,
+    training_progress,
+)
+from ..team import (
+    RolloutEngines,
+    build_policies,
+    build_reference,
+    check_model_source,
+    load_role_weights,
+    model_source,
+    role_weights,
+    warm_start_path,
+)
 from .distributed import Distributed
 from .schedule import scheduled_roles, step_seed
 from .signals import StopSignals, TrainingInterrupted
@@ -201,7 +224,7 @@ class Trainer:
         self.engines = RolloutEngines(self.policies, cfg.rollout.engine, seed=cfg.seed, vllm_args=cfg.rollout.vllm)
         self.verifier = MathVerifier()
         self.step_count = 0
-        self.optimizer_steps = {role: 0 for role in ROLES}
+        self.optimizer_steps = dict.fromkeys(ROLES, 0)
 
     def _model_source(self, name: str) -> str:
         """The warm-started directory of ``name`` (rank 0 trains or finds it; the others wait)."""
@@ -403,7 +426,7 @@ class Trainer:
         """End the verifier's workers and rollout engines, and free the run directory's lock."""
         self._teardown()
 
-    def __enter__(self) -> "Trainer":
+    def __enter__(self) -> Trainer:
         return self
 
     def __exit__(self, *exc: Any) -> None:

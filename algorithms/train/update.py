@@ -17,7 +17,9 @@ Under data parallelism the caller passes the wrapped model (``wrapped``, e.g. DD
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, ContextManager, Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
 
 import torch
 
@@ -88,7 +90,7 @@ def _reference_logprobs(reference: Any, prompts: Sequence[Any], completions: Seq
 def accumulate_gradients(policy: Any, prompts: Sequence[Any], completions: Sequence[Any], advantages: torch.Tensor,
                          optim: OptimConfig, *, loss_fn: Callable | None = None, batches: list[list[int]] | None = None,
                          ref_logprobs: Sequence[torch.Tensor] | None = None,
-                         no_sync: Callable[[], ContextManager] | None = None) -> dict[str, float]:
+                         no_sync: Callable[[], AbstractContextManager] | None = None) -> dict[str, float]:
     """One pass over the batch: ``backward`` of every micro-batch's loss, weighted by its share of
     the whole batch's aggregate, into the parameters' ``.grad`` (not zeroed here). Returns the
     loss metrics, each the batch-weighted sum over micro-batches.
@@ -123,7 +125,7 @@ def accumulate_gradients(policy: Any, prompts: Sequence[Any], completions: Seque
 def policy_update(policy: Any, optimizer: torch.optim.Optimizer, prompts: Sequence[Any], completions: Sequence[Any],
                   advantages: torch.Tensor, optim: OptimConfig, *, optimizer_step: int = 0, loss_fn: Callable | None = None,
                   reference: Any = None, wrapped: Any = None,
-                  no_sync: Callable[[], ContextManager] | None = None) -> dict[str, float]:
+                  no_sync: Callable[[], AbstractContextManager] | None = None) -> dict[str, float]:
     """``optim.ppo_epochs`` clipped policy-gradient steps of ``policy`` on one rollout batch.
 
     ``optimizer_step`` is the number of steps this optimizer has taken (the learning-rate warm-up
