@@ -2,7 +2,7 @@
 # Both set up the virtualenv at .venv first (idempotent; see scripts/bootstrap.sh).
 PY := .venv/bin/python
 
-.PHONY: setup demo test test-main test-vllm bench bench-vllm bench-credit bench-fidelity clean
+.PHONY: setup demo test test-main lint test-vllm bench bench-vllm bench-credit bench-fidelity clean
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -15,8 +15,12 @@ demo: setup
 test: test-main
 	@if [ "$${THINKSOLVE_SKIP_VLLM:-0}" = "1" ]; then echo "[test] THINKSOLVE_SKIP_VLLM=1: vLLM tests skipped"; else $(MAKE) --no-print-directory test-vllm; fi
 
-test-main: setup
+test-main: setup lint
 	$(PY) -m pytest -q
+
+# ruff (rules in pyproject.toml) over the whole checkout; zero findings, or the test target fails.
+lint: setup
+	$(PY) -m ruff check .
 
 test-vllm:
 	@bash scripts/vllm_venv.sh
