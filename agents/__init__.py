@@ -5,6 +5,7 @@ on first use, so ``import agents`` stays light and works without vLLM installed.
 """
 
 from importlib import import_module
+from typing import Any
 
 from .base import Completion, Messages, Policy, TrainablePolicy
 from .scripted import ScriptedPolicy, constant_policy
@@ -41,7 +42,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     if name in _LAZY:
         value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
         globals()[name] = value
@@ -49,5 +50,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'agents' has no attribute {name!r}")
 
 
-def __dir__():
+def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))

@@ -6,8 +6,12 @@ dicts) from the environment and returns one :class:`Completion` per prompt.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:  # torch only names types here; `import agents` does not load it
+    import torch
 
 __all__ = ["Messages", "Completion", "Policy", "TrainablePolicy", "validate_generate_args"]
 
@@ -58,19 +62,22 @@ class Policy(Protocol):
 class TrainablePolicy(Policy, Protocol):
     """A policy whose per-token log-probs can be recomputed under its current weights."""
 
-    def logprobs(self, prompts: Sequence[Messages], completions: Sequence[Completion]): ...
+    def logprobs(self, prompts: Sequence[Messages], completions: Sequence[Completion]) -> list[torch.Tensor]: ...
 
-    def parameters(self): ...
+    def parameters(self) -> Iterator[torch.nn.Parameter]: ...
 
 
-def validate_generate_args(prompts, max_new_tokens: int, temperature: float, top_p: float) -> None:
+def validate_generate_args(prompts: Sequence[Messages], max_new_tokens: int, temperature: float, top_p: float) -> None:
     """Shared argument checks with clear messages."""
     if not isinstance(prompts, (list, tuple)):
         raise TypeError(f"prompts must be a list of chat-message lists, got {type(prompts).__name__}")
     if len(prompts) == 0:
         raise ValueError("prompts is empty: generate() needs at least one chat prompt")
     for i, p in enumerate(prompts):
-        if not isinstance(p, (list, tuple)) or not all(isinstance(m, dict) and "role" in m and "content" in m for m in p):
+        is_chat = isinstance(p, (list, tuple)) and all(
+            isinstance(m, dict) and "role" in m and "content" in m for m in p
+        )
+        if not is_chat:
             raise TypeError(f"prompts[{i}] must be a list of {{'role', 'content'}} dicts")
     if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")

@@ -26,7 +26,13 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # only named in annotations: torch and transformers load on first model use
+    import torch
+    from transformers import LlamaForCausalLM, PreTrainedModel, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 __all__ = [
     "PRESETS",
@@ -87,7 +93,7 @@ def cache_dir() -> Path:
     return Path(base) / "thinksolve"
 
 
-def atomic_dir(target: Path, write) -> Path:
+def atomic_dir(target: Path, write: Callable[[Path], None]) -> Path:
     """Create directory ``target`` by ``write(tmp_dir)`` into a sibling temp dir, then rename.
 
     Readers never see a half-written directory; if another process wins the race, its result is
@@ -114,14 +120,15 @@ def atomic_dir(target: Path, write) -> Path:
 # tiny
 
 
-def build_tiny_tokenizer(split_digits: bool = False):
+def build_tiny_tokenizer(split_digits: bool = False) -> PreTrainedTokenizerFast:
     """A byte-level BPE tokenizer (512 tokens, ChatML template), built offline, deterministic.
 
     ``split_digits=True`` makes every digit a token of its own (no merges across digits or with
     a leading space), so a number is spelled the same way wherever it stands (``" 63"``,
     ``"{63}"``): copying it from a prompt is copying the same tokens."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    # tokenizers/transformers load on first model use, so `import agents` stays light
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # noqa: PLC0415
+    from transformers import PreTrainedTokenizerFast  # noqa: PLC0415
 
     tok = Tokenizer(models.BPE())
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
@@ -147,15 +154,18 @@ def build_tiny_tokenizer(split_digits: bool = False):
     )
 
 
-def build_tiny_model(seed: int = 0, tokenizer=None, **config_overrides):
+def build_tiny_model(
+    seed: int = 0, tokenizer: PreTrainedTokenizerBase | None = None, **config_overrides: Any
+) -> tuple[LlamaForCausalLM, PreTrainedTokenizerBase]:
     """A small random Llama-style causal LM matching :func:`build_tiny_tokenizer`.
 
     The weights depend only on ``seed`` (the global torch RNG is left untouched). Config fields
     can be overridden, e.g. ``num_hidden_layers=4``; ``split_digits=True`` builds the tokenizer
     with one token per digit (:func:`build_tiny_tokenizer`).
     """
-    import torch
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+    # torch/transformers load on first model use, so `import agents` stays light
+    import torch  # noqa: PLC0415
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM  # noqa: PLC0415
 
     split_digits = bool(config_overrides.pop("split_digits", False))
     tokenizer = tokenizer if tokenizer is not None else build_tiny_tokenizer(split_digits=split_digits)
@@ -214,7 +224,9 @@ def smollm2_gguf_path() -> Path:
 
 def _require(module: str, pip_name: str, why: str) -> None:
     if importlib.util.find_spec(module) is None:
-        raise ModuleNotFoundError(f"{why} needs the Python package '{pip_name}', which is not installed; fix: pip install {pip_name}")
+        raise ModuleNotFoundError(
+            f"{why} needs the Python package '{pip_name}', which is not installed; fix: pip install {pip_name}"
+        )
 
 
 def smollm2_dir(cache: str | os.PathLike | None = None) -> Path:
@@ -227,8 +239,9 @@ def smollm2_dir(cache: str | os.PathLike | None = None) -> Path:
     _require("accelerate", "accelerate", "loading a GGUF file with transformers")
 
     def write(tmp: Path) -> None:
-        import torch
-        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+        # torch/transformers load on first model use, so `import agents` stays light
+        import torch  # noqa: PLC0415
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # noqa: PLC0415
 
         folder, name = str(gguf.parent), gguf.name
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
@@ -296,7 +309,7 @@ def _check_name(name: str) -> None:
     )
 
 
-def ensure_chat_template(tokenizer, name: str = "model") -> None:
+def ensure_chat_template(tokenizer: PreTrainedTokenizerBase, name: str = "model") -> None:
     """Raise a clear error when ``tokenizer`` cannot format chat messages."""
     if not getattr(tokenizer, "chat_template", None):
         raise ValueError(
@@ -305,14 +318,21 @@ def ensure_chat_template(tokenizer, name: str = "model") -> None:
         )
 
 
-def load_model(name_or_path: str, *, seed: int = 0, dtype=None, device=None):
+def load_model(
+    name_or_path: str,
+    *,
+    seed: int = 0,
+    dtype: str | torch.dtype | None = None,
+    device: str | torch.device | None = None,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load ``(model, tokenizer)`` for a built-in name, a local directory or a hub id.
 
     ``dtype`` is a torch dtype or its name (``"float32"``, ``"bfloat16"``); ``device`` a torch
     device. The model is returned in eval mode.
     """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    # torch/transformers load on first model use, so `import agents` stays light
+    import torch  # noqa: PLC0415
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: PLC0415
 
     if isinstance(dtype, str):
         if not hasattr(torch, dtype):

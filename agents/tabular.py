@@ -14,6 +14,7 @@ sampled policy gradient with advantages w_i); :meth:`TabularSoftmaxPolicy.ascend
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = ["TabularSoftmaxPolicy", "softmax"]
 
@@ -36,7 +37,7 @@ class TabularSoftmaxPolicy:
         temperature: τ > 0.
     """
 
-    def __init__(self, n_obs: int, n_actions: int, *, batch: tuple[int, ...] = (), logits=None,
+    def __init__(self, n_obs: int, n_actions: int, *, batch: tuple[int, ...] = (), logits: ArrayLike | None = None,
                  temperature: float = 1.0) -> None:
         for nm, v in (("n_obs", n_obs), ("n_actions", n_actions)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
@@ -53,7 +54,9 @@ class TabularSoftmaxPolicy:
             try:
                 self.logits = np.array(np.broadcast_to(logits, shape))
             except ValueError:
-                raise ValueError(f"TabularSoftmaxPolicy: logits of shape {logits.shape} do not broadcast to {shape}") from None
+                raise ValueError(
+                    f"TabularSoftmaxPolicy: logits of shape {logits.shape} do not broadcast to {shape}"
+                ) from None
         if not np.all(np.isfinite(self.logits)):
             raise ValueError("TabularSoftmaxPolicy: logits must be finite")
 
@@ -73,13 +76,13 @@ class TabularSoftmaxPolicy:
         lead = tuple(ix.reshape(ix.shape + (1,) * extra) for ix in lead)
         return lead, obs
 
-    def log_prob(self, obs, actions) -> np.ndarray:
+    def log_prob(self, obs: ArrayLike, actions: ArrayLike) -> np.ndarray:
         """log π(a | o) for samples ``obs``, ``actions`` of shape ``batch + (N…)``."""
         lead, obs = self._rows(obs)
         logp = np.log(self.probs)
         return logp[lead + (obs, np.asarray(actions, np.int64))]
 
-    def sample(self, obs, rng: np.random.Generator) -> np.ndarray:
+    def sample(self, obs: ArrayLike, rng: np.random.Generator) -> np.ndarray:
         """One action per observation (shape ``batch + (N…)``)."""
         lead, obs = self._rows(obs)
         p = self.probs[lead + (obs,)]
@@ -87,13 +90,15 @@ class TabularSoftmaxPolicy:
         u = rng.random(p.shape[:-1] + (1,))
         return np.minimum((u >= cdf).sum(axis=-1), self.n_actions - 1)
 
-    def score_gradient(self, obs, actions, weights) -> np.ndarray:
+    def score_gradient(self, obs: ArrayLike, actions: ArrayLike, weights: ArrayLike) -> np.ndarray:
         """Σ_i w_i·∇_θ log π(a_i | o_i), shape ``batch + (O, A)`` (exact, per the module docstring)."""
         lead, obs = self._rows(obs)
         actions = np.asarray(actions, np.int64)
         w = np.asarray(weights, np.float64)
         if actions.shape != obs.shape or w.shape != obs.shape:
-            raise ValueError(f"obs, actions and weights must have one shape, got {obs.shape}, {actions.shape}, {w.shape}")
+            raise ValueError(
+                f"obs, actions and weights must have one shape, got {obs.shape}, {actions.shape}, {w.shape}"
+            )
         if actions.size and (actions.min() < 0 or actions.max() >= self.n_actions):
             raise ValueError(f"actions must be in 0..{self.n_actions - 1}")
         p = self.probs[lead + (obs,)]  # (…, N, A)
@@ -106,7 +111,7 @@ class TabularSoftmaxPolicy:
         np.add.at(grad, lead_b + (obs,), contrib / self.temperature)
         return grad
 
-    def ascend(self, grad, lr: float) -> None:
+    def ascend(self, grad: ArrayLike, lr: float) -> None:
         """θ ← θ + lr·grad (gradient ascent on the objective)."""
         grad = np.asarray(grad, np.float64)
         if grad.shape != self.logits.shape:

@@ -26,15 +26,28 @@ from __future__ import annotations
 
 import inspect
 import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .base import Completion, Messages, validate_generate_args
 from .models import ensure_chat_template, load_model
 
-__all__ = ["TransformersPolicy", "PromptTruncatedWarning", "annotate", "encode_chat", "render_chat", "prompt_budget", "lora_config"]
+if TYPE_CHECKING:  # only named in annotations: transformers and peft load on first use
+    import peft
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+__all__ = [
+    "TransformersPolicy",
+    "PromptTruncatedWarning",
+    "annotate",
+    "encode_chat",
+    "render_chat",
+    "prompt_budget",
+    "lora_config",
+]
 
 
 class PromptTruncatedWarning(UserWarning):
@@ -49,18 +62,24 @@ def _as_dtype(dtype):
     raise ValueError(f"unknown dtype {dtype!r}; use e.g. 'float32', 'bfloat16' or a torch.dtype")
 
 
-def lora_config(lora):
+def lora_config(lora: bool | dict[str, Any] | peft.LoraConfig) -> peft.LoraConfig:
+    """A ``peft.LoraConfig`` from ``True`` (rank 8, alpha 16, no dropout, every linear layer), a
+    dict of ``LoraConfig`` fields over those defaults, or a ``LoraConfig`` (returned as is)."""
     try:
-        import peft
+        import peft  # noqa: PLC0415 (peft is optional)
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ModuleNotFoundError("LoRA needs the package 'peft', which is not installed; fix: pip install peft") from e
+        raise ModuleNotFoundError(
+            "LoRA needs the package 'peft', which is not installed; fix: pip install peft"
+        ) from e
     if isinstance(lora, peft.LoraConfig):
         return lora
     opts = dict(r=8, lora_alpha=16, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
     if isinstance(lora, dict):
         opts.update(lora)
     elif lora is not True:
-        raise TypeError(f"lora must be True, a dict of LoraConfig fields or a peft.LoraConfig, got {type(lora).__name__}")
+        raise TypeError(
+            f"lora must be True, a dict of LoraConfig fields or a peft.LoraConfig, got {type(lora).__name__}"
+        )
     return peft.LoraConfig(**opts)
 
 
@@ -86,8 +105,8 @@ class TransformersPolicy:
 
     def __init__(
         self,
-        model,
-        tokenizer,
+        model: PreTrainedModel | peft.PeftModel,
+        tokenizer: PreTrainedTokenizerBase,
         *,
         seed: int | None = None,
         device: str | torch.device | None = None,
@@ -96,7 +115,7 @@ class TransformersPolicy:
         generation_batch_size: int = 64,
         logprob_batch_size: int = 8,
         gradient_checkpointing: bool = False,
-        lora: Any = None,
+        lora: bool | dict[str, Any] | peft.LoraConfig | None = None,
         name: str | None = None,
         share_prefill: bool = True,
     ) -> None:
@@ -115,13 +134,15 @@ class TransformersPolicy:
             if hasattr(model, "enable_input_require_grads") and lora:
                 model.enable_input_require_grads()
         if lora:
-            import peft
+            import peft  # noqa: PLC0415 (peft is optional)
 
             model = peft.get_peft_model(model, lora_config(lora))
         self.model = model
         self.tokenizer = tokenizer
         config = self._base_model().config
-        self.max_context = int(max_context or getattr(config, "max_position_embeddings", None) or tokenizer.model_max_length)
+        self.max_context = int(
+            max_context or getattr(config, "max_position_embeddings", None) or tokenizer.model_max_length
+        )
         if generation_batch_size < 1 or logprob_batch_size < 1:
             raise ValueError("generation_batch_size and logprob_batch_size must be >= 1")
         self.generation_batch_size = int(generation_batch_size)
@@ -149,8 +170,8 @@ class TransformersPolicy:
         *,
         dtype: str | torch.dtype | None = None,
         device: str | torch.device | None = None,
-        **kwargs,
-    ) -> "TransformersPolicy":
+        **kwargs: Any,
+    ) -> TransformersPolicy:
         """Load a built-in name (``tiny``, ``smollm2-135m``), a local directory or a hub id.
 
         ``seed`` fixes the ``tiny`` model's weights (default 0) and seeds the policy's sampler.
@@ -167,7 +188,8 @@ class TransformersPolicy:
         path.mkdir(parents=True, exist_ok=True)
         base = self._base_model()
         if self.is_peft:
-            from transformers import AutoModelForCausalLM
+            # transformers loads on first use, so `import agents.transformers_policy` stays light
+            from transformers import AutoModelForCausalLM  # noqa: PLC0415
 
             with torch.device("meta"):
                 plain = AutoModelForCausalLM.from_config(base.config, dtype=base.dtype)
@@ -204,11 +226,11 @@ class TransformersPolicy:
     def named_parameters(self) -> Iterator[tuple[str, torch.nn.Parameter]]:
         return ((n, p) for n, p in self.model.named_parameters() if p.requires_grad)
 
-    def train(self, mode: bool = True) -> "TransformersPolicy":
+    def train(self, mode: bool = True) -> TransformersPolicy:
         self.model.train(mode)
         return self
 
-    def eval(self) -> "TransformersPolicy":
+    def eval(self) -> TransformersPolicy:
         return self.train(False)
 
     @torch.no_grad()
@@ -303,7 +325,8 @@ class TransformersPolicy:
 
     @torch.no_grad()
     def _sample(self, batch: list[list[int]], max_new_tokens: int, temperature: float, top_p: float, generator):
-        from transformers import DynamicCache
+        # transformers loads on first use, so `import agents.transformers_policy` stays light
+        from transformers import DynamicCache  # noqa: PLC0415
 
         device = self.device
         n = len(batch)
@@ -449,7 +472,7 @@ class TransformersPolicy:
         return f"TransformersPolicy({self.name!r}, params={n / 1e6:.1f}M, device={self.device}, dtype={self.dtype})"
 
 
-def render_chat(tokenizer, messages: Messages) -> list[int]:
+def render_chat(tokenizer: PreTrainedTokenizerBase, messages: Messages) -> list[int]:
     """Token ids of ``messages`` under the tokenizer's chat template, assistant turn opened."""
     out = tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True)
     if isinstance(out, dict) or hasattr(out, "keys"):
@@ -457,7 +480,9 @@ def render_chat(tokenizer, messages: Messages) -> list[int]:
     return [int(t) for t in out]
 
 
-def encode_chat(tokenizer, messages: Messages, budget: int, *, max_context: int, name: str = "model") -> list[int]:
+def encode_chat(
+    tokenizer: PreTrainedTokenizerBase, messages: Messages, budget: int, *, max_context: int, name: str = "model"
+) -> list[int]:
     """Chat-template token ids of ``messages``, cut to at most ``budget`` tokens.
 
     Cutting removes tokens from the left of the last user message (the system prompt and the

@@ -47,15 +47,21 @@ in-process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``), which is the default this cla
 
 from __future__ import annotations
 
+import gc
+import importlib.util
 import os
 import shutil
 import tempfile
+import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+
+import torch
 
 from .base import Completion, Messages, validate_generate_args
 from .models import ensure_chat_template, model_path
-from .transformers_policy import annotate, encode_chat, prompt_budget
+from .transformers_policy import TransformersPolicy, annotate, encode_chat, prompt_budget
 
 __all__ = ["VLLMPolicy", "vllm_available", "VLLM_MISSING", "engine_arguments"]
 
@@ -67,13 +73,11 @@ VLLM_MISSING = (
 
 
 def vllm_available() -> bool:
-    import importlib.util
-
     return importlib.util.find_spec("vllm") is not None
 
 
 def _on_cpu() -> bool:
-    from vllm.platforms import current_platform
+    from vllm.platforms import current_platform  # noqa: PLC0415 (vllm is optional)
 
     return bool(current_platform.is_cpu())
 
@@ -151,10 +155,11 @@ class VLLMPolicy:
         **engine_kwargs: Any,
     ) -> None:
         try:
-            import vllm
+            import vllm  # noqa: PLC0415 (vllm is optional)
         except ImportError as e:
             raise ModuleNotFoundError(VLLM_MISSING) from e
-        from transformers import AutoConfig, AutoTokenizer
+        # transformers loads with the engine: importing this module (vllm_available, engine_arguments) stays light
+        from transformers import AutoConfig, AutoTokenizer, GenerationConfig  # noqa: PLC0415
 
         self.name = name or str(model)
         self.path = model_path(str(model), seed=seed)
@@ -191,8 +196,6 @@ class VLLMPolicy:
             if src is not None:
                 eos.update(src if isinstance(src, (list, tuple)) else [src])
         try:
-            from transformers import GenerationConfig
-
             g = GenerationConfig.from_pretrained(self.path).eos_token_id
             if g is not None:
                 eos.update(g if isinstance(g, (list, tuple)) else [g])
@@ -201,13 +204,21 @@ class VLLMPolicy:
         self.eos_token_ids = sorted(int(i) for i in eos)
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str, seed: int = 0, **kwargs) -> "VLLMPolicy":
+    def from_pretrained(cls, name_or_path: str, seed: int = 0, **kwargs: Any) -> VLLMPolicy:
         return cls(name_or_path, seed=seed, **kwargs)
 
     @classmethod
-    def from_policy(cls, policy, *, seed: int = 0, directory: str | os.PathLike | None = None, **kwargs) -> "VLLMPolicy":
+    def from_policy(
+        cls,
+        policy: TransformersPolicy,
+        *,
+        seed: int = 0,
+        directory: str | os.PathLike | None = None,
+        **kwargs: Any,
+    ) -> VLLMPolicy:
         """An engine holding a :class:`TransformersPolicy`'s current weights (saved to
-        ``directory``, default a temporary one) for fast rollouts."""
+        ``directory``, default a temporary one) for fast rollouts; ``kwargs`` go to
+        :class:`VLLMPolicy`."""
         owned = directory is None
         directory = Path(directory or tempfile.mkdtemp(prefix="thinksolve-vllm-"))
         policy.save_pretrained(directory)
@@ -233,7 +244,7 @@ class VLLMPolicy:
         top_p: float = 1.0,
         seed: int | None = None,
     ) -> list[Completion]:
-        from vllm import SamplingParams
+        from vllm import SamplingParams  # noqa: PLC0415 (vllm is optional)
 
         validate_generate_args(prompts, max_new_tokens, temperature, top_p)
         if self.llm is None:
@@ -297,14 +308,10 @@ class VLLMPolicy:
 
     # ---------------------------------------------------------------- weights
 
-    def sync_weights(self, policy) -> int:
+    def sync_weights(self, policy: TransformersPolicy) -> int:
         """Load ``policy``'s current weights (LoRA merged) into the engine; returns how many
         tensors were sent. The prefix cache is reset (its keys/values were computed with the old
         weights)."""
-        import time
-
-        import torch
-
         t0 = time.perf_counter()
         state = policy.merged_state_dict() if hasattr(policy, "merged_state_dict") else policy.model.state_dict()
         weights = [(k, v.detach().to("cpu", torch.float32).contiguous()) for k, v in state.items()]
@@ -351,8 +358,6 @@ class VLLMPolicy:
             except Exception:  # pragma: no cover
                 pass
         del llm
-        import gc
-
         gc.collect()
 
     def __repr__(self) -> str:

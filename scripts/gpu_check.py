@@ -35,13 +35,20 @@ GPU (the tiny model; most of the time is process and verifier start-up).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
+
+# `algorithms` and torch are imported inside the functions below: main() first checks that the packages
+# the GPU image may lack are installed, and --download-wheels runs without them.
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -70,16 +77,12 @@ def download_wheels(directory: str, python_version: str = "3.12") -> int:
 
 
 def _missing_packages() -> list[str]:
-    import importlib.util
-
     mods = {"pettingzoo": "pettingzoo", "gymnasium": "gymnasium", "math-verify": "math_verify",
             "latex2sympy2_extended": "latex2sympy2_extended", "antlr4-python3-runtime": "antlr4"}
     return [pkg for pkg, mod in mods.items() if importlib.util.find_spec(mod) is None]
 
 
 def _register_parity() -> None:
-    import numpy as np
-
     from algorithms import credit
 
     if PARITY in credit.available():
@@ -121,8 +124,6 @@ def _rows(out: Path) -> list[dict]:
 
 def _train(cfg, *, resume: bool = False) -> dict:
     """Run ``cfg`` to its end; the final weights (on the CPU, float32) and what the check reports."""
-    import math
-
     import torch
 
     from algorithms.train import Trainer
@@ -137,9 +138,13 @@ def _train(cfg, *, resume: bool = False) -> dict:
             "updated": sorted({role for r in rows for role in r.get("updated", [])}), "torch": torch.__version__}
 
 
-def check_method(work: Path, name: str, *, device: str, dtype: str, steps: int, small: bool, params=None,
-                 tree: int = 1) -> dict:
-    label = name + (f"({','.join(f'{k}={v}' for k, v in params.items())})" if params else "") + (f" K={tree}" if tree > 1 else "")
+def check_method(work: Path, name: str, *, device: str, dtype: str, steps: int, small: bool,
+                 params: dict | None = None, tree: int = 1) -> dict:
+    label = name
+    if params:
+        label += f"({','.join(f'{k}={v}' for k, v in params.items())})"
+    if tree > 1:
+        label += f" K={tree}"
     t0 = time.perf_counter()
     try:
         res = _train(_config(work / label.replace(" ", "_").replace("(", "_").replace(")", "").replace(",", "_")
@@ -163,7 +168,8 @@ def check_resume(work: Path, *, device: str, dtype: str, small: bool) -> dict:
         resumed = _train(_config(work / "resumed", device=device, dtype=dtype, steps=4, credit=PARITY, small=small),
                          resume=True)
     except Exception as e:
-        return {"check": "resume", "ok": False, "error": f"{type(e).__name__}: {e}", "seconds": time.perf_counter() - t0}
+        return {"check": "resume", "ok": False, "error": f"{type(e).__name__}: {e}",
+                "seconds": time.perf_counter() - t0}
     worst = 0.0
     for role, sd in straight["weights"].items():
         for k, v in sd.items():
@@ -187,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-tree", action="store_true", help="skip the tree-rollout checks")
     ap.add_argument("--no-resume", action="store_true", help="skip the checkpoint/resume check")
     ap.add_argument("--out", help="write DIR/gpu_check.json")
-    ap.add_argument("--download-wheels", metavar="DIR", help="download the wheels the GPU machine lacks into DIR, then exit")
+    ap.add_argument("--download-wheels", metavar="DIR",
+                    help="download the wheels the GPU machine lacks into DIR, then exit")
     args = ap.parse_args(argv)
     if args.download_wheels:
         return download_wheels(args.download_wheels)
@@ -220,11 +227,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
         work = Path(tmp)
         for name in methods:
-            results.append(check_method(work, name, device=device, dtype=args.dtype, steps=args.steps, small=small,
-                                        tree=2 if name == "tree" and tree_ok else 1))
-            per_method.append(results[-1])
-            print(f"[gpu_check] {results[-1]['check']}: {'ok' if results[-1]['ok'] else 'FAILED'} "
-                  f"({results[-1]['seconds']:.1f}s){' ' + results[-1].get('error', '') if not results[-1]['ok'] else ''}",
+            res = check_method(work, name, device=device, dtype=args.dtype, steps=args.steps, small=small,
+                               tree=2 if name == "tree" and tree_ok else 1)
+            results.append(res)
+            per_method.append(res)
+            error = "" if res["ok"] else " " + res.get("error", "")
+            print(f"[gpu_check] {res['check']}: {'ok' if res['ok'] else 'FAILED'} ({res['seconds']:.1f}s){error}",
                   flush=True)
         if tree_ok and not args.no_tree:
             for name, params in (("ccpo", {"variant": "value"}), ("shared", None)):
@@ -242,9 +250,12 @@ def main(argv: list[str] | None = None) -> int:
     resume = next((r for r in results if r["check"] == "resume"), None)
     tree_checks = [r for r in results if " K=" in r["check"]]  # `tree` itself counts here and as a method
     summary = (f"gpu_check: {'PASS' if not failed else 'FAIL'} device={device} ({gpu}) dtype={args.dtype} "
-               f"torch={torch.__version__} credit {sum(r['ok'] for r in per_method)}/{len(methods)} tree {sum(r['ok'] for r in tree_checks)}/{len(tree_checks)}"
-               + ("" if resume is None else f" resume {'exact' if resume.get('exact') else 'max|dw|=%.3g' % resume.get('max_abs_weight_diff', float('nan'))}")
-               + f" wall {wall:.0f}s" + (f" failed: {', '.join(failed)}" if failed else ""))
+               f"torch={torch.__version__} credit {sum(r['ok'] for r in per_method)}/{len(methods)} "
+               f"tree {sum(r['ok'] for r in tree_checks)}/{len(tree_checks)}")
+    if resume is not None:
+        dw = resume.get("max_abs_weight_diff", float("nan"))
+        summary += f" resume {'exact' if resume.get('exact') else f'max|dw|={dw:.3g}'}"
+    summary += f" wall {wall:.0f}s" + (f" failed: {', '.join(failed)}" if failed else "")
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

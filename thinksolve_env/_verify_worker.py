@@ -56,22 +56,25 @@ digits, separators and an exponent.
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
+import resource
+import signal
 import sys
+from functools import lru_cache
 
 
 def _set_limits(memory_mb: int | None) -> None:
     if not memory_mb:
         return
     try:
-        import resource
-
         limit = int(memory_mb) * 1024 * 1024
         _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
         if hard != resource.RLIM_INFINITY and hard < limit:
             limit = hard
         resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-    except (ImportError, ValueError, OSError):  # pragma: no cover - non-POSIX or locked down
+    except (ValueError, OSError):  # pragma: no cover - locked down
         pass
 
 
@@ -83,10 +86,8 @@ class Engine:
     """
 
     def __init__(self, cache_size: int = 4096) -> None:
-        import logging
-        from functools import lru_cache
-
-        from math_verify import LatexExtractionConfig, parse, verify
+        # the engine loads here, in the worker process, after main() has set its limits
+        from math_verify import LatexExtractionConfig, parse, verify  # noqa: PLC0415
 
         # "Timeout is disabled ..." warnings: the deadline is the parent's job.
         logging.getLogger("math_verify").setLevel(logging.CRITICAL)
@@ -110,13 +111,13 @@ class Engine:
         try:
             g = self._parse(gold)
             p = self._parse(pred)
-        except Exception:  # noqa: BLE001 - any engine failure on hostile text is a parse error
+        except Exception:  # any engine failure on hostile text is a parse error
             return False, "parse-error"
         if not g or not p:
             return False, "parse-error"
         try:
             ok = bool(self._verify(list(g), list(p), timeout_seconds=None))
-        except Exception:  # noqa: BLE001
+        except Exception:
             return False, "parse-error"
         if ok and self._order_lost(g, p):
             return False, "mismatch"
@@ -133,7 +134,7 @@ class Engine:
     def _close(gold, pred, rel_tol: float) -> bool:
         """|pred − gold| ≤ rel_tol · max(|pred|, |gold|) for two real numbers (sympy objects
         without free symbols); anything else is not close. Runs under the CPU deadline."""
-        from sympy import Expr
+        from sympy import Expr  # noqa: PLC0415 (the engine loads in the worker, after its limits)
 
         try:
             if not (isinstance(gold, Expr) and isinstance(pred, Expr)):
@@ -141,7 +142,7 @@ class Engine:
             if gold.free_symbols or pred.free_symbols:
                 return False
             a, b = complex(gold.evalf(30)), complex(pred.evalf(30))
-        except Exception:  # noqa: BLE001 - not a number
+        except Exception:  # not a number
             return False
         if a.imag or b.imag or a.real != a.real or b.real != b.real:
             return False
@@ -160,30 +161,28 @@ class Engine:
         open interval: rewards a policy could learn to farm. Sets of equations (``x=1, y=2``)
         keep their names, so they are left to math-verify.
         """
-        from sympy import Interval, Tuple
-        from sympy.core.relational import Relational
-        from sympy.sets.sets import FiniteSet
+        # the engine loads in the worker, after its limits
+        from sympy import Interval, Tuple  # noqa: PLC0415
+        from sympy.core.relational import Relational  # noqa: PLC0415
+        from sympy.sets.sets import FiniteSet  # noqa: PLC0415
 
         if not any(isinstance(x, (Tuple, Interval)) for x in gold):
             return False
-        for x in pred:
-            if isinstance(x, FiniteSet) and len(x) >= 2:
-                if not all(isinstance(a, Relational) for a in x.args):
-                    return True
-        return False
+        return any(
+            isinstance(x, FiniteSet) and len(x) >= 2 and not all(isinstance(a, Relational) for a in x.args)
+            for x in pred
+        )
 
 
 class OverBudget(BaseException):
     """Raised in the engine by ``SIGPROF`` once an answer has used its CPU budget."""
 
 
-def _over_budget(signum, frame):  # noqa: ARG001 - signal handler signature
+def _over_budget(signum, frame):  # the signal handler's signature
     raise OverBudget()
 
 
 def _disarm() -> None:
-    import signal
-
     for timer in (signal.ITIMER_PROF, signal.ITIMER_VIRTUAL, signal.ITIMER_REAL):
         signal.setitimer(timer, 0)
     _cpu_rlimit(None)
@@ -193,9 +192,6 @@ def _cpu_rlimit(extra: float | None) -> None:
     """``RLIMIT_CPU`` at the CPU time used so far plus ``extra`` seconds (``None``: no limit,
     or the hard limit the worker was started under)."""
     try:
-        import math
-        import resource
-
         _soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
         if extra is None:
             soft = hard
@@ -205,17 +201,15 @@ def _cpu_rlimit(extra: float | None) -> None:
             if hard != resource.RLIM_INFINITY:
                 soft = min(soft, hard)
         resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
-    except (ImportError, ValueError, OSError):  # pragma: no cover - non-POSIX or locked down
+    except (ValueError, OSError):  # pragma: no cover - locked down
         pass
 
 
-def judge_within(engine: "Engine", pred: str, gold: str, rel_tol: float | None, cpu: float,
+def judge_within(engine: Engine, pred: str, gold: str, rel_tol: float | None, cpu: float,
                  wall: float) -> tuple[bool, str]:
     """``engine.judge`` under the CPU budget ``cpu`` (stage 1: ``timeout`` verdict; stage 2 at
     ``1.5·cpu + 0.5`` s of user time: the process ends) and the wall-clock self-destruct ``wall``.
     The timers are one-shot, so once :class:`OverBudget` was raised it cannot be raised again."""
-    import signal
-
     try:
         try:
             signal.setitimer(signal.ITIMER_REAL, wall)
@@ -232,10 +226,8 @@ def judge_within(engine: "Engine", pred: str, gold: str, rel_tol: float | None, 
 
 def _no_core_files() -> None:
     try:
-        import resource
-
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    except (ImportError, ValueError, OSError):  # pragma: no cover
+    except (ValueError, OSError):  # pragma: no cover
         pass
 
 
@@ -263,8 +255,6 @@ def main(argv: list[str]) -> int:
     out = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)
     _set_limits(config.get("memory_mb"))
-
-    import signal
 
     signal.signal(signal.SIGALRM, signal.SIG_DFL)
     signal.signal(signal.SIGVTALRM, signal.SIG_DFL)

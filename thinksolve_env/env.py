@@ -68,12 +68,13 @@ from __future__ import annotations
 import functools
 import string
 import warnings
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 from gymnasium import spaces
 from gymnasium.utils import seeding
-from pettingzoo import AECEnv
+from pettingzoo import AECEnv, ParallelEnv
 from pettingzoo.utils import AgentSelector, wrappers
 from pettingzoo.utils.conversions import turn_based_aec_to_parallel_wrapper
 
@@ -123,7 +124,7 @@ class UnicodeText(spaces.Text):
     and arbitrary Unicode therefore round-trip through the environment unchanged.
     """
 
-    def __init__(self, max_length: int, *, min_length: int = 0, seed=None) -> None:
+    def __init__(self, max_length: int, *, min_length: int = 0, seed: int | np.random.Generator | None = None) -> None:
         super().__init__(max_length, min_length=min_length, charset=_sampling_alphabet(), seed=seed)
 
     def contains(self, x: Any) -> bool:
@@ -139,7 +140,9 @@ class UnicodeText(spaces.Text):
         return f"UnicodeText({self.min_length}, {self.max_length})"
 
     def __eq__(self, other: Any) -> bool:
-        return isinstance(other, UnicodeText) and (self.min_length, self.max_length) == (other.min_length, other.max_length)
+        if not isinstance(other, UnicodeText):
+            return False
+        return (self.min_length, self.max_length) == (other.min_length, other.max_length)
 
 
 def _sanitize(text: str) -> tuple[str, bool]:
@@ -185,12 +188,16 @@ class raw_env(AECEnv):
             if not isinstance(p, Problem):
                 raise TypeError(f"problems[{i}] must be a Problem, got {type(p).__name__}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+            raise ValueError(
+                f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}"
+            )
         for name, v in (("max_thought_chars", max_thought_chars), ("max_answer_chars", max_answer_chars)):
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
         if solver_thought_chars is not None and (not isinstance(solver_thought_chars, int) or solver_thought_chars < 0):
-            raise ValueError(f"solver_thought_chars must be a non-negative integer or None, got {solver_thought_chars!r}")
+            raise ValueError(
+                f"solver_thought_chars must be a non-negative integer or None, got {solver_thought_chars!r}"
+            )
         if not isinstance(briefing, bool):
             raise TypeError(f"briefing must be True or False, got {briefing!r}")
         for i, p in enumerate(self.problems):
@@ -211,7 +218,9 @@ class raw_env(AECEnv):
         self.possible_agents = list(ROLES)
         longest_problem = max(len(p.problem) for p in self.problems)
         problem_space = UnicodeText(max(4096, longest_problem))
-        thought_cap = max_thought_chars if solver_thought_chars is None else min(max_thought_chars, solver_thought_chars)
+        thought_cap = max_thought_chars
+        if solver_thought_chars is not None:
+            thought_cap = min(max_thought_chars, solver_thought_chars)
         self._observation_spaces = {
             a: spaces.Dict({"problem": problem_space, "thought": UnicodeText(thought_cap)}) for a in ROLES
         }
@@ -280,10 +289,10 @@ class raw_env(AECEnv):
         self.outcome = None
 
         self.agents = [a for a in self.possible_agents if a not in self.removed]
-        self.rewards = {a: 0.0 for a in self.agents}
-        self._cumulative_rewards = {a: 0.0 for a in self.agents}
-        self.terminations = {a: False for a in self.agents}
-        self.truncations = {a: False for a in self.agents}
+        self.rewards = dict.fromkeys(self.agents, 0.0)
+        self._cumulative_rewards = dict.fromkeys(self.agents, 0.0)
+        self.terminations = dict.fromkeys(self.agents, False)
+        self.truncations = dict.fromkeys(self.agents, False)
         self.infos = {a: self._base_info(a) for a in self.agents}
         if not self.agents:
             # Nobody answers: R_∅ = −1 (METHOD.md §2).
@@ -380,7 +389,10 @@ class raw_env(AECEnv):
                 lines.append(f"--- {a} ---\n{self.actions[a]}")
         if self.outcome is not None:
             v = self.outcome["verification"]
-            lines.append(f"=== reward {self.outcome['reward']:+.0f} ({v['reason']}; extracted {v['extracted']!r}, reference {self.problem.answer!r})")
+            lines.append(
+                f"=== reward {self.outcome['reward']:+.0f} ({v['reason']}; extracted {v['extracted']!r}, "
+                f"reference {self.problem.answer!r})"
+            )
         return "\n".join(lines)
 
     def render(self) -> str | None:
@@ -403,8 +415,9 @@ class raw_env(AECEnv):
 ThinkSolveEnv = raw_env
 
 
-def env(problems: Iterable[Problem] | str, **kwargs) -> AECEnv:
-    """:class:`ThinkSolveEnv` wrapped in PettingZoo's order-enforcing wrapper."""
+def env(problems: Iterable[Problem] | str, **kwargs: Any) -> AECEnv:
+    """:class:`ThinkSolveEnv` wrapped in PettingZoo's order-enforcing wrapper (``kwargs`` go to
+    :class:`ThinkSolveEnv`)."""
     return wrappers.OrderEnforcingWrapper(raw_env(problems, **kwargs))
 
 
@@ -425,7 +438,7 @@ class _TurnBasedParallel(turn_based_aec_to_parallel_wrapper):
         return super().step(actions)
 
 
-def parallel_env(problems: Iterable[Problem] | str, **kwargs):
+def parallel_env(problems: Iterable[Problem] | str, **kwargs: Any) -> ParallelEnv:
     """The turn-based parallel view: each ``step(actions)`` uses the action of the agent whose
     turn it is (``infos[agent]["active_agent"]`` names it) and ignores the others."""
     return _TurnBasedParallel(env(problems, **kwargs))

@@ -51,11 +51,14 @@ probability is mixed with a fair coin, p ← (1 − noise)·p + noise/2) and ``s
 
 from __future__ import annotations
 
+import inspect
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = [
     "TabularGame",
@@ -92,7 +95,9 @@ class TabularGame:
         if p.ndim != 1 or p.size == 0 or np.any(p < 0) or abs(p.sum() - 1) > 1e-9:
             raise ValueError(f"game {self.name!r}: problem_probs must be a probability vector, got {p}")
         if s.ndim != 3 or s.shape[0] != p.size or s.shape[1] < 2 or s.shape[2] < 1:
-            raise ValueError(f"game {self.name!r}: success must have shape (problems, thoughts + 1, answers), got {s.shape}")
+            raise ValueError(
+                f"game {self.name!r}: success must have shape (problems, thoughts + 1, answers), got {s.shape}"
+            )
         if np.any(s < 0) or np.any(s > 1):
             raise ValueError(f"game {self.name!r}: success probabilities must lie in [0, 1]")
         X, T1, _ = s.shape
@@ -105,7 +110,8 @@ class TabularGame:
         for arr, nm in ((to, "thinker_obs"), (so, "solver_obs")):
             if arr.dtype.kind not in "iu" or arr.min() < 0 or set(np.unique(arr)) != set(range(int(arr.max()) + 1)):
                 raise ValueError(f"game {self.name!r}: {nm} must number the observations 0..O-1")
-        for name, arr in (("problem_probs", p), ("success", s), ("thinker_obs", to), ("solver_obs", so), ("states", st)):
+        checked = (("problem_probs", p), ("success", s), ("thinker_obs", to), ("solver_obs", so), ("states", st))
+        for name, arr in checked:
             arr = np.array(arr)
             arr.setflags(write=False)
             object.__setattr__(self, name, arr)
@@ -166,16 +172,18 @@ class ExactValues:
     grad_S: np.ndarray  # (…, O_S, A) ∂J/∂θ_S
 
 
-def _check_tables(game: TabularGame, pi_T, pi_S) -> tuple[np.ndarray, np.ndarray]:
+def _check_tables(game: TabularGame, pi_T: ArrayLike, pi_S: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     pi_T, pi_S = np.asarray(pi_T, np.float64), np.asarray(pi_S, np.float64)
     if pi_T.shape[-2:] != (game.n_thinker_obs, game.n_thoughts):
-        raise ValueError(f"game {game.name!r}: the Thinker table must end in ({game.n_thinker_obs}, {game.n_thoughts}), got {pi_T.shape}")
+        raise ValueError(f"game {game.name!r}: the Thinker table must end in "
+                         f"({game.n_thinker_obs}, {game.n_thoughts}), got {pi_T.shape}")
     if pi_S.shape[-2:] != (game.n_solver_obs, game.n_answers):
-        raise ValueError(f"game {game.name!r}: the Solver table must end in ({game.n_solver_obs}, {game.n_answers}), got {pi_S.shape}")
+        raise ValueError(f"game {game.name!r}: the Solver table must end in "
+                         f"({game.n_solver_obs}, {game.n_answers}), got {pi_S.shape}")
     return pi_T, pi_S
 
 
-def exact_values(game: TabularGame, pi_T, pi_S) -> ExactValues:
+def exact_values(game: TabularGame, pi_T: ArrayLike, pi_S: ArrayLike) -> ExactValues:
     """Every exact value of the module docstring for policy tables ``pi_T``, ``pi_S``
     (rows of probabilities; matching leading batch dimensions, or none)."""
     pi_T, pi_S = _check_tables(game, pi_T, pi_S)
@@ -240,7 +248,7 @@ def _per_group(table: np.ndarray, G: int, name: str) -> np.ndarray:
     raise ValueError(f"{name} must be one table (O, k) or one per group ({G}, O, k), got {table.shape}")
 
 
-def sample(game: TabularGame, pi_T, pi_S, rng: np.random.Generator, *, groups: int, thoughts: int,
+def sample(game: TabularGame, pi_T: ArrayLike, pi_S: ArrayLike, rng: np.random.Generator, *, groups: int, thoughts: int,
            answers_per_thought: int = 1, solo_samples: int = 0, problems: np.ndarray | None = None) -> GameBatch:
     """Sample ``groups`` groups of ``thoughts`` × ``answers_per_thought`` joint episodes (one
     Thinker call per thought, K Solver answers each) plus ``solo_samples`` Thinker-removed answers
@@ -324,7 +332,8 @@ def _finish(name, px, success, *, noise, state_rate, description, params, thinke
                        params={**params, "noise": noise, "state_rate": state_rate})
 
 
-def helpful_harmful(p0=(0.3, 0.5, 0.7), delta: float = 0.2, noise: float = 0.0, state_rate: float = 0.1) -> TabularGame:
+def helpful_harmful(p0: ArrayLike = (0.3, 0.5, 0.7), delta: float = 0.2, noise: float = 0.0,
+                    state_rate: float = 0.1) -> TabularGame:
     """Thoughts helpful / neutral / harmful; the Solver uses or ignores the thought."""
     p0 = np.asarray(p0, float)
     h = np.array([1.0, 0.0, -1.0])
@@ -401,13 +410,12 @@ def available_games() -> list[str]:
     return list(GAMES)
 
 
-def make_game(name: str, **params) -> TabularGame:
-    """The game ``name`` with ``params``; an unknown name or parameter lists the valid ones."""
+def make_game(name: str, **params: Any) -> TabularGame:
+    """The game ``name`` with ``params`` (the keyword parameters of its factory in :data:`GAMES`);
+    an unknown name or parameter lists the valid ones."""
     if name not in GAMES:
         raise ValueError(f"unknown tabular game {name!r}; available: {', '.join(GAMES)}")
     fn = GAMES[name]
-    import inspect
-
     accepted = list(inspect.signature(fn).parameters)
     unknown = sorted(set(params) - set(accepted))
     if unknown:

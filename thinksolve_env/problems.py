@@ -17,9 +17,10 @@ import hashlib
 import json
 import os
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 __all__ = ["Problem", "load_problems", "arith_problems", "parse_arith_spec", "ProblemFormatError"]
 
@@ -93,7 +94,7 @@ def _read_json(path: Path) -> list[Problem]:
 
 def _read_parquet(path: Path) -> list[Problem]:
     try:
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # noqa: PLC0415 (pyarrow is optional)
     except ImportError:
         raise ImportError(
             f"reading {path} needs pyarrow: pip install 'thinksolve[parquet]' (or pip install pyarrow)"
@@ -105,7 +106,7 @@ def _read_parquet(path: Path) -> list[Problem]:
 def _read_hf(name: str) -> list[Problem]:
     dataset, _, split = name.partition(":")
     try:
-        import datasets  # type: ignore
+        import datasets  # type: ignore  # noqa: PLC0415 (datasets is optional)
     except ImportError:
         raise ImportError(
             f"{name!r} is not a file, so it was read as a Hugging Face dataset name, which needs "
@@ -114,7 +115,9 @@ def _read_hf(name: str) -> list[Problem]:
     try:
         ds = datasets.load_dataset(dataset, split=split or "test")
     except Exception as e:  # network, unknown dataset, ...
-        raise ProblemFormatError(f"could not load Hugging Face dataset {dataset!r} (split {split or 'test'!r}): {e}") from e
+        raise ProblemFormatError(
+            f"could not load Hugging Face dataset {dataset!r} (split {split or 'test'!r}): {e}"
+        ) from e
     return [_from_record(dict(r), f"{dataset}[{i}]", f"{dataset.split('/')[-1]}-{i}") for i, r in enumerate(ds)]
 
 
@@ -131,7 +134,7 @@ _ARITH_LEVELS = {
 }
 
 
-def parse_arith_spec(spec: str) -> dict:
+def parse_arith_spec(spec: str) -> dict[str, Any]:
     """``"arith:n=200,difficulty=3,split=test"`` → a dict of settings (with defaults).
 
     Keys: ``n`` (count), ``difficulty`` (1–5), ``seed`` (int), ``split`` (``train``/``test``:
@@ -149,7 +152,9 @@ def parse_arith_spec(spec: str) -> dict:
             raise ValueError(f"arith spec {spec!r}: {part!r} is not key=value")
         key = key.strip()
         if key not in ("n", "difficulty", "seed", "split", "steps", "brief", "digit"):
-            raise ValueError(f"arith spec {spec!r}: unknown key {key!r} (known: n, difficulty, seed, split, steps, brief, digit)")
+            raise ValueError(
+                f"arith spec {spec!r}: unknown key {key!r} (known: n, difficulty, seed, split, steps, brief, digit)"
+            )
         if key == "split":
             if value not in ("train", "test"):
                 raise ValueError(f"arith spec {spec!r}: split must be 'train' or 'test', got {value!r}")
@@ -244,7 +249,9 @@ def arith_problems(n: int = 1000, *, difficulty: int = 2, seed: int = 0, split: 
 # --------------------------------------------------------------------------- entry point
 
 
-def load_problems(source: str | os.PathLike | Iterable, *, limit: int | None = None, seed: int | None = None) -> list[Problem]:
+def load_problems(
+    source: str | os.PathLike | Iterable[Problem | dict], *, limit: int | None = None, seed: int | None = None
+) -> list[Problem]:
     """Load problems from a file, a task spec, a Hugging Face dataset or an iterable.
 
     ``seed`` shuffles file/dataset records deterministically before ``limit`` is applied (and
@@ -266,6 +273,7 @@ def load_problems(source: str | os.PathLike | Iterable, *, limit: int | None = N
                 cfg["n"] = min(cfg["n"], limit)
             problems = arith_problems(**cfg)
             shuffled = True
+            where = s
         elif path.exists():
             suffix = path.suffix.lower()
             if suffix == ".jsonl":
@@ -281,13 +289,17 @@ def load_problems(source: str | os.PathLike | Iterable, *, limit: int | None = N
             problems = _read_hf(s[3:] if s.startswith("hf:") else s)
             where = s
         else:
-            raise FileNotFoundError(f"problem source {s!r}: no such file, and not an 'arith:' spec or 'hf:<dataset>' name")
+            raise FileNotFoundError(
+                f"problem source {s!r}: no such file, and not an 'arith:' spec or 'hf:<dataset>' name"
+            )
     else:
         items = list(source)
-        problems = [p if isinstance(p, Problem) else _from_record(p, f"item {i}", f"item-{i}") for i, p in enumerate(items)]
+        problems = [
+            p if isinstance(p, Problem) else _from_record(p, f"item {i}", f"item-{i}") for i, p in enumerate(items)
+        ]
         where = "the given iterable"
     if not problems:
-        raise ValueError(f"no problems loaded from {source!r}: the problem list is empty")
+        raise ValueError(f"no problems loaded from {where}: the problem list is empty")
     if seed is not None and not shuffled:
         problems = problems[:]
         random.Random(seed).shuffle(problems)

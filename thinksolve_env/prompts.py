@@ -83,7 +83,7 @@ class PromptSet:
         "Verifier outcome: {outcome}\n\nYou are the {role}. Rate the team's {outcome_word}."
     )
 
-    def replace(self, **overrides: str) -> "PromptSet":
+    def replace(self, **overrides: str) -> PromptSet:
         return prompt_set(self, **overrides)
 
 

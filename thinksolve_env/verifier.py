@@ -62,9 +62,10 @@ import time
 import unicodedata
 import weakref
 from collections import OrderedDict, deque
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Iterable, Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 __all__ = [
     "Verification",
@@ -85,7 +86,9 @@ DEFAULT_MAX_TEXT_CHARS = 200_000
 #: An extracted answer longer than this is not compared at all (``reason="too-long"``).
 DEFAULT_MAX_ANSWER_CHARS = 1_000
 #: Worker processes by default: two, or one on a single-core machine.
-DEFAULT_WORKERS = max(1, min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)))
+DEFAULT_WORKERS = max(
+    1, min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+)
 
 _WORKER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_verify_worker.py")
 
@@ -108,7 +111,7 @@ class Verification:
         return asdict(self)
 
     @classmethod
-    def judged(cls, correct: bool, extracted: str | None, reason: str, reference: str = "") -> "Verification":
+    def judged(cls, correct: bool, extracted: str | None, reason: str, reference: str = "") -> Verification:
         return cls(1.0 if correct else -1.0, bool(correct), extracted, reason, reference)
 
 
@@ -137,7 +140,9 @@ _CHAT_TOKEN_RE = re.compile(
 )
 #: Where a sentence ends after a final-answer phrase: ``.``/``!``/``?``/``;`` before a space or
 #: the end (``2.5`` keeps its dot), or a connective that starts a new clause.
-_SENTENCE_END_RE = re.compile(r"[.!?;](?=\s|$)|\s+(?:I\s+hope|because|since|which|so\s+that|as\s+required)\b", re.IGNORECASE)
+_SENTENCE_END_RE = re.compile(
+    r"[.!?;](?=\s|$)|\s+(?:I\s+hope|because|since|which|so\s+that|as\s+required)\b", re.IGNORECASE
+)
 _MATH_SPAN_RE = re.compile(r"\$\$([^$]+)\$\$|\$([^$]+)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
 _NUMBER_RE = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?%?")
 #: Modes of reading text that has neither a box nor a final-answer phrase.
@@ -158,9 +163,8 @@ def _match_braces(text: str) -> dict[int, int]:
         tok = m.group()
         if tok == "{":
             stack.append(m.start())
-        elif tok == "}":
-            if stack:
-                pairs[stack.pop()] = m.start()
+        elif tok == "}" and stack:
+            pairs[stack.pop()] = m.start()
     return pairs
 
 
@@ -243,6 +247,12 @@ def _phrase_answer(rest: str) -> str | None:
     for _ in range(3):  # "**5**." and the like
         out = out.rstrip(". ").strip("$*").strip()
     return out or None
+
+
+def _last_match(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
+    """The last match of ``pattern`` in ``text`` (``None`` if there is none)."""
+    tail = deque(pattern.finditer(text), maxlen=1)
+    return tail[0] if tail else None
 
 
 def _last_expression(text: str) -> str | None:
@@ -337,17 +347,13 @@ def extract_answer(
     boxes = find_boxed(text)
     if boxes:
         return _boxed_answer(text, boxes, parts)
-    m = None
-    for m in _BOX_SPACE_RE.finditer(text):
-        pass
+    m = _last_match(_BOX_SPACE_RE, text)
     if m is not None:
         return m.group(1).strip() or None
     last = None
     lines = text.splitlines()
     for i, line in enumerate(lines):
-        pm = None
-        for pm in _PHRASE_RE.finditer(line):
-            pass
+        pm = _last_match(_PHRASE_RE, line)
         if pm:
             last = line[pm.end():]
             if not last.strip() and i + 1 < len(lines):  # "The final answer is:" then the answer
@@ -429,9 +435,7 @@ def _strip_trailing(s: str) -> str:
             t = t[:-5]
         elif len(t) >= 2 and t[-2] == "\\" and t[-1] in ",;:! " and not t.endswith("\\\\" + t[-1]):
             t = t[:-2]
-        elif t.endswith("\\") :
-            t = t[:-1]
-        elif t.endswith(".") and not t.endswith("\\."):
+        elif t.endswith("\\") or (t.endswith(".") and not t.endswith("\\.")):
             t = t[:-1]
         if t == s:
             return s
@@ -854,10 +858,10 @@ class MathVerifier:
         elif pool is not None:
             pool.close()
 
-    def __enter__(self) -> "MathVerifier":
+    def __enter__(self) -> MathVerifier:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # -- layers ---------------------------------------------------------------------------
