@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from algorithms import credit
+from algorithms import EpisodeGroup, credit
 
 
 @credit.register("event_both", requires={"solo", "no_solver"}, replace=True)
-def event_both(groups, lam: float = 0.2):
+def event_both(groups: list[EpisodeGroup], lam: float = 0.2) -> dict[str, np.ndarray]:
     R = credit.joint_rewards(groups)
     b = credit.solo_baselines(groups)  # R_¬T per joint episode: its problem's solo mean
     alone = credit.no_solver_rewards(groups)  # R_¬S: the episode's thought verified alone
