@@ -52,8 +52,9 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-vllm", action="store_true", help="time the main suite only")
     ap.add_argument("--keep", action="store_true", help="keep the clone and the cache")
     ap.add_argument("--name", default="ci_time")
-    ap.add_argument("--only", nargs="+", metavar="TEST", help="time only these test files/ids (a smoke test of this script; "
-                    "not the CI number, and no results file)")
+    ap.add_argument("--only", nargs="+", metavar="TEST",
+                    help="time only these test files/ids (a smoke test of this script; "
+                         "not the CI number, and no results file)")
     args = ap.parse_args(argv)
 
     clone = Path(tempfile.mkdtemp(prefix="ci-clone-", dir=ROOT.parent))

@@ -123,7 +123,8 @@ def run_config(preset: str, method: str, optimizer: str, seed: int, *, steps: in
                answers_per_thought: int = 2):
     """The TrainerConfig of one run. A tree method keeps the preset's Solver answers per problem:
     ``rollout.group_size`` n becomes n/K thoughts × K = ``answers_per_thought`` answers."""
-    from algorithms.config import apply_credit, apply_optimizer, apply_overrides, preset as get_preset
+    from algorithms.config import apply_credit, apply_optimizer, apply_overrides
+    from algorithms.config import preset as get_preset
 
     cfg = get_preset(preset)
     cfg.plugins = list(plugins)
@@ -286,7 +287,8 @@ def plan(args) -> list[dict]:
     for seed in args.seeds:
         run_dir = Path(args.runs) / f"start__s{seed}"
         cfg = run_config(args.preset, "shared", args.optimizers[0], seed, steps=args.steps, eval_data=args.eval_data,
-                         eval_samples=args.eval_samples, plugins=args.plugin, out=str(run_dir), overrides=args.overrides)
+                         eval_samples=args.eval_samples, plugins=args.plugin, out=str(run_dir),
+                         overrides=args.overrides)
         starts[seed] = {"kind": "start", "seed": seed, "config": cfg.to_dict(), "key": start_key(cfg),
                         "path": str(run_dir / "result.json")}
         tasks.append(starts[seed])
@@ -660,7 +662,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="run the first N optimizers for every seed before the others (default 2)")
     ap.add_argument("--limit", type=int, metavar="N",
                     help="only the first N training runs in the grid's order (a grid that was stopped early, exactly)")
-    ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="parallel runs (one torch thread each)")
+    ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                    help="parallel runs (one torch thread each)")
     ap.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE",
                     help="import a file or module that registers credit methods (repeatable)")
     ap.add_argument("--runs", help="directory for the per-run records (default runs/bench-<name>)")
@@ -715,7 +718,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Warm start (step 0): team {extra['warm_start']['team']:.1%}, Thinker removed "
         f"{extra['warm_start']['thinker_removed']:.1%}. Solver generations per step: "
         + ", ".join(f"{k} {v}" for k, v in gens.items()) + ".\n\n"
-        f"## Equal Solver generations (budget {extra['generation_budget']}: joint + Thinker-removed answers + ratings)\n\n"
+        f"## Equal Solver generations (budget {extra['generation_budget']}: "
+        "joint + Thinker-removed answers + ratings)\n\n"
         f"{gen_table}\n\nRuns: {worker_min:.0f} min of worker time in all "
         f"(training, evaluations, model loading), one torch thread each"
         f"{'' if png is None else f'; learning curves: {png.name}'}."

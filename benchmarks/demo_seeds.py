@@ -26,11 +26,22 @@ sys.path.insert(0, str(HERE.parent))
 from _results import write_results  # noqa: E402
 
 
+def _pct(v: float, sign: str = "") -> str:
+    """A fraction as a percentage with one decimal, as the table shows it."""
+    return f"{100 * v:{sign}.1f}"
+
+
+def _ci(r: dict) -> str:
+    """A paired difference and its 95% interval, in signed percentage points."""
+    return f"{_pct(r['mean'], '+')} [{_pct(r['ci95'][0], '+')}, {_pct(r['ci95'][1], '+')}]"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--runs", default="runs/demo-seeds", help="one demo run directory per seed below this")
-    ap.add_argument("--cold", action="store_true", help="start from an empty THINKSOLVE_CACHE (the first seed trains the warm start)")
+    ap.add_argument("--cold", action="store_true",
+                    help="start from an empty THINKSOLVE_CACHE (the first seed trains the warm start)")
     args = ap.parse_args(argv)
     import os
     import tempfile
@@ -48,19 +59,21 @@ def main(argv: list[str] | None = None) -> int:
             return rc
         d = json.loads((out / "demo.json").read_text())
         b, a = d["before"], d["after"]
-        pct = lambda v, sign="": f"{100 * v:{sign}.1f}"  # noqa: E731  (one decimal in the table)
-        ci = lambda r: f"{pct(r['mean'], '+')} [{pct(r['ci95'][0], '+')}, {pct(r['ci95'][1], '+')}]"  # noqa: E731
-        rows.append({"seed": seed, "team before %": pct(b["joint_accuracy"]), "team after %": pct(a["joint_accuracy"]),
-                     "gain (pts) [95%]": ci(d["gain"]),
-                     "Thinker removed before %": pct(b["solo_accuracy"]), "Thinker removed after %": pct(a["solo_accuracy"]),
-                     "collaboration after (pts) [95%]": ci(d["collaboration"]["after"]),
-                     "wall s": round(d["wall_s"]) if not (args.cold and seed == args.seeds[0]) else f"{round(d['wall_s'])} (cold cache)",
+        wall = round(d["wall_s"])
+        rows.append({"seed": seed, "team before %": _pct(b["joint_accuracy"]),
+                     "team after %": _pct(a["joint_accuracy"]),
+                     "gain (pts) [95%]": _ci(d["gain"]),
+                     "Thinker removed before %": _pct(b["solo_accuracy"]),
+                     "Thinker removed after %": _pct(a["solo_accuracy"]),
+                     "collaboration after (pts) [95%]": _ci(d["collaboration"]["after"]),
+                     "wall s": f"{wall} (cold cache)" if args.cold and seed == args.seeds[0] else wall,
                      "before": {k: v for k, v in b.items() if k != "per_problem"},
                      "after": {k: v for k, v in a.items() if k != "per_problem"},
                      "gain": d["gain"], "collaboration": d["collaboration"]})
     cfg = d["config"]
     gains = [100 * (r["after"]["joint_accuracy"] - r["before"]["joint_accuracy"]) for r in rows]
-    notes = (f"`thinksolve demo --seed S`: {cfg['steps']} steps of {d.get('preset', 'tiny-brief')}, credit {cfg['credit']['name']} "
+    notes = (f"`thinksolve demo --seed S`: {cfg['steps']} steps of {d.get('preset', 'tiny-brief')}, "
+             f"credit {cfg['credit']['name']} "
              f"{cfg['credit']['params'] or '(event)'}; held-out {cfg['eval_data']}, {cfg['eval_samples']} samples per "
              f"problem at temperature {cfg['eval_temperature']}. Mean gain {sum(gains) / len(gains):+.1f} points over "
              f"{len(gains)} seeds.")

@@ -14,9 +14,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import write_results  # noqa: E402
+from _results import write_results
 
-from thinksolve_env import MathVerifier, ThinkSolveEnv, env as make_env, load_problems  # noqa: E402
+from thinksolve_env import MathVerifier, ThinkSolveEnv, load_problems
+from thinksolve_env import env as make_env
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "math" / "math500.jsonl"
 MODES = {"nobody": None, "thinker_0": ["thinker_0"], "solver_0": ["solver_0"], "both": ["thinker_0", "solver_0"]}
@@ -58,10 +59,11 @@ def main() -> None:
             eps = run(e, args.episodes, remove, len(problems), "So the answer is \\boxed{1}.", thought)
         rows.append({"env": "ThinkSolveEnv", "verifier": "default (2 workers), cold cache", "removed": mode,
                      "episodes": args.episodes, "episodes_per_s": round(eps, 1)})
+    notes = ("Constant-string policies on MATH500 problems (the answer `1` is wrong for most), one process. "
+             "With the string layer only, the rows measure the environment itself; with the default "
+             "verifier and a cold cache, each wrong answer costs one symbolic check in a worker process.")
     table = write_results("env_throughput", ["env", "verifier", "removed", "episodes", "episodes_per_s"], rows,
-                          notes="Constant-string policies on MATH500 problems (the answer `1` is wrong for most), one process. "
-                                "With the string layer only, the rows measure the environment itself; with the default "
-                                "verifier and a cold cache, each wrong answer costs one symbolic check in a worker process.")
+                          notes=notes)
     print(table)
 
 

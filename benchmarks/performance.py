@@ -136,7 +136,8 @@ def step_costs(trainers: dict, repeats: int, warmup: int = 1) -> dict:
         r = res[n]
         r["median_step_s"] = _med(r["step_s"])
         r["median_phase_s"] = {p: _med(v) for p, v in r["phases"].items()}
-        r["mean_tokens"] = {p: statistics.mean(t[p] for t in r["tokens"]) for p in r["tokens"][0]} if r["tokens"] else {}
+        tokens = r["tokens"]
+        r["mean_tokens"] = {p: statistics.mean(t[p] for t in tokens) for p in tokens[0]} if tokens else {}
     base = res[names[0]]
     for n in names:
         r = res[n]
@@ -242,7 +243,8 @@ def rollout_overhead(policies: dict, problems: list, *, group_size: int, solo_sa
     first = None if warmup else (wall, gen)
     # The two generate calls, in collect_groups' order (Thinker: joint slots; Solver: joint, then solo).
     thinker_batch = [e.completions[THINKER] for g in groups for e in g.episodes]
-    solver_batch = [e.completions[SOLVER] for g in groups for e in g.episodes] + [c for g in groups for c in g.solo_completions]
+    solver_batch = ([e.completions[SOLVER] for g in groups for e in g.episodes]
+                    + [c for g in groups for c in g.solo_completions])
     batches = {"thinker": (policies[THINKER], thinker_batch), "solver": (policies[SOLVER], solver_batch)}
 
     def raw(role):
@@ -335,6 +337,7 @@ def smollm2_rollout(repeats: int, max_new_tokens: int | None = None) -> dict:
 
 def env_throughput(episodes: int, data: str) -> dict:
     import env_throughput as et
+
     from thinksolve_env import MathVerifier, ThinkSolveEnv, load_problems
 
     problems = load_problems(data)
@@ -381,7 +384,8 @@ def throughput_rows(env: dict | None, ver: dict | None) -> list[dict]:
         rows.append({"metric": "env_episodes_per_s", "value": round(env["string_layer"], 1), "target": "",
                      "detail": f"joint episodes (nobody removed), ThinkSolveEnv, MATH500, constant-string policies, "
                                f"string-layer verifier (workers=0), {env['episodes']} episodes"})
-        rows.append({"metric": "env_episodes_per_s_cold_verifier", "value": round(env["cold_verifier"], 1), "target": "",
+        rows.append({"metric": "env_episodes_per_s_cold_verifier", "value": round(env["cold_verifier"], 1),
+                     "target": "",
                      "detail": f"the same with the default verifier (2 workers), cold cache: every wrong answer "
                                f"is one symbolic check, {env['episodes']} episodes"})
     if ver:
@@ -434,7 +438,8 @@ def vllm_step(repeats: int, preset_name: str = "smollm2-arith", overrides: list[
             "collect_speedup": _med([a / b for a, b in zip(hf["phases"]["collect"], vl["phases"]["collect"])]),
             "transformers": {k: hf[k] for k in ("median_step_s", "median_phase_s", "step_s", "phases", "mean_tokens")},
             "vllm": {k: vl[k] for k in ("median_step_s", "median_phase_s", "step_s", "phases", "mean_tokens")},
-            "vllm_prefix_cache": cache, "vllm_sync_s": sync, "vllm_median_sync_s": _med(sync), "same_problems": costs["same_problems"], "same_roles": costs["same_roles"]}
+            "vllm_prefix_cache": cache, "vllm_sync_s": sync, "vllm_median_sync_s": _med(sync),
+            "same_problems": costs["same_problems"], "same_roles": costs["same_roles"]}
 
 
 def vllm_step_row(r: dict) -> dict:
@@ -475,11 +480,13 @@ def merge_vllm_step(r: dict) -> str:
     rows = [x for x in old.get("rows", []) if x.get("metric") != VLLM_METRIC] + [vllm_step_row(r)]
     paragraphs = [p for p in old.get("notes", "").split("\n\n") if p and not p.startswith("vLLM step:")]
     notes = "\n\n".join([*paragraphs, vllm_step_note(r)])
-    keep = {k: v for k, v in old.items() if k not in ("name", "command", "date", "versions", "columns", "rows", "notes")}
+    written_anew = ("name", "command", "date", "versions", "columns", "rows", "notes")
+    keep = {k: v for k, v in old.items() if k not in written_anew}
     keep["vllm_step"] = r
     if old.get("versions"):
         keep["versions_of_the_other_rows"] = old["versions"]  # `versions` is this (vLLM) environment's
-    return write_results("performance", COLUMNS, rows, notes=notes, extra=keep, command=old.get("command") or r["command"])
+    return write_results("performance", COLUMNS, rows, notes=notes, extra=keep,
+                         command=old.get("command") or r["command"])
 
 
 def _previous_vllm_step() -> dict | None:
@@ -513,9 +520,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--smollm2", action="store_true", help="also measure the rollout overhead with SmolLM2-135M (slow)")
     ap.add_argument("--smollm2-repeats", type=int, default=2, help="timed repeats with SmolLM2 (no warm-up)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (the preset's own value is 1)")
-    ap.add_argument("--override", nargs="*", default=[], help="tiny-arith config overrides, section.field=value (tests)")
+    ap.add_argument("--override", nargs="*", default=[],
+                    help="tiny-arith config overrides, section.field=value (tests)")
     ap.add_argument("--no-write", action="store_true", help="print the table, do not write results/ (tests)")
-    ap.add_argument("--only", choices=["vllm-step"], help="measure only this row (vllm-step: merged into the results file)")
+    ap.add_argument("--only", choices=["vllm-step"],
+                    help="measure only this row (vllm-step: merged into the results file)")
     ap.add_argument("--vllm-step", action="store_true", help="also measure the vLLM step row (needs vLLM)")
     ap.add_argument("--vllm-repeats", type=int, default=3, help="timed steps per engine in the vLLM step row")
     ap.add_argument("--vllm-preset", default="smollm2-arith", help="preset of the vLLM step row")
@@ -547,7 +556,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"[perf] building {len(credits) + 1} tiny-arith trainers ...", flush=True)
     trainers = build_trainers(credits, overrides=overrides)
     ro = trainers["ccpo"].config.rollout
-    solo_note = f"{ro.problems_per_step * ro.solo_samples} rows to the {ro.problems_per_step * ro.group_size} joint rows"
+    solo_rows, joint_rows = ro.problems_per_step * ro.solo_samples, ro.problems_per_step * ro.group_size
+    solo_note = f"{solo_rows} rows to the {joint_rows} joint rows"
     setup = (f"{ro.problems_per_step} problems x group {ro.group_size}, {ro.solo_samples} solo samples per problem, "
              f"Thinker {ro.thinker_max_new_tokens} / Solver {ro.solver_max_new_tokens} new tokens, sampled at "
              f"temperature {ro.temperature:g}")

@@ -93,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
                 b = groups.budget
                 info[name] = {"n": n, "K": K, "thoughts": b["thinker"]["generations"],
                               "solver answers": b["solver"]["generations"] + b["solo"]["generations"],
-                              "thinker tokens": b["thinker"]["tokens"], "solver tokens": b["solver"]["tokens"] + b["solo"]["tokens"],
+                              "thinker tokens": b["thinker"]["tokens"],
+                              "solver tokens": b["solver"]["tokens"] + b["solo"]["tokens"],
                               "prefilled rows": sum(p.prefill_rows - b0 for p, b0 in zip(distinct, before))}
     flat = statistics.median(times["flat"])
     rows = []

@@ -105,7 +105,7 @@ def run_math_verify(cases: list[dict]) -> list[dict]:
         pred = parse(c["text"])
         try:
             ok = bool(verify(gold, pred))
-        except Exception as e:  # noqa: BLE001 - report, do not stop
+        except Exception as e:  # report, do not stop
             ok, pred = False, f"error {type(e).__name__}"
         out.append({"correct": ok, "detail": f"gold {gold!r}, pred {pred!r}"[:160]})
     return out
@@ -144,14 +144,16 @@ def main(argv: list[str] | None = None) -> int:
                     "detail": v["detail"],
                     "why": WHY.get(c["id"], {}).get(s) or WHY.get(c["class"], {}).get(s, ""),
                 })
-    pairwise = sum(verdicts["thinksolve"][i]["correct"] == verdicts["math-verify"][i]["correct"] for i in range(len(cases)))
+    pairwise = sum(ours["correct"] == theirs["correct"]
+                   for ours, theirs in zip(verdicts["thinksolve"], verdicts["math-verify"]))
 
     columns = ["class", "cases", *SYSTEMS]
     lines = ["Disagreements with the labels:"]
     for d in disagreements:
         lines.append(f"- `{d['id']}` {d['system']} said {d['verdict']} ({d['detail']})"
                      + (f": {d['why']}" if d["why"] else ""))
-    notes = (f"{len(cases)} hand-labelled cases in `{args.cases.relative_to(ROOT) if args.cases.is_relative_to(ROOT) else args.cases}`; "
+    case_file = args.cases.relative_to(ROOT) if args.cases.is_relative_to(ROOT) else args.cases
+    notes = (f"{len(cases)} hand-labelled cases in `{case_file}`; "
              f"thinksolve and math-verify give the same verdict on {pairwise}/{len(cases)}. "
              f"Wall time {wall:.1f} s.\n\n" + "\n".join(lines))
     if args.no_write:

@@ -268,10 +268,11 @@ def main(argv: list[str] | None = None) -> int:
             runs = [run_verifier(pairs, w, warm) for _ in range(args.repeats)]
             results[wname][f"thinksolve, {w} worker{'s' if w > 1 else ''}"] = summarise(runs, len(pairs))
         base = results[wname]["math-verify direct"]["pairs_per_s"]
-        for name, res in results[wname].items():
+        for res in results[wname].values():
             res["ratio_vs_direct"] = res["pairs_per_s"] / base
 
-    command = "python " + " ".join(shlex.quote(a) for a in ([os.path.relpath(__file__, ROOT)] + (argv if argv is not None else sys.argv[1:])))
+    args_given = argv if argv is not None else sys.argv[1:]
+    command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, ROOT), *args_given])
     meta = {
         "command": command,
         "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -305,7 +306,8 @@ def render(results: dict, meta: dict) -> list[str]:
         f"median of {meta['repeats']} runs; 1-min load average {meta['load_average_1m']['start']} at the "
         f"start, {meta['load_average_1m']['end']} at the end.",
         "",
-        "| workload | system | pairs/s | ratio vs direct | p50 ms | p99 ms | judged equal | fast path / symbolic / cache hits | pool start s |",
+        "| workload | system | pairs/s | ratio vs direct | p50 ms | p99 ms | judged equal "
+        "| fast path / symbolic / cache hits | pool start s |",
         "|---|---|---:|---:|---:|---:|---:|---|---:|",
     ]
     for wname, systems in results.items():

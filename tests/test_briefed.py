@@ -39,7 +39,7 @@ def test_brief_and_digit_spec():
     assert all("briefing" not in p.meta for p in plain)
     assert [p.problem for p in load_problems("arith:n=50,difficulty=1,brief=1")] == [p.problem for p in plain]
     for bad in ("arith:brief=2", "arith:digit=yes"):
-        with pytest.raises(ValueError, match="brief|digit"):
+        with pytest.raises(ValueError, match=r"brief|digit"):
             parse_arith_spec(bad)
 
 
@@ -113,7 +113,8 @@ def test_briefed_warm_start_examples_clean_then_mixed():
     ex = warm_start_examples(problems, 1000, prompts="compact")
     clean, mixed = ex[: int(BRIEFED_CLEAN * 1000)], ex[int(BRIEFED_CLEAN * 1000):]
     assert all(t.startswith("Result: ") or t.startswith("\\boxed{") for _, t in clean)
-    kinds = Counter(("Notes:" in p[-1]["content"], t.split(":")[0] if t.startswith(("Result", "The")) else t[:6]) for p, t in mixed)
+    kinds = Counter(("Notes:" in p[-1]["content"], t.split(":")[0] if t.startswith(("Result", "The")) else t[:6])
+                    for p, t in mixed)
     assert any(k[1] == "Work t" for k in kinds)  # vague thoughts appear in the mixed phase
     thinker = [t for p, t in mixed if "Notes:" in p[-1]["content"]]
     assert any(t.startswith("The final answer is") for t in thinker)
@@ -121,7 +122,8 @@ def test_briefed_warm_start_examples_clean_then_mixed():
     # the Solver's target copies the thought's number (or slips): never a fresh guess when there is one
     p = problems[0]
     rng = random.Random(1)
-    builders = {"thinker": P.thinker_messages, "solver": P.solver_messages, "solo": P.solo_messages, "rating": P.rating_messages}
+    builders = {"thinker": P.thinker_messages, "solver": P.solver_messages, "solo": P.solo_messages,
+                "rating": P.rating_messages}
     for _ in range(30):
         prompt, target = briefed_example(p, "solver", rng, builders, clean=True)
         assert target == f"\\boxed{{{p.answer}}}"
@@ -151,9 +153,9 @@ def test_demo_writes_seed_and_intervals(tmp_path):
 
     out = tmp_path / "demo"
     rc = main(["demo", "--seed", "3", "--out", str(out), "--steps", "2",
-               "warm_start.data=arith:n=40,difficulty=1,brief=1,digit=1", "warm_start.steps=6", "warm_start.batch_size=4",
-               "eval_data=arith:n=6,difficulty=1,split=test,brief=1,digit=1", "eval_samples=2", "rollout.problems_per_step=2",
-               "rollout.group_size=2", "rollout.solo_samples=1"])
+               "warm_start.data=arith:n=40,difficulty=1,brief=1,digit=1", "warm_start.steps=6",
+               "warm_start.batch_size=4", "eval_data=arith:n=6,difficulty=1,split=test,brief=1,digit=1",
+               "eval_samples=2", "rollout.problems_per_step=2", "rollout.group_size=2", "rollout.solo_samples=1"])
     assert rc == 0
     d = json.loads((out / "demo.json").read_text())
     assert d["seed"] == 3 and d["preset"] == "tiny-brief" and d["wall_s"] > 0

@@ -31,13 +31,15 @@ def test_scripted_team_uses_the_thought(math500):
 
 
 def test_console_script_module_runs():
-    r = subprocess.run([sys.executable, "-m", "algorithms.cli", "play", "--episodes", "0"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "algorithms.cli", "play", "--episodes", "0"],
+                       capture_output=True, text=True)
     assert r.returncode == 2 and "--episodes must be >= 1" in r.stderr
 
 
 @pytest.mark.parametrize("args, msg", [
     (["--preset", "nope"], "unknown preset 'nope'; choose from ['llama3.1-8b-math', 'qwen2.5-1.5b-math'"),
-    (["--credit", "magic"], "unknown credit method 'magic'; choose from ['ccpo', 'difference', 'sepo', 'shapley', 'shared'"),
+    (["--credit", "magic"],
+     "unknown credit method 'magic'; choose from ['ccpo', 'difference', 'sepo', 'shapley', 'shared'"),
     (["--optimizer", "adam"], "unknown optimizer 'adam'; choose from ['dr_grpo', 'grpo', 'gspo', 'reinforce++'"),
     (["rollout.group_size=1"], "rollout.group_size=1 is invalid: allowed >= 2"),
     (["optim.lrr=1"], "unknown config field 'optim.lrr'; known here: ['agg'"),
@@ -51,7 +53,8 @@ def test_train_errors_name_the_choices(capsys, tmp_path, args, msg):
 
 def test_train_resume_and_eval_from_the_command_line(capsys, tmp_path):
     run = tmp_path / "run"
-    base = ["train", "--preset", "tiny-arith", "--credit", "shared", "--optimizer", "rloo", "--seed", "3", "--out", str(run)]
+    base = ["train", "--preset", "tiny-arith", "--credit", "shared", "--optimizer", "rloo", "--seed", "3",
+            "--out", str(run)]
     assert main([*base, "--steps", "1", *FAST]) == 0
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1]
@@ -79,7 +82,8 @@ def test_train_resume_and_eval_from_the_command_line(capsys, tmp_path):
 
     capsys.readouterr()
     data = "arith:n=3,difficulty=1,split=test,arith:n=2,difficulty=2"  # two datasets
-    assert main(["eval", "--model", str(run), "--data", data, "--samples", "2", "--greedy", "--max-new-tokens", "4"]) == 0
+    assert main(["eval", "--model", str(run), "--data", data, "--samples", "2", "--greedy",
+                 "--max-new-tokens", "4"]) == 0
     out = capsys.readouterr().out
     assert "Thinker removed" in out and "collaboration" in out
     result = json.loads((run / "eval.json").read_text())
@@ -223,7 +227,8 @@ def test_train_errors_that_used_to_be_tracebacks(tmp_path, capsys, math500_path)
     bad.write_text('{"problem": "x", "answer": "1"}\n[1, 2\n')
     assert main(["train", "--out", str(tmp_path / "r"), "--steps", "1", *FAST, f"train_data={bad}"]) == 2
     assert "train_data=" in capsys.readouterr().err
-    for override, msg in [("credit.params.lamm=0.5", "no parameter(s) ['lamm']"), ("credit.params.lam=-1", "lam must be >= 0"),
+    for override, msg in [("credit.params.lamm=0.5", "no parameter(s) ['lamm']"),
+                          ("credit.params.lam=-1", "lam must be >= 0"),
                           ("rollout.temperature=0", "rollout.temperature=0.0 is invalid")]:
         assert main(["train", "--out", str(tmp_path / "r"), "--credit", "ccpo", *FAST, override]) == 2
         assert msg in capsys.readouterr().err
@@ -257,14 +262,22 @@ def test_eval_of_a_model_folder_progress_and_bad_folders(tmp_path, capsys):
 def test_run_directory_checks_have_one_source(tmp_path, capsys):
     """The CLI prints what algorithms.runs.check_run_dir says, and the trainer says the same."""
     from algorithms.config import TrainerConfig
-    from algorithms.runs import (CheckpointError, ResumeError, RunLock, RunLockedError, check_run_dir, check_unlocked,
-                                 lock_holder, run_state)
+    from algorithms.runs import (
+        CheckpointError,
+        ResumeError,
+        RunLock,
+        RunLockedError,
+        check_run_dir,
+        check_unlocked,
+        lock_holder,
+        run_state,
+    )
     from algorithms.train import Trainer
 
     run = tmp_path / "run"
     empty = run_state(tmp_path / "none")
     assert (empty.holder, empty.has_checkpoint, empty.step) == (None, False, None)
-    with pytest.raises(CheckpointError, match="no checkpoint at .*nothing to resume"):
+    with pytest.raises(CheckpointError, match=r"no checkpoint at .*nothing to resume"):
         empty.check(resume=True)
     assert main(["train", "--out", str(run), "--steps", "1", *FAST]) == 0
     state = run_state(run)

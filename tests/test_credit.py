@@ -31,7 +31,7 @@ def test_available_and_unknown_names():
     assert credit.available()[:5] == ["shared", "ccpo", "sepo", "difference", "shapley"]
     with pytest.raises(ValueError, match="available: shared, ccpo, sepo, difference, shapley"):
         credit.get("coma")
-    with pytest.raises(TypeError, match="no parameter.*'lambda'.*variant, lam, alpha, eta, decay"):
+    with pytest.raises(TypeError, match=r"no parameter.*'lambda'.*variant, lam, alpha, eta, decay"):
         credit.get("ccpo", **{"lambda": 0.1})
     with pytest.raises(ValueError, match="unknown ccpo variant 'evnt'; available: event, margin, normalized"):
         credit.get("ccpo", variant="evnt")
@@ -161,7 +161,8 @@ def test_ccpo_normalized_warmup_then_moving_averages():
     np.testing.assert_allclose(r[S], [0, 0], atol=1e-6)  # g = ½, z_joint = 1, z_solo = −1
     saved = m.state_dict()
     np.testing.assert_allclose([saved["mean"]["delta"], saved["var"]["delta"]], [0.02, 1.98])
-    np.testing.assert_allclose([saved["mean"]["joint"], saved["var"]["joint"], saved["mean"]["solo"]], [0.01, 0.99, -0.01])
+    np.testing.assert_allclose([saved["mean"]["joint"], saved["var"]["joint"], saved["mean"]["solo"]],
+                               [0.01, 0.99, -0.01])
     r3 = m([h])
     sd = math.sqrt(1.98)
     gate = 1 / (1 + math.exp(-0.02 / (sd + eps)))
@@ -220,7 +221,7 @@ def test_missing_counterfactual_is_named():
     with pytest.raises(credit.MissingCounterfactualError, match="'ratings'"):
         credit.check_needs(credit.get("sepo"), {"solo"})
     credit.check_needs(credit.get("difference"), credit.get("shapley"))  # same requires: fine
-    with pytest.raises(ValueError, match="unknown counterfactual.*'solo_thinker'"):
+    with pytest.raises(ValueError, match=r"unknown counterfactual.*'solo_thinker'"):
         credit.normalize_needs({"solo_thinker"})
 
 
@@ -244,7 +245,7 @@ def test_register_function_and_class():
             def compute(self, groups):
                 return {T: [float("nan")] * 2, S: [0, 0]}
 
-        with pytest.raises(ValueError, match="'test_nan'.*NaN"):
+        with pytest.raises(ValueError, match=r"'test_nan'.*NaN"):
             credit.get("test_nan")([G([1, -1])])
     finally:
         credit.unregister("test_solver_bonus")

@@ -42,13 +42,13 @@ def test_example_plugin_registers_a_method_with_hand_computed_rewards():
 
 
 def test_plugin_errors_are_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nope.py"):
+    with pytest.raises(FileNotFoundError, match=r"nope\.py"):
         credit.load_plugin(str(tmp_path / "nope.py"))
     with pytest.raises(ModuleNotFoundError, match="no_such_plugin_module"):
         credit.load_plugin("no_such_plugin_module")
     cfg = preset("tiny-arith")
     cfg.plugins = [str(tmp_path / "missing.py")]
-    with pytest.raises(ConfigError, match="plugins: cannot load .*missing.py"):
+    with pytest.raises(ConfigError, match=r"plugins: cannot load .*missing\.py"):
         cfg.validate()
     bad = tmp_path / "bad.py"
     bad.write_text("raise ImportError('broken plugin')\n")
@@ -96,7 +96,8 @@ def _bench(tmp_path, runs, *extra, cli=False):
             "--optimizers", "reinforce++", "--seeds", "0",
             "--steps", "2", "--eval-every", "1", "--eval-data", "arith:n=8,difficulty=1,split=test",
             "--eval-samples", "1", "--workers", "1", "--name", "cmp", "--results", str(tmp_path / "results"),
-            "--runs", str(runs), "rollout.problems_per_step=2", "rollout.group_size=4", "rollout.solo_samples=2", *extra]
+            "--runs", str(runs), "rollout.problems_per_step=2", "rollout.group_size=4", "rollout.solo_samples=2",
+            *extra]
     assert (cli_main(["bench", "credit", *args]) if cli else cc.main(args)) == 0
     return json.loads((tmp_path / "results" / "cmp.json").read_text())
 

@@ -39,7 +39,8 @@ def test_grpo_scales():
     np.testing.assert_allclose(a.numpy(), np.array([0.5, -1.5, 0.5, 0.5, 0, 0, 0]) / (1 + EPS), rtol=1e-6)
     # batch std of all 7 rewards: Σr² = 8.5, mean 5/7 → SS = 8.5 − 25/7 = 34.5/7, var = SS/6
     a = grpo(R, IDX, scale="batch")
-    np.testing.assert_allclose(a.numpy(), np.array([0.5, -1.5, 0.5, 0.5, 0, 0, 0]) / (math.sqrt(34.5 / 42) + EPS), rtol=1e-6)
+    np.testing.assert_allclose(a.numpy(), np.array([0.5, -1.5, 0.5, 0.5, 0, 0, 0]) / (math.sqrt(34.5 / 42) + EPS),
+                               rtol=1e-6)
     np.testing.assert_allclose(grpo(R, IDX, scale="none").numpy(), [0.5, -1.5, 0.5, 0.5, 0, 0, 0])
     np.testing.assert_allclose(estimators.get("dr_grpo")(R, IDX).numpy(), [0.5, -1.5, 0.5, 0.5, 0, 0, 0])
 
@@ -93,7 +94,8 @@ def test_all_equal_groups_give_exact_zeros(name):
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from([-1.0, 1.0, 0.2, 1e-9, 1e6, -3.5]), st.integers(0, 3)), min_size=1, max_size=24),
+@given(st.lists(st.tuples(st.sampled_from([-1.0, 1.0, 0.2, 1e-9, 1e6, -3.5]), st.integers(0, 3)),
+                min_size=1, max_size=24),
        st.sampled_from(estimators.available()), st.sampled_from(["group", "batch", "none"]))
 def test_advantages_finite(pairs, name, scale):
     r = [p[0] for p in pairs]

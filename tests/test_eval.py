@@ -44,10 +44,13 @@ def test_help_and_hurt_pair_each_team_sample_with_a_solo_sample():
     """A Thinker that misleads: its thought names a wrong number, while the Solver alone is
     right on problems whose first number is the answer; the Solver copies the thought."""
     problems = {p.problem: p for p in load_problems("arith:n=60,difficulty=1,split=test")}
-    team = {"thinker_0": ScriptedPolicy(lambda m: "maybe 99999"),
-            "solver_0": ScriptedPolicy(lambda m: "\\boxed{" + (
-                re.findall(r"-?\d+", m[-1]["content"].split("Thought")[-1])[-1] if "Thinker's thought:" in m[-1]["content"]
-                else problems[m[-1]["content"]].answer) + "}")}
+    def solver(m):
+        text = m[-1]["content"]
+        if "Thinker's thought:" in text:
+            return "\\boxed{" + re.findall(r"-?\d+", text.split("Thought")[-1])[-1] + "}"
+        return "\\boxed{" + problems[text].answer + "}"
+
+    team = {"thinker_0": ScriptedPolicy(lambda m: "maybe 99999"), "solver_0": ScriptedPolicy(solver)}
     r = evaluate(team, list(problems.values()), samples=1, temperature=0.0)
     assert r["joint_accuracy"] == 0.0 and r["solo_accuracy"] == 1.0
     assert r["hurt_rate"] == 1.0 and r["help_rate"] == 0.0 and r["collaboration"] == -1.0
@@ -88,6 +91,7 @@ def test_evaluation_and_the_trainer_do_not_import_each_other():
     import pathlib
 
     for src in (pathlib.Path(__file__).resolve().parents[1] / "algorithms" / "evaluation").glob("*.py"):
-        imported = {n.module for n in ast.walk(ast.parse(src.read_text())) if isinstance(n, ast.ImportFrom) and n.module}
+        imported = {n.module for n in ast.walk(ast.parse(src.read_text()))
+                    if isinstance(n, ast.ImportFrom) and n.module}
         assert imported, src
         assert not {m for m in imported if m.split(".")[0] in ("train", "trainer", "team")}, (src, imported)

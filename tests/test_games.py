@@ -48,12 +48,15 @@ def test_exact_values_by_hand_on_a_2x2_game():
 def _fd_grad(game, lT, lS, h=1e-6):
     J = lambda a, b: float(exact_values(game, softmax(a), softmax(b)).J)  # noqa: E731
     out = []
-    for l, other, first in ((lT, lS, True), (lS, lT, False)):
-        g = np.zeros_like(l)
-        for i in np.ndindex(l.shape):
-            d = np.zeros_like(l)
+    for logits, other, first in ((lT, lS, True), (lS, lT, False)):
+        g = np.zeros_like(logits)
+        for i in np.ndindex(logits.shape):
+            d = np.zeros_like(logits)
             d[i] = h
-            g[i] = ((J(l + d, other) - J(l - d, other)) if first else (J(other, l + d) - J(other, l - d))) / (2 * h)
+            if first:
+                g[i] = (J(logits + d, other) - J(logits - d, other)) / (2 * h)
+            else:
+                g[i] = (J(other, logits + d) - J(other, logits - d)) / (2 * h)
         out.append(g)
     return out
 
@@ -112,9 +115,9 @@ def test_noise_and_removal_parameters():
     np.testing.assert_allclose(noisy.success, 0.5 * clean.success + 0.25)
     assert make_game("climbing", state_rate=0.0).states.max() == 0.0
     assert make_game("climbing", state_rate=0.5).states.max() > 0.2
-    with pytest.raises(ValueError, match="unknown tabular game 'nope'.*helpful-harmful"):
+    with pytest.raises(ValueError, match=r"unknown tabular game 'nope'.*helpful-harmful"):
         make_game("nope")
-    with pytest.raises(TypeError, match="no parameter.*'delta_x'"):
+    with pytest.raises(TypeError, match=r"no parameter.*'delta_x'"):
         make_game("helpful-harmful", delta_x=1)
     with pytest.raises(ValueError, match="noise"):
         make_game("climbing", noise=2.0)
@@ -125,7 +128,8 @@ def test_noise_and_removal_parameters():
 
 def test_bad_tables_are_named():
     with pytest.raises(ValueError, match="probability vector"):
-        TabularGame("bad", np.array([0.5, 0.6]), np.zeros((2, 2, 2)), np.arange(2), np.zeros((2, 2), int), np.zeros((2, 1)))
+        TabularGame("bad", np.array([0.5, 0.6]), np.zeros((2, 2, 2)), np.arange(2), np.zeros((2, 2), int),
+                    np.zeros((2, 1)))
     game = two_by_two()
     with pytest.raises(ValueError, match="Thinker table must end in"):
         exact_values(game, np.ones((1, 3)) / 3, np.ones((3, 2)) / 2)
@@ -134,7 +138,8 @@ def test_bad_tables_are_named():
 def test_sampled_outcomes_match_the_success_table():
     game = two_by_two()
     pi_T, pi_S = np.array([[0.3, 0.7]]), np.array([[0.5, 0.5], [0.2, 0.8], [0.6, 0.4]])
-    b = sample(game, pi_T, pi_S, np.random.default_rng(0), groups=4000, thoughts=3, answers_per_thought=4, solo_samples=5)
+    b = sample(game, pi_T, pi_S, np.random.default_rng(0), groups=4000, thoughts=3, answers_per_thought=4,
+               solo_samples=5)
     assert b.shape == (4000, 3, 4) and b.solo_reward.shape == (4000, 5) and b.no_solver_reward.shape == (4000, 3)
     assert np.mean(b.t == 1) == pytest.approx(0.7, abs=0.01)
     for t in (0, 1):
@@ -193,5 +198,5 @@ def test_tabular_softmax_policy_gradients_are_exact():
     assert np.bincount(draws, minlength=3) / 20000 == pytest.approx([0.2, 0.3, 0.5], abs=0.015)
     with pytest.raises(ValueError, match="do not broadcast"):
         TabularSoftmaxPolicy(3, 4, logits=np.zeros((2, 2)))
-    with pytest.raises(ValueError, match="actions must be in 0..3"):
+    with pytest.raises(ValueError, match=r"actions must be in 0\.\.3"):
         pol.score_gradient(obs, act + 4, w)

@@ -112,7 +112,8 @@ def test_aggregation_modes(agg, expected):
 def test_seq_mean_token_sum_norm_uses_max_len():
     adv = -torch.tensor([[1.0, 2.0], [4.0, 0.0]])
     lp = leaf([[0.0] * 2] * 2)
-    loss, _ = losses.get("grpo")(lp, lp.detach(), adv, torch.tensor([[1, 1], [1, 0]]), agg="seq-mean-token-sum-norm", max_len=7)
+    loss, _ = losses.get("grpo")(lp, lp.detach(), adv, torch.tensor([[1, 1], [1, 0]]),
+                                 agg="seq-mean-token-sum-norm", max_len=7)
     assert loss.item() == pytest.approx(7 / 14)
 
 

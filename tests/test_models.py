@@ -30,7 +30,9 @@ def test_tiny_tokenizer_is_byte_level_with_a_chat_template():
     for text in ["What is 7 times 8?", "héllo wörld ∑ 🙂 \\boxed{56}", "  spaces\tand\nnewlines "]:
         assert tok.decode(tok.encode(text, add_special_tokens=False)) == text
     rendered = tok.apply_chat_template(
-        [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}], add_generation_prompt=True, tokenize=False
+        [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}],
+        add_generation_prompt=True,
+        tokenize=False,
     )
     assert rendered == "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\n"
     assert tok.eos_token == "<|im_end|>" and tok.pad_token == "<|endoftext|>"

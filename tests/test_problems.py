@@ -24,7 +24,8 @@ def test_limit_and_seeded_shuffle_are_deterministic(math500_path):
 
 def test_question_field_and_numeric_answer(tmp_path):
     f = tmp_path / "q.jsonl"
-    f.write_text(json.dumps({"question": "1+1?", "answer": 2}) + "\n\n" + json.dumps({"id": "x", "problem": "2+2?", "answer": "4"}) + "\n")
+    f.write_text(json.dumps({"question": "1+1?", "answer": 2}) + "\n\n"
+                 + json.dumps({"id": "x", "problem": "2+2?", "answer": "4"}) + "\n")
     ps = load_problems(f)
     assert [(p.id, p.problem, p.answer) for p in ps] == [("q-0", "1+1?", "2"), ("x", "2+2?", "4")]
 

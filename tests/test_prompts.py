@@ -1,8 +1,14 @@
 import pytest
 
 from thinksolve_env.prompts import (
-    DEFAULT_PROMPTS, RATING_PAIRS, prepare_thought, rating_messages, solo_messages,
-    solver_messages, strip_trailing_boxed, thinker_messages,
+    DEFAULT_PROMPTS,
+    RATING_PAIRS,
+    prepare_thought,
+    rating_messages,
+    solo_messages,
+    solver_messages,
+    strip_trailing_boxed,
+    thinker_messages,
 )
 
 

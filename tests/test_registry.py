@@ -121,7 +121,7 @@ def test_plugins_are_checked_without_being_imported(tmp_path):
         credit.check_plugin(str(tmp_path / "missing.py"))
     with pytest.raises(ModuleNotFoundError, match="no_such_module_here"):
         credit.check_plugin("no_such_module_here.sub")
-    with pytest.raises(ValueError, match="a .py path or a module name"):
+    with pytest.raises(ValueError, match=r"a \.py path or a module name"):
         credit.check_plugin("")
     module = credit.load_plugin(str(plugin))
     assert credit.plugin_loaded(str(plugin)) and module.__name__ in sys.modules

@@ -127,7 +127,10 @@ def test_prompts_and_thought_hand_over(verifier):
 
 def test_same_policy_for_both_roles_is_one_call_per_role_and_phase(verifier):
     th, so = make_team()
-    both = ScriptedPolicy(lambda m: so.fn(m) if "Thinker's thought" in m[-1]["content"] or "Solve the problem directly" in m[0]["content"] else th.fn(m))
+    def solver_prompt(m):
+        return "Thinker's thought" in m[-1]["content"] or "Solve the problem directly" in m[0]["content"]
+
+    both = ScriptedPolicy(lambda m: so.fn(m) if solver_prompt(m) else th.fn(m))
     groups = collect_groups(PROBLEMS, {T: both, S: both}, group_size=3, needs=CF, verifier=verifier)
     assert both.calls == 2 and both.prompts_seen == 6 + 6 + 6
     assert groups.budget["generate_calls"] == {T: 1, S: 1}
@@ -144,11 +147,11 @@ def test_fewer_solo_samples_is_a_budget_choice(verifier):
 def test_bad_arguments(verifier):
     th, so = make_team()
     pol = {T: th, S: so}
-    with pytest.raises(ValueError, match="unknown counterfactual.*known: 'solo'"):
+    with pytest.raises(ValueError, match=r"unknown counterfactual.*known: 'solo'"):
         collect_groups(PROBLEMS, pol, group_size=2, needs={"solo", "both"}, verifier=verifier)
-    with pytest.raises(TypeError, match="unknown sampling keyword.*'temp'"):
+    with pytest.raises(TypeError, match=r"unknown sampling keyword.*'temp'"):
         collect_groups(PROBLEMS, pol, group_size=2, needs=(), verifier=verifier, temp=0.7)
-    with pytest.raises(ValueError, match="no policy for 'solver_0'.*'solo'"):
+    with pytest.raises(ValueError, match=r"no policy for 'solver_0'.*'solo'"):
         collect_groups(PROBLEMS, {T: th}, group_size=2, needs={"solo"}, verifier=verifier)
     with pytest.raises(ValueError, match="group_size"):
         collect_groups(PROBLEMS, pol, group_size=0, needs=(), verifier=verifier)

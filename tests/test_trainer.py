@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from algorithms import credit
-from algorithms.runs import load_checkpoint
 from algorithms.config import ScheduleConfig, apply_overrides, preset
+from algorithms.runs import load_checkpoint
 from algorithms.train import ResumeError, Trainer, micro_batches, scheduled_roles
 
 if "test_token_parity" not in credit.available():
@@ -25,7 +25,8 @@ if "test_token_parity" not in credit.available():
     @credit.register("test_token_parity")
     def _token_parity(groups):
         def share(role):
-            return np.array([np.mean([t % 2 for t in e.completions[role].token_ids] or [0]) for g in groups for e in g.episodes])
+            return np.array([np.mean([t % 2 for t in e.completions[role].token_ids] or [0])
+                             for g in groups for e in g.episodes])
 
         return {"thinker_0": share("thinker_0"), "solver_0": 1.0 - share("solver_0")}
 
@@ -89,7 +90,8 @@ def test_metrics_rows_hold_the_documented_fields(tmp_path):
         t.train()
     (row,) = _rows(tmp_path)
     for key in ("step", "updated", "reward_thinker_0", "reward_solver_0", "joint_accuracy", "accuracy_solver_0",
-                "loss_thinker_0", "loss_solver_0", "clip_frac_thinker_0", "kl_solver_0", "grad_norm_thinker_0", "tokens_total"):
+                "loss_thinker_0", "loss_solver_0", "clip_frac_thinker_0", "kl_solver_0", "grad_norm_thinker_0",
+                "tokens_total"):
         assert key in row, key
     assert row["updated"] == ["solver_0", "thinker_0"]
     assert row["tokens"]["thinker"] > 0 and row["micro_batches_thinker_0"] >= 2  # a 150-token budget splits 4 rollouts
@@ -106,9 +108,9 @@ def test_resume_with_a_different_config_is_refused_with_the_difference(tmp_path)
 
 def test_ctrl_c_finishes_the_step_and_writes_a_checkpoint(tmp_path):
     _INTERRUPT_AT.update(call=2, calls=0)
-    with Trainer(tiny(tmp_path, "steps=5", "save_every=100", "credit.name=test_interrupt")) as t:
-        with pytest.raises(KeyboardInterrupt):
-            t.train()
+    with Trainer(tiny(tmp_path, "steps=5", "save_every=100", "credit.name=test_interrupt")) as t, \
+            pytest.raises(KeyboardInterrupt):
+        t.train()
     ck = load_checkpoint(tmp_path / "checkpoint")
     assert ck["step"] == 2 and len(_rows(tmp_path)) == 2
     _INTERRUPT_AT.update(call=None)
@@ -136,7 +138,8 @@ def test_shared_and_lora_models_train_both_roles(tmp_path, sharing):
 
 def test_alternating_schedule():
     sch = ScheduleConfig(mode="alternate", period=2, start_role="solver_0")
-    assert [scheduled_roles(sch, s)[0] for s in range(6)] == ["solver_0", "solver_0", "thinker_0", "thinker_0", "solver_0", "solver_0"]
+    assert [scheduled_roles(sch, s)[0] for s in range(6)] == ["solver_0", "solver_0", "thinker_0", "thinker_0",
+                                                              "solver_0", "solver_0"]
     assert scheduled_roles(ScheduleConfig(mode="simultaneous"), 3) == ["thinker_0", "solver_0"]
 
 
@@ -176,9 +179,9 @@ def test_sigterm_mid_run_saves_and_resume_equals_the_uninterrupted_run(tmp_path)
         t.train()
     _TERM_AT.update(call=3, calls=0)
     lines = []
-    with Trainer(tiny(b, "steps=4", "save_every=100", "credit.name=test_sigterm"), log=lines.append) as t:
-        with pytest.raises(TrainingInterrupted) as info:
-            t.train()
+    with Trainer(tiny(b, "steps=4", "save_every=100", "credit.name=test_sigterm"), log=lines.append) as t, \
+            pytest.raises(TrainingInterrupted) as info:
+        t.train()
     assert info.value.signum == signal.SIGTERM
     assert any(line.strip().startswith("SIGTERM: finishing this step") for line in lines)
     assert load_checkpoint(b / "checkpoint")["step"] == 3  # the step under way finished and was saved
@@ -272,8 +275,9 @@ def test_one_writer_per_run_directory_and_a_dead_writer_leaves_no_lock(tmp_path)
 @pytest.mark.parametrize("override, msg", [
     ("eval_data=missing.jsonl", r"eval_data='missing.jsonl': problem source 'missing.jsonl': no such file"),
     ("model.device=cuda", r"model.device='cuda' is invalid here: this torch .* allowed: cpu"),
-    ("model.name=nobody-here/no-such-model", r"model.name='nobody-here/no-such-model' is a hub id, HF_HUB_OFFLINE is set.*"
-                                             r"set model.name=DIR to that local folder"),
+    ("model.name=nobody-here/no-such-model",
+     r"model.name='nobody-here/no-such-model' is a hub id, HF_HUB_OFFLINE is set.*"
+     r"set model.name=DIR to that local folder"),
 ])
 def test_bad_sources_are_named_before_anything_runs(tmp_path, override, msg):
     from algorithms.config import ConfigError

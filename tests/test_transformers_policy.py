@@ -4,7 +4,6 @@ truncation, LoRA, bad input."""
 from __future__ import annotations
 
 import os
-import warnings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -21,7 +20,8 @@ def chat(user: str, system: str = "You are a math problem solver.") -> list[dict
 
 
 # prompts of different lengths, so left padding matters
-PROMPTS = [chat("What is 7 times 8?"), chat("Add 12 and 30." + " Think." * 7), chat("x"), chat("Compute 9 * 9, then 100 - 37.")]
+PROMPTS = [chat("What is 7 times 8?"), chat("Add 12 and 30." + " Think." * 7), chat("x"),
+           chat("Compute 9 * 9, then 100 - 37.")]
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from algorithms import credit, estimators
 from algorithms.config import apply_overrides, preset
 from algorithms.rollout import EpisodeGroup, collect_groups
 from algorithms.train import Trainer
-from thinksolve_env import MathVerifier, Problem, load_problems
+from thinksolve_env import MathVerifier, load_problems
 from thinksolve_env.env import ThinkSolveEnv
 
 SOLO_NEEDS = {"solo", "no_solver", "ratings"}
@@ -54,8 +54,8 @@ def test_tree_collection_structure_and_budget(policy, problems):
     thinker, solver = Counting(policy), Counting(policy)
     n, K, m, P = 3, 4, 2, len(problems)
     with MathVerifier(workers=0) as v:
-        groups = collect_groups(problems, {"thinker_0": thinker, "solver_0": solver}, group_size=n, answers_per_thought=K,
-                                needs={"solo", "no_solver"}, verifier=v, solo_samples=m, seed=3,
+        groups = collect_groups(problems, {"thinker_0": thinker, "solver_0": solver}, group_size=n,
+                                answers_per_thought=K, needs={"solo", "no_solver"}, verifier=v, solo_samples=m, seed=3,
                                 thinker_max_new_tokens=12, solver_max_new_tokens=12)
     # one Thinker call with n prompts per problem; one Solver call with n*K joint + m solo prompts per problem
     assert thinker.calls == [P * n]
@@ -139,7 +139,8 @@ def test_shared_prefill_same_samples_fewer_rows(policy):
 def test_collect_rejects_bad_answers_per_thought(policy, problems):
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="answers_per_thought"):
-            collect_groups(problems, {"thinker_0": policy, "solver_0": policy}, group_size=2, needs=(), answers_per_thought=bad)
+            collect_groups(problems, {"thinker_0": policy, "solver_0": policy}, group_size=2, needs=(),
+                           answers_per_thought=bad)
 
 
 # --------------------------------------------------------------------------- credit on hand-built groups
@@ -148,8 +149,10 @@ def test_collect_rejects_bad_answers_per_thought(policy, problems):
 def _groups():
     # problem 1: thoughts A (answers +1, +1, -1), B (-1, -1, -1); solo -1, +1 -> b = 0
     # problem 2: thoughts C (+1, +1, +1), D (+1, -1, -1); solo -1, -1 -> b = -1
-    g1 = EpisodeGroup.from_rewards([1, 1, -1, -1, -1, -1], solo=[-1, 1], no_solver=[1, 1, 1, -1, -1, -1], answers_per_thought=3)
-    g2 = EpisodeGroup.from_rewards([1, 1, 1, 1, -1, -1], solo=[-1, -1], no_solver=[-1, -1, -1, -1, -1, -1], answers_per_thought=3)
+    g1 = EpisodeGroup.from_rewards([1, 1, -1, -1, -1, -1], solo=[-1, 1], no_solver=[1, 1, 1, -1, -1, -1],
+                                   answers_per_thought=3)
+    g2 = EpisodeGroup.from_rewards([1, 1, 1, 1, -1, -1], solo=[-1, -1], no_solver=[-1, -1, -1, -1, -1, -1],
+                                   answers_per_thought=3)
     return [g1, g2]
 
 
@@ -192,7 +195,8 @@ def test_tree_method_by_hand():
     assert credit.resolve_grouping(m, "solver_0") == "thought" and credit.resolve_grouping(m, "thinker_0") == "problem"
     # Dr. GRPO on the units: Thinker Q_j - mean of its problem's Q; Solver R - Q (its siblings' mean)
     t = credit.role_units(gs, r["thinker_0"], "thinker_0")
-    np.testing.assert_allclose(estimators.get("dr_grpo")(t.rewards, t.index).numpy(), [2 / 3, -2 / 3, 2 / 3, -2 / 3], atol=1e-6)
+    np.testing.assert_allclose(estimators.get("dr_grpo")(t.rewards, t.index).numpy(), [2 / 3, -2 / 3, 2 / 3, -2 / 3],
+                               atol=1e-6)
     s = credit.role_units(gs, r["solver_0"], "solver_0", "thought")
     np.testing.assert_allclose(estimators.get("dr_grpo")(s.rewards, s.index).numpy(), R - Q, atol=1e-6)
 
@@ -284,7 +288,8 @@ def test_trainer_counts_each_thought_once(tmp_path):
         "warm_start.enabled=false", "train_data=arith:n=50,difficulty=1", "rollout.problems_per_step=2",
         "rollout.group_size=3", "rollout.answers_per_thought=2", "rollout.solo_samples=1",
         "rollout.thinker_max_new_tokens=6", "rollout.solver_max_new_tokens=6", "credit.name=tree",
-        "optim.estimator=dr_grpo", "schedule.mode=simultaneous", "steps=1", "tensorboard=false", f"out={tmp_path / 'run'}",
+        "optim.estimator=dr_grpo", "schedule.mode=simultaneous", "steps=1", "tensorboard=false",
+        f"out={tmp_path / 'run'}",
     ])
     RecordingTrainer.seen = []
     with RecordingTrainer(cfg, log=None) as tr:

@@ -14,7 +14,8 @@ from algorithms import losses
 from algorithms.config import OptimConfig
 from algorithms.train import accumulate_gradients, micro_batches, policy_update
 
-PROMPTS = [[{"role": "user", "content": f"What is {a} + {b}?"}] for a, b in ((1, 2), (13, 4), (7, 7), (250, 31), (9, 0))]
+PROMPTS = [[{"role": "user", "content": f"What is {a} + {b}?"}]
+           for a, b in ((1, 2), (13, 4), (7, 7), (250, 31), (9, 0))]
 
 
 @pytest.fixture(scope="module")

@@ -306,7 +306,7 @@ def test_threads_share_one_verifier(verifier):
         try:
             chunk = pairs[t::4]
             results[t] = [v.correct for v in verifier.verify_batch(chunk)]
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:
             errors.append(e)
 
     threads = [threading.Thread(target=run, args=(t,)) for t in range(4)]

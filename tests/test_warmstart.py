@@ -6,7 +6,7 @@ import time
 import pytest
 
 from algorithms.config import WarmStartConfig
-from algorithms.team.warmstart import format_targets, train_format, warm_start, warm_start_examples, warm_start_path
+from algorithms.team.warmstart import format_targets, warm_start, warm_start_examples, warm_start_path
 from thinksolve_env import load_problems
 from thinksolve_env.verifier import MathVerifier
 
