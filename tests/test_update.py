@@ -22,7 +22,9 @@ PROMPTS = [[{"role": "user", "content": f"What is {a} + {b}?"}]
 def batch():
     """A tiny policy and five sampled completions of different lengths, with their old
     log-probs nudged so that ratios differ from 1 and some tokens clip."""
-    model, tok = build_tiny_model(seed=3)
+    # a smaller tiny model: the property under test does not depend on its size
+    model, tok = build_tiny_model(seed=3, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                                  num_key_value_heads=1, head_dim=16)
     policy = TransformersPolicy(model, tok, seed=3)
     out = policy.generate(PROMPTS, max_new_tokens=12, temperature=1.0, seed=11)
     gen = torch.Generator().manual_seed(0)
