@@ -113,8 +113,11 @@ def _worker_init(plugins: list[str]) -> None:
         credit.load_plugin(p)
 
 
-def run_game(task: dict) -> dict:
-    """Fidelity and learning rows of one game (runs in a worker process)."""
+def run_part(task: dict) -> dict:
+    """One part of one game (runs in a worker process): the fidelity rows of every method
+    (``task["part"] == "fidelity"``: they share their sampled batches), or the learning rows of
+    the methods in ``task["methods"]`` (each learning cell draws its own random streams, so the
+    methods of a game can run apart)."""
     from algorithms.lab import fidelity_scores, learning_runs
     from thinksolve_env.games import make_game
 
@@ -123,34 +126,50 @@ def run_game(task: dict) -> dict:
     specs = [method_spec(m) for m in task["methods"]]
     ests = [estimator_spec(e) for e in task["estimators"]]
     colls = [collection(task["flat"], "flat", task["solo"]), collection(task["tree"], "tree", task["solo"])]
-    fid = fidelity_scores(game, specs, ests, colls, batches=task["batches"], problems_per_batch=task["problems"],
-                          seed=task["seed"], policy_scale=task["policy_scale"], rater_accuracy=task["rater_accuracy"])
-    t1 = time.perf_counter()
-    learn = learning_runs(game, specs, ests, colls, seeds=task["seeds"], updates=task["updates"],
-                          problems_per_batch=task["learn_problems"], lr=task["lr"], seed=task["seed"],
-                          rater_accuracy=task["rater_accuracy"], optimum_tol=task["optimum_tol"])
-    key = lambda r: (r["collection"], r["method"], r["estimator"])  # noqa: E731
-    by = {key(r): r for r in learn}
-    rows = [{**r, **by[key(r)]} for r in fid]
-    return {"game": task["game"], "rows": rows, "fidelity_seconds": t1 - t0, "learning_seconds": time.perf_counter() - t1,
+    if task["part"] == "fidelity":
+        rows = fidelity_scores(game, specs, ests, colls, batches=task["batches"], problems_per_batch=task["problems"],
+                               seed=task["seed"], policy_scale=task["policy_scale"], rater_accuracy=task["rater_accuracy"])
+    else:
+        rows = learning_runs(game, specs, ests, colls, seeds=task["seeds"], updates=task["updates"],
+                             problems_per_batch=task["learn_problems"], lr=task["lr"], seed=task["seed"],
+                             rater_accuracy=task["rater_accuracy"], optimum_tol=task["optimum_tol"])
+    return {"game": task["game"], "slot": task["slot"], "part": task["part"], "rows": rows, "seconds": time.perf_counter() - t0,
             "cpu_seconds": time.process_time() - c0, "optimum": game.optimum(), "description": game.description}
 
 
+def _join(game: str, parts: list[dict]) -> dict:
+    """One game's rows from its parts: each fidelity row with its cell's learning scores."""
+    fid = [r for p in parts if p["part"] == "fidelity" for r in p["rows"]]
+    key = lambda r: (r["collection"], r["method"], r["estimator"])  # noqa: E731
+    by = {key(r): r for p in parts if p["part"] == "learning" for r in p["rows"]}
+    rows = [{**r, **by[key(r)]} for r in fid]
+    return {"game": game, "rows": rows, "optimum": parts[0]["optimum"], "description": parts[0]["description"],
+            "fidelity_seconds": sum(p["seconds"] for p in parts if p["part"] == "fidelity"),
+            "learning_seconds": sum(p["seconds"] for p in parts if p["part"] == "learning"),
+            "cpu_seconds": sum(p["cpu_seconds"] for p in parts)}
+
+
 def run_grid(args) -> tuple[list[dict], dict]:
+    """Every game's rows. The work is cut into parts (per game: the fidelity of all methods, and
+    the learning runs of each method), the learning parts first, so that the workers share it
+    evenly; the rows are the same as running each game whole."""
     base = {k: getattr(args, k) for k in ("methods", "estimators", "flat", "tree", "solo", "batches", "problems", "seed",
                                           "policy_scale", "rater_accuracy", "seeds", "updates", "learn_problems", "lr",
                                           "optimum_tol")}
     params = {"noise": args.noise} if args.noise else {}
-    tasks = [{**base, "game": g, "game_params": params} for g in args.games]
+    games = [{**base, "game": g, "game_params": params, "slot": i} for i, g in enumerate(args.games)]
+    tasks = [{**t, "part": "learning", "methods": [m]} for t in games for m in t["methods"]]
+    tasks += [{**t, "part": "fidelity"} for t in games]
     t0 = time.perf_counter()
-    if args.workers <= 1 or len(tasks) == 1:
+    if args.workers <= 1:
         _worker_init(args.plugin)
-        results = [run_game(t) for t in tasks]
+        parts = [run_part(t) for t in tasks]
     else:
         with ProcessPoolExecutor(max_workers=args.workers, mp_context=get_context("spawn"), initializer=_worker_init,
                                  initargs=(args.plugin,)) as pool:
-            results = list(pool.map(run_game, tasks))
+            parts = list(pool.map(run_part, tasks))
     wall = time.perf_counter() - t0
+    results = [_join(g, [p for p in parts if p["slot"] == i]) for i, g in enumerate(args.games)]
     rows = [r for res in results for r in res["rows"]]
     info = {"grid_seconds": wall, "grid_cpu_seconds": sum(res["cpu_seconds"] for res in results), "workers": args.workers,
             "games": {res["game"]: {k: res[k] for k in ("optimum", "description", "fidelity_seconds", "learning_seconds",
@@ -245,7 +264,8 @@ def plot(rows: list[dict], estimator: str, path: Path) -> Path | None:
 
 def run_real(args) -> tuple[list[dict], dict]:
     """The lab on model text: the preset's (warm-started) policies, as the trainer builds them."""
-    from algorithms.config import apply_overrides, preset as get_preset, prompt_templates
+    from algorithms.config import apply_overrides, prompt_templates
+    from algorithms.config import preset as get_preset
     from algorithms.lab import real_text_fidelity
     from algorithms.train import Trainer
 

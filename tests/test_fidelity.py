@@ -1,5 +1,6 @@
-"""The credit-fidelity lab (algorithms.lab, benchmarks/credit_fidelity.py): games as
-EpisodeGroups, the array-backed fast path, scores against exact values, learning runs."""
+"""The credit-fidelity lab (algorithms.lab, benchmarks/credit_fidelity.py): games as credit
+batches (credit.Outcomes, EpisodeGroups on demand), the public capabilities its speed rests on
+(CreditMethod.per_group, the estimators' group_local), scores against exact values, learning runs."""
 
 from __future__ import annotations
 
@@ -14,16 +15,14 @@ import torch
 from algorithms import credit, estimators
 from algorithms.credit import resolve_grouping, role_units
 from algorithms.lab import (
-    ARRAY_METHODS,
     FLAT,
     TREE,
     Collection,
     MethodSpec,
     apply_method,
-    array_groups,
     build_groups,
-    estimate_rows,
     fidelity_scores,
+    game_outcomes,
     learning_runs,
     mean_ci,
     pairwise_sign_accuracy,
@@ -41,6 +40,8 @@ BUILTIN_SPECS = [MethodSpec("shared", "shared"), *(MethodSpec(f"ccpo-{v}", "ccpo
                                                    for v in ("event", "margin", "normalized", "value")),
                  MethodSpec("sepo", "sepo"), MethodSpec("difference", "difference"), MethodSpec("shapley", "shapley"),
                  MethodSpec("tree", "tree")]
+#: every built-in with each of its shapes of behaviour (ccpo's variants, SEPO's two centrings)
+ALL_BUILTINS = BUILTIN_SPECS + [MethodSpec("sepo-none", "sepo", {"center": "none"})]
 
 
 pytestmark = pytest.mark.usefixtures("credit_registry_restored")
@@ -77,40 +78,157 @@ def test_groups_from_a_game_are_collect_groups_shaped():
 
 
 @pytest.mark.parametrize("K", [1, 3])
-def test_array_fast_path_gives_the_plain_paths_rewards_for_every_builtin(K):
+def test_a_game_batch_gives_the_plain_groups_rewards_and_units_for_every_builtin(K):
     g, b, r = _batch(groups=8, n=4, K=K, m=3, seed=K)
+    batch = game_outcomes(b, ratings=r)
     plain = build_groups(b, ratings=r)
-    with_arrays = array_groups(b, groups=build_groups(b, ratings=r))
-    placeholders = array_groups(b)
-    for spec in BUILTIN_SPECS:
+    assert isinstance(batch, credit.Outcomes) and len(batch) == 8 and batch.size == 8 * 4 * K
+    for spec in ALL_BUILTINS:
         ref = apply_method(spec, plain, 2)
-        fast = apply_method(spec, with_arrays, 2)
+        fast = apply_method(spec, batch, 2)
+        method = spec.make()
         for role in ref:
             np.testing.assert_array_equal(fast[role], ref[role], err_msg=f"{spec.label} {role}")
-        if spec.name in ARRAY_METHODS:
-            quick = apply_method(spec, placeholders, 2)
-            method = spec.make()
-            for role in ref:
-                np.testing.assert_array_equal(quick[role], ref[role], err_msg=f"{spec.label} {role} (placeholders)")
-                u_ref = role_units(plain, ref[role], role, resolve_grouping(method, role))
-                u_fast = role_units(placeholders, quick[role], role, resolve_grouping(method, role))
-                for a, c in zip(u_ref, u_fast):
-                    np.testing.assert_array_equal(a, c)
-    # a placeholder batch refuses a method that reads the episodes themselves
-    with pytest.raises(credit.MissingCounterfactualError, match="ratings"):
-        credit.get("sepo")(placeholders)
+            u_ref = role_units(plain, ref[role], role, resolve_grouping(method, role))
+            u_fast = role_units(batch, fast[role], role, resolve_grouping(method, role))
+            for a, c in zip(u_ref, u_fast):
+                np.testing.assert_array_equal(a, c)
+    # the outcomes read from the groups are the game's arrays
+    of = credit.Outcomes.of(plain)
+    for key in ("joint", "group", "thought", "solo_baseline", "paired_solo", "no_solver", "sizes"):
+        np.testing.assert_array_equal(getattr(of, key), getattr(batch, key), err_msg=key)
+    # a slice is the batch of those groups, renumbered
+    part = batch[2:5]
+    np.testing.assert_array_equal(credit.thought_ids(part), credit.thought_ids(plain[2:5]))
+    np.testing.assert_array_equal(credit.group_index(part), credit.group_index(plain[2:5]))
+    assert [e.reward for e in part[0].episodes] == [e.reward for e in plain[2].episodes]
 
 
-def test_vectorised_reinforce_equals_the_estimator_batch_by_batch():
-    rng = np.random.default_rng(0)
-    R = rng.choice([-1.0, 1.0, 1.2, -0.8], size=(7, 12))
-    R[3] = 1.0  # a constant batch: zeros
-    idx = np.repeat(np.arange(7 * 4), 3).reshape(7, 12)
-    for name in ("reinforce++", "reinforce++-baseline", "grpo", "rloo"):
-        fast = estimate_rows(name, {}, R, idx)
-        for b in range(7):
-            ref = estimators.get(name)(R[b], idx[b]).double().numpy()
-            np.testing.assert_allclose(fast[b], ref, atol=1e-6, err_msg=name)
+def test_methods_that_read_only_the_helpers_never_build_an_episode():
+    """An Outcomes made from arrays alone (no groups at all) serves every built-in but SEPO;
+    iterating it, which SEPO's ratings need, is refused with a clear error."""
+    g, b, _ = _batch(groups=4, n=3, K=2, m=2, seed=4, ratings=False)
+    full = game_outcomes(b)
+    bare = credit.Outcomes(full.joint, full.sizes, full.thought, solo_baseline=full.solo_baseline,
+                           paired_solo=full.paired_solo, no_solver=full.no_solver)
+    for spec in BUILTIN_SPECS:
+        if spec.name == "sepo":
+            continue
+        ref = spec.make()(full)
+        out = spec.make()(bare)
+        for role in ref:
+            np.testing.assert_array_equal(out[role], ref[role], err_msg=spec.label)
+    with pytest.raises(TypeError, match="no groups to iterate"):
+        credit.get("sepo")(bare)
+    with pytest.raises(credit.MissingCounterfactualError, match="'solo'"):
+        credit.get("ccpo")(credit.Outcomes(full.joint, full.sizes, full.thought))
+    with pytest.raises(ValueError, match="order of first appearance"):
+        credit.Outcomes([1.0, -1.0, 1.0], [1, 2], [0, 0, 1])  # thought 0 in two groups
+
+
+def _two_batches(seed=0, K=2):
+    """Two batches of real groups (as collect_groups makes them), with every counterfactual."""
+    g, b, r = _batch(groups=6, n=3, K=K, m=3, seed=seed)
+    groups = build_groups(b, ratings=r)
+    return groups[:3], groups[3:]
+
+
+@pytest.mark.parametrize("K", [1, 2])
+def test_per_group_methods_give_the_same_rewards_on_concatenated_batches(K):
+    """``per_group`` is the public promise the lab's single call rests on: for every built-in that
+    makes it, one call on two batches' groups equals the two calls batch by batch, bit for bit."""
+    first, second = _two_batches(seed=K, K=K)
+    for spec in ALL_BUILTINS:
+        method = spec.make()
+        assert method.per_group == (spec.params.get("variant") != "normalized"), spec.label
+        if not method.per_group:
+            continue
+        together = spec.make()(first + second)
+        apart = [spec.make()(first), spec.make()(second)]
+        for role in together:
+            np.testing.assert_array_equal(together[role], np.concatenate([a[role] for a in apart]), err_msg=spec.label)
+    # ccpo normalized carries its moving averages from batch to batch: one call over both differs
+    normalized = {"variant": "normalized", "warmup": 0}
+    one = credit.get("ccpo", **normalized)
+    one(first)
+    assert not np.array_equal(one(second)["thinker_0"], credit.get("ccpo", **normalized)(second)["thinker_0"])
+
+
+def test_per_group_is_false_unless_a_class_states_it():
+    @credit.register("plain_fn", replace=True)
+    def plain_fn(groups):
+        R = credit.joint_rewards(groups)
+        return {"thinker_0": R, "solver_0": R}
+
+    assert credit.get("plain_fn").per_group is False  # a registered function: the safe value
+
+    class Counting(credit.get("tree").__class__):  # a subclass of a built-in that adds state
+        def compute(self, groups):
+            self.calls = getattr(self, "calls", 0) + 1
+            return super().compute(groups)
+
+    class Stated(Counting):
+        per_group = True
+
+    assert credit.get("tree").per_group is True
+    assert Counting().per_group is False and Stated().per_group is True
+    assert credit.CreditMethod.per_group is False
+
+
+ESTIMATOR_CASES = [(name, {}) for name in estimators.available()] + [("grpo", {"scale": s}) for s in ("group", "batch", "none")]
+
+
+@pytest.mark.parametrize("name,params", ESTIMATOR_CASES)
+def test_group_local_estimators_give_the_same_advantages_on_concatenated_batches(name, params):
+    """``group_local`` is the public promise the lab's single estimator call rests on."""
+    fn = estimators.get(name)
+    flag = fn.group_local
+    local = flag(**params) if callable(flag) else flag
+    assert local == (name in ("grpo", "dr_grpo", "rloo") and params.get("scale", "group") != "batch"), (name, params)
+    rng = np.random.default_rng(3)
+    r1, r2 = rng.choice([-1.0, 1.0, 1.2, -0.6], 12), rng.choice([-1.0, 1.0, 0.4], 12) + 0.5
+    i1, i2 = np.repeat(np.arange(4), 3), np.repeat(np.arange(4, 8), 3)
+    together = fn(np.concatenate([r1, r2]), np.concatenate([i1, i2]), **params).numpy()
+    apart = np.concatenate([fn(r1, i1, **params).numpy(), fn(r2, i2, **params).numpy()])
+    if local:
+        np.testing.assert_array_equal(together, apart)
+    else:  # the batch's statistics tie the two batches together
+        assert not np.allclose(together, apart)
+
+
+def test_the_lab_calls_the_real_estimator_once_or_batch_by_batch(monkeypatch):
+    """A group-local estimator is called once for all batches, any other once per batch, and an
+    estimator that does not say (here grpo's maths registered without the attribute) counts as
+    batch-level; the advantages are the real function's, batch by batch."""
+    g, b, r = _batch(groups=6, n=4, K=1, m=2, seed=7)
+    groups = game_outcomes(b, ratings=r)
+    method = credit.get("shared")
+    rewards = method(groups)
+    real_get, calls = estimators.get, []
+
+    def counted(name):
+        fn = real_get("grpo" if name == "unsaid" else name)
+
+        def call(*args, **kwargs):
+            calls.append(name)
+            return fn(*args, **kwargs)
+
+        if name != "unsaid":
+            call.group_local = fn.group_local
+        return call
+
+    monkeypatch.setattr(estimators, "get", counted)
+    for name, params, per_role in (("grpo", {}, 1), ("grpo", {"scale": "batch"}, 3), ("rloo", {}, 1),
+                                   ("reinforce++", {}, 3), ("unsaid", {}, 3)):
+        calls.clear()
+        adv = role_advantages(method, groups, rewards, name, params, 3)
+        assert len(calls) == 2 * per_role, (name, params)
+        fn = real_get("grpo" if name == "unsaid" else name)
+        for role in ("thinker_0", "solver_0"):
+            u = adv[role][1]
+            ref = np.concatenate([fn(u.rewards[k * 8:(k + 1) * 8], u.index[k * 8:(k + 1) * 8], **params).double().numpy()
+                                  for k in range(3)])
+            np.testing.assert_array_equal(adv[role][0], ref, err_msg=f"{name} {params} {role}")
 
 
 def test_scores_by_hand():
@@ -143,7 +261,7 @@ def test_sampled_advantages_average_to_the_exact_ones():
     piS = np.tile([0.6, 0.4], (g.n_solver_obs, 1))
     ex = exact_values(g, piT, piS)
     b = sample(g, piT, piS, rng, groups=3000, thoughts=4, answers_per_thought=4)
-    groups = array_groups(b)
+    groups = game_outcomes(b)
     method = credit.get("tree")
     adv = role_advantages(method, groups, method(groups), "rloo", {}, 1)
     aT = adv["thinker_0"][0].reshape(3000, 4)
@@ -157,7 +275,7 @@ def test_sampled_advantages_average_to_the_exact_ones():
                 assert aS[sel_s].mean() == pytest.approx(ex.A_S[x, t, a], abs=0.05), (x, t, a)
     # shared reward, flat collection: the Thinker's RLOO advantage also averages to A_T (over the Solver's answers)
     bf = sample(g, piT, piS, rng, groups=6000, thoughts=4)
-    gf = array_groups(bf)
+    gf = game_outcomes(bf)
     shared = credit.get("shared")
     aTf = role_advantages(shared, gf, shared(gf), "rloo", {}, 1)["thinker_0"][0].reshape(6000, 4)
     for x in range(3):
@@ -218,7 +336,7 @@ def test_a_registered_method_runs_through_the_lab():
 
     g = make_game("helpful-harmful")
     specs = [MethodSpec("thought_solver", "thought_solver"), MethodSpec("tree", "tree")]
-    assert not specs[0].per_group and not specs[0].arrays_ok  # a plugin takes the plain path, batch by batch
+    assert not specs[0].make().per_group  # a plugin is called batch by batch unless it says otherwise
     rows = fidelity_scores(g, specs, [("grpo", {}), ("reinforce++", {})], [TREE], batches=30)
     by = {(r["method"], r["estimator"]): r for r in rows}
     for est in ("grpo", "reinforce++"):  # the same rewards and grouping as tree: the same scores
@@ -350,7 +468,7 @@ def test_rating_fidelity_by_hand():
     # thought 0 is good (Q = +1): team right, the raters credit the Thinker;
     # thought 1 is bad (Q = -1): team wrong, the raters blame the Thinker
     g = EpisodeGroup.from_rewards([1, 1, -1, -1], answers_per_thought=2,
-                                  ratings=[{"thinker_0": good, "solver_0": good}] * 2 + [{"thinker_0": good, "solver_0": good}] * 2)
+                                  ratings=[{"thinker_0": good, "solver_0": good}] * 4)
     out = rating_fidelity([g], np.array([[1.0, -1.0]]))
     assert out["rating_valid_rate"] == 1.0
     assert out["rating_q_correlation"] == pytest.approx(1.0)
@@ -359,7 +477,8 @@ def test_rating_fidelity_by_hand():
     g2 = EpisodeGroup.from_rewards([1, 1, -1, -1], answers_per_thought=2,
                                    ratings=[{"thinker_0": bad, "solver_0": bad}] * 4)
     assert rating_fidelity([g2], np.array([[1.0, -1.0]]))["rating_q_correlation"] == pytest.approx(-1.0)
-    g3 = EpisodeGroup.from_rewards([1, -1], ratings=[{"thinker_0": "nonsense", "solver_0": good}, {"thinker_0": good, "solver_0": good}])
+    g3 = EpisodeGroup.from_rewards([1, -1], ratings=[{"thinker_0": "nonsense", "solver_0": good},
+                                                     {"thinker_0": good, "solver_0": good}])
     assert rating_fidelity([g3], np.array([[0.5, -0.5]]))["rating_valid_rate"] == 0.75
     assert rating_fidelity([EpisodeGroup.from_rewards([1, -1])], np.array([[1.0, -1.0]])) == {}
 

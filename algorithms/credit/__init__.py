@@ -47,6 +47,7 @@ from .base import (
     SOLO,
     CreditMethod,
     MissingCounterfactualError,
+    Outcomes,
     check_needs,
     group_index,
     joint_rewards,
@@ -61,6 +62,7 @@ from .base import (
     thought_values,
     Units,
 )
+from .rating import Rating, parse_rating
 from .registry import (
     REGISTRY,
     available,
@@ -87,6 +89,9 @@ __all__ = [
     "REGISTRY",
     "CreditMethod",
     "MissingCounterfactualError",
+    "Outcomes",
+    "parse_rating",
+    "Rating",
     "check_needs",
     "normalize_needs",
     "COUNTERFACTUALS",

@@ -4,7 +4,9 @@ small array helpers over episode groups (METHOD.md §2–§5).
 A *credit method* turns the verified outcomes of a batch of episode groups into one scalar
 reward per joint episode for each role. It is a pure function of the groups (the one
 exception, ``ccpo(variant="normalized")``, keeps moving averages that it exposes through
-``state_dict()`` / ``load_state_dict()`` so a trainer can checkpoint them).
+``state_dict()`` / ``load_state_dict()`` so a trainer can checkpoint them). A method that is
+also a function of each group on its own says so with :attr:`CreditMethod.per_group`: calling
+it once on many batches' groups then gives the rewards of calling it batch by batch.
 
 Counterfactuals a method can require (its ``.requires``; pass it as ``needs`` to
 :func:`algorithms.rollout.collect_groups`):
@@ -24,17 +26,27 @@ Both removed needs nothing: R_∅ = −1 (:data:`R_EMPTY`).
 Groups are duck-typed: a method reads ``group.episodes`` (each with ``.reward`` and, when
 collected, ``.no_solver_reward`` and ``.ratings``) and ``group.solo_rewards``. Build them by hand
 with :meth:`algorithms.rollout.EpisodeGroup.from_rewards`.
+
+The array helpers (:func:`joint_rewards`, :func:`group_index`, :func:`solo_baselines`,
+:func:`paired_solo_rewards`, :func:`no_solver_rewards`, :func:`thought_ids`,
+:func:`thought_values`, :func:`role_units`) all read one object, :class:`Outcomes`: a batch with
+its outcomes as flat arrays. ``Outcomes.of(groups)`` reads them from any groups' episodes; a
+batch given by its rewards (:meth:`Outcomes.from_rewards`: tabular games, bandit studies, custom
+harnesses) *is* an ``Outcomes``, which every credit method accepts like a list of groups and
+which builds its :class:`~algorithms.rollout.EpisodeGroup` objects only when something iterates
+it (e.g. SEPO, which reads the ratings).
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from thinksolve_env import ROLES, SOLVER, THINKER
 
-from ..rollout.episodes import thought_slices
+from ..rollout.episodes import EpisodeGroup, thought_slices
 from ..rollout.needs import COUNTERFACTUALS, NO_SOLVER, R_EMPTY, RATINGS, SOLO, normalize_needs
 
 __all__ = [
@@ -48,6 +60,7 @@ __all__ = [
     "SOLVER",
     "MissingCounterfactualError",
     "CreditMethod",
+    "Outcomes",
     "normalize_needs",
     "check_needs",
     "joint_rewards",
@@ -95,13 +108,11 @@ def _describe(missing: Sequence[str]) -> str:
     return "; ".join(f"the {m!r} counterfactual ({COUNTERFACTUALS[m]})" for m in missing)
 
 
-def _has(groups: Sequence[Any], need: str) -> bool:
-    if need in _NEED_ARRAYS and _precomputed(groups, _NEED_ARRAYS[need]) is not None:
-        return True
+def _has(groups: Sequence[Any], outcomes: Outcomes, need: str) -> bool:
     if need == SOLO:
-        return all(getattr(g, "solo_rewards", None) is not None and len(g.solo_rewards) > 0 for g in groups)
+        return outcomes.solo_baseline is not None
     if need == NO_SOLVER:
-        return all(getattr(e, "no_solver_reward", None) is not None for g in groups for e in g.episodes)
+        return outcomes.no_solver is not None
     if need == RATINGS:
         return all(getattr(e, "ratings", None) is not None for g in groups for e in g.episodes)
     return True
@@ -110,11 +121,12 @@ def _has(groups: Sequence[Any], need: str) -> bool:
 class CreditMethod:
     """Base class for credit methods (subclass it, or register a plain function).
 
-    Subclasses set ``name``, ``requires`` (and optionally ``grouping``, see :data:`GROUPINGS`)
-    and implement :meth:`compute`; calling the method
+    Subclasses set ``name``, ``requires`` (and optionally ``grouping``, see :data:`GROUPINGS`,
+    and :attr:`per_group`) and implement :meth:`compute`; calling the method
     checks ``requires`` against the groups, runs :meth:`compute`, and checks that it returned
     one finite reward per joint episode for every agent. ``metrics`` holds the diagnostics of the
-    last call (e.g. SEPO's rating valid rate).
+    last call (e.g. SEPO's rating valid rate). The groups may be any sequence of groups,
+    an :class:`Outcomes` included (another iterable is read into a list first).
     """
 
     name: str = "credit"
@@ -122,6 +134,21 @@ class CreditMethod:
     #: role -> ``"problem"`` | ``"thought"`` (:data:`GROUPINGS`): how the estimator groups this
     #: role's rewards. Missing roles mean ``"problem"``.
     grouping: dict = {}
+    #: ``True`` when the method is a pure function of each group: it keeps no state from call to
+    #: call, and each episode's rewards depend on its own group only, so calling it once on
+    #: several batches' groups (concatenated) gives exactly the rewards of calling it batch by
+    #: batch. A harness may then call it once for many batches (the credit-fidelity lab does);
+    #: ``metrics`` then describe all of them together. ``False`` is always safe and is the
+    #: default: a registered function gets it, and so does every subclass that does not state
+    #: its own value (it is not inherited, so a subclass of a built-in that adds state stays
+    #: safe). It may be a property when it depends on the parameters (``ccpo``: every variant
+    #: but ``normalized``).
+    per_group: bool = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "per_group" not in cls.__dict__:
+            cls.per_group = False
 
     def __init__(self) -> None:
         self.metrics: dict[str, float] = {}
@@ -130,11 +157,12 @@ class CreditMethod:
         raise NotImplementedError
 
     def __call__(self, groups: Iterable[Any]) -> dict[str, np.ndarray]:
-        if getattr(groups, "arrays", None) is None:  # an array-backed batch keeps its arrays
+        if not isinstance(groups, Sequence):
             groups = list(groups)
-        if not groups:
+        if not len(groups):
             raise ValueError(f"credit method {self.name!r} got no episode groups")
-        missing = [n for n in sorted(self.requires) if not _has(groups, n)]
+        outcomes = Outcomes.of(groups)
+        missing = [n for n in sorted(self.requires) if not _has(groups, outcomes, n)]
         if missing:
             raise MissingCounterfactualError(
                 f"credit method {self.name!r} requires {_describe(missing)}, but the groups were collected "
@@ -142,7 +170,7 @@ class CreditMethod:
             )
         self.metrics = {}
         out = self.compute(groups)
-        return _check_output(self.name, out, sum(len(g.episodes) for g in groups))
+        return _check_output(self.name, out, outcomes.size)
 
     def state_dict(self) -> dict:
         """State to checkpoint (empty for the stateless methods)."""
@@ -165,7 +193,8 @@ def _check_output(name: str, out: Any, n: int) -> dict[str, np.ndarray]:
     for agent, r in out.items():
         arr = np.asarray(r, dtype=np.float64).reshape(-1) if np.ndim(r) <= 1 else None
         if arr is None or arr.shape != (n,):
-            raise ValueError(f"credit method {name!r}: rewards for {agent} must have one value per joint episode ({n}), got shape {np.shape(r)}")
+            raise ValueError(f"credit method {name!r}: rewards for {agent} must have one value per joint episode ({n}), "
+                             f"got shape {np.shape(r)}")
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"credit method {name!r}: rewards for {agent} contain NaN or inf")
         result[agent] = arr
@@ -173,62 +202,239 @@ def _check_output(name: str, out: Any, n: int) -> dict[str, np.ndarray]:
 
 
 # --------------------------------------------------------------------------- array helpers
-#
-# Fast path: a groups object with an ``arrays`` dict (e.g. a list subclass such as the
-# credit-fidelity lab's array-backed batches) may carry the helpers' results precomputed, under
-# the helper's name (``joint_rewards``, ``group_index``, ``solo_baselines``, ``paired_solo_rewards``,
-# ``no_solver_rewards``, ``thought_ids``); a helper then returns a copy of that array instead of
-# reading the episodes (``thought_values`` and ``role_units`` follow). Without ``arrays`` (every
-# batch collect_groups makes) nothing changes.
-
-#: The precomputed array that shows a counterfactual was collected (for the ``requires`` check).
-_NEED_ARRAYS = {"solo": "solo_baselines", "no_solver": "no_solver_rewards"}
 
 
-def _precomputed(groups: Any, key: str) -> np.ndarray | None:
-    arrays = getattr(groups, "arrays", None)
-    if not arrays or arrays.get(key) is None:
-        return None
-    return np.array(arrays[key], copy=True)
+class Outcomes(Sequence):
+    """A batch of episode groups with its outcomes as flat arrays: what every array helper reads.
+
+    One entry per joint episode, in flat order (the groups in order, each group's episodes in
+    order); the arrays are read-only, the helpers return copies:
+
+    =================  ===================================================  ===============================
+    attribute          per joint episode                                    helper
+    =================  ===================================================  ===============================
+    ``joint``          R_joint                                              :func:`joint_rewards`
+    ``group``          its group's number, 0 … G − 1                        :func:`group_index`
+    ``thought``        the batch-wide number of its thought, in order of    :func:`thought_ids`
+                       first appearance (siblings share it; thoughts of
+                       different groups never do)
+    ``solo_baseline``  b(x), the mean of its group's solo rewards R_¬T      :func:`solo_baselines`
+    ``paired_solo``    solo sample k mod m of its group, for episode k      :func:`paired_solo_rewards`
+    ``no_solver``      R_¬S, its thought verified alone                      :func:`no_solver_rewards`
+    =================  ===================================================  ===============================
+
+    ``solo_baseline`` and ``paired_solo`` are ``None`` unless every group has solo rewards,
+    ``no_solver`` unless every episode has R_¬S. ``sizes`` holds each group's number of episodes.
+
+    Make one with :meth:`of` (read from any groups) or :meth:`from_rewards` (a rectangular batch
+    given by its rewards). It is itself a sequence of groups, so every credit method takes it
+    like a list: ``len`` is the number of groups, and indexing or iterating yields
+    :class:`~algorithms.rollout.EpisodeGroup` objects — the groups it was read from, or, for
+    :meth:`from_rewards`, groups built on first use (a method that reads only the array
+    helpers never builds them). ``outcomes[a:b]`` is the Outcomes of groups a … b − 1.
+    """
+
+    joint: np.ndarray
+    group: np.ndarray
+    thought: np.ndarray
+    solo_baseline: np.ndarray | None
+    paired_solo: np.ndarray | None
+    no_solver: np.ndarray | None
+    sizes: np.ndarray
+
+    def __init__(self, joint: Any, sizes: Any, thought: Any = None, *, solo_baseline: Any = None, paired_solo: Any = None,
+                 no_solver: Any = None, groups: Sequence[Any] | Callable[[], Sequence[Any]] | None = None) -> None:
+        """From flat arrays (one entry per joint episode; ``thought`` defaults to one thought
+        per episode) and ``sizes`` (episodes per group). ``groups``: the groups themselves, or a
+        function that builds them (called once, on first use); without it the batch cannot be
+        iterated."""
+        joint = np.array(joint, dtype=np.float64).reshape(-1)
+        n = joint.size
+        sizes = np.array(sizes, dtype=np.int64).reshape(-1)
+        if (sizes < 0).any() or int(sizes.sum()) != n:
+            raise ValueError(f"Outcomes: sizes must be non-negative and add up to the {n} joint episodes, got {sizes.tolist()}")
+        thought = np.arange(n, dtype=np.int64) if thought is None else np.array(thought, dtype=np.int64).reshape(-1)
+        per_episode = {"thought": thought, "solo_baseline": solo_baseline, "paired_solo": paired_solo, "no_solver": no_solver}
+        for key, v in per_episode.items():
+            if v is not None and np.shape(v) != (n,):
+                raise ValueError(f"Outcomes: {key} needs one value per joint episode ({n}), got shape {np.shape(v)}")
+        if (solo_baseline is None) != (paired_solo is None):
+            raise ValueError("Outcomes: give both solo_baseline and paired_solo, or neither")
+        if n:
+            seen = np.maximum.accumulate(np.concatenate([[-1], thought[:-1]]))
+            starts = np.cumsum(sizes) - sizes
+            nonempty = sizes > 0
+            if (thought < 0).any() or (thought > seen + 1).any() or \
+                    (thought < np.repeat(seen[starts[nonempty]] + 1, sizes[nonempty])).any():
+                raise ValueError("Outcomes: thought must number the thoughts in order of first appearance, "
+                                 "each thought within one group")
+        self._set(joint, sizes, thought, None if solo_baseline is None else np.array(solo_baseline, dtype=np.float64),
+                  None if paired_solo is None else np.array(paired_solo, dtype=np.float64),
+                  None if no_solver is None else np.array(no_solver, dtype=np.float64), groups)
+
+    def _set(self, joint, sizes, thought, solo_baseline, paired_solo, no_solver, groups, group=None) -> None:
+        self.joint, self.sizes, self.thought = joint, sizes, thought
+        self.solo_baseline, self.paired_solo, self.no_solver = solo_baseline, paired_solo, no_solver
+        self.group = np.repeat(np.arange(sizes.size, dtype=np.int64), sizes) if group is None else group
+        self._bounds = np.concatenate([[0], np.cumsum(sizes)])
+        for a in (joint, sizes, thought, solo_baseline, paired_solo, no_solver, self.group):
+            if a is not None:
+                a.flags.writeable = False
+        self._groups = None if callable(groups) else groups
+        self._build = groups if callable(groups) else None
+
+    @classmethod
+    def _unchecked(cls, *arrays, groups=None, group=None) -> Outcomes:
+        out = cls.__new__(cls)
+        out._set(*arrays, groups, group)
+        return out
+
+    @classmethod
+    def of(cls, groups: Iterable[Any]) -> Outcomes:
+        """The outcomes of ``groups`` (any groups with ``.episodes``), read from their episodes;
+        ``groups`` itself when it already is an :class:`Outcomes`."""
+        if isinstance(groups, Outcomes):
+            return groups
+        if not isinstance(groups, Sequence):
+            groups = list(groups)
+        sizes = np.array([len(g.episodes) for g in groups], dtype=np.int64)
+        joint = np.array([float(e.reward) for g in groups for e in g.episodes], dtype=np.float64)
+        out, base = [], 0
+        for g in groups:
+            local = np.empty(len(g.episodes), dtype=np.int64)
+            slices = thought_slices(g.episodes)
+            for t, positions in enumerate(slices):
+                local[positions] = base + t
+            out.append(local)
+            base += len(slices)
+        thought = np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+        solo_baseline = paired_solo = no_solver = None
+        if all(getattr(g, "solo_rewards", None) is not None and len(g.solo_rewards) > 0 for g in groups):
+            solo_baseline = np.array([float(np.mean(g.solo_rewards)) for g in groups for _ in g.episodes], dtype=np.float64)
+            paired = []
+            for g in groups:
+                solo = np.asarray(g.solo_rewards, dtype=np.float64)
+                paired.extend(solo[k % len(solo)] for k in range(len(g.episodes)))
+            paired_solo = np.array(paired, dtype=np.float64)
+        alone = [getattr(e, "no_solver_reward", None) for g in groups for e in g.episodes]
+        if all(v is not None for v in alone):
+            no_solver = np.array([float(v) for v in alone], dtype=np.float64)
+        return cls._unchecked(joint, sizes, thought, solo_baseline, paired_solo, no_solver, groups=groups)
+
+    @classmethod
+    def from_rewards(cls, joint: Any, *, solo: Any = None, no_solver: Any = None,
+                     ratings: Sequence[Sequence[Mapping[str, Any]]] | None = None, answers_per_thought: int = 1) -> Outcomes:
+        """A batch of G groups of E joint episodes each, given by its rewards (the batched
+        :meth:`EpisodeGroup.from_rewards <algorithms.rollout.EpisodeGroup.from_rewards>`):
+        ``joint`` (G, E) R_joint, thought-major with ``answers_per_thought`` K answers per
+        thought; ``solo`` (G, m) the solo rewards R_¬T; ``no_solver`` (G, E) R_¬S; ``ratings``
+        one ``{rater: text or pair}`` per episode, per group. The groups are built from these
+        (``EpisodeGroup.from_rewards``) only when something iterates the batch."""
+        joint = np.array(joint, dtype=np.float64)
+        if joint.ndim != 2:
+            raise ValueError(f"Outcomes.from_rewards: joint must be (groups, episodes), got shape {joint.shape}")
+        G, E = joint.shape
+        K = answers_per_thought
+        if isinstance(K, bool) or not isinstance(K, int) or K < 1 or E % K:
+            raise ValueError(f"Outcomes.from_rewards: answers_per_thought must be an integer >= 1 dividing {E}, got {K!r}")
+        solo_baseline = paired_solo = None
+        if solo is not None:
+            solo = np.array(solo, dtype=np.float64)
+            if solo.ndim != 2 or solo.shape[0] != G or solo.shape[1] == 0:
+                raise ValueError(f"Outcomes.from_rewards: solo must be ({G}, m) with m >= 1, got shape {solo.shape}")
+            solo_baseline = np.repeat(solo.mean(axis=1), E)
+            paired_solo = solo[:, np.arange(E) % solo.shape[1]].reshape(-1)
+        if no_solver is not None:
+            no_solver = np.array(no_solver, dtype=np.float64)
+            if no_solver.shape != (G, E):
+                raise ValueError(f"Outcomes.from_rewards: no_solver must be ({G}, {E}), got shape {no_solver.shape}")
+        if ratings is not None and (len(ratings) != G or any(len(r) != E for r in ratings)):
+            raise ValueError(f"Outcomes.from_rewards: ratings needs one mapping per episode, {G} groups of {E}")
+
+        def build() -> list[EpisodeGroup]:
+            rows, solos = joint.tolist(), None if solo is None else solo.tolist()
+            alone = None if no_solver is None else no_solver.tolist()
+            return [EpisodeGroup.from_rewards(rows[g], solo=None if solos is None else solos[g],
+                                              no_solver=None if alone is None else alone[g],
+                                              ratings=None if ratings is None else ratings[g], answers_per_thought=K)
+                    for g in range(G)]
+
+        thought = np.repeat(np.arange(G * E // K, dtype=np.int64), K)
+        return cls._unchecked(joint.reshape(-1), np.full(G, E, dtype=np.int64), thought, solo_baseline, paired_solo,
+                              None if no_solver is None else no_solver.reshape(-1), groups=build)
+
+    @property
+    def size(self) -> int:
+        """The number of joint episodes."""
+        return int(self.joint.size)
+
+    @property
+    def groups(self) -> Sequence[Any]:
+        """The groups themselves (built on first use for :meth:`from_rewards`)."""
+        if self._groups is None:
+            if self._build is None:
+                raise TypeError("this Outcomes was made from arrays alone: it has no groups to iterate; "
+                                "pass groups= (the groups, or a function that builds them)")
+            self._groups = self._build()
+        return self._groups
+
+    def __len__(self) -> int:
+        return int(self.sizes.size)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.groups)
+
+    def __getitem__(self, key: int | slice) -> Any:
+        if not isinstance(key, slice):
+            return self.groups[key]
+        start, stop, step = key.indices(len(self))
+        if step != 1:
+            raise ValueError("Outcomes slices with step 1 only")
+        stop = max(start, stop)
+        lo, hi = int(self._bounds[start]), int(self._bounds[stop])
+        thought = self.thought[lo:hi]
+        thought = thought - thought[0] if thought.size else thought.copy()
+        cut = [None if a is None else a[lo:hi] for a in (self.solo_baseline, self.paired_solo, self.no_solver)]
+        groups = self._groups[start:stop] if self._groups is not None else \
+            (lambda: self.groups[start:stop]) if self._build is not None else None
+        return Outcomes._unchecked(self.joint[lo:hi], self.sizes[start:stop], thought, *cut, groups=groups,
+                                   group=self.group[lo:hi] - start)
+
+    def __repr__(self) -> str:
+        have = [k for k in ("solo_baseline", "no_solver") if getattr(self, k) is not None]
+        return f"Outcomes({len(self)} groups, {self.size} joint episodes{', with ' + ', '.join(have) if have else ''})"
+
+
+def _collected(values: np.ndarray | None, need: str, helper: str) -> np.ndarray:
+    if values is None:
+        raise MissingCounterfactualError(f"{helper}: the groups were collected without {_describe([need])}; "
+                                         f"collect with needs={{{need!r}}}")
+    return values.copy()
 
 
 def joint_rewards(groups: Sequence[Any]) -> np.ndarray:
     """R_joint of every joint episode, in the order of the groups and their episodes."""
-    if (pre := _precomputed(groups, "joint_rewards")) is not None:
-        return pre
-    return np.array([float(e.reward) for g in groups for e in g.episodes], dtype=np.float64)
+    return Outcomes.of(groups).joint.copy()
 
 
 def group_index(groups: Sequence[Any]) -> np.ndarray:
     """The group number of every joint episode (the ``index`` the estimators take)."""
-    if (pre := _precomputed(groups, "group_index")) is not None:
-        return pre
-    return np.array([i for i, g in enumerate(groups) for _ in g.episodes], dtype=np.int64)
+    return Outcomes.of(groups).group.copy()
 
 
 def solo_baselines(groups: Sequence[Any]) -> np.ndarray:
     """b(x) = mean of the problem's m solo rewards R_¬T, repeated for each joint episode."""
-    if (pre := _precomputed(groups, "solo_baselines")) is not None:
-        return pre
-    return np.array([float(np.mean(g.solo_rewards)) for g in groups for _ in g.episodes], dtype=np.float64)
+    return _collected(Outcomes.of(groups).solo_baseline, SOLO, "solo_baselines")
 
 
 def paired_solo_rewards(groups: Sequence[Any]) -> np.ndarray:
     """Joint episode k paired with solo sample k of its problem (k mod m when m < n)."""
-    if (pre := _precomputed(groups, "paired_solo_rewards")) is not None:
-        return pre
-    out = []
-    for g in groups:
-        solo = np.asarray(g.solo_rewards, dtype=np.float64)
-        out.extend(solo[k % len(solo)] for k in range(len(g.episodes)))
-    return np.array(out, dtype=np.float64)
+    return _collected(Outcomes.of(groups).paired_solo, SOLO, "paired_solo_rewards")
 
 
 def no_solver_rewards(groups: Sequence[Any]) -> np.ndarray:
     """R_¬S of every joint episode (its thought verified on its own)."""
-    if (pre := _precomputed(groups, "no_solver_rewards")) is not None:
-        return pre
-    return np.array([float(e.no_solver_reward) for g in groups for e in g.episodes], dtype=np.float64)
+    return _collected(Outcomes.of(groups).no_solver, NO_SOLVER, "no_solver_rewards")
 
 
 # --------------------------------------------------------------------------- tree rollouts (METHOD.md §8)
@@ -238,17 +444,7 @@ def thought_ids(groups: Sequence[Any]) -> np.ndarray:
     """A batch-wide thought number for every joint episode: siblings (the K answers to one
     thought) share it; different thoughts, also across groups, never do. With one answer per
     thought it is simply the episode's position."""
-    if (pre := _precomputed(groups, "thought_ids")) is not None:
-        return pre
-    out, base = [], 0
-    for g in groups:
-        local = np.empty(len(g.episodes), dtype=np.int64)
-        slices = thought_slices(g.episodes)
-        for t, positions in enumerate(slices):
-            local[positions] = base + t
-        out.append(local)
-        base += len(slices)
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+    return Outcomes.of(groups).thought.copy()
 
 
 def _mean_by(values: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -260,10 +456,10 @@ def _mean_by(values: np.ndarray, ids: np.ndarray) -> np.ndarray:
 def thought_values(groups: Sequence[Any]) -> np.ndarray:
     """Q̂(x, t_j) = mean_k R(x, t_j, a_jk), the value of each joint episode's thought, repeated
     for each of its K answers (= R_joint when K = 1)."""
-    ids = thought_ids(groups)
-    R = joint_rewards(groups)
+    outcomes = Outcomes.of(groups)
+    ids, R = outcomes.thought, outcomes.joint
     if ids.size == 0:
-        return R
+        return R.copy()
     return _mean_by(R, ids)[ids]
 
 
@@ -313,10 +509,10 @@ def role_units(groups: Sequence[Any], rewards: Any, role: str, grouping: str = "
     if grouping not in GROUPINGS:
         raise ValueError(f"grouping must be one of {GROUPINGS}, got {grouping!r}")
     r = np.asarray(rewards, dtype=np.float64).reshape(-1)
-    gidx = group_index(groups)
+    outcomes = Outcomes.of(groups)
+    gidx, ids = outcomes.group.copy(), outcomes.thought.copy()
     if r.shape != gidx.shape:
         raise ValueError(f"role_units: {role} needs one reward per joint episode ({gidx.size}), got shape {np.shape(rewards)}")
-    ids = thought_ids(groups)
     if role == THINKER:
         first = np.unique(ids, return_index=True)[1] if ids.size else np.zeros(0, np.int64)
         if first.size == ids.size:  # one answer per thought: the flat batch, bit for bit

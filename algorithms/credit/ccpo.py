@@ -79,6 +79,12 @@ class CCPO(CreditMethod):
 
     name = "ccpo"
 
+    @property
+    def per_group(self) -> bool:
+        """Every variant but ``normalized`` (whose moving averages carry over from batch to
+        batch) is a pure function of each group."""
+        return self.variant != "normalized"
+
     def __init__(self, variant: str = "event", lam: float = 0.2, alpha: float = 1.0, eta: float = 1.0,
                  decay: float = 0.99, eps: float = 1e-6, warmup: int = 10) -> None:
         super().__init__()

@@ -26,6 +26,7 @@ class Difference(CreditMethod):
 
     name = "difference"
     requires = frozenset({SOLO, NO_SOLVER})
+    per_group = True
 
     def compute(self, groups):
         R = joint_rewards(groups)

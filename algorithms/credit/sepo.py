@@ -54,6 +54,7 @@ class SEPO(CreditMethod):
 
     name = "sepo"
     requires = frozenset({RATINGS})
+    per_group = True  # the group-mean centring is within each group
 
     def __init__(self, eta: float = 0.3, lam_credit: float = 0.2, lam_blame: float = 0.2, center: str = "group") -> None:
         super().__init__()

@@ -29,6 +29,7 @@ class Shapley(CreditMethod):
 
     name = "shapley"
     requires = frozenset({SOLO, NO_SOLVER})
+    per_group = True
 
     def compute(self, groups):
         R = joint_rewards(groups)

@@ -17,6 +17,7 @@ class Shared(CreditMethod):
 
     name = "shared"
     requires = frozenset()
+    per_group = True
 
     def compute(self, groups):
         R = joint_rewards(groups)

@@ -29,6 +29,7 @@ class Tree(CreditMethod):
     name = "tree"
     requires = frozenset()
     grouping = {THINKER: "problem", SOLVER: "thought"}
+    per_group = True
 
     def compute(self, groups):
         return {THINKER: thought_values(groups), SOLVER: joint_rewards(groups)}

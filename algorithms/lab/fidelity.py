@@ -1,11 +1,12 @@
 """Credit fidelity: does a credit method's advantage point the right way? (METHOD.md §9)
 
 The tabular games of :mod:`thinksolve_env.games` give every quantity exactly. This module turns
-their sampled batches into the same :class:`~algorithms.rollout.EpisodeGroup` objects that
-:func:`~algorithms.rollout.collect_groups` makes (thought-major, ``Episode.thought_index``,
-``solo_rewards``, ``no_solver_reward``, SEPO ``ratings`` as numeric pairs), so every built-in and
-registered credit method, and every estimator, runs on them unchanged; then it scores the
-advantages against the exact ones.
+their sampled batches into credit batches (:func:`game_outcomes`, an
+:class:`algorithms.credit.Outcomes`) whose groups are the same
+:class:`~algorithms.rollout.EpisodeGroup` objects that :func:`~algorithms.rollout.collect_groups`
+makes (thought-major, ``Episode.thought_index``, ``solo_rewards``, ``no_solver_reward``, SEPO
+``ratings`` as numeric pairs), so every built-in and registered credit method, and every
+estimator, runs on them unchanged; then it scores the advantages against the exact ones.
 
 Per role the trainer's path is followed: ``rewards = method(groups)``,
 ``units = credit.role_units(groups, rewards[role], role, grouping)``,
@@ -36,41 +37,52 @@ updates the exact team success and the share of seeds within ``optimum_tol`` of 
 
 Collections are compared at equal Solver generations: ``flat`` n×1 against ``tree`` (n/K)×K.
 
-Speed without thinner statistics: every method of a collection sees one set of sampled
-batches; a method that is a pure per-group function (every built-in but ``ccpo`` normalized)
-is called once over many batches' groups, the others batch by batch (one instance per seed in
-the learning runs); a group-local estimator (``grpo`` with the group or no scale, ``dr_grpo``,
-``rloo``) is called once over all batches, the others batch by batch — in the learning runs the
-two REINFORCE++ estimators through a vectorised copy (:func:`estimate_rows`, tested equal to the
-real functions). Built-ins that read the groups only through the credit helpers (``shared``,
-``ccpo``, ``difference``, ``shapley``, ``tree``) run on array-backed batches
-(:class:`ArrayGroups`, the ``arrays`` hook of :mod:`algorithms.credit.base`; tested equal to
-the plain path); SEPO and registered methods get real :class:`EpisodeGroup` objects.
+Speed without thinner statistics, through public capabilities of the core only (the lab
+re-implements no credit method and no estimator; ``tests/test_lab_boundary.py`` holds it to the
+public API):
+
+* every method of a collection sees one set of sampled batches, as one
+  :class:`algorithms.credit.Outcomes` (:func:`game_outcomes`: the game's arrays). The credit
+  helpers read its arrays, so the built-ins that read the groups only through them never build
+  an episode; a method that iterates the groups (SEPO, which reads the ratings; a registered
+  method that reads episodes) gets real :class:`~algorithms.rollout.EpisodeGroup` objects, built
+  once per batch on first use;
+* a method whose :attr:`~algorithms.credit.CreditMethod.per_group` is true (every built-in but
+  ``ccpo`` normalized) is called once over all batches' groups, any other batch by batch, with
+  one instance per seed in the learning runs (a registered method is ``per_group = False``
+  unless it says otherwise);
+* an estimator whose ``group_local`` attribute is true for its parameters (see
+  :mod:`algorithms.optim.estimators`: ``grpo`` with the group or no scale, ``dr_grpo``,
+  ``rloo``) is called once over all batches, any other (the REINFORCE++ pair, ``grpo`` with
+  ``scale="batch"``, a registered one) once per batch, as the trainer would.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
+import torch
 
-from agents.tabular import TabularSoftmaxPolicy
-from thinksolve_env.env import SOLVER, THINKER
-from thinksolve_env.games import TabularGame, exact_values, sample, sample_ratings
+from agents import TabularSoftmaxPolicy
+from thinksolve_env import SOLVER, THINKER, MathVerifier, TabularGame, ThinkSolveEnv, exact_values
+from thinksolve_env.games import GameBatch, sample, sample_ratings
 
-from .. import credit as credit_registry
-from ..credit import resolve_grouping, role_units
-from ..optim import estimators as estimator_registry
-from ..rollout import RATINGS, SOLO, Collected, EpisodeGroup
+from .. import credit
+from .. import estimators as estimator_registry
+from ..evaluation import correlation
+from ..rollout import RATINGS, SOLO, Collected, collect_groups
 
 __all__ = [
     "Collection",
     "FLAT",
     "TREE",
     "MethodSpec",
+    "game_outcomes",
     "build_groups",
     "apply_method",
     "role_advantages",
@@ -82,33 +94,9 @@ __all__ = [
     "wilson_ci",
     "fidelity_scores",
     "learning_runs",
-    "GROUP_LOCAL_ESTIMATORS",
-    "PER_GROUP_METHODS",
-    "ARRAY_METHODS",
-    "ArrayGroups",
-    "array_groups",
-    "batch_arrays",
-    "estimate_rows",
+    "rating_fidelity",
     "real_text_fidelity",
 ]
-
-#: Estimators whose output for a group depends on that group's rewards only: called once over
-#: many batches' groups. Any other estimator (REINFORCE++'s batch whitening, ``grpo`` with
-#: ``scale="batch"``, a registered one) is called batch by batch, as the trainer would.
-GROUP_LOCAL_ESTIMATORS = {"grpo": lambda p: p.get("scale", "group") in ("group", "none"), "dr_grpo": None, "rloo": None}
-
-#: Built-in credit methods that are pure per-group functions (called once over many batches'
-#: groups); ``ccpo`` normalized (moving averages per batch) and registered methods are called
-#: batch by batch with one instance per seed.
-PER_GROUP_METHODS = {"shared": None, "ccpo": lambda p: p.get("variant", "event") != "normalized", "sepo": None,
-                     "difference": None, "shapley": None, "tree": None}
-
-
-def _is(table: dict, name: str, params: dict) -> bool:
-    if name not in table:
-        return False
-    test = table[name]
-    return True if test is None else bool(test(params))
 
 
 @dataclass(frozen=True)
@@ -146,206 +134,95 @@ class MethodSpec:
     name: str
     params: dict = field(default_factory=dict)
 
-    def make(self):
-        return credit_registry.get(self.name, **self.params)
-
-    @property
-    def builtin(self) -> bool:
-        """Registered by :mod:`algorithms.credit` itself (not replaced by a plugin)."""
-        entry = credit_registry.REGISTRY.get(self.name) if self.name in credit_registry.REGISTRY else None
-        return entry is not None and getattr(entry.obj, "__module__", "").startswith("algorithms.credit.")
-
-    @property
-    def per_group(self) -> bool:
-        return self.builtin and _is(PER_GROUP_METHODS, self.name, self.params)
-
-    @property
-    def arrays_ok(self) -> bool:
-        """Runs on array-backed batches (:data:`ARRAY_METHODS`, unreplaced built-ins)."""
-        return self.builtin and self.name in ARRAY_METHODS
-
-
-#: Built-in methods whose ``compute`` reads the groups only through the array helpers of
-#: :mod:`algorithms.credit.base`: they run on array-backed batches (:class:`ArrayGroups`).
-#: SEPO reads ``Episode.ratings`` and registered methods may read anything: real groups.
-ARRAY_METHODS = frozenset({"shared", "ccpo", "difference", "shapley", "tree"})
+    def make(self) -> credit.CreditMethod:
+        return credit.get(self.name, **self.params)
 
 
 # --------------------------------------------------------------------------- groups from a game
 
 
-class _Placeholder:
-    """A group of an array-backed batch: only its size is known (reading an episode fails)."""
-
-    __slots__ = ("episodes",)
-
-    def __init__(self, size: int) -> None:
-        self.episodes = range(size)
-
-
-class ArrayGroups(Collected):
-    """An array-backed batch: ``arrays`` holds the credit helpers' results precomputed (see
-    :mod:`algorithms.credit.base`), the items are real :class:`EpisodeGroup` objects or size-only
-    placeholders. All groups have n thoughts × K answers. Slicing keeps the arrays."""
-
-    def __init__(self, items, arrays: dict, thoughts: int, answers_per_thought: int) -> None:
-        super().__init__(items)
-        self.arrays, self.n, self.K = arrays, thoughts, answers_per_thought
-        self.budget = {}
-
-    def __getitem__(self, key):
-        if not isinstance(key, slice):
-            return super().__getitem__(key)
-        start, stop, step = key.indices(len(self))
-        if step != 1:
-            raise ValueError("an array-backed batch slices with step 1 only")
-        nk, n = self.n * self.K, self.n
-        arrays = {}
-        for k, v in self.arrays.items():
-            v = v[start * nk:stop * nk]
-            if k == "group_index":
-                v = v - start
-            elif k == "thought_ids":
-                v = v - start * n
-            arrays[k] = v
-        return ArrayGroups(list.__getitem__(self, key), arrays, n, self.K)
+def _rating_maps(ratings: np.ndarray) -> list[list[dict]]:
+    """SEPO ratings (G, n, K, 2 raters, 2 shares) as one ``{rater: pair}`` per episode, per group."""
+    G, n, K = ratings.shape[:3]
+    E = n * K
+    pairs = [{THINKER: (t0, t1), SOLVER: (s0, s1)} for t0, t1, s0, s1 in ratings.reshape(-1, 4).tolist()]
+    return [pairs[g * E:(g + 1) * E] for g in range(G)]
 
 
-def batch_arrays(batch) -> dict:
-    """The credit helpers' arrays for a :class:`~thinksolve_env.games.GameBatch` (flat episode
-    order: group-major, thought-major), as the plain helpers would compute them from
-    :func:`build_groups`'s groups."""
+def game_outcomes(batch: GameBatch, *, ratings: np.ndarray | None = None) -> credit.Outcomes:
+    """``batch`` (a :class:`~thinksolve_env.games.GameBatch`) as one credit batch,
+    :meth:`algorithms.credit.Outcomes.from_rewards`: G groups of n thoughts × K answers,
+    thought-major (``thought_index`` j for thought j's K answers), the solo rewards (when
+    sampled), R_¬S per episode (its thought's) and, with ``ratings`` (G, n, K, 2, 2), the SEPO
+    pairs ``{thinker_0: pair, solver_0: pair}``. Every credit method takes it; its
+    :class:`~algorithms.rollout.EpisodeGroup` objects are built only if a method iterates it."""
     G, n, K = batch.shape
-    nk = n * K
-    arrays = {
-        "joint_rewards": batch.reward.reshape(-1).astype(np.float64),
-        "group_index": np.repeat(np.arange(G, dtype=np.int64), nk),
-        "no_solver_rewards": np.repeat(batch.no_solver_reward, K, axis=1).reshape(-1).astype(np.float64),
-        "thought_ids": np.repeat(np.arange(G * n, dtype=np.int64), K),
-    }
-    m = batch.solo_reward.shape[1]
-    if m:
-        arrays["solo_baselines"] = np.repeat(batch.solo_reward.mean(axis=1), nk)
-        arrays["paired_solo_rewards"] = batch.solo_reward[:, np.arange(nk) % m].reshape(-1).astype(np.float64)
-    return arrays
+    has_solo = batch.solo_reward.shape[1] > 0
+    return credit.Outcomes.from_rewards(batch.reward.reshape(G, n * K), solo=batch.solo_reward if has_solo else None,
+                                        no_solver=np.repeat(batch.no_solver_reward, K, axis=1),
+                                        ratings=None if ratings is None else _rating_maps(ratings), answers_per_thought=K)
 
 
-def array_groups(batch, groups: list | None = None) -> ArrayGroups:
-    """An :class:`ArrayGroups` for ``batch``: over the real ``groups`` (e.g. :func:`build_groups`'s),
-    or over size-only placeholders (fast; for :data:`ARRAY_METHODS` only)."""
-    G, n, K = batch.shape
-    items = groups if groups is not None else [_Placeholder(n * K) for _ in range(G)]
-    return ArrayGroups(items, batch_arrays(batch), n, K)
-
-
-
-def build_groups(batch, *, ratings: np.ndarray | None = None, problems: Sequence[Any] | None = None) -> Collected:
+def build_groups(batch: GameBatch, *, ratings: np.ndarray | None = None, problems: Sequence[Any] | None = None) -> Collected:
     """One :class:`EpisodeGroup` per sampled group of ``batch`` (a :class:`~thinksolve_env.games.GameBatch`):
     episodes thought-major (``thought_index`` j for thought j's K answers), ``solo_rewards`` (when
     sampled), ``no_solver_reward`` per episode (its thought's R_¬S) and, with ``ratings``
     (G, n, K, 2, 2), ``Episode.ratings = {thinker_0: pair, solver_0: pair}``."""
-    G, n, K = batch.shape
-    joint = batch.reward.reshape(G, n * K)
-    alone = np.repeat(batch.no_solver_reward, K, axis=1)
-    has_solo = batch.solo_reward.shape[1] > 0
-    out = Collected()
-    for g in range(G):
-        rt = None
-        if ratings is not None:
-            rg = ratings[g].reshape(n * K, 2, 2)
-            rt = [{THINKER: (float(r[0, 0]), float(r[0, 1])), SOLVER: (float(r[1, 0]), float(r[1, 1]))} for r in rg]
-        out.append(EpisodeGroup.from_rewards(
-            joint[g].tolist(), solo=batch.solo_reward[g].tolist() if has_solo else None, no_solver=alone[g].tolist(),
-            ratings=rt, problem=None if problems is None else problems[g], answers_per_thought=K))
+    out = Collected(game_outcomes(batch, ratings=ratings))
+    if problems is not None:
+        for g, problem in zip(out, problems):
+            g.problem = problem
     out.budget = {}
     return out
 
 
-def apply_method(spec: MethodSpec, groups: list, per_batch: int, *, method=None, methods: list | None = None) -> dict[str, np.ndarray]:
+def apply_method(spec: MethodSpec, groups: Sequence[Any], per_batch: int, *, method: credit.CreditMethod | None = None,
+                 methods: Sequence[credit.CreditMethod] | None = None) -> dict[str, np.ndarray]:
     """Credit rewards over ``groups`` (consecutive runs of ``per_batch`` groups form one batch):
-    one call over all groups for a per-group method, else one call per batch (``methods`` may
+    one call over all groups for a method that is
+    :attr:`~algorithms.credit.CreditMethod.per_group`, else one call per batch (``methods`` may
     hold one instance per batch, e.g. one per seed; otherwise ``method`` is reused in order)."""
-    if spec.per_group:
-        m = method or spec.make()
-        return m(groups)
+    if not methods:
+        method = method or spec.make()
+        if getattr(method, "per_group", False):
+            return method(groups)
     outs = {THINKER: [], SOLVER: []}
     nb = len(groups) // per_batch
-    m = method or (None if methods else spec.make())
     for b in range(nb):
-        inst = methods[b] if methods else m
+        inst = methods[b] if methods else method
         r = inst(groups[b * per_batch:(b + 1) * per_batch])
         for role in outs:
             outs[role].append(r[role])
     return {role: np.concatenate(v) for role, v in outs.items()}
 
 
-def _estimate(name: str, params: dict, rewards: np.ndarray, index: np.ndarray, n_batches: int) -> np.ndarray:
-    fn = estimator_registry.get(name)
-    if _is(GROUP_LOCAL_ESTIMATORS, name, params):
-        return fn(rewards, index, **params).double().numpy()
-    size = rewards.size // n_batches
-    return np.concatenate([fn(rewards[b * size:(b + 1) * size], index[b * size:(b + 1) * size], **params).double().numpy()
-                           for b in range(n_batches)])
+def _group_local(fn: Any, params: dict) -> bool:
+    """The estimator's ``group_local`` attribute for these parameters (absent: False)."""
+    flag = getattr(fn, "group_local", False)
+    return bool(flag(**params)) if callable(flag) else bool(flag)
 
 
-def _whiten_rows(x: np.ndarray, eps: float) -> np.ndarray:
-    """REINFORCE++'s whitening (:func:`algorithms.estimators.reinforce_pp` without lengths) of each
-    row at once: (x − μ)/(σ + ε), σ Bessel-corrected, zeros for a constant row."""
-    mu = x.mean(axis=1, keepdims=True)
-    n = x.shape[1]
-    var = ((x - mu) ** 2).sum(axis=1, keepdims=True) / max(n - 1, 1)
-    out = (x - mu) / (np.sqrt(var) + eps)
-    return np.where(x.max(axis=1, keepdims=True) == x.min(axis=1, keepdims=True), 0.0, out)
+def _advantages(fn: Any, params: dict, rewards: np.ndarray, index: np.ndarray, n_batches: int) -> np.ndarray:
+    """The estimator over ``n_batches`` consecutive batches of equal size: one call when it is
+    group-local, else one call per batch."""
+    with torch.inference_mode():
+        if _group_local(fn, params):
+            return fn(rewards, index, **params).double().numpy()
+        size = rewards.size // n_batches
+        return np.concatenate([fn(rewards[b * size:(b + 1) * size], index[b * size:(b + 1) * size], **params).numpy()
+                               for b in range(n_batches)]).astype(np.float64)
 
 
-def _centre_groups(x: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """r − group mean, exact zeros for a group whose rewards are all equal (as the estimators)."""
-    _, inv = np.unique(index.reshape(-1), return_inverse=True)
-    inv = inv.reshape(-1)
-    flat = x.reshape(-1)
-    G = int(inv.max()) + 1
-    counts = np.bincount(inv, minlength=G)
-    mean = np.bincount(inv, weights=flat, minlength=G) / counts
-    gmax = np.full(G, -np.inf)
-    gmin = np.full(G, np.inf)
-    np.maximum.at(gmax, inv, flat)
-    np.minimum.at(gmin, inv, flat)
-    return np.where((gmax == gmin)[inv], 0.0, flat - mean[inv]).reshape(x.shape)
-
-
-#: Batch-level built-in estimators with a vectorised form for many batches at once (the learning
-#: runs; tests check it equals the real function batch by batch).
-VECTORISED_ESTIMATORS = ("reinforce++", "reinforce++-baseline")
-
-
-def estimate_rows(name: str, params: dict, rewards: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """Advantages of R batches at once, ``rewards``/``index`` (R, N) with labels distinct across
-    rows: a group-local estimator in one call; REINFORCE++ (and -baseline) vectorised per row
-    (float32 like the estimator); any other estimator row by row."""
-    R, N = rewards.shape
-    if _is(GROUP_LOCAL_ESTIMATORS, name, params):
-        return estimator_registry.get(name)(rewards.reshape(-1), index.reshape(-1), **params).double().numpy().reshape(R, N)
-    if name in VECTORISED_ESTIMATORS and set(params) <= {"eps"}:
-        x = rewards if name == "reinforce++" else _centre_groups(rewards, index)
-        out = _whiten_rows(x.astype(np.float64), float(params.get("eps", estimator_registry.EPS)))
-        return out.astype(np.float32).astype(np.float64)
-    fn = estimator_registry.get(name)
-    return np.stack([fn(rewards[r], index[r], **params).double().numpy() for r in range(R)])
-
-
-def role_advantages(method, groups, rewards: dict, estimator: str, estimator_params: dict, n_batches: int,
-                    vectorised: bool = False) -> dict:
+def role_advantages(method: credit.CreditMethod, groups: Sequence[Any], rewards: dict, estimator: str, estimator_params: dict,
+                    n_batches: int) -> dict:
     """Per role: ``(advantages, units)`` as the trainer computes them (role_units with the
-    method's grouping, then the estimator; batch by batch where the estimator needs it, or with
-    ``vectorised`` all batches at once through :func:`estimate_rows`)."""
+    method's grouping, then the estimator), ``groups`` being ``n_batches`` batches of equal size:
+    one estimator call for all of them when it is group-local, else one per batch."""
+    fn = estimator_registry.get(estimator)
     out = {}
     for role in (THINKER, SOLVER):
-        units = role_units(groups, rewards[role], role, resolve_grouping(method, role))
-        r, idx = np.asarray(units.rewards), np.asarray(units.index)
-        if vectorised:
-            adv = estimate_rows(estimator, estimator_params, r.reshape(n_batches, -1), idx.reshape(n_batches, -1)).reshape(-1)
-        else:
-            adv = _estimate(estimator, estimator_params, r, idx, n_batches)
+        units = credit.role_units(groups, rewards[role], role, credit.resolve_grouping(method, role))
+        adv = _advantages(fn, estimator_params, np.asarray(units.rewards), np.asarray(units.index), n_batches)
         out[role] = (adv, units)
     return out
 
@@ -490,13 +367,11 @@ def fidelity_scores(game: TabularGame, specs: Sequence[MethodSpec], estimators: 
         rng = np.random.default_rng([seed, ci])
         thinker, solver, ex, batch, A_T, A_S, ratings = _draw(game, collection, batches, problems_per_batch, rng,
                                                                policy_scale, rater_accuracy, need_ratings)
-        fast = array_groups(batch)
-        plain = build_groups(batch, ratings=ratings) if any(not s.arrays_ok for s in specs) else None
+        groups = game_outcomes(batch, ratings=ratings)
         G, n, K = batch.shape
         for spec in specs:
             t0 = time.perf_counter()
             method = spec.make()
-            groups = fast if spec.arrays_ok else plain
             rewards = apply_method(spec, groups, problems_per_batch, method=method)
             credit_s = time.perf_counter() - t0
             for est_name, est_params in estimators:
@@ -505,7 +380,8 @@ def fidelity_scores(game: TabularGame, specs: Sequence[MethodSpec], estimators: 
                 aT = adv[THINKER][0].reshape(G, n)
                 aS = adv[SOLVER][0].reshape(G, n * K)
                 gT, gS = _grads(game, thinker, solver, batch, aT, aS, batches, problems_per_batch)
-                row = {"game": game.name, "collection": collection.label, "method": spec.label, "estimator": _est_label(est_name, est_params),
+                row = {"game": game.name, "collection": collection.label, "method": spec.label,
+                       "estimator": _est_label(est_name, est_params),
                        "batches": batches, "problems_per_batch": problems_per_batch,
                        "solver_generations_per_problem": collection.solver_generations(method.requires)}
                 row.update(_scores("thinker", aT, A_T, batches, gT, ex.grad_T))
@@ -537,13 +413,14 @@ def learning_runs(game: TabularGame, specs: Sequence[MethodSpec], estimators: Se
         for spec in specs:
             probe = spec.make()
             need_ratings = RATINGS in probe.requires
+            per_group = getattr(probe, "per_group", False)
             for est_name, est_params in estimators:
                 t0 = time.perf_counter()
                 rng = np.random.default_rng([seed, ci, 7])
                 thinker = TabularSoftmaxPolicy(game.n_thinker_obs, game.n_thoughts, batch=(S,))
                 solver = TabularSoftmaxPolicy(game.n_solver_obs, game.n_answers, batch=(S,))
-                methods = None if spec.per_group else [spec.make() for _ in range(S)]
-                method = probe if spec.per_group else methods[0]
+                methods = None if per_group else [spec.make() for _ in range(S)]
+                method = probe if per_group else methods[0]
                 for _ in range(updates):
                     piT, piS = thinker.probs, solver.probs
                     batch = sample(game, np.repeat(piT, P, axis=0), np.repeat(piS, P, axis=0), rng, groups=S * P,
@@ -557,9 +434,9 @@ def learning_runs(game: TabularGame, specs: Sequence[MethodSpec], estimators: Se
                         A_S = ex.A_S[si[:, None, None], batch.x[:, None, None], batch.t[:, :, None], batch.a]
                         ratings = sample_ratings(np.broadcast_to(A_T[:, :, None], A_S.shape), A_S, batch.reward,
                                                  rater_accuracy, rng)
-                    groups = array_groups(batch) if spec.arrays_ok else build_groups(batch, ratings=ratings)
-                    rewards = apply_method(spec, groups, P, method=probe if spec.per_group else None, methods=methods)
-                    adv = role_advantages(method, groups, rewards, est_name, est_params, S, vectorised=True)
+                    groups = game_outcomes(batch, ratings=ratings)
+                    rewards = apply_method(spec, groups, P, method=probe if per_group else None, methods=methods)
+                    adv = role_advantages(method, groups, rewards, est_name, est_params, S)
                     G, n, K = batch.shape
                     gT, gS = _grads(game, thinker, solver, batch, adv[THINKER][0], adv[SOLVER][0], S, P)
                     thinker.ascend(gT / (P * n), lr)
@@ -590,7 +467,7 @@ def _text_scores(prefix: str, adv: np.ndarray, target: np.ndarray) -> dict:
     return out
 
 
-def rating_fidelity(groups, Q: np.ndarray) -> dict:
+def rating_fidelity(groups: Sequence[Any], Q: np.ndarray) -> dict:
     """How the collected SEPO ratings relate to the thoughts' real contribution (empty without ratings).
 
     ``rating_valid_rate``: share of ratings (both raters) that parse to a valid pair agreeing with
@@ -599,9 +476,6 @@ def rating_fidelity(groups, Q: np.ndarray) -> dict:
     Thinker for a success or blame the Solver for a failure; w_T from METHOD.md §4 with η = 0.3),
     with the Monte Carlo value Q(x, t_j) of the episode's thought. A rater that judges the thought
     gives a positive correlation; the neutral pair gives none (``None`` when either is constant)."""
-    from ..credit.rating import parse_rating
-    from .diagnostics import correlation
-
     # (group, thought, episode) for every joint episode; Q[i, j] is thought j of group i
     eps = [(i, j, e) for i, g in enumerate(groups) for j, siblings in enumerate(g.thought_episodes) for e in siblings]
     if not eps or any(e.ratings is None for _, _, e in eps):
@@ -609,7 +483,7 @@ def rating_fidelity(groups, Q: np.ndarray) -> dict:
     valid, signal, value = [], [], []
     for i, j, e in eps:
         correct = e.reward > 0
-        rt, rs = parse_rating(e.ratings.get(THINKER), correct), parse_rating(e.ratings.get(SOLVER), correct)
+        rt, rs = credit.parse_rating(e.ratings.get(THINKER), correct), credit.parse_rating(e.ratings.get(SOLVER), correct)
         valid += [rt.valid, rs.valid]
         s_t = 0.3 * rt.pair[0] + 0.7 * rs.pair[0]
         s_s = 0.3 * rs.pair[1] + 0.7 * rt.pair[1]
@@ -619,9 +493,10 @@ def rating_fidelity(groups, Q: np.ndarray) -> dict:
     return {"rating_valid_rate": float(np.mean(valid)), "rating_q_correlation": correlation(signal, value)}
 
 
-def real_text_fidelity(policies, problems, specs: Sequence[MethodSpec], estimators: Sequence[tuple[str, dict]],
-                       collections: Sequence[Collection] = (FLAT, TREE), *, mc_answers: int = 32, verifier=None,
-                       env_options: dict | None = None, seed: int = 0, **sampling) -> tuple[list[dict], dict]:
+def real_text_fidelity(policies: Mapping[str, Any], problems: Iterable[Any], specs: Sequence[MethodSpec],
+                       estimators: Sequence[tuple[str, dict]], collections: Sequence[Collection] = (FLAT, TREE), *,
+                       mc_answers: int = 32, verifier: Any = None, env_options: dict | None = None, seed: int = 0,
+                       **sampling: Any) -> tuple[list[dict], dict]:
     """The lab on model text (METHOD.md §9, last point).
 
     Per collection: :func:`~algorithms.rollout.collect_groups` plays n thoughts × K answers per
@@ -631,11 +506,6 @@ def real_text_fidelity(policies, problems, specs: Sequence[MethodSpec], estimato
     Thinker advantage is scored against Q(x, t_j) − mean_j Q(x, t_j), its Solver advantage against
     R_jk − Q(x, t_j) (the verifier is deterministic given the answer), within each problem group;
     intervals are over problems. ``sampling``: collect_groups' sampling keywords."""
-    from thinksolve_env.env import ThinkSolveEnv
-    from thinksolve_env.verifier import MathVerifier
-
-    from .rollout import collect_groups
-
     if isinstance(mc_answers, bool) or not isinstance(mc_answers, int) or mc_answers < 32:
         raise ValueError(f"real_text_fidelity: mc_answers must be an integer >= 32 (METHOD.md §9), got {mc_answers!r}")
     problems = list(problems)

@@ -35,6 +35,16 @@ tokens: a rollout with L tokens counts L times (pass ``lengths``; without it eac
 once). REINFORCE++ may also take a token-level KL penalty in the reward (γ = 1): pass ``mask``,
 ``kl`` (both (B, T)) and ``kl_coef``; the token rewards are −β·kl_t plus r at the last valid
 token, the returns G_t = Σ_{s≥t} of them, and the result is the whitened (B, T) returns.
+
+Each estimator says whether it is *group-local*, as an attribute of the function,
+``fn.group_local``: the advantage of a rollout depends on the rewards of its own group (its
+``index`` label) only, so one call on several batches concatenated (labels distinct across
+batches) gives exactly the advantages of one call per batch, and a harness may make one call for
+many batches (the credit-fidelity lab does). The value is a bool or, when it depends on the
+keyword parameters, a function of them returning one: ``grpo`` with ``scale="group"`` or
+``"none"``, ``dr_grpo`` and ``rloo`` are group-local; ``grpo`` with ``scale="batch"`` and the
+REINFORCE++ pair (batch whitening) are not. An estimator without the attribute (a registered one
+that does not set it) counts as not group-local, the safe reading.
 """
 
 from __future__ import annotations
@@ -151,11 +161,22 @@ def grpo(rewards, index=None, *, scale: str = "group", eps: float = EPS, lengths
     return _out(centred / (std + eps), dtype)
 
 
+def _grpo_group_local(scale: str = "group", **params: Any) -> bool:
+    """``grpo`` is group-local with the group's std or none; the batch std ties the batch together."""
+    return scale in ("group", "none")
+
+
+grpo.group_local = _grpo_group_local
+
+
 @register("dr_grpo")
 def dr_grpo(rewards, index=None, *, eps: float = EPS, lengths=None, mask=None, dtype=torch.float32) -> torch.Tensor:
     """Dr. GRPO: A = r − mean_g r (no std division)."""
     r = _rewards(rewards)
     return _out(_group_centred(r, index)[0], dtype)
+
+
+dr_grpo.group_local = True
 
 
 @register("rloo")
@@ -164,6 +185,9 @@ def rloo(rewards, index=None, *, eps: float = EPS, lengths=None, mask=None, dtyp
     r = _rewards(rewards)
     centred, _, n = _group_centred(r, index)
     return _out(torch.where(n > 1, centred * n / (n - 1).clamp(min=1), torch.zeros_like(r)), dtype)
+
+
+rloo.group_local = True
 
 
 def _reinforce(r: torch.Tensor, lengths, mask, kl, kl_coef: float, eps: float, dtype) -> torch.Tensor:
@@ -204,9 +228,15 @@ def reinforce_pp(rewards, index=None, *, lengths=None, mask=None, kl=None, kl_co
     return _reinforce(_rewards(rewards), lengths, mask, kl, kl_coef, eps, dtype)
 
 
+reinforce_pp.group_local = False  # the whitening's mean and std are the whole batch's
+
+
 @register("reinforce++-baseline")
 def reinforce_pp_baseline(rewards, index=None, *, lengths=None, mask=None, kl=None, kl_coef: float = 0.0,
                           eps: float = EPS, dtype=torch.float32) -> torch.Tensor:
     """REINFORCE++-baseline: the group mean is subtracted first, A = whiten(r − mean_g r)."""
     r = _rewards(rewards)
     return _reinforce(_group_centred(r, index)[0], lengths, mask, kl, kl_coef, eps, dtype)
+
+
+reinforce_pp_baseline.group_local = False  # group-centred, then whitened over the whole batch
