@@ -38,16 +38,17 @@ benchmark do it for you); ``examples/event_both.py`` is a complete example.
 from __future__ import annotations
 
 from .base import (
-    ROLES,
     COUNTERFACTUALS,
     GROUPINGS,
     NO_SOLVER,
     R_EMPTY,
     RATINGS,
+    ROLES,
     SOLO,
     CreditMethod,
     MissingCounterfactualError,
     Outcomes,
+    Units,
     check_needs,
     group_index,
     joint_rewards,
@@ -60,7 +61,6 @@ from .base import (
     thought_ids,
     thought_slices,
     thought_values,
-    Units,
 )
 from .rating import Rating, parse_rating
 from .registry import (
@@ -114,5 +114,7 @@ __all__ = [
     "resolve_grouping",
 ]
 
-# Built-ins register themselves on import, in this order.
-from . import shared, ccpo, sepo, difference, shapley, tree  # noqa: E402,F401
+# Built-ins register themselves on import; the order of these lines is the order of available().
+# isort: off
+from . import shared, ccpo, sepo, difference, shapley, tree  # noqa: F401
+# isort: on

@@ -1,5 +1,5 @@
 """What every credit method shares: the counterfactual names, the method base class, and
-small array helpers over episode groups (METHOD.md §2–§5).
+small array helpers over episode groups.
 
 A *credit method* turns the verified outcomes of a batch of episode groups into one scalar
 reward per joint episode for each role. It is a pure function of the groups (the one
@@ -9,19 +9,9 @@ also a function of each group on its own says so with :attr:`CreditMethod.per_gr
 it once on many batches' groups then gives the rewards of calling it batch by batch.
 
 Counterfactuals a method can require (its ``.requires``; pass it as ``needs`` to
-:func:`algorithms.rollout.collect_groups`):
-
-=============  ====================================================================  ==========================
-name           what is collected                                                      cost
-=============  ====================================================================  ==========================
-``solo``       Thinker removed: the Solver answers the problem alone, m samples per   m Solver generations and
-               problem; ``EpisodeGroup.solo_rewards`` (R_¬T), baseline b(x) = mean     m verifier calls / problem
-``no_solver``  Solver removed: the Thinker's own text is verified;                    1 verifier call / episode,
-               ``Episode.no_solver_reward`` (R_¬S)                                     no generation
-``ratings``    SEPO: each role rates the finished transcript; ``Episode.ratings``     1 rating per role / episode
-=============  ====================================================================  ==========================
-
-Both removed needs nothing: R_∅ = −1 (:data:`R_EMPTY`).
+:func:`algorithms.rollout.collect_groups`) are named in :mod:`algorithms.rollout.needs`:
+``solo`` (Thinker removed, R_¬T), ``no_solver`` (Solver removed, R_¬S) and ``ratings`` (SEPO);
+both removed needs nothing (R_∅ = −1, :data:`R_EMPTY`).
 
 Groups are duck-typed: a method reads ``group.episodes`` (each with ``.reward`` and, when
 collected, ``.no_solver_reward`` and ``.ratings``) and ``group.solo_rewards``. Build them by hand

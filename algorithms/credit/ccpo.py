@@ -40,10 +40,11 @@ and divides out entirely with the group std.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
-from .registry import register
+from ..rollout import EpisodeGroup
 from .base import (
     NO_SOLVER,
     SOLO,
@@ -56,6 +57,7 @@ from .base import (
     solo_baselines,
     thought_values,
 )
+from .registry import register
 
 __all__ = ["CCPO", "VARIANTS"]
 
@@ -106,11 +108,11 @@ class CCPO(CreditMethod):
 
     def _reset_stats(self) -> None:
         self.count = 0
-        self.mean = {k: 0.0 for k in _STATS}
-        self.var = {k: 1.0 for k in _STATS}
+        self.mean = dict.fromkeys(_STATS, 0.0)
+        self.var = dict.fromkeys(_STATS, 1.0)
 
     # -- variants -------------------------------------------------------------------------
-    def compute(self, groups):
+    def compute(self, groups: Sequence[EpisodeGroup]) -> dict[str, np.ndarray]:
         R = joint_rewards(groups)
         if self.variant == "event":
             b = solo_baselines(groups)
@@ -134,8 +136,8 @@ class CCPO(CreditMethod):
             mu = dict(self.mean)
             sd = {k: math.sqrt(max(self.var[k], 0.0)) for k in _STATS}
         else:
-            mu = {k: 0.0 for k in _STATS}
-            sd = {k: 1.0 for k in _STATS}
+            mu = dict.fromkeys(_STATS, 0.0)
+            sd = dict.fromkeys(_STATS, 1.0)
         z = {k: (values[k] - mu[k]) / (sd[k] + self.eps) for k in _STATS}
         r_T = np.tanh(self.alpha * z["delta"])
         g = 1.0 / (1.0 + math.exp(-self.eta * mu["delta"] / (sd["delta"] + self.eps)))
@@ -166,7 +168,8 @@ class CCPO(CreditMethod):
             mean = {k: float(state["mean"][k]) for k in _STATS}
             var = {k: float(state["var"][k]) for k in _STATS}
         except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"ccpo.load_state_dict: expected {{'count', 'mean', 'var'}} with keys {_STATS}, got {state!r}") from exc
+            raise ValueError(f"ccpo.load_state_dict: expected {{'count', 'mean', 'var'}} with keys {_STATS}, "
+                             f"got {state!r}") from exc
         self.count, self.mean, self.var = count, mean, var
 
     def __repr__(self) -> str:

@@ -14,8 +14,13 @@ keeps its own answer's outcome, r_S = R_jk − R_¬S(j). With K = 1 both are the
 
 from __future__ import annotations
 
-from .registry import register
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..rollout import EpisodeGroup
 from .base import NO_SOLVER, SOLO, SOLVER, THINKER, CreditMethod, joint_rewards, no_solver_rewards, solo_baselines, thought_values
+from .registry import register
 
 __all__ = ["Difference"]
 
@@ -28,6 +33,6 @@ class Difference(CreditMethod):
     requires = frozenset({SOLO, NO_SOLVER})
     per_group = True
 
-    def compute(self, groups):
+    def compute(self, groups: Sequence[EpisodeGroup]) -> dict[str, np.ndarray]:
         R = joint_rewards(groups)
         return {THINKER: thought_values(groups) - solo_baselines(groups), SOLVER: R - no_solver_rewards(groups)}

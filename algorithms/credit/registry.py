@@ -9,12 +9,15 @@ import importlib
 import importlib.util
 import inspect
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from ..registry import Registry
+from ..rollout import EpisodeGroup
 from .base import GROUPINGS, ROLES, CreditMethod, normalize_needs
 
 __all__ = ["REGISTRY", "register", "unregister", "available", "parameters", "check_params", "get", "load_plugin",
@@ -43,7 +46,7 @@ class _FunctionMethod(CreditMethod):
         self.name, self.fn, self.requires, self.params = name, fn, requires, params
         self.grouping = dict(grouping or {})
 
-    def compute(self, groups):
+    def compute(self, groups: Sequence[EpisodeGroup]) -> dict[str, np.ndarray]:
         return self.fn(groups, **self.params)
 
 

@@ -25,15 +25,16 @@ disagrees with the verifier counts as the neutral pair (0.5, 0.5) and as invalid
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 
 from thinksolve_env.prompts import RATER_ROLES, rating_prompts
 
-from .registry import register
+from ..rollout import EpisodeGroup
 from .base import RATINGS, SOLVER, THINKER, CreditMethod
 from .rating import MAX_RATING_CHARS, NEUTRAL, RATING_PAIRS, Rating, parse_rating
+from .registry import register
 
 __all__ = ["SEPO", "Rating", "parse_rating", "rating_prompts", "NEUTRAL", "RATING_PAIRS", "RATER_ROLES", "MAX_RATING_CHARS"]
 
@@ -65,7 +66,7 @@ class SEPO(CreditMethod):
             raise ValueError(f"sepo: center must be 'group' or 'none', got {center!r}")
         self.eta, self.lam_credit, self.lam_blame, self.center = float(eta), float(lam_credit), float(lam_blame), center
 
-    def compute(self, groups):
+    def compute(self, groups: Sequence[EpisodeGroup]) -> dict[str, np.ndarray]:
         eta = self.eta
         reasons: Counter = Counter()
         valid_by = Counter()

@@ -17,8 +17,24 @@ flat formulas.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..rollout import EpisodeGroup
+from .base import (
+    NO_SOLVER,
+    R_EMPTY,
+    SOLO,
+    SOLVER,
+    THINKER,
+    CreditMethod,
+    joint_rewards,
+    no_solver_rewards,
+    solo_baselines,
+    thought_values,
+)
 from .registry import register
-from .base import NO_SOLVER, R_EMPTY, SOLO, SOLVER, THINKER, CreditMethod, joint_rewards, no_solver_rewards, solo_baselines, thought_values
 
 __all__ = ["Shapley"]
 
@@ -31,7 +47,7 @@ class Shapley(CreditMethod):
     requires = frozenset({SOLO, NO_SOLVER})
     per_group = True
 
-    def compute(self, groups):
+    def compute(self, groups: Sequence[EpisodeGroup]) -> dict[str, np.ndarray]:
         R = joint_rewards(groups)
         b = solo_baselines(groups)
         rs = no_solver_rewards(groups)

@@ -5,8 +5,13 @@
 
 from __future__ import annotations
 
-from .registry import register
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..rollout import EpisodeGroup
 from .base import ROLES, CreditMethod, joint_rewards
+from .registry import register
 
 __all__ = ["Shared"]
 
@@ -19,6 +24,6 @@ class Shared(CreditMethod):
     requires = frozenset()
     per_group = True
 
-    def compute(self, groups):
+    def compute(self, groups: Sequence[EpisodeGroup]) -> dict[str, np.ndarray]:
         R = joint_rewards(groups)
         return {a: R.copy() for a in ROLES}

@@ -16,8 +16,13 @@ n = 2 the group std turns every Thinker advantage into ±1).
 
 from __future__ import annotations
 
-from .registry import register
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..rollout import EpisodeGroup
 from .base import SOLVER, THINKER, CreditMethod, joint_rewards, thought_values
+from .registry import register
 
 __all__ = ["Tree"]
 
@@ -31,5 +36,5 @@ class Tree(CreditMethod):
     grouping = {THINKER: "problem", SOLVER: "thought"}
     per_group = True
 
-    def compute(self, groups):
+    def compute(self, groups: Sequence[EpisodeGroup]) -> dict[str, np.ndarray]:
         return {THINKER: thought_values(groups), SOLVER: joint_rewards(groups)}

@@ -49,10 +49,12 @@ that does not set it) counts as not group-local, the safe reading.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Literal, get_args
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from ..registry import Registry
 
@@ -144,7 +146,9 @@ def _out(a: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 @register("grpo")
-def grpo(rewards, index=None, *, scale: str = "group", eps: float = EPS, lengths=None, mask=None, dtype=torch.float32) -> torch.Tensor:
+def grpo(rewards: ArrayLike, index: ArrayLike | None = None, *, scale: Scale = "group", eps: float = EPS,
+         lengths: Sequence[int] | None = None, mask: torch.Tensor | None = None,
+         dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """GRPO: A = (r − mean_g r)/(s + ε).
 
     ``scale="group"``: s = Bessel std of r within the group (the GRPO paper, TRL's default);
@@ -170,7 +174,8 @@ grpo.group_local = _grpo_group_local
 
 
 @register("dr_grpo")
-def dr_grpo(rewards, index=None, *, eps: float = EPS, lengths=None, mask=None, dtype=torch.float32) -> torch.Tensor:
+def dr_grpo(rewards: ArrayLike, index: ArrayLike | None = None, *, eps: float = EPS, lengths: Sequence[int] | None = None,
+            mask: torch.Tensor | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Dr. GRPO: A = r − mean_g r (no std division)."""
     r = _rewards(rewards)
     return _out(_group_centred(r, index)[0], dtype)
@@ -180,7 +185,8 @@ dr_grpo.group_local = True
 
 
 @register("rloo")
-def rloo(rewards, index=None, *, eps: float = EPS, lengths=None, mask=None, dtype=torch.float32) -> torch.Tensor:
+def rloo(rewards: ArrayLike, index: ArrayLike | None = None, *, eps: float = EPS, lengths: Sequence[int] | None = None,
+         mask: torch.Tensor | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """RLOO: A_j = r_j − mean_{k≠j} r_k = n/(n−1)·(r_j − mean_g r); 0 for a group of one."""
     r = _rewards(rewards)
     centred, _, n = _group_centred(r, index)
@@ -197,7 +203,8 @@ def _reinforce(r: torch.Tensor, lengths, mask, kl, kl_coef: float, eps: float, d
         m = torch.as_tensor(mask).to(torch.float64)
         k = torch.as_tensor(kl).detach().to(torch.float64)
         if m.shape != k.shape or m.ndim != 2 or m.shape[0] != r.numel():
-            raise ValueError(f"mask and kl must both have shape (B, T) with B = {r.numel()}, got {tuple(m.shape)} and {tuple(k.shape)}")
+            raise ValueError(f"mask and kl must both have shape (B, T) with B = {r.numel()}, "
+                             f"got {tuple(m.shape)} and {tuple(k.shape)}")
         tok = -kl_coef * k * m
         last = (m * torch.arange(1, m.shape[1] + 1, dtype=torch.float64)).argmax(dim=1)
         has = m.sum(dim=1) > 0
@@ -219,8 +226,9 @@ def _reinforce(r: torch.Tensor, lengths, mask, kl, kl_coef: float, eps: float, d
 
 
 @register("reinforce++")
-def reinforce_pp(rewards, index=None, *, lengths=None, mask=None, kl=None, kl_coef: float = 0.0,
-                 eps: float = EPS, dtype=torch.float32) -> torch.Tensor:
+def reinforce_pp(rewards: ArrayLike, index: ArrayLike | None = None, *, lengths: Sequence[int] | None = None,
+                 mask: torch.Tensor | None = None, kl: torch.Tensor | None = None, kl_coef: float = 0.0,
+                 eps: float = EPS, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """REINFORCE++: A = r (γ = 1), whitened over the valid tokens of the whole batch:
     A = (r − μ)/(σ + ε), μ and σ token-weighted (``lengths`` or ``mask``). No per-group baseline.
     With ``kl`` (B, T) and ``kl_coef`` β: token rewards −β·kl_t plus r at the last valid token,
@@ -232,8 +240,9 @@ reinforce_pp.group_local = False  # the whitening's mean and std are the whole b
 
 
 @register("reinforce++-baseline")
-def reinforce_pp_baseline(rewards, index=None, *, lengths=None, mask=None, kl=None, kl_coef: float = 0.0,
-                          eps: float = EPS, dtype=torch.float32) -> torch.Tensor:
+def reinforce_pp_baseline(rewards: ArrayLike, index: ArrayLike | None = None, *, lengths: Sequence[int] | None = None,
+                          mask: torch.Tensor | None = None, kl: torch.Tensor | None = None, kl_coef: float = 0.0,
+                          eps: float = EPS, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """REINFORCE++-baseline: the group mean is subtracted first, A = whiten(r − mean_g r)."""
     r = _rewards(rewards)
     return _reinforce(_group_centred(r, index)[0], lengths, mask, kl, kl_coef, eps, dtype)
