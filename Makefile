@@ -15,8 +15,9 @@ demo: setup
 test: test-main
 	@if [ "$${THINKSOLVE_SKIP_VLLM:-0}" = "1" ]; then echo "[test] THINKSOLVE_SKIP_VLLM=1: vLLM tests skipped"; else $(MAKE) --no-print-directory test-vllm; fi
 
+# Two pytest workers (pytest-xdist), a test file per worker at a time, so module fixtures are built once.
 test-main: setup lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 # ruff (rules in pyproject.toml) over the whole checkout; zero findings, or the test target fails.
 lint: setup

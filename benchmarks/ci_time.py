@@ -5,7 +5,7 @@ checkout (so ``../shared/data`` resolves as it does here), points ``THINKSOLVE_C
 empty directory (no cached tiny models, warm starts or converted SmolLM2), and runs there the
 two test commands of ``make test``, timing each:
 
-* the main suite: ``.venv/bin/python -m pytest -q``;
+* the main suite: ``.venv/bin/python -m pytest -q -n 2 --dist loadfile`` (as ``make test``);
 * the vLLM tests: ``.venv-vllm/bin/python -m pytest -q -m vllm tests/test_vllm_policy.py``.
 
 The interpreters are this checkout's virtualenvs (``--venv``, ``--vllm-venv``); run from the
@@ -66,8 +66,9 @@ def main(argv=None) -> int:
     load_before = os.getloadavg()[0]
     rows, rcs = [], []
     try:
-        dt, rc, tail = _timed([f"{args.venv}/bin/python", "-m", "pytest", "-q", *(args.only or [])], clone, env)
-        rows.append({"phase": "main suite (pytest -q)", "seconds": round(dt, 1), "result": tail})
+        dt, rc, tail = _timed([f"{args.venv}/bin/python", "-m", "pytest", "-q", "-n", "2", "--dist", "loadfile",
+                                *(args.only or [])], clone, env)
+        rows.append({"phase": "main suite (pytest -q -n 2)", "seconds": round(dt, 1), "result": tail})
         rcs.append(rc)
         if not args.skip_vllm and not args.only:
             dt, rc, tail = _timed([f"{args.vllm_venv}/bin/python", "-m", "pytest", "-q", "-m", "vllm",
