@@ -5,6 +5,7 @@ private name crosses a package boundary."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -172,3 +173,48 @@ def test_public_functions_have_type_hints():
                 what = ", ".join(untyped + ([] if fn.returns is not None else ["return"]))
                 missing.append(f"{path.relative_to(ROOT)}:{fn.lineno} {qual}: {what}")
     assert not missing, f"{len(missing)} public functions lack type hints:\n" + "\n".join(missing)
+
+
+def _architecture_rooms() -> list[tuple[str, list[str]]]:
+    """``(module path under algorithms/, names)`` for every row of docs/architecture.md's table of
+    rooms: a folder row (`` `x/` ``) sets the folder of the indented file rows under it."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    section = text.split("## `algorithms/`, one room per concern", 1)[1].split("\n## ", 1)[0]
+    rooms, folder = [], ""
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not line.startswith("|") or len(cells) < 3 or set(cells[0]) <= {"-", " "} or cells[0] == "room":
+            continue
+        names = re.findall(r"`([^`]+)`", cells[-1])
+        files = re.findall(r"`([a-z_]+(?:\.py|/))`", cells[0])
+        indented = cells[0].startswith("&nbsp;")
+        if not indented:
+            folder = files[0] if files[0].endswith("/") else ""
+            rooms.append((files[0], names))
+        else:
+            rooms += [(folder + f, names if len(files) == 1 else names[i:i + 1]) for i, f in enumerate(files)]
+    return rooms
+
+
+def test_the_architecture_page_names_every_room_and_its_names_live_there():
+    import importlib
+
+    rooms = _architecture_rooms()
+    documented = {room for room, _ in rooms}
+    assert "train/trainer.py" in documented and "rollout/" in documented  # the parser reads the table
+    algo = ROOT / "algorithms"
+    for room, names in rooms:
+        assert (algo / room).exists(), f"docs/architecture.md names algorithms/{room}, which does not exist"
+        module = importlib.import_module("algorithms." + room.removesuffix(".py").removesuffix("/").replace("/", "."))
+        missing = [n for n in names if not hasattr(module, n.split(".")[0])]
+        assert not missing, f"docs/architecture.md lists {missing} in algorithms/{room}, which does not define them"
+    undocumented = []
+    for path in sorted(algo.rglob("*.py")):
+        rel_path = path.relative_to(algo).as_posix()
+        if path.name == "__init__.py" and rel_path != "__init__.py":
+            continue
+        folder = rel_path.rpartition("/")[0] + "/" if "/" in rel_path else ""
+        has_file_rows = any(r.startswith(folder) and r.endswith(".py") for r in documented) if folder else True
+        if rel_path not in documented and rel_path != "__init__.py" and (has_file_rows or folder not in documented):
+            undocumented.append(rel_path)
+    assert not undocumented, f"modules docs/architecture.md does not place: {undocumented}"
