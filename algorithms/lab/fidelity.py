@@ -73,8 +73,8 @@ from thinksolve_env import SOLVER, THINKER, MathVerifier, TabularGame, ThinkSolv
 from thinksolve_env.games import GameBatch, sample, sample_ratings
 
 from .. import credit
-from .. import estimators as estimator_registry
 from ..evaluation import correlation
+from ..optim import estimators as estimator_registry
 from ..rollout import RATINGS, SOLO, Collected, collect_groups
 
 __all__ = [
