@@ -116,7 +116,8 @@ class CreditMethod:
     checks ``requires`` against the groups, runs :meth:`compute`, and checks that it returned
     one finite reward per joint episode for every agent. ``metrics`` holds the diagnostics of the
     last call (e.g. SEPO's rating valid rate). The groups may be any sequence of groups,
-    an :class:`Outcomes` included (another iterable is read into a list first).
+    an :class:`Outcomes` included (another iterable is read into a list first); :meth:`compute`
+    receives them as an :class:`Outcomes` (a sequence of the same groups, read once).
     """
 
     name: str = "credit"
@@ -159,7 +160,9 @@ class CreditMethod:
                 f"without it; collect with needs={sorted(self.requires)} (method.requires)"
             )
         self.metrics = {}
-        out = self.compute(groups)
+        # compute() gets the Outcomes (a sequence of the same groups): every helper it calls then
+        # reads these arrays instead of walking the episodes again
+        out = self.compute(outcomes)
         return _check_output(self.name, out, outcomes.size)
 
     def state_dict(self) -> dict:
