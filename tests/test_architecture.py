@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
+from test_lab_boundary import resolved_imports
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("thinksolve_env", "agents", "algorithms")
@@ -36,20 +37,7 @@ def _imports(name: str, path: Path) -> list[tuple[str, str | None, int]]:
     """``(module, imported name or None, line)`` for every import in the file, nested ones included
     (an import inside a function still ties the modules together), relative ones resolved."""
     tree = ast.parse(path.read_text(), filename=str(path))
-    package = name if _is_package(name) else name.rpartition(".")[0]
-    out = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            out += [(a.name, None, node.lineno) for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                base = base[: len(base) - (node.level - 1)]
-                mod = ".".join(base + ([node.module] if node.module else []))
-            else:
-                mod = node.module or ""
-            out += [(mod, a.name, node.lineno) for a in node.names]
-    return out
+    return [(mod, item, line) for mod, item, _, line in resolved_imports(tree, name, _is_package(name))]
 
 
 def _edges() -> dict[str, set[str]]:

@@ -45,7 +45,7 @@ def _module_name(path: Path) -> tuple[str, bool]:
     return ".".join(parts), False
 
 
-def _imports(tree: ast.AST, module: str, is_package: bool) -> list[tuple[str, str | None, str | None, int]]:
+def resolved_imports(tree: ast.AST, module: str, is_package: bool) -> list[tuple[str, str | None, str | None, int]]:
     """``(module, imported name or None, bound name, line)`` for every import, relative ones resolved."""
     package = module if is_package else module.rpartition(".")[0]
     out = []
@@ -97,7 +97,7 @@ def boundary_violations(source: str, module: str, is_package: bool = False) -> l
     """What a lab module written as ``source`` does against the rules of this file's docstring."""
     tree = ast.parse(source)
     bad, core_names = [], set()
-    for mod, item, bound, line in _imports(tree, module, is_package):
+    for mod, item, bound, line in resolved_imports(tree, module, is_package):
         top = mod.split(".")[0]
         if top not in PACKAGES or _in(mod, LAB):
             continue
@@ -147,7 +147,7 @@ def test_the_core_does_not_import_the_lab():
             module, is_package = _module_name(path)
             if _in(module, LAB):
                 continue
-            for mod, item, _, line in _imports(ast.parse(path.read_text()), module, is_package):
+            for mod, item, _, line in resolved_imports(ast.parse(path.read_text()), module, is_package):
                 if _in(mod, LAB) or (mod == CORE and item == "lab"):
                     bad.append(f"{path.relative_to(ROOT)}:{line} imports {mod}{'.' + item if item else ''}")
     assert not bad, "the core must not depend on the lab:\n" + "\n".join(bad)
