@@ -247,11 +247,11 @@ class Trainer:
             self._lock.release()
             self._lock = None
             if remove_dir:
-                for leftover in (self.out / ".lock", self.out):
-                    try:
-                        leftover.unlink() if leftover.name == ".lock" else leftover.rmdir()
-                    except OSError:
-                        break
+                try:  # the directory goes only if the lock file was all it held
+                    (self.out / ".lock").unlink()
+                    self.out.rmdir()
+                except OSError:
+                    pass
 
     @property
     def rollout_policies(self) -> dict[str, Any]:
