@@ -43,7 +43,7 @@ from .optim.losses import AggMode, KLType
 from .rollout.sampling import Sampling, SamplingError
 
 __all__ = [
-    "ModelConfig", "RolloutConfig", "CreditConfig", "OptimConfig", "ScheduleConfig", "WarmStartConfig", "TrainerConfig",
+    "ModelConfig", "ParallelConfig", "RolloutConfig", "CreditConfig", "OptimConfig", "ScheduleConfig", "WarmStartConfig", "TrainerConfig",
     "PRESETS", "preset", "apply_overrides", "ConfigError", "list_fields", "field_docs", "OPTIMIZERS", "apply_optimizer",
     "apply_credit", "PROMPT_SETS", "prompt_templates",
 ]
@@ -75,6 +75,28 @@ class ModelConfig:
     """LoRA rank when ``sharing == "lora"``."""
     lora_alpha: int = 32
     """LoRA alpha when ``sharing == "lora"``."""
+
+
+@dataclass
+class ParallelConfig:
+    """How the ranks of a multi-process run (``torchrun`` or ``accelerate launch``) share the
+    training; on one process both strategies are plain training."""
+
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+    """``ddp``: every rank holds each role's whole model, gradients and AdamW state (gradients
+    all-reduced); ``fsdp``: FSDP2 (``torch.distributed.fsdp.fully_shard``) shards them across the
+    ranks: float32 master weights, gradients and optimizer state split, compute in ``model.dtype``,
+    gradients reduced in float32."""
+    offload: bool = False
+    """fsdp: keep the sharded parameters, gradients and optimizer state in CPU memory (the
+    optimizer steps on the CPU): slower, for models that do not fit on the GPUs otherwise."""
+    offload_idle: bool = True
+    """Under the alternating schedule, move the idle role's optimizer state to CPU memory until its
+    turn (and, when a vLLM engine serves its rollouts, its training weights too). A no-op on CPU."""
+    replicas: int = 1
+    """fsdp: hybrid sharding (HSDP): shard each model within groups of WORLD_SIZE / replicas ranks
+    and replicate across the groups (set it to the number of nodes, so that sharding traffic stays
+    inside a node). 1: shard across every rank."""
 
 
 @dataclass
@@ -261,6 +283,7 @@ class TrainerConfig:
     credit: CreditConfig = field(default_factory=CreditConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
 
     # -- (de)serialisation ------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -363,6 +386,12 @@ class TrainerConfig:
         need(o.ppo_epochs >= 1, "optim.ppo_epochs", ">= 1", o.ppo_epochs)
         need(o.micro_batch_tokens >= 1, "optim.micro_batch_tokens", ">= 1", o.micro_batch_tokens)
         need(s.period >= 1, "schedule.period", ">= 1", s.period)
+        p = self.parallel
+        need(isinstance(p.replicas, int) and p.replicas >= 1, "parallel.replicas", "an integer >= 1", p.replicas)
+        need(p.replicas == 1 or p.strategy == "fsdp", "parallel.replicas",
+             "1 with parallel.strategy=ddp (hybrid sharding replicates shards: it needs fsdp)", p.replicas)
+        need(not p.offload or p.strategy == "fsdp", "parallel.offload",
+             "false with parallel.strategy=ddp (CPU offload of sharded state needs parallel.strategy=fsdp)", p.offload)
         return self
 
 

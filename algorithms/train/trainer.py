@@ -89,8 +89,9 @@ from .update import policy_update
 
 __all__ = ["Trainer", "ResumeError", "TrainingInterrupted", "RESUMABLE_CHANGES"]
 
-#: Config fields a resumed run may change (none of them changes what a step computes).
-RESUMABLE_CHANGES = ("steps", "out", "save_every", "eval_every", "tensorboard")
+#: Config fields (and sections) a resumed run may change: none of them changes what a step
+#: computes (``parallel``: how ranks share the work; a sharded checkpoint loads at any world size).
+RESUMABLE_CHANGES = ("steps", "out", "save_every", "eval_every", "tensorboard", "parallel")
 
 _say = functools.partial(print, flush=True)  # progress lines show at once under tee, nohup, a log file
 
@@ -473,9 +474,13 @@ class Trainer:
         """Load ``out/checkpoint`` (refused if it was written with a different configuration)."""
         ck = load_checkpoint(self.out / "checkpoint")
         mine = self.config.to_dict()
-        theirs = {**mine, **dict(ck["config"].items())}
-        diff = [d for d in config_diff(ck["config"], mine) if d.split(":")[0] not in RESUMABLE_CHANGES]
-        if diff or set(ck["config"]) != set(theirs):
+        try:  # fields added since the checkpoint was written read as their defaults
+            recorded = TrainerConfig.from_dict(ck["config"]).to_dict()
+        except ConfigError as e:
+            raise ResumeError(f"cannot resume {self.out}: its checkpoint's configuration is not one this version "
+                              f"reads: {e}") from None
+        diff = [d for d in config_diff(recorded, mine) if d.split(":")[0].split(".")[0] not in RESUMABLE_CHANGES]
+        if diff:
             raise ResumeError(
                 f"cannot resume {self.out}: the checkpoint was written with a different configuration "
                 f"(only {', '.join(RESUMABLE_CHANGES)} may change):\n  " + "\n  ".join(diff)
