@@ -53,7 +53,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -308,23 +308,37 @@ class VLLMPolicy:
 
     # ---------------------------------------------------------------- weights
 
-    def sync_weights(self, policy: TransformersPolicy) -> int:
-        """Load ``policy``'s current weights (LoRA merged) into the engine; returns how many
-        tensors were sent. The prefix cache is reset (its keys/values were computed with the old
-        weights)."""
+    def sync_weights(self, policy: TransformersPolicy | None = None, *,
+                     weights: Iterable[tuple[str, torch.Tensor]] | None = None) -> int:
+        """Load ``policy``'s current weights (LoRA merged) into the engine, or ``weights``
+        (``(name, tensor)`` pairs under the plain model's names, consumed one at a time, e.g. a
+        sharded model's parameters gathered one by one); returns how many tensors were sent. The
+        prefix cache is reset (its keys/values were computed with the old weights)."""
         t0 = time.perf_counter()
-        state = policy.merged_state_dict() if hasattr(policy, "merged_state_dict") else policy.model.state_dict()
-        weights = [(k, v.detach().to("cpu", torch.float32).contiguous()) for k, v in state.items()]
+        if weights is None:
+            if policy is None:
+                raise ValueError("sync_weights needs a policy or weights")
+            state = policy.merged_state_dict() if hasattr(policy, "merged_state_dict") else policy.model.state_dict()
+            weights = state.items()
+        sent = [0]
+
+        def stream() -> Iterator[tuple[str, torch.Tensor]]:
+            for k, v in weights:
+                sent[0] += 1
+                yield k, v.detach().to("cpu", torch.float32).contiguous()
 
         # vLLM's in-place reload: checkpoint-format names and shapes in, its own fused/repacked
         # layout (qkv, gate_up, CPU GEMM packing) out.
-        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights, "is_checkpoint_format": True})
+        # an in-process engine reads the tensors as they come; a separate engine process needs them pickled at once
+        in_process = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING", "1") == "0"
+        payload = stream() if in_process else list(stream())
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": payload, "is_checkpoint_format": True})
         try:
             self.llm.reset_prefix_cache()
         except Exception:  # pragma: no cover - engines without a prefix cache
             pass
         self.sync_seconds.append(time.perf_counter() - t0)
-        return len(weights)
+        return sent[0]
 
     def close(self) -> None:
         """Shut the engine down and free its memory (and the temporary weights copy of

@@ -21,9 +21,11 @@ from .checkpoint import (
                          is_run,
                          json_default,
                          load_checkpoint,
+                         load_sharded_state,
                          recorded_config,
                          restore_rng,
                          save_checkpoint,
+                         save_sharded_checkpoint,
 )
 from .lock import RunLock, RunLockedError, check_unlocked, lock_holder, open_run_dir
 from .metrics import EVALS, METRICS, MetricsLogger, append_row, reconcile_metrics
@@ -31,7 +33,8 @@ from .progress import clock, training_progress
 from .state import ResumeError, RunState, check_run_dir, run_state
 
 __all__ = [
-    "CheckpointError", "save_checkpoint", "load_checkpoint", "capture_rng", "restore_rng", "config_diff", "is_run",
+    "CheckpointError", "save_checkpoint", "load_checkpoint", "save_sharded_checkpoint", "load_sharded_state",
+    "capture_rng", "restore_rng", "config_diff", "is_run",
     "recorded_config", "json_default", "RunLock", "RunLockedError", "open_run_dir", "METRICS", "EVALS", "MetricsLogger",
     "append_row", "reconcile_metrics", "training_progress", "clock", "lock_holder", "check_unlocked", "RunState",
     "ResumeError", "run_state", "check_run_dir",

@@ -9,6 +9,12 @@ A checkpoint is a directory::
       optim/<role>.pt           optimizer state (tensors and plain Python values only)
       rng.pt                    Python, NumPy and torch RNG states
 
+A sharded run (FSDP on several ranks, :func:`save_sharded_checkpoint`) writes ``state/`` instead
+of ``weights/`` and ``optim/``: every rank's shards of the weights and optimizer states, written
+by ``torch.distributed.checkpoint`` (one ``__<rank>_0.distcp`` file per rank and a ``.metadata``),
+which reads them back at any world size (:func:`load_sharded_state`), resharding as it goes.
+The same swap makes it atomic and ``meta.json`` holds the SHA-256 of every shard.
+
 :func:`save_checkpoint` writes everything into a fresh sibling directory, fsyncs it, and only
 then swaps it in with renames, so a crash, a full disk or Ctrl-C at any moment leaves either
 the previous checkpoint or the new one in place — never a half-written one.
@@ -34,12 +40,15 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-__all__ = ["save_checkpoint", "load_checkpoint", "capture_rng", "restore_rng", "config_diff", "CheckpointError", "is_run",
+__all__ = ["save_checkpoint", "save_sharded_checkpoint", "load_sharded_state",
+           "load_checkpoint", "capture_rng", "restore_rng", "config_diff", "CheckpointError", "is_run",
            "recorded_config", "json_default"]
 
 FORMAT_VERSION = 2
-#: Formats :func:`load_checkpoint` reads (1: no checksums).
-READABLE_FORMATS = (1, 2)
+#: The format of a sharded checkpoint (:func:`save_sharded_checkpoint`).
+SHARDED_FORMAT = 3
+#: Formats :func:`load_checkpoint` reads (1: no checksums; 3: sharded).
+READABLE_FORMATS = (1, 2, 3)
 
 
 class CheckpointError(RuntimeError):
@@ -194,8 +203,12 @@ def save_checkpoint(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    # Swap: final -> old, tmp -> final, remove old. A crash in between leaves `old` (complete),
-    # which load_checkpoint falls back to.
+    return _swap_in(tmp, final)
+
+
+def _swap_in(tmp: Path, final: Path) -> Path:
+    """Swap: final -> old, tmp -> final, remove old. A crash in between leaves `old` (complete),
+    which load_checkpoint falls back to."""
     old = final.with_name(final.name + ".old")
     if old.exists():
         shutil.rmtree(old)
@@ -205,6 +218,79 @@ def save_checkpoint(
     _fsync_dir(final.parent)
     shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def save_sharded_checkpoint(
+    path: str | os.PathLike,
+    *,
+    step: int,
+    state: dict[str, Any],
+    roles: list[str],
+    credit_state: dict | None = None,
+    config: dict | None = None,
+    rng: dict | None = None,
+    extra: dict | None = None,
+) -> Path:
+    """Atomically write a sharded checkpoint at ``path``; every rank calls it.
+
+    ``state`` is a nested dict of (sharded) tensors, e.g. ``{"weights": {role: state dict},
+    "optim": {role: optimizer state dict}}`` as ``torch.distributed.checkpoint.state_dict``
+    returns them; each rank writes its own shards into a fresh sibling directory, then rank 0
+    adds the RNG states and ``meta.json`` (checksums of every file, ``roles``) and swaps it in.
+    """
+    import torch.distributed as dist  # noqa: PLC0415 (distributed-only imports)
+    import torch.distributed.checkpoint as dcp  # noqa: PLC0415
+
+    final = Path(path)
+    ranked = dist.is_available() and dist.is_initialized()
+    main = not ranked or dist.get_rank() == 0
+    box: list[Any] = [None]
+    if main:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        box[0] = tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-")
+    if ranked:
+        dist.broadcast_object_list(box, src=0)
+    tmp = Path(box[0])
+    try:
+        dcp.save(state, checkpoint_id=str(tmp / "state"))
+        if ranked:
+            dist.barrier()
+        if main:
+            torch.save(_rng_to_file(rng if rng is not None else capture_rng()), tmp / "rng.pt")
+            checksums = {f.relative_to(tmp).as_posix(): _sha256(f) for f in sorted(tmp.rglob("*")) if f.is_file()}
+            meta = {
+                "format_version": SHARDED_FORMAT,
+                "step": int(step),
+                "roles": sorted(roles),
+                "config": config or {},
+                "credit_state": credit_state or {},
+                "extra": {**(extra or {}), "world_size": dist.get_world_size() if ranked else 1},
+                "checksums": checksums,
+            }
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=json_default))
+            _fsync_tree(tmp)
+    except BaseException:
+        if main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if main:
+        _swap_in(tmp, final)
+    if ranked:
+        dist.barrier()
+    return final
+
+
+def load_sharded_state(checkpoint: dict, state: dict[str, Any]) -> None:
+    """Read a sharded checkpoint's tensors into ``state`` in place (the same nesting as it was
+    saved with; the tensors may be sharded differently, or whole on one process)."""
+    import torch.distributed.checkpoint as dcp  # noqa: PLC0415
+
+    where = Path(checkpoint["path"]) / "state"
+    try:
+        dcp.load(state, checkpoint_id=str(where))
+    except Exception as e:  # a shard that does not parse, a key that is missing
+        raise CheckpointError(f"{checkpoint['path']}: cannot read the sharded state in {where}: "
+                              f"{type(e).__name__}: {str(e)[:500]}") from None
 
 
 def json_default(o: Any) -> Any:
@@ -270,6 +356,11 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu") -> di
         except Exception as e:  # safetensors' header errors, pickle/zip errors of torch.load
             raise CheckpointError(f"{final}: cannot read {what} ({f.relative_to(final)}): {type(e).__name__}: {e}") from None
 
+    if meta["format_version"] == SHARDED_FORMAT:  # tensors stay on disk until load_sharded_state
+        rng = read(final / "rng.pt", "the RNG states", lambda f: _rng_from_file(torch.load(f, weights_only=True)))
+        return {"step": meta["step"], "weights": None, "optimizers": None, "sharded": True, "roles": meta["roles"],
+                "credit_state": meta.get("credit_state", {}), "config": meta.get("config", {}), "rng": rng,
+                "extra": meta.get("extra", {}), "path": final}
     weights = {}
     for role in meta["roles"]:
         f = final / "weights" / f"{role}.safetensors"
@@ -295,6 +386,8 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu") -> di
         "rng": rng,
         "extra": meta.get("extra", {}),
         "path": final,
+        "sharded": False,
+        "roles": meta["roles"],
     }
 
 

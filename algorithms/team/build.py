@@ -9,7 +9,10 @@
   role's adapter for every call and exposes only its parameters).
 
 What a checkpoint stores per role (:func:`role_weights`) and how it is put back
-(:func:`load_role_weights`) follow the same layout.
+(:func:`load_role_weights`) follow the same layout. :func:`team_state` is the same content for a
+sharded checkpoint (weights and optimizer states keyed by parameter name, as
+``torch.distributed.checkpoint`` saves them), and :func:`restore_team` puts either kind of
+checkpoint back into either kind of team: whole or sharded, at any world size.
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ from agents import TransformersPolicy, load_model, lora_config
 from thinksolve_env import ROLES, SOLVER, THINKER
 
 from ..config import ModelConfig, RolloutConfig
+from ..runs.checkpoint import load_sharded_state
 
-__all__ = ["RolePolicy", "build_policies", "build_reference", "role_weights", "load_role_weights"]
+__all__ = ["RolePolicy", "build_policies", "build_reference", "role_weights", "load_role_weights", "team_state",
+           "restore_team"]
 
 
 class RolePolicy(TransformersPolicy):
@@ -133,3 +138,55 @@ def load_role_weights(policies: dict[str, TransformersPolicy], sharing: str,
                     params[n].copy_(v)
         else:
             policies[role].model.load_state_dict(sd)
+
+
+def _sharded(policy: Any) -> bool:
+    return any(hasattr(p, "to_local") for p in policy.model.parameters())
+
+
+def team_state(policies: dict[str, TransformersPolicy], optimizers: dict[str, torch.optim.Optimizer] | None,
+               sharing: str) -> dict[str, Any]:
+    """``{"weights": role_weights(...), "optim": {role: optimizer state keyed by parameter name}}``:
+    what a sharded checkpoint stores (the tensors are the team's own, sharded or whole, so that
+    ``torch.distributed.checkpoint`` saves from them and loads into them in place)."""
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict  # noqa: PLC0415
+
+    state: dict[str, Any] = {"weights": role_weights(policies, sharing)}
+    if optimizers:
+        state["optim"] = {role: get_optimizer_state_dict(policies[role].model, opt) for role, opt in optimizers.items()}
+    return state
+
+
+def restore_team(policies: dict[str, TransformersPolicy], optimizers: dict[str, torch.optim.Optimizer] | None,
+                 sharing: str, checkpoint: dict) -> None:
+    """Put a checkpoint (``load_checkpoint``'s dict) back into the team's weights, and into
+    ``optimizers`` when given: a sharded checkpoint at any world size (resharded as it loads), or
+    a whole one into whole or sharded models."""
+    from torch.distributed.checkpoint.state_dict import (  # noqa: PLC0415
+        StateDictOptions,
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
+
+    if checkpoint.get("sharded"):
+        state = team_state(policies, optimizers, sharing)
+        load_sharded_state(checkpoint, state)
+        for role, sd in state["weights"].items():
+            set_model_state_dict(policies[role].model, sd, options=StateDictOptions(strict=sharing != "lora"))
+        for role, osd in state.get("optim", {}).items():
+            set_optimizer_state_dict(policies[role].model, optimizers[role], osd)
+        return
+    if not any(_sharded(p) for p in policies.values()):
+        load_role_weights(policies, sharing, checkpoint["weights"])
+        for role, sd in (checkpoint["optimizers"] if optimizers else {}).items():
+            optimizers[role].load_state_dict(sd)
+        return
+    whole = StateDictOptions(full_state_dict=True, strict=sharing != "lora")
+    for role, sd in checkpoint["weights"].items():
+        set_model_state_dict(policies[role].model, sd, options=whole)
+    for role, raw in (checkpoint["optimizers"] if optimizers else {}).items():
+        # a whole checkpoint's optimizer state is keyed by position: name it as the sharded API wants
+        names = [n for n, _ in policies[role].named_parameters()]
+        by_name = {"state": {names[int(i)]: v for i, v in raw["state"].items()},
+                   "param_groups": [{**g, "params": [names[int(i)] for i in g["params"]]} for g in raw["param_groups"]]}
+        set_optimizer_state_dict(policies[role].model, optimizers[role], by_name, options=whole)

@@ -9,7 +9,7 @@ optimizer step, or a resume), once per engine.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from agents import VLLMPolicy
@@ -29,16 +29,25 @@ class RolloutEngines:
         engine: ``transformers`` or ``vllm``.
         seed: the engines' sampling seed.
         vllm_args: extra ``vllm.LLM`` arguments (token budget, memory, ...).
+        view: transformers engine: what each trainable policy samples through (e.g. a sharded
+            model generating from a gathered copy).
+        weights: vLLM engine: a policy's weights as ``(name, tensor)`` pairs for :meth:`sync`
+            (default: the policy's state dict; a sharded model streams them one by one).
     """
 
     def __init__(self, policies: Mapping[str, Any], engine: str = "transformers", *, seed: int = 0,
-                 vllm_args: Mapping[str, Any] | None = None) -> None:
+                 vllm_args: Mapping[str, Any] | None = None, view: Callable[[Any], Any] | None = None,
+                 weights: Callable[[Any], Iterable[tuple[str, Any]]] | None = None) -> None:
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
         self.engine = engine
         self.trainable = dict(policies)
+        self.weights = weights
         self.synced_at = dict.fromkeys(ROLES, 0)  # optimizer steps the engine's weights reflect
         self.policies = rollout_team(self.trainable, engine, seed=seed, **dict(vllm_args or {}))
+        if engine == "transformers" and view is not None:  # e.g. sharded models generating from a gathered copy
+            views = {id(p): view(p) for p in self.trainable.values()}
+            self.policies = {role: views[id(p)] for role, p in self.trainable.items()}
 
     def sync(self, optimizer_steps: Mapping[str, int]) -> None:
         """Load the trainable weights into every engine whose role(s) took optimizer steps since
@@ -52,7 +61,10 @@ class RolloutEngines:
                 continue
             sharers = [r for r in ROLES if self.policies[r] is engine]
             if any(optimizer_steps[r] != self.synced_at[r] for r in sharers):
-                engine.sync_weights(self.trainable[role])
+                if self.weights is None:
+                    engine.sync_weights(self.trainable[role])
+                else:
+                    engine.sync_weights(weights=self.weights(self.trainable[role]))
             for r in sharers:
                 self.synced_at[r] = optimizer_steps[r]
             done.add(id(engine))

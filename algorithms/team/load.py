@@ -9,7 +9,7 @@ from agents import TransformersPolicy
 
 from ..config import RolloutConfig, TrainerConfig
 from ..runs.checkpoint import is_run, load_checkpoint
-from .build import build_policies, load_role_weights
+from .build import build_policies, restore_team
 from .sources import check_model_source
 from .warmstart import model_source
 
@@ -34,7 +34,7 @@ def load_team(model: str, *, solver_model: str | None = None, seed: int = 0,
             cfg.model.device = device
         policies = build_policies(cfg.model, cfg.rollout, seed=cfg.seed,
                                   source=lambda name: model_source(cfg, name, log=None))
-        load_role_weights(policies, cfg.model.sharing, ck["weights"])
+        restore_team(policies, None, cfg.model.sharing, ck)
         for p in {id(p): p for p in policies.values()}.values():
             p.eval()
         return policies, cfg.rollout

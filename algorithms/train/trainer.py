@@ -70,6 +70,7 @@ from ..runs import (
     reconcile_metrics,
     restore_rng,
     save_checkpoint,
+    save_sharded_checkpoint,
     training_progress,
 )
 from ..team import (
@@ -77,12 +78,13 @@ from ..team import (
     build_policies,
     build_reference,
     check_model_source,
-    load_role_weights,
     model_source,
+    restore_team,
     role_weights,
+    team_state,
     warm_start_path,
 )
-from .distributed import Distributed
+from .distributed import Distributed, GatheredGeneration, full_weights
 from .schedule import scheduled_roles, step_seed
 from .signals import StopSignals, TrainingInterrupted
 from .update import policy_update
@@ -127,7 +129,9 @@ class Trainer:
         self._updating = False
         self.config = cfg = copy.deepcopy(config)
         self.out = Path(cfg.out)
-        self.dist = Distributed(cfg.model.device, find_unused_parameters=cfg.model.sharing == "lora")
+        par = cfg.parallel
+        self.dist = Distributed(cfg.model.device, par.strategy, offload=par.offload, replicas=par.replicas,
+                                find_unused_parameters=cfg.model.sharing == "lora")
         self.log = log if self.dist.main else None
         self._stop.log = self.log
         created = not self.out.exists()
@@ -207,22 +211,31 @@ class Trainer:
         self.estimator = estimators.get(cfg.optim.estimator)
         self.loss_fn = losses.get(cfg.optim.loss)
         self.policies = build_policies(cfg.model, cfg.rollout, seed=cfg.seed, source=self._model_source)
+        # Frozen reference copies only with a KL term; vLLM engines start from the whole weights
+        # (before any sharding), later syncs stream them.
+        self.reference = build_reference(self.policies) if cfg.optim.kl_coef > 0 else None
+        sharding = self.dist.sharding
+        self.engines = RolloutEngines(self.policies, cfg.rollout.engine, seed=cfg.seed, vllm_args=cfg.rollout.vllm,
+                                      view=GatheredGeneration if sharding else None,
+                                      weights=full_weights if sharding else None)
         # One trainable policy per role (the same object for both under `shared` and `lora`), its
-        # wrapped (DDP) model for updates, its AdamW. Frozen reference copies only with a KL term.
+        # model wrapped for updates (DDP; FSDP shards it in place), its AdamW over the (sharded) parameters.
+        compute = getattr(torch, cfg.model.dtype)
         wrapped_by_id: dict[int, Any] = {}
         self.wrapped = {}
         for role in ROLES:
             model = self.policies[role].model
             if id(model) not in wrapped_by_id:
-                wrapped_by_id[id(model)] = self.dist.wrap(model)
+                wrapped_by_id[id(model)] = self.dist.wrap(model, compute)
             self.wrapped[role] = wrapped_by_id[id(model)]
+        if sharding and self.reference:
+            for p in self.reference.values():
+                self.dist.shard(p.model, compute)
         self.optimizers = {
             role: torch.optim.AdamW(list(self.policies[role].parameters()), lr=cfg.optim.lr,
                                     weight_decay=cfg.optim.weight_decay)
             for role in ROLES
         }
-        self.reference = build_reference(self.policies) if cfg.optim.kl_coef > 0 else None
-        self.engines = RolloutEngines(self.policies, cfg.rollout.engine, seed=cfg.seed, vllm_args=cfg.rollout.vllm)
         self.verifier = MathVerifier()
         self.step_count = 0
         self.optimizer_steps = dict.fromkeys(ROLES, 0)
@@ -323,7 +336,8 @@ class Trainer:
         m = policy_update(self.policies[role], self.optimizers[role], prompts, completions, advantages, self.config.optim,
                           optimizer_step=self.optimizer_steps[role], loss_fn=self.loss_fn,
                           reference=self.reference[role] if self.reference else None, wrapped=wrapped,
-                          no_sync=lambda: self.dist.no_sync(wrapped))
+                          no_sync=lambda: self.dist.no_sync(wrapped),
+                          equalize=self.dist.max if self.dist.sharding else None)
         self.optimizer_steps[role] += int(m.pop("optimizer_steps"))
         return m
 
@@ -389,7 +403,8 @@ class Trainer:
                     rows.append(row)
                     if bar is not None:
                         bar.update(row)
-                    if stop.requested:
+                    # every rank takes the same branch (a signal may reach the ranks a step apart)
+                    if self.dist.any(stop.requested):
                         self.save()
                         raise TrainingInterrupted(stop.signum or signal.SIGINT)
                     if cfg.eval_every and (self.step_count % cfg.eval_every == 0 or self.step_count == cfg.steps):
@@ -399,7 +414,8 @@ class Trainer:
                     if stop.requested:
                         raise TrainingInterrupted(stop.signum or signal.SIGINT)
         except KeyboardInterrupt as e:
-            if not stop.requested and not self._updating:
+            # (an abort on one rank of several cannot save: the others are not there to write their shards)
+            if not isinstance(e, TrainingInterrupted) and not stop.requested and not self._updating and self.dist.world == 1:
                 self.save()
             signum = getattr(e, "signum", None) or stop.signum or signal.SIGINT
             if self.log:
@@ -458,8 +474,15 @@ class Trainer:
         return role_weights(self.policies, self.config.model.sharing)
 
     def save(self) -> Path | None:
-        """Write ``out/checkpoint`` atomically (rank 0; the others wait)."""
+        """Write ``out/checkpoint`` atomically: rank 0 alone (the others wait), or every rank its
+        shards when the models are sharded."""
         path = None
+        if self.dist.sharding:
+            return save_sharded_checkpoint(
+                self.out / "checkpoint", step=self.step_count, state=team_state(self.policies, self.optimizers,
+                                                                                self.config.model.sharing),
+                roles=sorted(self.role_weights()), credit_state=self.credit.state_dict(), config=self.config.to_dict(),
+                rng=capture_rng(), extra={"optimizer_steps": self.optimizer_steps})
         if self.dist.main:
             path = save_checkpoint(
                 self.out / "checkpoint", step=self.step_count, weights=self.role_weights(),
@@ -485,9 +508,7 @@ class Trainer:
                 f"cannot resume {self.out}: the checkpoint was written with a different configuration "
                 f"(only {', '.join(RESUMABLE_CHANGES)} may change):\n  " + "\n  ".join(diff)
             )
-        load_role_weights(self.policies, self.config.model.sharing, ck["weights"])
-        for role, sd in ck["optimizers"].items():
-            self.optimizers[role].load_state_dict(sd)
+        restore_team(self.policies, self.optimizers, self.config.model.sharing, ck)
         self.credit.load_state_dict(ck["credit_state"])
         restore_rng(ck["rng"])
         self.step_count = int(ck["step"])

@@ -1,0 +1,159 @@
+"""The two-rank job behind tests/test_fsdp.py (run with ``torchrun --nproc_per_node 2``).
+
+It trains the tiny model with ``parallel.strategy=ddp`` and ``fsdp`` on the same ranks (same
+shards, same seeds) and writes what the tests compare into ``OUT/report.json`` (rank 0), and
+the full weights and optimizer states it checks against into ``OUT/*.pt``:
+
+* ``equal``: per method (a flat one, a tree one, SEPO) and schedule, the losses of every step and
+  the largest weight difference between the ddp and the fsdp run;
+* ``bytes``: per rank, the parameter, gradient and optimizer bytes of a sharded team;
+* ``resume``: an fsdp run of 4 steps against 2 + 2 (a sharded checkpoint in between);
+* ``reverse``: a whole (one-process) checkpoint, given as argv[2], loaded into sharded models.
+
+The rewards add each sample's share of odd token ids to the real method's rewards, so that a
+random model's gradients are not all zero (the verifier would give -1 everywhere).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from algorithms import credit
+from algorithms.config import apply_overrides, preset
+from algorithms.credit.ccpo import CCPO
+from algorithms.credit.sepo import SEPO
+from algorithms.credit.tree import Tree
+from algorithms.train import Trainer
+
+
+def _parity(groups, role):
+    return np.array([np.mean([t % 2 for t in e.completions[role].token_ids] or [0]) for g in groups for e in g.episodes])
+
+
+def _shaped(base):
+    class Shaped(base):
+        def compute(self, groups):
+            out = super().compute(groups)
+            return {"thinker_0": out["thinker_0"] + _parity(groups, "thinker_0"),
+                    "solver_0": out["solver_0"] + 1.0 - _parity(groups, "solver_0")}
+    return Shaped
+
+
+for name, base in (("job_flat", CCPO), ("job_tree", Tree), ("job_sepo", SEPO)):
+    if name not in credit.available():
+        credit.register(name)(_shaped(base))
+
+METHODS = {
+    "flat": ["credit.name=job_flat"],
+    "tree": ["credit.name=job_tree", "rollout.answers_per_thought=2"],
+    "sepo": ["credit.name=job_sepo", "rollout.rating_max_new_tokens=6"],
+}
+SCHEDULES = {"alternate": ["schedule.mode=alternate", "schedule.period=1"], "simultaneous": ["schedule.mode=simultaneous"]}
+
+
+def config(out, *extra):
+    return apply_overrides(preset("tiny-arith"), [
+        "warm_start.enabled=false", "train_data=arith:n=50,difficulty=1", "rollout.problems_per_step=3",
+        "rollout.group_size=2", "rollout.solo_samples=1", "rollout.thinker_max_new_tokens=6",
+        "rollout.solver_max_new_tokens=6", "optim.lr=1e-3", "optim.micro_batch_tokens=120", "save_every=2",
+        "tensorboard=false", f"out={out}", *extra])
+
+
+def full_weights(t):
+    """Every role's whole weights (gathered from the shards), on every rank."""
+    out = {}
+    for role, sd in t.role_weights().items():
+        out[role] = {k: (v.full_tensor() if hasattr(v, "full_tensor") else v).detach().clone() for k, v in sd.items()}
+    return out
+
+
+def full_optim(t):
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    opts = StateDictOptions(full_state_dict=True)
+    return {role: get_optimizer_state_dict(t.policies[role].model, opt, options=opts)["state"]
+            for role, opt in t.optimizers.items()}
+
+
+def max_diff(a, b):
+    return max(float((a[r][k].float() - b[r][k].float()).abs().max()) for r in a for k in a[r])
+
+
+def losses(rows):
+    return [[r.get(f"loss_{role}") for role in ("thinker_0", "solver_0")] for r in rows]
+
+
+def main():
+    root = Path(sys.argv[1])
+    whole_run = Path(sys.argv[2]) if len(sys.argv) > 2 else None
+    report = {"equal": {}}
+    rank = None
+    for method, m_over in METHODS.items():
+        for schedule, s_over in SCHEDULES.items():
+            got = {}
+            for strategy in ("ddp", "fsdp"):
+                cfg = config(root / f"{method}-{schedule}-{strategy}", "steps=2", f"parallel.strategy={strategy}",
+                             *m_over, *s_over)
+                with Trainer(cfg, log=None) as t:
+                    initial = full_weights(t)
+                    rows = t.train()
+                    rank = t.dist.rank
+                    got[strategy] = (losses(rows), full_weights(t), t.dist.sharding, max_diff(initial, full_weights(t)))
+            report["equal"][f"{method}-{schedule}"] = {
+                "ddp_losses": got["ddp"][0], "fsdp_losses": got["fsdp"][0], "sharded": got["fsdp"][2],
+                "weight_diff": max_diff(got["ddp"][1], got["fsdp"][1]), "moved": got["ddp"][3]}
+
+    # per-rank state bytes of a sharded team, after a step (grads freed), and the whole model's
+    try:
+        from algorithms.team.memory import measured_state_bytes
+    except ImportError:
+        measured_state_bytes = None
+
+    cfg = config(root / "bytes", "steps=1", "parallel.strategy=fsdp", *METHODS["flat"])
+    with Trainer(cfg, log=None) as t:
+        t.train()
+        everyone = [None, None]
+        dist.all_gather_object(everyone, measured_state_bytes(t.policies, t.optimizers) if measured_state_bytes else None)
+        report["bytes"] = {"ranks": everyone}
+
+    # resume: 4 steps against 2 + 2, sharded checkpoints
+    four = config(root / "four", "steps=4", "parallel.strategy=fsdp", *METHODS["flat"], *SCHEDULES["alternate"])
+    with Trainer(four, log=None) as t:
+        rows4 = t.train()
+        w4 = full_weights(t)
+    two = config(root / "two", "steps=2", "parallel.strategy=fsdp", *METHODS["flat"], *SCHEDULES["alternate"])
+    with Trainer(two, log=None) as t:
+        t.train()
+        if rank == 0:
+            torch.save({"weights": full_weights(t), "optim": full_optim(t)}, root / "two_state.pt")
+        else:
+            full_weights(t), full_optim(t)  # collectives: every rank takes part
+    two.steps = 4
+    with Trainer(two, log=None, resume=True) as t:
+        rows22 = t.train()
+        w22 = full_weights(t)
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("time", "time_total")} for r in rows]  # noqa: E731
+    report["resume"] = {"rows_equal": strip(rows4[2:]) == strip(rows22), "weight_diff": max_diff(w4, w22),
+                        "format": json.loads((root / "two" / "checkpoint" / "meta.json").read_text())["format_version"]}
+
+    # the reverse: a whole checkpoint (one process) into sharded models, at 2 ranks
+    if whole_run is not None:
+        cfg = config(root / "reverse", "steps=2", "parallel.strategy=fsdp", *METHODS["flat"], *SCHEDULES["alternate"])
+        cfg.out = str(whole_run)
+        with Trainer(cfg, log=None, resume=True, writer=False) as t:
+            w, o = full_weights(t), full_optim(t)
+            if rank == 0:
+                torch.save({"weights": w, "optim": o}, root / "reverse_state.pt")
+
+    if rank == 0:
+        (root / "report.json").write_text(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
