@@ -17,6 +17,7 @@ random model's gradients are not all zero (the verifier would give -1 everywhere
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -53,6 +54,8 @@ METHODS = {
     "flat": ["credit.name=job_flat"],
     "tree": ["credit.name=job_tree", "rollout.answers_per_thought=2"],
     "sepo": ["credit.name=job_sepo", "rollout.rating_max_new_tokens=6"],
+    "flat+shared": ["credit.name=job_flat", "model.sharing=shared"],
+    "flat+lora": ["credit.name=job_flat", "model.sharing=lora", "model.lora_rank=4", "optim.lr=1e-2"],
 }
 SCHEDULES = {"alternate": ["schedule.mode=alternate", "schedule.period=1"], "simultaneous": ["schedule.mode=simultaneous"]}
 
@@ -130,10 +133,11 @@ def main():
     two = config(root / "two", "steps=2", "parallel.strategy=fsdp", *METHODS["flat"], *SCHEDULES["alternate"])
     with Trainer(two, log=None) as t:
         t.train()
-        if rank == 0:
-            torch.save({"weights": full_weights(t), "optim": full_optim(t)}, root / "two_state.pt")
-        else:
-            full_weights(t), full_optim(t)  # collectives: every rank takes part
+        state = {"weights": full_weights(t), "optim": full_optim(t)}  # collectives: every rank takes part
+        if rank == 0:  # the run as it stood at step 2, for the tests that load it at one rank
+            torch.save(state, root / "two_state.pt")
+            shutil.copytree(root / "two" / "checkpoint", root / "two_at_2" / "checkpoint")
+        dist.barrier()
     two.steps = 4
     with Trainer(two, log=None, resume=True) as t:
         rows22 = t.train()

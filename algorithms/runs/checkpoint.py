@@ -33,6 +33,7 @@ import os
 import random
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -287,7 +288,9 @@ def load_sharded_state(checkpoint: dict, state: dict[str, Any]) -> None:
 
     where = Path(checkpoint["path"]) / "state"
     try:
-        dcp.load(state, checkpoint_id=str(where))
+        with warnings.catch_warnings():  # on one process DCP says it reads without a process group: that is the intent
+            warnings.filterwarnings("ignore", message=".*assuming the intent is to load in a single process")
+            dcp.load(state, checkpoint_id=str(where))
     except Exception as e:  # a shard that does not parse, a key that is missing
         raise CheckpointError(f"{checkpoint['path']}: cannot read the sharded state in {where}: "
                               f"{type(e).__name__}: {str(e)[:500]}") from None
