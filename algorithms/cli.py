@@ -11,6 +11,9 @@ Subcommands:
 * ``bench`` — ``thinksolve bench credit|fidelity|performance|env|verifier|generation|demo [args]`` runs the
   benchmark script of that name from ``benchmarks/`` (results under ``benchmarks/results/``).
 * ``play`` — scripted MATH500 episodes in every removal mode (no model; the env's counterfactuals).
+* ``plan`` — ``thinksolve plan --preset P --gpus N [--gpu-memory GB] [field=value ...]``: the memory
+  per GPU by part in each layout (ddp, fsdp, fsdp+offload, lora), which fit, and the GPUs every
+  preset needs (:mod:`algorithms.team.memory`).
 
 The commands check nothing themselves: the configuration checks itself
 (:meth:`~algorithms.config.TrainerConfig.validate`), the run directory is checked by
@@ -54,7 +57,8 @@ from .config import (
 )
 from .evaluation import eval_progress, evaluate, paired_interval
 from .runs import CheckpointError, ResumeError, RunLockedError, check_run_dir, check_unlocked, is_run, recorded_config
-from .team import load_team, rollout_team
+from .team import export_team, load_team, rollout_team
+from .team.memory import HEADROOM, LAYOUTS, GiB, layout_config, memory_plan, min_gpus, own_layout, plan_rows
 from .train import Trainer
 
 __all__ = ["main", "build_parser", "scripted_team", "train_config", "split_data", "BENCHMARKS"]
@@ -392,6 +396,79 @@ def cmd_play(args: argparse.Namespace) -> int:
     return _cmd_play(args)
 
 
+_LAYOUT_CHANGES = {"ddp": "parallel.strategy=ddp", "fsdp": "parallel.strategy=fsdp",
+                   "fsdp+offload": "parallel.strategy=fsdp parallel.offload=true", "lora": "model.sharing=lora"}
+
+
+def _models_of(cfg: TrainerConfig) -> str:
+    m = cfg.model
+    names = m.name if not m.solver_name or m.solver_name == m.name else f"{m.name} + {m.solver_name} (Solver)"
+    return f"{names}, {m.sharing}, {m.dtype}"
+
+
+def _preset_table(gpu_memory: float) -> None:
+    print(f"GPUs each preset needs on {gpu_memory:g} GiB GPUs, in its own layout (the smallest of 1, 2, 4, ... 64 that fits):")
+    print()
+    print("| preset | models | layout | GPUs |")
+    print("|---|---|---|---:|")
+    for name in PRESETS:
+        cfg = preset(name)
+        n = min_gpus(cfg, gpu_memory)
+        print(f"| {name} | {_models_of(cfg)} | {own_layout(cfg)} | {n if n is not None else 'none up to 64'} |")
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """Print the memory plan of a preset on ``--gpus`` GPUs, then the GPUs every preset needs."""
+    if args.gpu_memory <= 0:
+        return _fail(f"--gpu-memory must be > 0 GiB, got {args.gpu_memory}")
+    try:
+        if args.preset is not None:
+            cfg = apply_overrides(preset(args.preset), list(args.overrides or [])).validate()
+            need = min_gpus(cfg, args.gpu_memory)
+            gpus = args.gpus if args.gpus is not None else (need or 8)
+            plan = memory_plan(cfg, gpus, args.gpu_memory)
+        elif args.overrides:
+            return _fail("field=value overrides need --preset")
+    except ConfigError as e:
+        return _fail(str(e))
+    if args.preset is not None:
+        cols = list(LAYOUTS)
+        own = plan["own"]
+        head = [c + (" (own)" if c == own else "") for c in cols]
+        print(f"memory plan of {args.preset}: {_models_of(cfg)}; {gpus} GPU(s) of {args.gpu_memory:g} GiB; GiB per GPU")
+        print()
+        print("| part | " + " | ".join(head) + " |")
+        print("|---|" + "---:|" * len(cols))
+        for part in plan_rows(plan):
+            print(f"| {part} | " + " | ".join(f"{plan['layouts'][c]['parts'][part] / GiB:.1f}" for c in cols) + " |")
+        print("| **total** | " + " | ".join(f"**{plan['layouts'][c]['total'] / GiB:.1f}**" for c in cols) + " |")
+        usable = plan["usable"] / GiB
+        print(f"| fits in {usable:.1f} | " + " | ".join("yes" if plan["layouts"][c]["fits"] else "no" for c in cols) + " |")
+        print("| CPU RAM per node | " + " | ".join(f"{plan['layouts'][c]['cpu_per_node'] / GiB:.1f}" for c in cols) + " |")
+        print()
+        print(f"usable: {usable:.1f} GiB of {args.gpu_memory:g} ({HEADROOM:.0%} kept free for the CUDA context, NCCL and "
+              "fragmentation); the update and the rollout do not overlap, so a total counts the larger of (activations + "
+              "gathered layers, or the optimizer step) and (generation copy + cache), not both.")
+        for c in cols:
+            for note in plan["layouts"][c]["notes"]:
+                print(f"{c}: {note}")
+        mine = plan["layouts"][own]
+        fit = "fits" if mine["fits"] else "does not fit"
+        where = f"{need} GPU(s)" if need is not None else "no GPU count up to 64"
+        print(f"{args.preset} ({own}: {_LAYOUT_CHANGES[own]}) {fit} on {gpus} GPU(s) of {args.gpu_memory:g} GiB; "
+              f"the smallest count that fits: {where}.")
+        if "vllm_gpu_memory_utilization" in mine:
+            print(f"vLLM: rollout.vllm.gpu_memory_utilization={mine['vllm_gpu_memory_utilization']} gives each engine its "
+                  "share of the GPU with the free memory as KV cache.")
+        others = [f"{c} on {n}" for c in cols if c != own
+                  for n in [min_gpus(layout_config(cfg, c), args.gpu_memory)] if n is not None]
+        if others:
+            print("other layouts, the GPUs they need: " + ", ".join(others) + ".")
+        print()
+    _preset_table(args.gpu_memory)
+    return 0
+
+
 #: ``thinksolve bench NAME`` → the script under ``benchmarks/`` that answers it.
 BENCHMARKS = {
     "credit": "credit_comparison.py",
@@ -421,6 +498,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     finally:
         sys.argv = argv
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    try:
+        folders = export_team(args.model, args.out)
+    except (OSError, ValueError, ImportError, CheckpointError) as e:
+        return _fail(str(e))
+    for role, folder in folders.items():
+        print(f"{role}: {folder}")
+    print(f"load a role with AutoModelForCausalLM.from_pretrained({str(next(iter(folders.values())))!r}); "
+          f"what the team is: {Path(args.out) / 'team.json'}")
     return 0
 
 
@@ -483,6 +572,24 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("name", choices=sorted(BENCHMARKS), help="; ".join(f"{k}: {v}" for k, v in BENCHMARKS.items()))
     bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments of the benchmark script")
     bench.set_defaults(func=cmd_bench)
+
+    plan = sub.add_parser("plan", help="memory per GPU by part in each layout, and the GPUs each preset needs",
+                          description="The memory plan of a preset (algorithms.team.memory): GiB per GPU by part in each "
+                                      "layout (ddp, fsdp, fsdp+offload, lora), which fit, and the GPU count every preset "
+                                      "needs. Nothing is loaded; docs/scale.md explains the estimate.")
+    plan.add_argument("--preset", help=f"one of: {', '.join(PRESETS)} (without it: only the table of presets)")
+    plan.add_argument("--gpus", type=int, help="GPUs (processes) of the run (default: the smallest count that fits)")
+    plan.add_argument("--gpu-memory", type=float, default=80.0, metavar="GB",
+                      help="memory of one GPU in GiB (default 80: H100, A100-80GB)")
+    plan.add_argument("overrides", nargs="*", metavar="field=value")
+    plan.set_defaults(func=cmd_plan)
+
+    export = sub.add_parser("export", help="write each role of a trained run as a Hugging Face folder (safetensors, tokenizer)",
+                            description="Each role of a run (whole or sharded checkpoint; LoRA adapters merged) as "
+                                        "OUT/<role>/, loadable with from_pretrained and by vLLM; OUT/team.json says what it is.")
+    export.add_argument("--model", required=True, help="the run directory (a training run's --out)")
+    export.add_argument("--out", required=True, help="a new (or empty) folder")
+    export.set_defaults(func=cmd_export)
 
     play = sub.add_parser("play", help="play MATH500 episodes with scripted policies in every removal mode")
     play.add_argument("--data", default=str(DEFAULT_DATA), help="problem file (JSONL/parquet); default: shared MATH500")

@@ -179,3 +179,17 @@ def test_sigterm_during_sharded_training_keeps_a_checkpoint(tmp_path):
     ck = load_checkpoint(out / "checkpoint")  # complete, checksums verified
     rows = (out / "metrics.jsonl").read_text().splitlines()
     assert ck["sharded"] and ck["step"] == len(rows) >= 2, log[-3000:]
+
+
+def test_a_sharded_run_exports_as_hugging_face_folders(job, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from algorithms.cli import main
+
+    saved = torch.load(job["root"] / "two_state.pt", weights_only=True)
+    assert main(["export", "--model", str(job["root"] / "two_at_2"), "--out", str(tmp_path / "hf")]) == 0
+    for role, sd in saved["weights"].items():
+        model = AutoModelForCausalLM.from_pretrained(tmp_path / "hf" / role)
+        mine = model.state_dict()
+        for k, v in sd.items():
+            assert torch.equal(mine[k], v), (role, k)  # the joined shards, as the two ranks held them

@@ -56,6 +56,12 @@ class RolePolicy(TransformersPolicy):
         self._activate()
         return super().logprobs(*a, **kw)
 
+    def merged_state_dict(self) -> dict[str, torch.Tensor]:
+        """The base weights with this role's adapter merged in (what ``save_pretrained``, export
+        and a vLLM engine get), whichever adapter was active before."""
+        self._activate()
+        return super().merged_state_dict()
+
     def named_parameters(self) -> Iterator[tuple[str, torch.nn.Parameter]]:
         return ((n, p) for n, p in self._base_peft().named_parameters() if f".{self.role}." in n)
 

@@ -249,6 +249,8 @@ def full_weights(policy: Any) -> Iterator[tuple[str, torch.Tensor]]:
 def _merged_plain(policy: Any) -> Iterator[tuple[str, torch.Tensor]]:
     peft_model = getattr(policy.model, "module", policy.model)
     base = peft_model.get_base_model()
+    if hasattr(policy, "role"):  # one role's adapter of several: that one is merged
+        peft_model.set_adapter(policy.role)
     peft_model.merge_adapter()
     try:
         keys = set(base.state_dict())  # names only (persistent buffers, tied weights under both names)
