@@ -25,6 +25,7 @@ from __future__ import annotations
 import ast
 import copy
 import dataclasses
+import functools
 import inspect
 import json
 import textwrap
@@ -43,9 +44,10 @@ from .optim.losses import AggMode, KLType
 from .rollout.sampling import Sampling, SamplingError
 
 __all__ = [
-    "ModelConfig", "ParallelConfig", "RolloutConfig", "CreditConfig", "OptimConfig", "ScheduleConfig", "WarmStartConfig", "TrainerConfig",
+    "ModelConfig", "ParallelConfig",
+    "RolloutConfig", "CreditConfig", "OptimConfig", "ScheduleConfig", "WarmStartConfig", "TrainerConfig",
     "PRESETS", "preset", "apply_overrides", "ConfigError", "list_fields", "field_docs", "OPTIMIZERS", "apply_optimizer",
-    "apply_credit", "PROMPT_SETS", "prompt_templates",
+    "apply_credit", "PROMPT_SETS", "prompt_templates", "GPU_PRESETS",
 ]
 
 #: Model names the warm start applies to (``agents.models.PRESETS``).
@@ -584,25 +586,54 @@ def _smollm2_arith() -> TrainerConfig:
     )
 
 
-def _qwen_math(name: str) -> TrainerConfig:
-    return TrainerConfig(
+def _paper_scale(name: str, model: str, *, solver: str | None = None, offload: bool = False,
+                 optimizer: str = "gspo") -> TrainerConfig:
+    # The reference recipe of METHOD.md §6 (the TrainerConfig defaults: separate models, one role
+    # updated per step alternating every 10 steps, 16 rollouts per problem, AdamW at lr 1e-6,
+    # Dr. GRPO advantages with the GSPO loss) at the paper's scale: 192 problems per step, prompts
+    # up to 4096 tokens, answers up to 6144 (Solver) and 4096 (Thinker). bfloat16, gradient
+    # checkpointing, vLLM rollouts, FSDP2; `parallel.offload` where plain FSDP would need more than
+    # one node of 80 GB GPUs (`thinksolve plan`, docs/scale.md).
+    config = TrainerConfig(
         train_data="../shared/data/math/math_train.jsonl",
         eval_data="../shared/data/math/math500.jsonl",
         steps=200,
-        out=f"runs/{name.split('/')[-1].lower()}-math",
-        model=ModelConfig(name=name, dtype="bfloat16", device="cuda", gradient_checkpointing=True),
-        rollout=RolloutConfig(engine="vllm"),
+        out=f"runs/{name}",
+        model=ModelConfig(name=model, solver_name=solver, dtype="bfloat16", device="cuda", gradient_checkpointing=True),
+        rollout=RolloutConfig(problems_per_step=192, group_size=16, engine="vllm"),
+        parallel=ParallelConfig(strategy="fsdp", offload=offload),
+        schedule=ScheduleConfig(mode="alternate", period=10),
     )
+    return apply_optimizer(config, optimizer) if optimizer != "gspo" else config
 
 
-#: Complete configurations by name (see ``thinksolve train --preset``).
+#: The GPU presets: name -> (Thinker model, Solver model or None for the same, parallel.offload).
+GPU_PRESETS: dict[str, tuple[str, str | None, bool]] = {
+    "qwen2.5-1.5b-math": ("Qwen/Qwen2.5-1.5B-Instruct", None, False),
+    "qwen2.5-7b-math": ("Qwen/Qwen2.5-7B-Instruct", None, True),
+    "llama3.1-8b-math": ("meta-llama/Llama-3.1-8B-Instruct", None, True),
+    "qwen3-4b-math": ("Qwen/Qwen3-4B-Base", None, False),
+    "olmo3-7b-math": ("allenai/Olmo-3-7B-Instruct", None, True),
+    "olmo3-7b-qwen2.5-1.5b-math": ("allenai/Olmo-3-7B-Instruct", "Qwen/Qwen2.5-1.5B-Instruct", False),
+}
+
+
+def _gpu_presets() -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, (model, solver, offload) in GPU_PRESETS.items():
+        out[name] = functools.partial(_paper_scale, name, model, solver=solver, offload=offload)
+        out[f"{name}-grpo"] = functools.partial(_paper_scale, f"{name}-grpo", model, solver=solver, offload=offload,
+                                                optimizer="grpo")
+    return out
+
+
+#: Complete configurations by name (see ``thinksolve train --preset``): the CPU presets, then for
+#: every model of :data:`GPU_PRESETS` the reference recipe (GSPO) and its ``-grpo`` variant.
 PRESETS = {
     "tiny-arith": _tiny_arith,
     "tiny-brief": _tiny_brief,
     "smollm2-arith": _smollm2_arith,
-    "qwen2.5-1.5b-math": lambda: _qwen_math("Qwen/Qwen2.5-1.5B-Instruct"),
-    "qwen2.5-7b-math": lambda: _qwen_math("Qwen/Qwen2.5-7B-Instruct"),
-    "llama3.1-8b-math": lambda: _qwen_math("meta-llama/Llama-3.1-8B-Instruct"),
+    **_gpu_presets(),
 }
 
 

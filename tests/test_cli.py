@@ -37,7 +37,7 @@ def test_console_script_module_runs():
 
 
 @pytest.mark.parametrize("args, msg", [
-    (["--preset", "nope"], "unknown preset 'nope'; choose from ['llama3.1-8b-math', 'qwen2.5-1.5b-math'"),
+    (["--preset", "nope"], "unknown preset 'nope'; choose from ['llama3.1-8b-math', 'llama3.1-8b-math-grpo'"),
     (["--credit", "magic"],
      "unknown credit method 'magic'; choose from ['ccpo', 'difference', 'sepo', 'shapley', 'shared'"),
     (["--optimizer", "adam"], "unknown optimizer 'adam'; choose from ['dr_grpo', 'grpo', 'gspo', 'reinforce++'"),
