@@ -31,6 +31,7 @@ from algorithms.credit.ccpo import CCPO
 from algorithms.credit.sepo import SEPO
 from algorithms.credit.tree import Tree
 from algorithms.train import Trainer
+from algorithms.train.idle import move_optimizer_state
 
 
 def _parity(groups, role):
@@ -124,6 +125,12 @@ def main():
         everyone = [None, None]
         dist.all_gather_object(everyone, measured_state_bytes(t.policies, t.optimizers) if measured_state_bytes else None)
         report["bytes"] = {"ranks": everyone}
+        # the idle role's sharded AdamW state leaves the device shard by shard (meta plays the other place)
+        opt = t.optimizers["solver_0"]
+        moved = move_optimizer_state(opt, "meta")
+        moments = [v for s in opt.state.values() for k, v in s.items() if k != "step"]
+        report["idle"] = {"moved": moved, "dtensors": all(hasattr(v, "to_local") for v in moments),
+                          "where": sorted({v.to_local().device.type for v in moments})}
 
     # resume: 4 steps against 2 + 2, sharded checkpoints
     four = config(root / "four", "steps=4", "parallel.strategy=fsdp", *METHODS["flat"], *SCHEDULES["alternate"])

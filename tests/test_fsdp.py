@@ -87,6 +87,12 @@ def test_per_rank_parameter_and_optimizer_bytes_are_about_half(job):
             assert 0.45 <= local[part] / one[part] <= 0.6, (part, local, one)
 
 
+def test_the_idle_role_state_moves_shard_by_shard(job):
+    idle, local = job["report"]["idle"], job["report"]["bytes"]["ranks"][0]
+    assert idle["dtensors"] and idle["where"] == ["meta"]  # still sharded, now elsewhere
+    assert 0 < idle["moved"] <= local["optimizer"]  # this rank's shard of the Solver's AdamW moments
+
+
 def test_sharded_resume_two_plus_two_equals_four(job):
     r = job["report"]["resume"]
     assert r["format"] == 3  # a sharded checkpoint (torch.distributed.checkpoint) was in between

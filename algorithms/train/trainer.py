@@ -85,6 +85,7 @@ from ..team import (
     warm_start_path,
 )
 from .distributed import Distributed, GatheredGeneration, full_weights
+from .idle import IdleRoles
 from .schedule import scheduled_roles, step_seed
 from .signals import StopSignals, TrainingInterrupted
 from .update import policy_update
@@ -236,6 +237,11 @@ class Trainer:
                                     weight_decay=cfg.optim.weight_decay)
             for role in ROLES
         }
+        # the idle role's optimizer state (and, when vLLM samples its rollouts, its weights) off the GPU
+        self.idle = IdleRoles(self.optimizers,
+                              {r: self.policies[r].model for r in ROLES} if cfg.rollout.engine == "vllm" else {},
+                              cfg.model.device, self.roles_to_update,
+                              enabled=cfg.parallel.offload_idle and cfg.schedule.mode == "alternate")
         self.verifier = MathVerifier()
         self.step_count = 0
         self.optimizer_steps = dict.fromkeys(ROLES, 0)
@@ -310,6 +316,7 @@ class Trainer:
         episodes = [e for g in groups for e in g.episodes]
         role_metrics = {}
         self._updating = True
+        self.idle.wake(self.roles_to_update(s))
         for role in self.roles_to_update(s):
             units = credit_registry.role_units(groups, rewards[role], role,
                                                credit_registry.resolve_grouping(self.credit, role))
@@ -320,6 +327,7 @@ class Trainer:
             role_metrics[role] = self.update(role, prompts, completions, adv)
         self._updating = False
         self.engines.sync(self.optimizer_steps)
+        self.idle.settle(s + 1)
         t["update"] = time.perf_counter()
         self.step_count += 1
 
@@ -522,6 +530,7 @@ class Trainer:
                     self.log(f"{name}: {cut['cut']} line(s) past the checkpoint's step {self.step_count} or torn moved "
                              f"to {cut['cut_to']}")
         self.engines.sync(self.optimizer_steps)
+        self.idle.settle(self.step_count)
         if self.log:
             self.log(f"resumed from {ck['path']} at step {self.step_count}")
 
