@@ -99,6 +99,9 @@ class ParallelConfig:
     """fsdp: hybrid sharding (HSDP): shard each model within groups of WORLD_SIZE / replicas ranks
     and replicate across the groups (set it to the number of nodes, so that sharding traffic stays
     inside a node). 1: shard across every rank."""
+    memory_check: bool = True
+    """On CUDA, refuse before loading anything a run whose memory plan (``thinksolve plan``) does
+    not fit the GPUs; false starts it anyway (the plan is an estimate: see docs/scale.md)."""
 
 
 @dataclass

@@ -85,10 +85,16 @@ from agents.models import build_tiny_model, is_hub_id, model_path
 from ..config import ConfigError, TrainerConfig, preset
 
 __all__ = [
-    "Architecture", "MODELS", "architecture", "state_bytes", "memory_plan", "min_gpus", "check_fits",
+    "PlanUnavailable", "Architecture", "MODELS", "architecture", "state_bytes", "memory_plan", "min_gpus", "check_fits",
     "measured_state_bytes", "preset_gpus", "layout_config", "own_layout", "LAYOUTS", "PARTS", "HEADROOM", "KV_SEQUENCES",
     "GPUS_PER_NODE", "GPU_COUNTS", "GiB", "plan_rows",
 ]
+
+
+class PlanUnavailable(ConfigError):
+    """A model whose shapes cannot be read here (not in :data:`MODELS`, no local config.json):
+    there is no plan; the trainer then starts without the check and says so."""
+
 
 GiB = 2**30
 #: Share of a GPU's memory left free (CUDA context, NCCL buffers, allocator fragmentation).
@@ -261,12 +267,12 @@ def _architecture(name: str, overrides: str) -> Architecture:
     elif is_hub_id(name):
         path = name
     else:
-        raise ConfigError(f"cannot plan the memory of model {name!r}: not in the table of known models "
+        raise PlanUnavailable(f"cannot plan the memory of model {name!r}: not in the table of known models "
                           f"({', '.join(MODELS)}), not a built-in model and not a local directory with a config.json")
     try:
         cfg = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as e:
-        raise ConfigError(f"cannot plan the memory of model {name!r}: its config.json cannot be read ({e})") from None
+        raise PlanUnavailable(f"cannot plan the memory of model {name!r}: its config.json cannot be read ({e})") from None
     return _from_hf(cfg, f"{path}/config.json", _meta_count(cfg))
 
 

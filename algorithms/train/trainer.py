@@ -74,9 +74,11 @@ from ..runs import (
     training_progress,
 )
 from ..team import (
+    PlanUnavailable,
     RolloutEngines,
     build_policies,
     build_reference,
+    check_fits,
     check_model_source,
     model_source,
     restore_team,
@@ -183,6 +185,14 @@ class Trainer:
             build = "a CPU-only build" if torch.version.cuda is None else "a CUDA build, but no GPU is visible"
             raise ConfigError(f"model.device={d!r} is invalid here: this torch ({torch.__version__}) is {build}; "
                               "allowed: cpu (set model.device=cpu)")
+        self.plan = None
+        if dev.type == "cuda" and self.config.parallel.memory_check:  # before anything is loaded on a GPU
+            total = torch.cuda.get_device_properties(self.dist.local_rank).total_memory
+            try:
+                self.plan = check_fits(self.config, self.dist.world, total)
+            except PlanUnavailable as e:
+                if self.log:
+                    self.log(f"memory plan skipped: {e}")
 
     def _open_run(self, resume: bool) -> None:
         """One writer per run directory: take its lock, refuse a directory that holds another run
@@ -216,7 +226,7 @@ class Trainer:
         # (before any sharding), later syncs stream them.
         self.reference = build_reference(self.policies) if cfg.optim.kl_coef > 0 else None
         sharding = self.dist.sharding
-        self.engines = RolloutEngines(self.policies, cfg.rollout.engine, seed=cfg.seed, vllm_args=cfg.rollout.vllm,
+        self.engines = RolloutEngines(self.policies, cfg.rollout.engine, seed=cfg.seed, vllm_args=self._vllm_args(),
                                       view=GatheredGeneration if sharding else None,
                                       weights=full_weights if sharding else None)
         # One trainable policy per role (the same object for both under `shared` and `lora`), its
@@ -245,6 +255,17 @@ class Trainer:
         self.verifier = MathVerifier()
         self.step_count = 0
         self.optimizer_steps = dict.fromkeys(ROLES, 0)
+
+    def _vllm_args(self) -> dict:
+        """The vLLM engines' arguments: the models' dtype, a context as long as the rollout's
+        (prompt plus the longest answer), on CUDA each engine's share of the GPU from the memory
+        plan; ``rollout.vllm`` overrides any of them."""
+        # (the policies' contexts were cut to the rollout's budgets by build_policies)
+        args: dict[str, Any] = {"dtype": self.config.model.dtype,
+                                "max_model_len": min(p.max_context for p in self.policies.values())}
+        if self.plan is not None and "vllm_gpu_memory_utilization" in self.plan:
+            args["gpu_memory_utilization"] = self.plan["vllm_gpu_memory_utilization"]
+        return {**args, **self.config.rollout.vllm}
 
     def _model_source(self, name: str) -> str:
         """The warm-started directory of ``name`` (rank 0 trains or finds it; the others wait)."""
