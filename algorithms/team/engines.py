@@ -33,18 +33,21 @@ class RolloutEngines:
             model generating from a gathered copy).
         weights: vLLM engine: a policy's weights as ``(name, tensor)`` pairs for :meth:`sync`
             (default: the policy's state dict; a sharded model streams them one by one).
+        folders: vLLM engine: role → a Hugging Face folder already holding the role's current
+            weights, to start its engine from (several ranks: one rank writes, every rank reads).
     """
 
     def __init__(self, policies: Mapping[str, Any], engine: str = "transformers", *, seed: int = 0,
                  vllm_args: Mapping[str, Any] | None = None, view: Callable[[Any], Any] | None = None,
-                 weights: Callable[[Any], Iterable[tuple[str, Any]]] | None = None) -> None:
+                 weights: Callable[[Any], Iterable[tuple[str, Any]]] | None = None,
+                 folders: Mapping[str, str] | None = None) -> None:
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
         self.engine = engine
         self.trainable = dict(policies)
         self.weights = weights
         self.synced_at = dict.fromkeys(ROLES, 0)  # optimizer steps the engine's weights reflect
-        self.policies = rollout_team(self.trainable, engine, seed=seed, **dict(vllm_args or {}))
+        self.policies = rollout_team(self.trainable, engine, seed=seed, folders=folders, **dict(vllm_args or {}))
         if engine == "transformers" and view is not None:  # e.g. sharded models generating from a gathered copy
             views = {id(p): view(p) for p in self.trainable.values()}
             self.policies = {role: views[id(p)] for role, p in self.trainable.items()}
@@ -77,11 +80,13 @@ class RolloutEngines:
             p.close()
 
 
-def rollout_team(team: Mapping[str, Any], engine: str = "transformers", *, seed: int = 0, **engine_kwargs: Any) -> dict:
+def rollout_team(team: Mapping[str, Any], engine: str = "transformers", *, seed: int = 0,
+                 folders: Mapping[str, str] | None = None, **engine_kwargs: Any) -> dict:
     """``team`` (agent → policy) generating on ``engine``: ``transformers`` keeps the policies;
     ``vllm`` serves each distinct trainable policy from one :class:`~agents.VLLMPolicy`
     holding its current weights (``engine_kwargs`` go to ``vllm.LLM``; close the engines when
-    done). Evaluation is almost all generation, so this is where vLLM pays off most."""
+    done), started from ``folders[agent]`` when given (a folder holding those weights), else
+    from a temporary copy. Evaluation is almost all generation, so this is where vLLM pays off most."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
     if engine == "transformers":
@@ -94,6 +99,9 @@ def rollout_team(team: Mapping[str, Any], engine: str = "transformers", *, seed:
             out[agent] = out[same[0]]
         elif isinstance(policy, VLLMPolicy):
             out[agent] = policy
+        elif folders and agent in folders:
+            kw = {"name": f"vllm:{policy.name}", "max_model_len": min(policy.max_context, 4096), **engine_kwargs}
+            out[agent] = VLLMPolicy(folders[agent], seed=seed, **kw)
         elif hasattr(policy, "save_pretrained"):
             out[agent] = VLLMPolicy.from_policy(policy, seed=seed, **engine_kwargs)
         else:

@@ -40,6 +40,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -97,6 +98,9 @@ __all__ = ["Trainer", "ResumeError", "TrainingInterrupted", "RESUMABLE_CHANGES"]
 #: Config fields (and sections) a resumed run may change: none of them changes what a step
 #: computes (``parallel``: how ranks share the work; a sharded checkpoint loads at any world size).
 RESUMABLE_CHANGES = ("steps", "out", "save_every", "eval_every", "tensorboard", "parallel")
+
+#: Where rank 0 writes the weights every rank's vLLM engines start from (removed once they have).
+ENGINE_STAGING = ".engine-weights"
 
 _say = functools.partial(print, flush=True)  # progress lines show at once under tee, nohup, a log file
 
@@ -226,9 +230,14 @@ class Trainer:
         # (before any sharding), later syncs stream them.
         self.reference = build_reference(self.policies) if cfg.optim.kl_coef > 0 else None
         sharding = self.dist.sharding
+        folders = self._stage_engine_weights() if cfg.rollout.engine == "vllm" and self.dist.world > 1 else None
         self.engines = RolloutEngines(self.policies, cfg.rollout.engine, seed=cfg.seed, vllm_args=self._vllm_args(),
                                       view=GatheredGeneration if sharding else None,
-                                      weights=full_weights if sharding else None)
+                                      weights=full_weights if sharding else None, folders=folders)
+        if folders:  # every rank's engines have read them
+            self.dist.barrier()
+            if self.dist.main:
+                shutil.rmtree(self.out / ENGINE_STAGING, ignore_errors=True)
         # One trainable policy per role (the same object for both under `shared` and `lora`), its
         # model wrapped for updates (DDP; FSDP shards it in place), its AdamW over the (sharded) parameters.
         compute = getattr(torch, cfg.model.dtype)
@@ -255,6 +264,22 @@ class Trainer:
         self.verifier = MathVerifier()
         self.step_count = 0
         self.optimizer_steps = dict.fromkeys(ROLES, 0)
+
+    def _stage_engine_weights(self) -> dict[str, str]:
+        """Several ranks, vLLM engines: rank 0 writes each distinct policy's starting weights to
+        ``OUT/.engine-weights/<role>`` (transformers saves on rank 0 only), the others wait; every
+        rank's engines start from there (a folder in the run directory, which multi-node runs
+        share, as they share checkpoints)."""
+        root = self.out / ENGINE_STAGING
+        first = {}
+        for role in ROLES:
+            first.setdefault(id(self.policies[role]), role)
+        if self.dist.main:
+            shutil.rmtree(root, ignore_errors=True)
+            for role in set(first.values()):
+                self.policies[role].save_pretrained(root / role)
+        self.dist.barrier()
+        return {role: str(root / first[id(self.policies[role])]) for role in ROLES}
 
     def _vllm_args(self) -> dict:
         """The vLLM engines' arguments: the models' dtype, a context as long as the rollout's
