@@ -57,6 +57,7 @@ METHODS = {
     "sepo": ["credit.name=job_sepo", "rollout.rating_max_new_tokens=6"],
     "flat+shared": ["credit.name=job_flat", "model.sharing=shared"],
     "flat+lora": ["credit.name=job_flat", "model.sharing=lora", "model.lora_rank=4", "optim.lr=1e-2"],
+    "flat+checkpointing": ["credit.name=job_flat", "model.gradient_checkpointing=true"],
 }
 SCHEDULES = {"alternate": ["schedule.mode=alternate", "schedule.period=1"], "simultaneous": ["schedule.mode=simultaneous"]}
 
@@ -113,18 +114,28 @@ def main():
                 "ddp_losses": got["ddp"][0], "fsdp_losses": got["fsdp"][0], "sharded": got["fsdp"][2],
                 "weight_diff": max_diff(got["ddp"][1], got["fsdp"][1]), "moved": got["ddp"][3]}
 
+    # hybrid sharding (2 replicas of 1 shard each on 2 ranks) trains as plain sharding does
+    hsdp = {}
+    for replicas in (1, 2):
+        cfg = config(root / f"hsdp{replicas}", "steps=2", "parallel.strategy=fsdp", f"parallel.replicas={replicas}",
+                     *METHODS["flat"], *SCHEDULES["simultaneous"])
+        with Trainer(cfg, log=None) as t:
+            t.train()
+            hsdp[replicas] = (full_weights(t), tuple(t.dist.mesh.shape))
+    report["hsdp"] = {"weight_diff": max_diff(hsdp[1][0], hsdp[2][0]), "mesh": hsdp[2][1]}
+
     # per-rank state bytes of a sharded team, after a step (grads freed), and the whole model's
-    try:
-        from algorithms.team.memory import measured_state_bytes
-    except ImportError:
-        measured_state_bytes = None
+    from algorithms.team.memory import measured_state_bytes, state_bytes
 
     cfg = config(root / "bytes", "steps=1", "parallel.strategy=fsdp", *METHODS["flat"])
     with Trainer(cfg, log=None) as t:
+        grads = []  # at the optimizer step, when the updated role holds its gradients
+        for opt in t.optimizers.values():
+            opt.register_step_post_hook(lambda *_: grads.append(measured_state_bytes(t.policies, t.optimizers)["grads"]))
         t.train()
         everyone = [None, None]
-        dist.all_gather_object(everyone, measured_state_bytes(t.policies, t.optimizers) if measured_state_bytes else None)
-        report["bytes"] = {"ranks": everyone}
+        dist.all_gather_object(everyone, {**measured_state_bytes(t.policies, t.optimizers), "grads": max(grads)})
+        report["bytes"] = {"ranks": everyone, "predicted": state_bytes(cfg, 2)}
         # the idle role's sharded AdamW state leaves the device shard by shard (meta plays the other place)
         opt = t.optimizers["solver_0"]
         moved = move_optimizer_state(opt, "meta")

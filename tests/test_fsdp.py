@@ -87,6 +87,19 @@ def test_per_rank_parameter_and_optimizer_bytes_are_about_half(job):
             assert 0.45 <= local[part] / one[part] <= 0.6, (part, local, one)
 
 
+def test_the_memory_plan_predicts_the_per_rank_state_within_ten_percent(job):
+    predicted = job["report"]["bytes"]["predicted"]
+    for local in job["report"]["bytes"]["ranks"]:  # gradients measured at the optimizer step, the rest after it
+        for part in ("params", "grads", "optimizer"):
+            assert local[part] > 0 and abs(predicted[part] - local[part]) <= 0.1 * local[part], (part, predicted, local)
+
+
+def test_hybrid_sharding_trains_as_sharding_does(job):
+    r = job["report"]["hsdp"]
+    assert r["mesh"] == [2, 1]  # 2 replicas of 1 shard
+    assert r["weight_diff"] < 1e-5
+
+
 def test_the_idle_role_state_moves_shard_by_shard(job):
     idle, local = job["report"]["idle"], job["report"]["bytes"]["ranks"][0]
     assert idle["dtensors"] and idle["where"] == ["meta"]  # still sharded, now elsewhere
