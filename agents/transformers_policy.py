@@ -139,6 +139,8 @@ class TransformersPolicy:
             model = peft.get_peft_model(model, lora_config(lora))
         self.model = model
         self.tokenizer = tokenizer
+        #: the device forward passes run on, when it differs from where the weights are stored
+        self.compute_device: torch.device | None = None
         config = self._base_model().config
         self.max_context = int(
             max_context or getattr(config, "max_position_embeddings", None) or tokenizer.model_max_length
@@ -213,7 +215,9 @@ class TransformersPolicy:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        """Where inputs go: ``compute_device`` when set (e.g. a model whose weights wait in CPU
+        memory and are brought to the GPU layer by layer), else the weights' device."""
+        return self.compute_device or next(self.model.parameters()).device
 
     @property
     def dtype(self) -> torch.dtype:

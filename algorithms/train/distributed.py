@@ -110,6 +110,11 @@ class Distributed:
         return self.rank == 0
 
     @property
+    def compute_device(self) -> torch.device:
+        """The device this rank computes on (its GPU under CUDA)."""
+        return torch.device("cuda", self.local_rank) if self.cuda else torch.device("cpu")
+
+    @property
     def sharding(self) -> bool:
         """Whether models are sharded (fsdp on more than one process)."""
         return self.mesh is not None
@@ -138,7 +143,10 @@ class Distributed:
         )
 
         compute_dtype = compute_dtype or next(model.parameters()).dtype
-        model.float()  # master weights (and so gradients and AdamW state) in float32
+        with torch.no_grad():  # trainable master weights (and so gradients and AdamW state) in float32; frozen ones stay
+            for p in model.parameters():
+                if p.requires_grad and p.dtype != torch.float32:
+                    p.data = p.data.float()
         mp = MixedPrecisionPolicy(param_dtype=None if compute_dtype == torch.float32 else compute_dtype,
                                   reduce_dtype=torch.float32)
         kw = dict(mesh=self.mesh, mp_policy=mp, offload_policy=CPUOffloadPolicy() if self.offload else OffloadPolicy())

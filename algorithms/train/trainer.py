@@ -251,6 +251,9 @@ class Trainer:
         if sharding and self.reference:
             for p in self.reference.values():
                 self.dist.shard(p.model, compute)
+        if sharding and cfg.parallel.offload:  # shards wait in CPU memory; forward passes run on the GPU
+            for p in [*self.policies.values(), *(self.reference or {}).values()]:
+                p.compute_device = self.dist.compute_device
         self.optimizers = {
             role: torch.optim.AdamW(list(self.policies[role].parameters()), lr=cfg.optim.lr,
                                     weight_decay=cfg.optim.weight_decay)
@@ -260,7 +263,8 @@ class Trainer:
         self.idle = IdleRoles(self.optimizers,
                               {r: self.policies[r].model for r in ROLES} if cfg.rollout.engine == "vllm" else {},
                               cfg.model.device, self.roles_to_update,
-                              enabled=cfg.parallel.offload_idle and cfg.schedule.mode == "alternate")
+                              enabled=cfg.parallel.offload_idle and cfg.schedule.mode == "alternate"
+                              and not (self.dist.sharding and cfg.parallel.offload))  # (offloaded shards live on CPU)
         self.verifier = MathVerifier()
         self.step_count = 0
         self.optimizer_steps = dict.fromkeys(ROLES, 0)
