@@ -192,3 +192,22 @@ def test_allowed_values_come_from_the_registries_and_the_annotations():
         estimators.REGISTRY.unregister("test_estimator")
     with pytest.raises(ConfigError, match=r"optim\.estimator='test_estimator' is invalid"):
         apply_overrides(TrainerConfig(), ["optim.estimator=test_estimator"]).validate()
+
+
+@pytest.mark.parametrize(("overrides", "msg"), [
+    (["parallel.strategy=zero3"], r"parallel\.strategy='zero3' is invalid: allowed ddp\|fsdp"),
+    (["parallel.offload=true"], r"parallel\.offload=True is invalid: allowed false with parallel\.strategy=ddp"),
+    (["parallel.replicas=2"], r"parallel\.replicas=2 is invalid: allowed 1 with parallel\.strategy=ddp"),
+    (["parallel.strategy=fsdp", "parallel.replicas=0"], r"parallel\.replicas=0 is invalid: allowed an integer >= 1"),
+])
+def test_parallel_settings_that_cannot_work_are_named(overrides, msg):
+    with pytest.raises(ConfigError, match=msg):
+        apply_overrides(preset("tiny-arith"), overrides).validate()
+    assert apply_overrides(preset("tiny-arith"), ["parallel.strategy=fsdp", "parallel.offload=true",
+                                                  "parallel.replicas=2"]).validate()
+
+
+def test_a_checkpoint_config_without_the_parallel_section_reads_as_the_defaults():
+    old = preset("tiny-arith").to_dict()
+    del old["parallel"]  # written before the section existed
+    assert TrainerConfig.from_dict(old).parallel.strategy == "ddp"
