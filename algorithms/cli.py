@@ -478,6 +478,7 @@ BENCHMARKS = {
     "generation": "generation_speed.py",
     "demo": "demo_seeds.py",
     "fidelity": "credit_fidelity.py",
+    "scaling": "scaling.py",
 }
 BENCH_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -566,7 +567,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("overrides", nargs="*", metavar="field=value")
     demo.set_defaults(func=cmd_demo)
 
-    bench = sub.add_parser("bench", help="run a benchmark (credit, fidelity, performance, env, verifier, generation, demo)",
+    bench = sub.add_parser("bench", help="run a benchmark (credit, fidelity, performance, env, verifier, generation, demo, scaling)",
                            description="Run benchmarks/<script> with the remaining arguments; results go to "
                                        "benchmarks/results/. `thinksolve bench credit --help` lists a benchmark's options.")
     bench.add_argument("name", choices=sorted(BENCHMARKS), help="; ".join(f"{k}: {v}" for k, v in BENCHMARKS.items()))

@@ -58,6 +58,7 @@ METHODS = {
     "flat+shared": ["credit.name=job_flat", "model.sharing=shared"],
     "flat+lora": ["credit.name=job_flat", "model.sharing=lora", "model.lora_rank=4", "optim.lr=1e-2"],
     "flat+checkpointing": ["credit.name=job_flat", "model.gradient_checkpointing=true"],
+    "flat+offload": ["credit.name=job_flat", "parallel.offload=true"],
 }
 SCHEDULES = {"alternate": ["schedule.mode=alternate", "schedule.period=1"], "simultaneous": ["schedule.mode=simultaneous"]}
 
@@ -103,8 +104,9 @@ def main():
         for schedule, s_over in SCHEDULES.items():
             got = {}
             for strategy in ("ddp", "fsdp"):
+                own = [o for o in m_over if strategy == "fsdp" or not o.startswith("parallel.")]  # ddp: no offload
                 cfg = config(root / f"{method}-{schedule}-{strategy}", "steps=2", f"parallel.strategy={strategy}",
-                             *m_over, *s_over)
+                             *own, *s_over)
                 with Trainer(cfg, log=None) as t:
                     initial = full_weights(t)
                     rows = t.train()

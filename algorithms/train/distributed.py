@@ -149,7 +149,9 @@ class Distributed:
                     p.data = p.data.float()
         mp = MixedPrecisionPolicy(param_dtype=None if compute_dtype == torch.float32 else compute_dtype,
                                   reduce_dtype=torch.float32)
-        kw = dict(mesh=self.mesh, mp_policy=mp, offload_policy=CPUOffloadPolicy() if self.offload else OffloadPolicy())
+        # (pinned memory needs an accelerator; on a CPU-only run the offload path runs unpinned)
+        offload = CPUOffloadPolicy(pin_memory=self.cuda) if self.offload else OffloadPolicy()
+        kw = dict(mesh=self.mesh, mp_policy=mp, offload_policy=offload)
         layers = _layer_classes(model)
         for m in list(model.modules()):
             if type(m).__name__ in layers:
