@@ -567,7 +567,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("overrides", nargs="*", metavar="field=value")
     demo.set_defaults(func=cmd_demo)
 
-    bench = sub.add_parser("bench", help="run a benchmark (credit, fidelity, performance, env, verifier, generation, demo, scaling)",
+    bench = sub.add_parser("bench", help="run a benchmark (" + ", ".join(BENCHMARKS) + ")",
                            description="Run benchmarks/<script> with the remaining arguments; results go to "
                                        "benchmarks/results/. `thinksolve bench credit --help` lists a benchmark's options.")
     bench.add_argument("name", choices=sorted(BENCHMARKS), help="; ".join(f"{k}: {v}" for k, v in BENCHMARKS.items()))
