@@ -37,8 +37,8 @@ What it runs (each a real :class:`~algorithms.Trainer` on the device, ``bfloat16
      steps resumed from it: the weights and metrics rows bit for bit equal;
    * ``fsdp_offload``: the ``fsdp_vs_ddp`` fsdp run again with ``parallel.offload=true``: the same
      first step and updates (the same tolerances) and, on several GPUs, the parameter shards in
-     CPU memory. Where it fails on the CPU (``--dry-run``: FSDP2's CPU offload wants an
-     accelerator) the error is recorded as "not checked on CPU" and the check does not fail.
+     CPU memory. On the CPU (``--dry-run``) the offload runs unpinned (CPU to CPU); should it
+     fail there, the error is recorded as "not checked on CPU" and the check does not fail.
 
    On one GPU the ranks are one process, where fsdp is plain training: the report says
    ``not sharded`` and the sharding-only conditions (shard files, offloaded parameters) are not
