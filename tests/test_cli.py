@@ -38,8 +38,7 @@ def test_console_script_module_runs():
 
 @pytest.mark.parametrize("args, msg", [
     (["--preset", "nope"], "unknown preset 'nope'; choose from ['llama3.1-8b-math', 'llama3.1-8b-math-grpo'"),
-    (["--credit", "magic"],
-     "unknown credit method 'magic'; choose from ['ccpo', 'difference', 'sepo', 'shapley', 'shared'"),
+    (["--credit", "magic"], "unknown credit method 'magic'; choose from ['ccpo', 'difference', "),
     (["--optimizer", "adam"], "unknown optimizer 'adam'; choose from ['dr_grpo', 'grpo', 'gspo', 'reinforce++'"),
     (["rollout.group_size=1"], "rollout.group_size=1 is invalid: allowed >= 2"),
     (["optim.lrr=1"], "unknown config field 'optim.lrr'; known here: ['agg'"),
@@ -47,7 +46,10 @@ def test_console_script_module_runs():
 ])
 def test_train_errors_name_the_choices(capsys, tmp_path, args, msg):
     assert main(["train", "--out", str(tmp_path / "run"), *args]) == 2
-    assert msg in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert msg in err
+    if "credit method" in msg:  # every built-in is named (other tests' registered methods may sit between them)
+        assert all(f"'{name}'" in err for name in ("sepo", "shapley", "shared", "tree"))
     assert not (tmp_path / "run").exists()
 
 

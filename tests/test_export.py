@@ -19,12 +19,15 @@ from algorithms.train import Trainer
 PROMPT = [{"role": "user", "content": "What is 3+4?"}]
 
 
-if "export_parity" not in credit.available():
-    @credit.register("export_parity")
-    def _parity(groups):  # rewards a random model can move (the verifier would give -1 everywhere)
-        share = lambda role: np.array([np.mean([t % 2 for t in e.completions[role].token_ids] or [0])  # noqa: E731
-                                       for g in groups for e in g.episodes])
-        return {"thinker_0": share("thinker_0"), "solver_0": 1.0 - share("solver_0")}
+def _parity(groups):  # rewards a random model can move (the verifier would give -1 everywhere)
+    share = lambda role: np.array([np.mean([t % 2 for t in e.completions[role].token_ids] or [0])  # noqa: E731
+                                   for g in groups for e in g.episodes])
+    return {"thinker_0": share("thinker_0"), "solver_0": 1.0 - share("solver_0")}
+
+
+@pytest.fixture(autouse=True)
+def parity_credit(credit_registry_restored):
+    credit.register("export_parity")(_parity)
 
 
 def _trained(out, sharing):

@@ -45,7 +45,18 @@ def torchrun(*args: str, timeout: int = 600, **kw) -> subprocess.CompletedProces
 
 
 @pytest.fixture(scope="module")
-def job(tmp_path_factory):
+def job_methods():
+    """The job's credit methods, registered for this module only."""
+    from algorithms import credit
+
+    saved = credit.REGISTRY.snapshot()
+    fsdp_job.register_methods()
+    yield
+    credit.REGISTRY.restore(saved)
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory, job_methods):
     root = tmp_path_factory.mktemp("fsdp")
     # a whole (one-process) run for the reverse direction, and its per-process state bytes
     whole = fsdp_job.config(root / "whole", "steps=2", "parallel.strategy=fsdp", *fsdp_job.METHODS["flat"],
@@ -164,6 +175,7 @@ SIGTERM_JOB = r'''
 import sys
 sys.path.insert(0, "tests")
 import fsdp_job
+fsdp_job.register_methods()
 from algorithms.train import Trainer, TrainingInterrupted
 cfg = fsdp_job.config(sys.argv[1], "steps=500", "save_every=1000", "parallel.strategy=fsdp", *fsdp_job.METHODS["flat"])
 with Trainer(cfg, log=None) as t:

@@ -31,17 +31,21 @@ from algorithms.team.memory import (
 )
 from algorithms.train import Trainer
 
-if "plan_token_parity" not in credit.available():
 
-    @credit.register("plan_token_parity")
-    def _token_parity(groups):
-        # a random tiny model never solves a problem: reward the parity of its tokens so that
-        # every update has advantages, gradients and an optimizer step
-        def share(role):
-            return np.array([np.mean([t % 2 for t in e.completions[role].token_ids] or [0])
-                             for g in groups for e in g.episodes])
+def _token_parity(groups):
+    # a random tiny model never solves a problem: reward the parity of its tokens so that
+    # every update has advantages, gradients and an optimizer step
+    def share(role):
+        return np.array([np.mean([t % 2 for t in e.completions[role].token_ids] or [0])
+                         for g in groups for e in g.episodes])
 
-        return {"thinker_0": share("thinker_0"), "solver_0": 1.0 - share("solver_0")}
+    return {"thinker_0": share("thinker_0"), "solver_0": 1.0 - share("solver_0")}
+
+
+@pytest.fixture
+def parity_credit(credit_registry_restored):
+    """The parity credit method, registered for one test only."""
+    credit.register("plan_token_parity")(_token_parity)
 
 
 def _numel(model: torch.nn.Module) -> int:
@@ -140,6 +144,7 @@ def _tiny(out, sharing):
 
 
 @pytest.mark.parametrize("sharing", ["separate", "shared", "lora"])
+@pytest.mark.usefixtures("parity_credit")
 def test_predicted_state_matches_a_real_trainer(tmp_path, sharing):
     cfg = _tiny(tmp_path, sharing)
     with MeasuringTrainer(cfg, log=None) as t:
