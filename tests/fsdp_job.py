@@ -141,6 +141,12 @@ def main():
         everyone = [None, None]
         dist.all_gather_object(everyone, {**measured_state_bytes(t.policies, t.optimizers), "grads": max(grads)})
         report["bytes"] = {"ranks": everyone, "predicted": state_bytes(cfg, 2)}
+        # evaluation from sharded models (every rank generates from a gathered copy)
+        ev = t.evaluate("arith:n=6,difficulty=1,split=test", samples=1, temperature=0)
+        probe = [[{"role": "user", "content": "What is 12 + 30?"}]]
+        report["evaluate"] = {"joint_accuracy": ev["joint_accuracy"], "solo_accuracy": ev["solo_accuracy"],
+                              "greedy": {role: p.generate(probe, max_new_tokens=10, temperature=0)[0].token_ids
+                                         for role, p in t.rollout_policies.items()}}
         # the idle role's sharded AdamW state leaves the device shard by shard (meta plays the other place)
         opt = t.optimizers["solver_0"]
         moved = move_optimizer_state(opt, "meta")

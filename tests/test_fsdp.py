@@ -105,6 +105,17 @@ def test_the_memory_plan_predicts_the_per_rank_state_within_ten_percent(job):
             assert local[part] > 0 and abs(predicted[part] - local[part]) <= 0.1 * local[part], (part, predicted, local)
 
 
+def test_sharded_models_evaluate_and_generate_as_the_whole_model_does(job):
+    from algorithms import load_team
+
+    ev = job["report"]["evaluate"]
+    assert 0.0 <= ev["joint_accuracy"] <= 1.0 and 0.0 <= ev["solo_accuracy"] <= 1.0
+    team, _ = load_team(str(job["root"] / "bytes"))  # the same weights, whole, in this process
+    probe = [[{"role": "user", "content": "What is 12 + 30?"}]]
+    for role, tokens in ev["greedy"].items():
+        assert team[role].generate(probe, max_new_tokens=10, temperature=0)[0].token_ids == tokens, role
+
+
 def test_hybrid_sharding_trains_as_sharding_does(job):
     r = job["report"]["hsdp"]
     assert r["mesh"] == [2, 1]  # 2 replicas of 1 shard
