@@ -188,23 +188,30 @@ def save_checkpoint(
             (tmp / "optim").mkdir()
             for role, sd in optimizers.items():
                 torch.save(sd, tmp / "optim" / f"{role}.pt")
-        torch.save(_rng_to_file(rng if rng is not None else capture_rng()), tmp / "rng.pt")
-        checksums = {f.relative_to(tmp).as_posix(): _sha256(f) for f in sorted(tmp.rglob("*")) if f.is_file()}
-        meta = {
-            "format_version": FORMAT_VERSION,
-            "step": int(step),
-            "roles": sorted(weights),
-            "config": config or {},
-            "credit_state": credit_state or {},
-            "extra": extra or {},
-            "checksums": checksums,
-        }
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=json_default))
-        _fsync_tree(tmp)
+        _seal(tmp, FORMAT_VERSION, step=step, roles=weights, config=config, credit_state=credit_state, rng=rng,
+              extra=extra)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return _swap_in(tmp, final)
+
+
+def _seal(tmp: Path, version: int, *, step: int, roles: Any, config: dict | None, credit_state: dict | None,
+          rng: dict | None, extra: dict | None) -> None:
+    """Finish a checkpoint written into ``tmp``: the RNG states, then ``meta.json`` with the
+    SHA-256 of every other file, all fsynced."""
+    torch.save(_rng_to_file(rng if rng is not None else capture_rng()), tmp / "rng.pt")
+    meta = {
+        "format_version": version,
+        "step": int(step),
+        "roles": sorted(roles),
+        "config": config or {},
+        "credit_state": credit_state or {},
+        "extra": extra or {},
+        "checksums": {f.relative_to(tmp).as_posix(): _sha256(f) for f in sorted(tmp.rglob("*")) if f.is_file()},
+    }
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=json_default))
+    _fsync_tree(tmp)
 
 
 def _swap_in(tmp: Path, final: Path) -> Path:
@@ -257,19 +264,8 @@ def save_sharded_checkpoint(
         if ranked:
             dist.barrier()
         if main:
-            torch.save(_rng_to_file(rng if rng is not None else capture_rng()), tmp / "rng.pt")
-            checksums = {f.relative_to(tmp).as_posix(): _sha256(f) for f in sorted(tmp.rglob("*")) if f.is_file()}
-            meta = {
-                "format_version": SHARDED_FORMAT,
-                "step": int(step),
-                "roles": sorted(roles),
-                "config": config or {},
-                "credit_state": credit_state or {},
-                "extra": {**(extra or {}), "world_size": dist.get_world_size() if ranked else 1},
-                "checksums": checksums,
-            }
-            (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=json_default))
-            _fsync_tree(tmp)
+            _seal(tmp, SHARDED_FORMAT, step=step, roles=roles, config=config, credit_state=credit_state, rng=rng,
+                  extra={**(extra or {}), "world_size": dist.get_world_size() if ranked else 1})
     except BaseException:
         if main:
             shutil.rmtree(tmp, ignore_errors=True)
