@@ -293,6 +293,10 @@ class TransformersPolicy:
             generator = torch.Generator(device=self.device)
             generator.manual_seed(int(seed))
         else:
+            if self._generator.device != self.device:  # the model moved (e.g. sharded onto a GPU): so does the stream
+                moved = torch.Generator(device=self.device)
+                moved.manual_seed(int(torch.randint(0, 2**62, (1,), generator=self._generator)))
+                self._generator = moved
             generator = self._generator
         budget = self._budget(max_new_tokens)
         encoded = [self.encode_prompt(p, budget) for p in prompts]

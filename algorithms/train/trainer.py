@@ -38,6 +38,7 @@ the update in :mod:`.update`, signals in :mod:`.signals`.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import json
 import shutil
@@ -225,19 +226,15 @@ class Trainer:
         np.random.seed(cfg.seed % 2**32)
         self.estimator = estimators.get(cfg.optim.estimator)
         self.loss_fn = losses.get(cfg.optim.loss)
-        self.policies = build_policies(cfg.model, cfg.rollout, seed=cfg.seed, source=self._model_source)
-        # Frozen reference copies only with a KL term; vLLM engines start from the whole weights
-        # (before any sharding), later syncs stream them.
-        self.reference = build_reference(self.policies) if cfg.optim.kl_coef > 0 else None
         sharding = self.dist.sharding
+        # Sharded models load into CPU memory: fully_shard moves each layer to the rank's GPU as it
+        # shards it, so no GPU ever holds a whole model at start-up.
+        where = dataclasses.replace(cfg.model, device="cpu") if sharding else cfg.model
+        self.policies = build_policies(where, cfg.rollout, seed=cfg.seed, source=self._model_source)
+        # Frozen reference copies only with a KL term. With several ranks, vLLM engines start from
+        # whole weights rank 0 writes now, before sharding; later syncs stream them from the shards.
+        self.reference = build_reference(self.policies) if cfg.optim.kl_coef > 0 else None
         folders = self._stage_engine_weights() if cfg.rollout.engine == "vllm" and self.dist.world > 1 else None
-        self.engines = RolloutEngines(self.policies, cfg.rollout.engine, seed=cfg.seed, vllm_args=self._vllm_args(),
-                                      view=GatheredGeneration if sharding else None,
-                                      weights=full_weights if sharding else None, folders=folders)
-        if folders:  # every rank's engines have read them
-            self.dist.barrier()
-            if self.dist.main:
-                shutil.rmtree(self.out / ENGINE_STAGING, ignore_errors=True)
         # One trainable policy per role (the same object for both under `shared` and `lora`), its
         # model wrapped for updates (DDP; FSDP shards it in place), its AdamW over the (sharded) parameters.
         compute = getattr(torch, cfg.model.dtype)
@@ -254,6 +251,14 @@ class Trainer:
         if sharding and cfg.parallel.offload:  # shards wait in CPU memory; forward passes run on the GPU
             for p in [*self.policies.values(), *(self.reference or {}).values()]:
                 p.compute_device = self.dist.compute_device
+        # the engines come once the training state is in place (vLLM sizes its cache by what is free)
+        self.engines = RolloutEngines(self.policies, cfg.rollout.engine, seed=cfg.seed, vllm_args=self._vllm_args(),
+                                      view=GatheredGeneration if sharding else None,
+                                      weights=full_weights if sharding else None, folders=folders)
+        if folders:  # every rank's engines have read them
+            self.dist.barrier()
+            if self.dist.main:
+                shutil.rmtree(self.out / ENGINE_STAGING, ignore_errors=True)
         self.optimizers = {
             role: torch.optim.AdamW(list(self.policies[role].parameters()), lr=cfg.optim.lr,
                                     weight_decay=cfg.optim.weight_decay)
