@@ -27,6 +27,7 @@ import argparse
 import copy
 import json
 import math
+import os
 import re
 import runpy
 import shutil
@@ -213,17 +214,23 @@ def _list_fields(args) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     if args.list_fields:
         return _list_fields(args)
+    # Under torchrun every rank runs this; rank 0 checks the run directory (the others would race
+    # its lock) and the others only read where the checkpoint stands, so that all agree on the outcome.
+    main_rank = int(os.environ.get("RANK", "0")) == 0
     try:
-        if args.out is not None:  # another live writer is the first thing to say (before "no checkpoint")
+        if args.out is not None and main_rank:  # another live writer is the first thing to say (before "no checkpoint")
             check_unlocked(args.out)
         cfg = train_config(args)
-        state = check_run_dir(cfg.out, resume=args.resume, steps=cfg.steps)
+        if main_rank:
+            step = check_run_dir(cfg.out, resume=args.resume, steps=cfg.steps).step
+        else:
+            step = recorded_config(cfg.out)["step"] if args.resume else 0
     except (ConfigError, CheckpointError, ResumeError, RunLockedError, ImportError, OSError) as e:
         return _fail(str(e))
     out = Path(cfg.out)
-    if args.resume and state.step == cfg.steps:
-        print(f"{out} is already at step {state.step} of {cfg.steps}: nothing to train "
-              f"(pass --steps N > {state.step} to go on)")
+    if args.resume and step == cfg.steps:
+        print(f"{out} is already at step {step} of {cfg.steps}: nothing to train "
+              f"(pass --steps N > {step} to go on)")
         return 0
     try:
         trainer = Trainer(cfg, resume=args.resume)

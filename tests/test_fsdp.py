@@ -235,3 +235,19 @@ def test_a_sharded_run_exports_as_hugging_face_folders(job, tmp_path):
         mine = model.state_dict()
         for k, v in sd.items():
             assert torch.equal(mine[k], v), (role, k)  # the joined shards, as the two ranks held them
+
+
+def test_the_cli_trains_and_resumes_sharded_under_torchrun(tmp_path):
+    out = tmp_path / "run"
+    args = ["-m", "algorithms.cli", "train", "--preset", "tiny-arith", "--out", str(out), "warm_start.enabled=false",
+            "rollout.problems_per_step=2", "rollout.group_size=2", "rollout.solo_samples=1",
+            "rollout.thinker_max_new_tokens=6", "rollout.solver_max_new_tokens=6", "tensorboard=false",
+            "parallel.strategy=fsdp", "--steps"]
+    first = torchrun(*args, "2")
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
+    again = torchrun("-m", "algorithms.cli", "train", "--resume", "--out", str(out), "--steps", "3")
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
+    assert f"resuming {out} at step 2" in again.stdout and again.stdout.count("resuming") == 1  # rank 0 alone speaks
+    ck = load_checkpoint(out / "checkpoint")
+    assert ck["sharded"] and ck["step"] == 3
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
