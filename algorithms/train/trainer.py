@@ -3,7 +3,8 @@
 ``Trainer(config).train()`` repeats :meth:`Trainer.step`, which reads in order:
 
 1. **problems** — ``rollout.problems_per_step`` problems drawn with a generator seeded by
-   ``(seed, step)``; under ``accelerate launch`` each rank takes its shard ``[rank::world]``;
+   ``(seed, step)``; under ``torchrun`` or ``accelerate launch`` each rank takes its shard
+   ``[rank::world]``;
 2. **collect** — :func:`~algorithms.rollout.collect_groups`: both roles sampled, ``group_size``
    joint episodes per problem plus the counterfactuals the credit method requires;
 3. **credit** — the credit method turns outcomes into one reward per role and joint episode
@@ -31,8 +32,9 @@ k continues exactly as the uninterrupted run. Ctrl-C or SIGTERM finishes the cur
 writes a checkpoint and exits (a second signal aborts at once, keeping the last checkpoint).
 
 Where the rest lives: models and engines in :mod:`algorithms.team`, the run directory, metrics,
-checkpoints and progress in :mod:`algorithms.runs`, data parallelism in :mod:`.distributed`,
-the update in :mod:`.update`, signals in :mod:`.signals`.
+checkpoints and progress in :mod:`algorithms.runs`, the ranks and the model layout (DDP or FSDP2,
+``parallel.strategy``) in :mod:`.distributed`, the idle role's placement in :mod:`.idle`, the
+update in :mod:`.update`, signals in :mod:`.signals`.
 """
 
 from __future__ import annotations
@@ -533,7 +535,8 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
 
     def role_weights(self) -> dict[str, dict[str, torch.Tensor]]:
-        """What the checkpoint stores per role (see :func:`algorithms.team.role_weights`)."""
+        """What the checkpoint stores per role (see :func:`algorithms.team.role_weights`); this
+        rank's DTensor shards when the models are sharded (``.full_tensor()`` gathers one)."""
         return role_weights(self.policies, self.config.model.sharing)
 
     def save(self) -> Path | None:
