@@ -75,3 +75,30 @@ def test_eval_command_with_engine_vllm(tmp_path, capsys):
     assert on_vllm["problems"] == on_hf["problems"] == 6
     for key in ("joint_accuracy", "solo_accuracy", "help_rate", "hurt_rate"):
         assert on_vllm[key] == on_hf[key], key
+
+
+@pytest.mark.vllm
+@pytest.mark.skipif(not vllm_available(), reason=VLLM_MISSING)
+def test_an_exported_role_serves_in_vllm_as_it_was_trained(tmp_path):
+    from agents import VLLMPolicy
+    from algorithms.cli import main
+    from algorithms.config import apply_overrides, preset
+    from algorithms.team import load_team
+    from algorithms.train import Trainer
+
+    cfg = apply_overrides(preset("tiny-arith"), [
+        "warm_start.enabled=false", "train_data=arith:n=20,difficulty=1", "rollout.problems_per_step=2",
+        "rollout.group_size=2", "rollout.solo_samples=1", "rollout.thinker_max_new_tokens=6",
+        "rollout.solver_max_new_tokens=6", "steps=1", "tensorboard=false", f"out={tmp_path / 'run'}"])
+    with Trainer(cfg, log=None) as t:
+        t.train()
+    assert main(["export", "--model", str(tmp_path / "run"), "--out", str(tmp_path / "hf")]) == 0
+    team, _ = load_team(str(tmp_path / "run"))
+    probe = [[{"role": "user", "content": "What is 2 + 5?"}], [{"role": "user", "content": "7 * 3?"}]]
+    engine = VLLMPolicy(str(tmp_path / "hf" / "solver_0"), seed=0, max_model_len=256)
+    try:
+        got = engine.generate(probe, max_new_tokens=10, temperature=0)
+    finally:
+        engine.close()
+    want = team["solver_0"].generate(probe, max_new_tokens=10, temperature=0)
+    assert [c.token_ids for c in got] == [c.token_ids for c in want]
