@@ -143,20 +143,17 @@ class Distributed:
         )
 
         compute_dtype = compute_dtype or next(model.parameters()).dtype
-        with torch.no_grad():  # trainable master weights (and so gradients and AdamW state) in float32; frozen ones stay
-            for p in model.parameters():
-                if p.requires_grad and p.dtype != torch.float32:
-                    p.data = p.data.float()
         mp = MixedPrecisionPolicy(param_dtype=None if compute_dtype == torch.float32 else compute_dtype,
                                   reduce_dtype=torch.float32)
         # (pinned memory needs an accelerator; on a CPU-only run the offload path runs unpinned)
         offload = CPUOffloadPolicy(pin_memory=self.cuda) if self.offload else OffloadPolicy()
         kw = dict(mesh=self.mesh, mp_policy=mp, offload_policy=offload)
         layers = _layer_classes(model)
-        for m in list(model.modules()):
-            if type(m).__name__ in layers:
-                fully_shard(m, **kw)
-        fully_shard(model, **kw)
+        # layer by layer: its trainable weights become float32 masters, then fully_shard moves the
+        # layer to this rank's device and keeps its shard (a whole float32 copy never exists at once)
+        for m in [*(m for m in model.modules() if type(m).__name__ in layers), model]:
+            _float32_masters(m)
+            fully_shard(m, **kw)
         return model
 
     def gathered(self, model: torch.nn.Module) -> AbstractContextManager:
@@ -202,6 +199,15 @@ class Distributed:
     def barrier(self) -> None:
         if self.world > 1:
             dist.barrier()
+
+
+@torch.no_grad()
+def _float32_masters(module: torch.nn.Module) -> None:
+    """Trainable weights (and so their gradients and AdamW state) in float32; frozen ones (a LoRA
+    base) keep their dtype. Weights already sharded are float32 already."""
+    for p in module.parameters():
+        if p.requires_grad and p.dtype != torch.float32:
+            p.data = p.data.float()
 
 
 @contextlib.contextmanager
