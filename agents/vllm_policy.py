@@ -214,14 +214,17 @@ class VLLMPolicy:
         *,
         seed: int = 0,
         directory: str | os.PathLike | None = None,
+        write: bool = True,
         **kwargs: Any,
     ) -> VLLMPolicy:
         """An engine holding a :class:`TransformersPolicy`'s current weights (saved to
         ``directory``, default a temporary one) for fast rollouts; ``kwargs`` go to
-        :class:`VLLMPolicy`."""
+        :class:`VLLMPolicy`. ``write=False``: ``directory`` already holds them (e.g. written by
+        another process of the same run)."""
         owned = directory is None
         directory = Path(directory or tempfile.mkdtemp(prefix="thinksolve-vllm-"))
-        policy.save_pretrained(directory)
+        if write or owned:
+            policy.save_pretrained(directory)
         kwargs.setdefault("name", f"vllm:{policy.name}")
         kwargs.setdefault("max_model_len", min(policy.max_context, 4096))
         try:

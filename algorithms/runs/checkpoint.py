@@ -316,7 +316,9 @@ def _sha256(path: Path) -> str:
 def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu") -> dict:
     """Read a checkpoint written by :func:`save_checkpoint`.
 
-    Returns ``{"step", "weights", "optimizers", "credit_state", "config", "rng", "extra", "path"}``.
+    Returns ``{"step", "weights", "optimizers", "credit_state", "config", "rng", "extra", "path",
+    "sharded", "roles"}``; a sharded checkpoint's ``weights`` and ``optimizers`` are ``None`` (read
+    them into a team with :func:`load_sharded_state`).
     Raises :class:`CheckpointError` if there is none, it is incomplete, a file does not match
     its checksum, a file cannot be parsed, or a weight is NaN/inf.
     """
@@ -355,13 +357,10 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu") -> di
         except Exception as e:  # safetensors' header errors, pickle/zip errors of torch.load
             raise CheckpointError(f"{final}: cannot read {what} ({f.relative_to(final)}): {type(e).__name__}: {e}") from None
 
-    if meta["format_version"] == SHARDED_FORMAT:  # tensors stay on disk until load_sharded_state
-        rng = read(final / "rng.pt", "the RNG states", lambda f: _rng_from_file(torch.load(f, weights_only=True)))
-        return {"step": meta["step"], "weights": None, "optimizers": None, "sharded": True, "roles": meta["roles"],
-                "credit_state": meta.get("credit_state", {}), "config": meta.get("config", {}), "rng": rng,
-                "extra": meta.get("extra", {}), "path": final}
-    weights = {}
-    for role in meta["roles"]:
+    sharded = meta["format_version"] == SHARDED_FORMAT  # its tensors stay on disk until load_sharded_state
+    weights: dict | None = None if sharded else {}
+    optimizers: dict | None = None if sharded else {}
+    for role in [] if sharded else meta["roles"]:
         f = final / "weights" / f"{role}.safetensors"
         if not f.exists():
             raise CheckpointError(f"{final}: weights for {role} are missing")
@@ -370,8 +369,7 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu") -> di
             if t.is_floating_point() and not bool(torch.isfinite(t).all()):
                 raise CheckpointError(f"{final}: the weights of {role} hold NaN or inf values ({name}); the run diverged "
                                       "before this checkpoint was written (lower optim.lr, or resume from an earlier copy)")
-    optimizers = {}
-    if (final / "optim").exists():
+    if not sharded and (final / "optim").exists():
         for f in sorted((final / "optim").glob("*.pt")):
             optimizers[f.stem] = read(f, f"the optimizer state of {f.stem}",
                                       lambda f: torch.load(f, map_location=map_location, weights_only=True))
@@ -385,7 +383,7 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu") -> di
         "rng": rng,
         "extra": meta.get("extra", {}),
         "path": final,
-        "sharded": False,
+        "sharded": sharded,
         "roles": meta["roles"],
     }
 

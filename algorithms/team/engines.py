@@ -99,11 +99,10 @@ def rollout_team(team: Mapping[str, Any], engine: str = "transformers", *, seed:
             out[agent] = out[same[0]]
         elif isinstance(policy, VLLMPolicy):
             out[agent] = policy
-        elif folders and agent in folders:
-            kw = {"name": f"vllm:{policy.name}", "max_model_len": min(policy.max_context, 4096), **engine_kwargs}
-            out[agent] = VLLMPolicy(folders[agent], seed=seed, **kw)
         elif hasattr(policy, "save_pretrained"):
-            out[agent] = VLLMPolicy.from_policy(policy, seed=seed, **engine_kwargs)
+            staged = folders[agent] if folders and agent in folders else None
+            out[agent] = VLLMPolicy.from_policy(policy, seed=seed, directory=staged, write=staged is None,
+                                                **engine_kwargs)
         else:
             raise ValueError(f"{agent}: {type(policy).__name__} cannot be served by vLLM (it has no weights to load)")
     return out

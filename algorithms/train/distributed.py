@@ -23,7 +23,7 @@ as ``torchrun``).
 
 Every FSDP forward is a collective, so ranks must run the same number of them: the update pads
 each rank's micro-batches to the largest count (:meth:`Distributed.max`), and rollouts generate
-from a gathered copy of the model (:meth:`Distributed.gathered`: one all-gather, then purely
+from a gathered copy of the model (:func:`gathered`: one all-gather, then purely
 local decoding, so ranks whose samples end early do not wait for the others at every token).
 On one process all of this is a no-op with the same interface, so the trainer has one code path.
 """
@@ -39,7 +39,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-__all__ = ["Distributed", "GatheredGeneration", "is_sharded", "full_weights"]
+__all__ = ["Distributed", "GatheredGeneration", "gathered", "is_sharded", "full_weights"]
 
 
 def is_sharded(model: torch.nn.Module) -> bool:
@@ -156,13 +156,6 @@ class Distributed:
             fully_shard(m, **kw)
         return model
 
-    def gathered(self, model: torch.nn.Module) -> AbstractContextManager:
-        """A context in which a sharded ``model``'s parameters are whole on every rank (one
-        all-gather; forward passes inside are local); resharded on exit. A no-op otherwise."""
-        if not is_sharded(model):
-            return contextlib.nullcontext()
-        return _gathered(model)
-
     def no_sync(self, wrapped: Any) -> AbstractContextManager:
         """A context that skips DDP's gradient all-reduce (for every micro-batch but the last);
         FSDP reduce-scatters every micro-batch (holding whole gradients would undo the sharding)."""
@@ -210,6 +203,12 @@ def _float32_masters(module: torch.nn.Module) -> None:
             p.data = p.data.float()
 
 
+def gathered(model: torch.nn.Module) -> AbstractContextManager:
+    """A context in which a sharded ``model``'s parameters are whole on every rank (one
+    all-gather; forward passes inside are local); resharded on exit. A no-op otherwise."""
+    return _gathered(model) if is_sharded(model) else contextlib.nullcontext()
+
+
 @contextlib.contextmanager
 def _gathered(model: torch.nn.Module) -> Iterator[None]:
     mods = _fsdp_modules(model)
@@ -225,14 +224,14 @@ def _gathered(model: torch.nn.Module) -> Iterator[None]:
 
 
 class GatheredGeneration:
-    """A sharded policy that generates from a gathered copy of its model (see
-    :meth:`Distributed.gathered`); every other attribute is the policy's own."""
+    """A sharded policy that generates from a gathered copy of its model (see :func:`gathered`);
+    every other attribute is the policy's own."""
 
     def __init__(self, policy: Any) -> None:
         self._policy = policy
 
     def generate(self, *args: Any, **kwargs: Any) -> list:
-        with _gathered(self._policy.model) if is_sharded(self._policy.model) else contextlib.nullcontext():
+        with gathered(self._policy.model):
             return self._policy.generate(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
@@ -250,7 +249,7 @@ def full_weights(policy: Any) -> Iterator[tuple[str, torch.Tensor]]:
     model = policy.model
     if getattr(policy, "is_peft", False):
         if is_sharded(model):
-            with _gathered(model):
+            with gathered(model):
                 yield from _merged_plain(policy)
         else:
             yield from policy.merged_state_dict().items()

@@ -544,11 +544,11 @@ class Trainer:
         shards when the models are sharded."""
         path = None
         if self.dist.sharding:
+            state = team_state(self.policies, self.optimizers, self.config.model.sharing)
             return save_sharded_checkpoint(
-                self.out / "checkpoint", step=self.step_count, state=team_state(self.policies, self.optimizers,
-                                                                                self.config.model.sharing),
-                roles=sorted(self.role_weights()), credit_state=self.credit.state_dict(), config=self.config.to_dict(),
-                rng=capture_rng(), extra={"optimizer_steps": self.optimizer_steps})
+                self.out / "checkpoint", step=self.step_count, state=state, roles=list(state["weights"]),
+                credit_state=self.credit.state_dict(), config=self.config.to_dict(), rng=capture_rng(),
+                extra={"optimizer_steps": self.optimizer_steps})
         if self.dist.main:
             path = save_checkpoint(
                 self.out / "checkpoint", step=self.step_count, weights=self.role_weights(),

@@ -84,9 +84,9 @@ def _sequence_lengths(completions: Sequence[Any]) -> list[int]:
 def _reference_logprobs(reference: Any, prompts: Sequence[Any], completions: Sequence[Any],
                         batches: list[list[int]], rounds: int | None = None) -> list[torch.Tensor]:
     out: list[Any] = [None] * len(prompts)
-    kw = {} if rounds is None else {"batch_size": max(len(b) for b in batches)}
     with torch.no_grad():
         for idx in batches:
+            kw = {} if rounds is None else {"batch_size": len(idx)}  # sharded: one forward per micro-batch
             for i, lp in zip(idx, reference.logprobs([prompts[i] for i in idx], [completions[i] for i in idx], **kw)):
                 out[i] = lp.float()
         for _ in range(len(batches), rounds or 0):  # a sharded reference: as many forwards as every rank
