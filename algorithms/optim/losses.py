@@ -26,13 +26,17 @@ Per-token loss, with ρ the importance ratio and A the advantage:
 s_i = exp(mean_t(log π − log π_old)) over the sequence's valid tokens, used in its token form
 log s_{i,t} = log π_t − sg(log π_t) + sg(log s_i) (value s_i for every token, clamped at
 log s ≤ 10): with ``seq-mean-token-mean`` its gradient is that of the sequence objective
-−min(s_i·A_i, clip(s_i)·A_i). With one update per batch (ρ ≡ 1) GSPO equals GRPO.
+−min(s_i·A_i, clip(s_i)·A_i), and under every ``agg`` it equals TRL's
+``importance_sampling_level="sequence"`` with the matching ``loss_type`` (one s_i per row there).
+With one update per batch (ρ ≡ 1) GSPO equals GRPO.
 
 Aggregation (``agg``) of the masked loss matrix ℓ (B, T), named as in verl. B' is the number
 of *non-empty* rows (sequences with at least one valid token): a fully masked row is not a
 sequence, so every ``seq-mean-*`` mode leaves it out of the sum and out of the count alike
 (verl does the same; TRL's ``grpo`` and ``dr_grpo`` divide by all B rows, so with empty rows
-they are ours times B'/B). A batch with no valid token gives 0. L is ``max_len`` or T.
+they are ours times B'/B). A batch with no valid token gives 0. L is ``max_len`` or T; the
+update passes the longest completion of the batch, while TRL's ``dr_grpo`` takes
+``max_completion_length``, so TRL's is ours times L / ``max_completion_length`` as well.
 
 ================================  ==========================================  =====================
 ``agg``                           formula                                     equal to
@@ -58,7 +62,12 @@ sequences ("turns off seq-dim averaging"), TRL's keeps it. Under Adam the factor
 invisible; it matters for plain SGD, gradient clipping and when B' varies between steps.
 
 When a batch is split into micro-batches, :func:`micro_batch_share` gives the weight of each
-micro-batch's aggregate so that the weighted sum equals the aggregate of the whole batch.
+micro-batch's aggregate so that the weighted sum equals the aggregate of the whole batch. TRL
+divides each micro-batch's loss by the number of micro-batches k instead, which is the same for
+``dapo`` (its ``num_items_in_batch`` is the whole batch's token count) and, for ``grpo`` and
+``dr_grpo``, when the micro-batches hold as many rows; ``bnpo`` needs as many tokens. The mapping
+and every difference, each checked against TRL's own ``GRPOTrainer`` by
+``tests/test_trl_parity.py``: docs/training.md, "Against TRL's GRPOTrainer".
 """
 
 from __future__ import annotations
