@@ -182,12 +182,13 @@ class Pair:
         self.trl_model.zero_grad(set_to_none=True)
         return values, grads, trainer._metrics["train"]
 
-    def ours(self, batch: Batch, loss: str, agg: str, level: str, splits: list[list[int]]) -> tuple[dict, torch.Tensor]:
+    def ours(self, batch: Batch, loss: str, agg: str, level: str, splits: list[list[int]],
+             max_len: int | None = None) -> tuple[dict, torch.Tensor]:
         optim = OptimConfig(loss=loss, agg=agg, clip_low=EPS[level][0], clip_high=EPS[level][1])
         self.policy.model.zero_grad(set_to_none=True)
         self.policy.train()
         metrics = accumulate_gradients(self.policy, batch.messages, batch.completions, batch.advantages, optim,
-                                       batches=splits)
+                                       batches=splits, max_len=max_len)
         g = grad_vector(self.policy.model)
         self.policy.model.zero_grad(set_to_none=True)
         return metrics, g
@@ -342,6 +343,10 @@ def test_dr_grpo_length_is_max_completion_length_in_trl_longest_completion_in_ou
     factor = batch.width / L
     assert trl_loss[0] == pytest.approx(metrics["loss"] * factor, rel=1e-5)
     check("tiny dr_grpo max_completion_length = 3·width, ours × 1/3", ours * factor, trl_grads[0])
+    # the trainer passes the role's generation budget as max_len: then the two agree as they are
+    metrics, fixed = tiny.ours(batch, "grpo", AGG["dr_grpo"], "token", everything, max_len=L)
+    assert trl_loss[0] == pytest.approx(metrics["loss"], rel=1e-5)
+    check("tiny dr_grpo, ours with max_len = max_completion_length", fixed, trl_grads[0])
 
 
 @pytest.mark.parametrize("split", ["equal", "unequal"])

@@ -35,8 +35,8 @@ of *non-empty* rows (sequences with at least one valid token): a fully masked ro
 sequence, so every ``seq-mean-*`` mode leaves it out of the sum and out of the count alike
 (verl does the same; TRL's ``grpo`` and ``dr_grpo`` divide by all B rows, so with empty rows
 they are ours times B'/B). A batch with no valid token gives 0. L is ``max_len`` or T; the
-update passes the longest completion of the batch, while TRL's ``dr_grpo`` takes
-``max_completion_length``, so TRL's is ours times L / ``max_completion_length`` as well.
+trainer passes the role's generation budget, a fixed L as TRL's ``max_completion_length`` and
+verl's response length (``policy_update`` without ``max_len``: the batch's longest completion).
 
 ================================  ==========================================  =====================
 ``agg``                           formula                                     equal to

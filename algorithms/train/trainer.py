@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from thinksolve_env import ROLES, MathVerifier, Problem, load_problems
+from thinksolve_env import ROLES, THINKER, MathVerifier, Problem, load_problems
 
 from .. import credit as credit_registry
 from ..config import ConfigError, TrainerConfig, prompt_templates
@@ -353,6 +353,7 @@ class Trainer:
             problems, self.rollout_policies, group_size=r.group_size, needs=self.credit.requires,
             verifier=self.verifier, solo_samples=r.solo_samples, answers_per_thought=r.answers_per_thought,
             sampling=r.sampling(seed), env_options={"prompts": prompt_templates(r.prompts)},
+            rating_stop=getattr(self.credit, "rating_stop", None),
         )
         self.last_groups = groups  # this rank's groups of the latest step (for inspection)
         t["collect"] = time.perf_counter()
@@ -394,6 +395,11 @@ class Trainer:
             self.metrics.write(row)
         return row
 
+    def _budget(self, role: str) -> int:
+        """The role's generation budget: the L of the Dr. GRPO aggregations (fixed, as in TRL and verl)."""
+        r = self.config.rollout
+        return r.thinker_max_new_tokens if role == THINKER else r.solver_max_new_tokens
+
     def update(self, role: str, prompts: list, completions: list, advantages: torch.Tensor) -> dict[str, float]:
         """Update ``role`` on one rollout batch (:func:`~algorithms.train.update.policy_update`:
         ``ppo_epochs`` micro-batched optimizer steps); returns its metrics."""
@@ -402,7 +408,7 @@ class Trainer:
                           optimizer_step=self.optimizer_steps[role], loss_fn=self.loss_fn,
                           reference=self.reference[role] if self.reference else None, wrapped=wrapped,
                           no_sync=lambda: self.dist.no_sync(wrapped),
-                          equalize=self.dist.max if self.dist.sharding else None)
+                          equalize=self.dist.max if self.dist.sharding else None, max_len=self._budget(role))
         self.optimizer_steps[role] += int(m.pop("optimizer_steps"))
         return m
 

@@ -98,7 +98,7 @@ def accumulate_gradients(policy: Any, prompts: Sequence[Any], completions: Seque
                          optim: OptimConfig, *, loss_fn: Callable | None = None, batches: list[list[int]] | None = None,
                          ref_logprobs: Sequence[torch.Tensor] | None = None,
                          no_sync: Callable[[], AbstractContextManager] | None = None,
-                         rounds: int | None = None) -> dict[str, float]:
+                         rounds: int | None = None, max_len: int | None = None) -> dict[str, float]:
     """One pass over the batch: ``backward`` of every micro-batch's loss, weighted by its share of
     the whole batch's aggregate, into the parameters' ``.grad`` (not zeroed here). Returns the
     loss metrics, each the batch-weighted sum over micro-batches.
@@ -106,7 +106,9 @@ def accumulate_gradients(policy: Any, prompts: Sequence[Any], completions: Seque
     ``batches`` defaults to :func:`micro_batches` at ``optim.micro_batch_tokens``; ``no_sync``
     (a context factory) wraps every micro-batch but the last. ``rounds`` (FSDP: the largest
     micro-batch count over the ranks) makes each micro-batch one forward pass and pads the pass
-    with zero-weight micro-batches up to that count."""
+    with zero-weight micro-batches up to that count. ``max_len`` is the L of the Dr. GRPO
+    aggregations (``seq-mean-token-sum-norm-*``): the role's generation budget, as TRL's
+    ``max_completion_length`` and verl's response length; default the batch's longest completion."""
     loss_fn = loss_fn or losses.get(optim.loss)
     old = [torch.tensor(c.logprobs, dtype=torch.float32) for c in completions]
     width = max((len(x) for x in old), default=0)
@@ -127,7 +129,7 @@ def accumulate_gradients(policy: Any, prompts: Sequence[Any], completions: Seque
                 cur, pad([old[i] for i in idx], width)[0], advantages[idx], mask,
                 clip_low=optim.clip_low, clip_high=optim.clip_high, dual_clip=optim.dual_clip, agg=optim.agg,
                 ref_logp=None if ref_logprobs is None else pad([ref_logprobs[i] for i in idx], width)[0],
-                kl_coef=optim.kl_coef, kl_type=optim.kl_type, max_len=width,
+                kl_coef=optim.kl_coef, kl_type=optim.kl_type, max_len=max(width, max_len or 0),
             )
             share = losses.micro_batch_share(optim.agg, mask, n_tok, n_seq)  # its share of the batch's aggregate
             (loss * share).backward()
@@ -148,7 +150,7 @@ def policy_update(policy: Any, optimizer: torch.optim.Optimizer, prompts: Sequen
                   advantages: torch.Tensor, optim: OptimConfig, *, optimizer_step: int = 0, loss_fn: Callable | None = None,
                   reference: Any = None, wrapped: Any = None,
                   no_sync: Callable[[], AbstractContextManager] | None = None,
-                  equalize: Callable[[int], int] | None = None) -> dict[str, float]:
+                  equalize: Callable[[int], int] | None = None, max_len: int | None = None) -> dict[str, float]:
     """``optim.ppo_epochs`` clipped policy-gradient steps of ``policy`` on one rollout batch.
 
     ``optimizer_step`` is the number of steps this optimizer has taken (the learning-rate warm-up
@@ -157,8 +159,9 @@ def policy_update(policy: Any, optimizer: torch.optim.Optimizer, prompts: Sequen
     advantages' mean and mean absolute value.
 
     ``equalize`` (sharded models: the largest of an integer over the ranks) pads every rank's
-    pass to the same number of micro-batches (see :func:`accumulate_gradients`). The gradients
-    are freed after the last optimizer step."""
+    pass to the same number of micro-batches (see :func:`accumulate_gradients`). ``max_len``: the
+    L of the Dr. GRPO aggregations (:func:`accumulate_gradients`). The gradients are freed after
+    the last optimizer step."""
     loss_fn = loss_fn or losses.get(optim.loss)
     params = [p for p in policy.parameters() if p.requires_grad]
     batches = micro_batches(_sequence_lengths(completions), optim.micro_batch_tokens)
@@ -173,7 +176,8 @@ def policy_update(policy: Any, optimizer: torch.optim.Optimizer, prompts: Sequen
                     group["lr"] = optim.lr * min(1.0, (optimizer_step + epoch + 1) / (optim.warmup_steps + 1))
                 optimizer.zero_grad(set_to_none=True)
                 metrics = accumulate_gradients(policy, prompts, completions, advantages, optim, loss_fn=loss_fn,
-                                               batches=batches, ref_logprobs=ref, no_sync=no_sync, rounds=rounds)
+                                               batches=batches, ref_logprobs=ref, no_sync=no_sync, rounds=rounds,
+                                               max_len=max_len)
                 for key, v in metrics.items():
                     sums[key] = sums.get(key, 0.0) + v / optim.ppo_epochs
                 norm = torch.nn.utils.clip_grad_norm_(params, optim.grad_clip if optim.grad_clip > 0 else float("inf"))
