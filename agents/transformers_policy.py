@@ -7,6 +7,18 @@ Rows that have stopped are dropped from the batch (and from the cache) as they f
 Identical prompts in one batch (a group's n copies of the Thinker prompt, the K Solver prompts
 of one thought in a tree rollout) are prefilled once and their KV cache is copied to each row
 (``share_prefill=True``, the default; ``prefill_rows`` counts the rows actually prefilled).
+Distinct prompts that begin alike (a problem's rating prompts: system text, problem, often the
+start of the thought) share their common prefix's prefill too (``share_prefix=True``, the
+default): the prompts are sorted, cut into runs whose common prefix saves the most prefill, each
+run's prefix is prefilled once, its cache is copied to the run's rows and only the rest of each
+prompt is prefilled on top (the padding between the two parts is masked; positions continue
+from the prefix). It is used when it saves at least a quarter of the prompt tokens;
+``prefill_tokens`` counts the prompt tokens actually run through the model. The result equals a
+whole-prompt prefill up to floating-point rounding.
+
+Early stop: ``generate(..., stop=fn)`` ends a row as soon as ``fn(text so far)`` is true
+(``finish_reason="stop"``, the text kept whole). With ``fn.trigger`` (a string of characters)
+``fn`` is only asked after a token that writes one of them.
 
 Log-probs: each :class:`~agents.base.Completion` carries, per sampled token, the log-prob of
 that token under the *model's* distribution at the sampling temperature, ``log_softmax(logits /
@@ -26,7 +38,7 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -98,6 +110,8 @@ class TransformersPolicy:
         lora: ``True``, a dict of ``peft.LoraConfig`` fields or a ``LoraConfig``: wrap the model
             with LoRA adapters (only they are trainable).
         name: a label for logs.
+        share_prefill / share_prefix: prefill identical prompts once / a common prompt prefix once
+            (see the module docstring).
 
     Two policies may share one model and tokenizer (Thinker and Solver as one network), or use
     different models with different tokenizers: they only exchange text.
@@ -118,6 +132,7 @@ class TransformersPolicy:
         lora: bool | dict[str, Any] | peft.LoraConfig | None = None,
         name: str | None = None,
         share_prefill: bool = True,
+        share_prefix: bool = True,
     ) -> None:
         self.name = name or getattr(getattr(model, "config", None), "_name_or_path", None) or type(model).__name__
         ensure_chat_template(tokenizer, str(self.name))
@@ -154,8 +169,12 @@ class TransformersPolicy:
         self.pad_token_id = int(pad if pad is not None else min(self.eos_token_ids))
         self.seed = seed
         self.share_prefill = bool(share_prefill)
+        self.share_prefix = bool(share_prefix)
         #: prompt rows prefilled so far (identical prompts in one batch count once when shared)
         self.prefill_rows = 0
+        #: prompt tokens run through the model so far (a shared prefix counts once)
+        self.prefill_tokens = 0
+        self._trigger_masks: dict[str, torch.Tensor] = {}
         # transformers renamed forward's `past_key_values` to `cache` (5.2x); use what it takes
         params = inspect.signature(self._base_model().forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
@@ -278,6 +297,9 @@ class TransformersPolicy:
 
     # ---------------------------------------------------------------- sampling
 
+    #: ``generate`` takes ``stop=`` (a predicate on the text so far that ends a row early)
+    supports_stop = True
+
     def generate(
         self,
         prompts: Sequence[Messages],
@@ -286,9 +308,13 @@ class TransformersPolicy:
         temperature: float = 1.0,
         top_p: float = 1.0,
         seed: int | None = None,
+        stop: Callable[[str], bool] | None = None,
     ) -> list[Completion]:
-        """Sample one completion per chat prompt (see the module docstring for log-probs)."""
+        """Sample one completion per chat prompt (see the module docstring for log-probs and
+        ``stop``)."""
         validate_generate_args(prompts, max_new_tokens, temperature, top_p)
+        if stop is not None and not callable(stop):
+            raise TypeError(f"stop must be a callable text -> bool, got {type(stop).__name__}")
         if seed is not None:
             generator = torch.Generator(device=self.device)
             generator.manual_seed(int(seed))
@@ -306,7 +332,7 @@ class TransformersPolicy:
         try:
             for start in range(0, len(encoded), self.generation_batch_size):
                 chunk = encoded[start : start + self.generation_batch_size]
-                out.extend(self._sample(chunk, max_new_tokens, float(temperature), float(top_p), generator))
+                out.extend(self._sample(chunk, max_new_tokens, float(temperature), float(top_p), generator, stop))
         finally:
             self.model.train(was_training)
         return out
@@ -331,8 +357,67 @@ class TransformersPolicy:
                 tokens = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)
         return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)
 
+    def _trigger_mask(self, chars: str) -> torch.Tensor:
+        """Which token ids decode to text holding one of ``chars`` (cached per policy)."""
+        if chars not in self._trigger_masks:
+            vocab = max(len(self.tokenizer), int(self._base_model().config.vocab_size))
+            pieces = self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))])
+            hit = [any(ch in piece for ch in chars) for piece in pieces] + [False] * (vocab - len(pieces))
+            self._trigger_masks[chars] = torch.tensor(hit, dtype=torch.bool, device=self.device)
+        return self._trigger_masks[chars]
+
+    def _prefill(self, unique: list[list[int]], width: int, cache) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Run the distinct prompts through the model into ``cache``: the last position's logits,
+        the attention mask and each row's next position."""
+        device = self.device
+        runs = _prefix_runs(unique) if self.share_prefix and len(unique) > 1 else None
+        if runs is None:
+            u = len(unique)
+            input_ids = torch.full((u, width), self.pad_token_id, dtype=torch.long, device=device)
+            mask = torch.zeros((u, width), dtype=torch.long, device=device)
+            for i, ids in enumerate(unique):
+                input_ids[i, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+                mask[i, width - len(ids) :] = 1
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                             use_cache=True, logits_to_keep=1, **{self._cache_kw: cache})
+            self.prefill_tokens += sum(map(len, unique))
+            return out.logits[:, -1, :], mask, positions[:, -1] + 1
+        order, run_of, prefix_len = runs  # rows in sorted order, each row's run, each run's prefix length
+        prefixes: list[list[int]] = []
+        for k, r in enumerate(run_of):  # runs are numbered in sorted order: each run's first prompt
+            if r == len(prefixes):
+                prefixes.append(unique[order[k]][: prefix_len[r]])
+        wp = max(prefix_len)
+        pre_ids = torch.full((len(prefixes), wp), self.pad_token_id, dtype=torch.long, device=device)
+        pre_mask = torch.zeros((len(prefixes), wp), dtype=torch.long, device=device)
+        for j, ids in enumerate(prefixes):
+            pre_ids[j, wp - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+            pre_mask[j, wp - len(ids) :] = 1
+        self.model(input_ids=pre_ids, attention_mask=pre_mask, position_ids=(pre_mask.cumsum(-1) - 1).clamp(min=0),
+                   use_cache=True, logits_to_keep=1, **{self._cache_kw: cache})
+        row_run = [0] * len(unique)
+        for k, i in enumerate(order):
+            row_run[i] = run_of[k]
+        cache.batch_select_indices(torch.tensor(row_run, dtype=torch.long, device=device))
+        rests = [ids[prefix_len[row_run[i]] :] for i, ids in enumerate(unique)]
+        ws = max(map(len, rests))
+        ids_t = torch.full((len(unique), ws), self.pad_token_id, dtype=torch.long, device=device)
+        rest_mask = torch.zeros((len(unique), ws), dtype=torch.long, device=device)
+        for i, ids in enumerate(rests):
+            ids_t[i, ws - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+            rest_mask[i, ws - len(ids) :] = 1
+        start = torch.tensor([prefix_len[r] for r in row_run], dtype=torch.long, device=device)
+        positions = start[:, None] + (rest_mask.cumsum(-1) - 1).clamp(min=0)
+        mask = torch.cat([pre_mask[row_run], rest_mask], dim=1)  # padding between prefix and rest is masked
+        out = self.model(input_ids=ids_t, attention_mask=mask, position_ids=positions,
+                         use_cache=True, logits_to_keep=1, **{self._cache_kw: cache})
+        self.prefill_tokens += sum(prefix_len) + sum(map(len, rests))
+        return out.logits[:, -1, :], mask, positions[:, -1] + 1
+
     @torch.no_grad()
-    def _sample(self, batch: list[list[int]], max_new_tokens: int, temperature: float, top_p: float, generator):
+    def _sample(self, batch: list[list[int]], max_new_tokens: int, temperature: float, top_p: float, generator,
+                stop: Callable[[str], bool] | None = None):
         # transformers loads on first use, so `import agents.transformers_policy` stays light
         from transformers import DynamicCache  # noqa: PLC0415
 
@@ -346,34 +431,38 @@ class TransformersPolicy:
         inverse = [distinct.setdefault(tuple(ids), len(distinct)) for ids in batch]
         unique = [list(ids) for ids in distinct] if self.share_prefill else [list(ids) for ids in batch]
         u = len(unique)
-        input_ids = torch.full((u, width), self.pad_token_id, dtype=torch.long, device=device)
-        mask = torch.zeros((u, width), dtype=torch.long, device=device)
-        for i, ids in enumerate(unique):
-            input_ids[i, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-            mask[i, width - len(ids) :] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
         eos = torch.tensor(self.eos_token_ids, device=device)
 
         cache = DynamicCache(config=self._base_model().config)
-        out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                         use_cache=True, logits_to_keep=1, **{self._cache_kw: cache})
-        logits = out.logits[:, -1, :]
+        logits, mask, next_pos = self._prefill(unique, width, cache)
         if u < n:
             expand = torch.tensor(inverse, dtype=torch.long, device=device)
             cache.batch_select_indices(expand)
-            logits, mask, positions = logits[expand], mask[expand], positions[expand]
+            logits, mask, next_pos = logits[expand], mask[expand], next_pos[expand]
         self.prefill_rows += u
-        next_pos = positions[:, -1] + 1
         rows = torch.arange(n, device=device)  # original row of each live batch entry
         record_rows, record_tok, record_lp = [], [], []
+        so_far: list[list[int]] = [[] for _ in range(n)]  # each row's tokens, kept only with `stop`
+        stopped: set[int] = set()
+        trigger = getattr(stop, "trigger", None) if stop is not None else None
+        trigger_mask = self._trigger_mask(trigger) if isinstance(trigger, str) and trigger else None
         for step in range(steps):
             tok, lp = self._pick(logits, temperature, top_p, generator)
             record_rows.append(rows)
             record_tok.append(tok)
             record_lp.append(lp)
+            done = torch.isin(tok, eos)
+            if stop is not None:
+                for r, t in zip(rows.tolist(), tok.tolist()):
+                    so_far[r].append(t)
+                ask = ~done if trigger_mask is None else trigger_mask[tok] & ~done
+                for k in ask.nonzero().flatten().tolist():
+                    r = int(rows[k])
+                    if stop(self.tokenizer.decode(so_far[r], skip_special_tokens=True)):
+                        stopped.add(r)
+                        done[k] = True
             if step == steps - 1:
                 break
-            done = torch.isin(tok, eos)
             if bool(done.any()):
                 keep = (~done).nonzero().flatten()
                 if keep.numel() == 0:
@@ -406,7 +495,7 @@ class TransformersPolicy:
                 text=self.tokenizer.decode(text_ids, skip_special_tokens=True),
                 token_ids=ids,
                 logprobs=logps[i],
-                finish_reason="stop" if finished else "length",
+                finish_reason="stop" if finished or i in stopped else "length",
             )
             annotate(c, temperature=temperature if temperature > 0 else 1.0, prompt_token_ids=batch[i])
             completions.append(c)
@@ -478,6 +567,50 @@ class TransformersPolicy:
     def __repr__(self) -> str:
         n = sum(p.numel() for p in self.model.parameters())
         return f"TransformersPolicy({self.name!r}, params={n / 1e6:.1f}M, device={self.device}, dtype={self.dtype})"
+
+
+def _common(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def _prefix_runs(prompts: list[list[int]], min_saving: float = 0.25) -> tuple[list[int], list[int], list[int]] | None:
+    """How to share prompt prefixes: ``(order, run_of, prefix_len)`` — the prompts' indices in
+    sorted order, the run each sorted prompt belongs to, and each run's prefix length (the run's
+    longest common prefix, at most its shortest prompt's length − 1, so every prompt keeps a
+    token of its own) — or ``None`` when it saves less than ``min_saving`` of the prompt tokens.
+
+    Runs are consecutive in sorted order; a run breaks where neighbours share fewer than a
+    threshold of tokens, the threshold that saves the most tokens."""
+    order = sorted(range(len(prompts)), key=lambda i: prompts[i])
+    ps = [prompts[i] for i in order]
+    lcp = [_common(a, b) for a, b in zip(ps, ps[1:])]
+    total = sum(map(len, ps))
+    best = None
+    for threshold in sorted(set(lcp)):
+        if threshold < 1:
+            continue
+        run_of, prefix_len, run = [0], [], 0
+        cur, shortest = None, len(ps[0])
+        for k, common in enumerate(lcp):
+            if common >= threshold:
+                cur = common if cur is None else min(cur, common)
+                shortest = min(shortest, len(ps[k + 1]))
+            else:
+                prefix_len.append(min(cur if cur is not None else len(ps[k]) - 1, shortest - 1))
+                run += 1
+                cur, shortest = None, len(ps[k + 1])
+            run_of.append(run)
+        prefix_len.append(min(cur if cur is not None else len(ps[-1]) - 1, shortest - 1))
+        saved = total - (sum(prefix_len) + sum(len(p) - prefix_len[r] for p, r in zip(ps, run_of)))
+        if best is None or saved > best[0]:
+            best = (saved, run_of, prefix_len)
+    if best is None or best[0] < min_saving * total or min(best[2]) < 1:
+        return None
+    return order, best[1], best[2]
 
 
 def render_chat(tokenizer: PreTrainedTokenizerBase, messages: Messages) -> list[int]:

@@ -53,7 +53,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -238,6 +238,9 @@ class VLLMPolicy:
 
     # ---------------------------------------------------------------- sampling
 
+    #: ``generate`` takes ``stop=`` (see :meth:`generate`)
+    supports_stop = True
+
     def generate(
         self,
         prompts: Sequence[Messages],
@@ -246,10 +249,23 @@ class VLLMPolicy:
         temperature: float = 1.0,
         top_p: float = 1.0,
         seed: int | None = None,
+        stop: Callable[[str], bool] | None = None,
     ) -> list[Completion]:
+        """Sample one completion per chat prompt.
+
+        ``stop``: a predicate on the text so far that ends a row once true. vLLM takes stop
+        strings, not predicates, so ``stop.trigger`` (its characters, e.g. ``"}"``) is needed:
+        each row is stopped at a trigger character, the predicate is asked, and a row it does not
+        end goes on from where it stopped (its tokens so far appended to the prompt, the rest of
+        the budget, a seed of its own) until it ends. Without ``trigger`` the rows run to EOS or
+        the budget."""
         from vllm import SamplingParams  # noqa: PLC0415 (vllm is optional)
 
         validate_generate_args(prompts, max_new_tokens, temperature, top_p)
+        if stop is not None and not callable(stop):
+            raise TypeError(f"stop must be a callable text -> bool, got {type(stop).__name__}")
+        trigger = getattr(stop, "trigger", None) if stop is not None else None
+        stops = sorted(set(trigger)) if isinstance(trigger, str) and trigger else None
         if self.llm is None:
             raise RuntimeError(f"{self!r} is closed (close() shut its engine down); build a new VLLMPolicy")
         if seed is None:
@@ -259,37 +275,64 @@ class VLLMPolicy:
         encoded = [
             encode_chat(self.tokenizer, p, budget, max_context=self.max_context, name=self.name) for p in prompts
         ]
-        params = [
-            SamplingParams(
+        eos = set(self.eos_token_ids)
+
+        def params(ids: list[int], budget: int, row_seed: int | None) -> SamplingParams:
+            return SamplingParams(
                 n=1,
-                max_tokens=max(1, min(max_new_tokens, self.max_context - len(ids))),
+                max_tokens=max(1, min(budget, self.max_context - len(ids))),
                 temperature=float(temperature),
                 top_p=float(top_p) if temperature > 0 else 1.0,
-                seed=_row_seed(seed, i) if self.seeded else None,
+                seed=row_seed if self.seeded else None,
                 logprobs=0,
                 stop_token_ids=self.eos_token_ids,
                 skip_special_tokens=True,
                 detokenize=True,
+                **({"stop": stops, "include_stop_str_in_output": True} if stops else {}),
             )
-            for i, ids in enumerate(encoded)
-        ]
-        outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in encoded], params, use_tqdm=False)
-        eos = set(self.eos_token_ids)
-        self.last_cached_tokens = [int(getattr(out, "num_cached_tokens", 0) or 0) for out in outputs]
+
+        tokens: list[list[int]] = [[] for _ in encoded]
+        logps: list[list[float]] = [[] for _ in encoded]
+        ended = [False] * len(encoded)  # by EOS, by `stop`, or by the budget
+        by_stop = [False] * len(encoded)
+        cached = [0] * len(encoded)
+        live, round_ = list(range(len(encoded))), 0
+        while live:
+            seeds = [_row_seed(seed, i) if round_ == 0 else _row_seed(seed, 1_000_000 * round_ + i) for i in live]
+            asks = [encoded[i] + tokens[i] for i in live]
+            outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in asks],
+                                        [params(ids, max_new_tokens - len(tokens[i]), sd)
+                                         for i, ids, sd in zip(live, asks, seeds)], use_tqdm=False)
+            again = []
+            for i, out in zip(live, outputs):
+                o = out.outputs[0]
+                new = [int(t) for t in o.token_ids]
+                tokens[i] += new
+                logps[i] += [float(step[t].logprob) for step, t in zip(o.logprobs or [], new)]
+                if round_ == 0:
+                    cached[i] = int(getattr(out, "num_cached_tokens", 0) or 0)
+                if (new and new[-1] in eos) or len(tokens[i]) >= max_new_tokens or not stops \
+                        or not isinstance(getattr(o, "stop_reason", None), str):
+                    ended[i] = True
+                elif stop(self.tokenizer.decode(tokens[i], skip_special_tokens=True)):
+                    ended[i] = by_stop[i] = True
+                elif len(encoded[i]) + len(tokens[i]) >= self.max_context:
+                    ended[i] = True
+                else:
+                    again.append(i)  # a trigger character that did not end it: go on
+            live, round_ = again, round_ + 1
+        self.last_cached_tokens = cached
         self.prefix_cache["prompt_tokens"] += sum(map(len, encoded))
         self.prefix_cache["cached_tokens"] += sum(self.last_cached_tokens)
         completions = []
-        for ids, out in zip(encoded, outputs):
-            o = out.outputs[0]
-            token_ids = [int(t) for t in o.token_ids]
-            logprobs = [float(step[t].logprob) for step, t in zip(o.logprobs or [], token_ids)]
+        for ids, token_ids, logprobs, stopped in zip(encoded, tokens, logps, by_stop):
             finished = bool(token_ids) and token_ids[-1] in eos
             text_ids = token_ids[:-1] if finished else token_ids
             c = Completion(
                 text=self.tokenizer.decode(text_ids, skip_special_tokens=True),
                 token_ids=token_ids,
                 logprobs=logprobs,
-                finish_reason="stop" if finished else "length",
+                finish_reason="stop" if finished or stopped else "length",
             )
             annotate(c, temperature=float(temperature) if temperature > 0 else 1.0, prompt_token_ids=ids)
             completions.append(c)

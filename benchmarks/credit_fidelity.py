@@ -278,10 +278,21 @@ def run_real(args) -> tuple[list[dict], dict]:
     ests = [estimator_spec(e) for e in args.estimators]
     colls = [collection(args.flat, "flat", args.solo), collection(args.tree, "tree", args.solo)]
     t0 = time.perf_counter()
+    raters, rater_prompts = None, None
+    if args.rater:
+        import torch
+
+        from agents import TransformersPolicy
+
+        judge = TransformersPolicy.from_pretrained(args.rater, seed=args.seed, dtype=torch.float32)
+        raters = {"thinker_0": judge, "solver_0": judge}  # one judge rates as both roles (one call)
+    if args.rater_prompts:
+        rater_prompts = prompt_templates(args.rater_prompts)
     with Trainer(cfg, log=None, writer=False) as trainer:
         r = cfg.rollout
         problems = random.Random(args.seed).sample(trainer.problems, min(args.real_problems, len(trainer.problems)))
         rows, info = real_text_fidelity(trainer.rollout_policies, problems, specs, ests, colls,
+                                        raters=raters, rater_prompts=rater_prompts,
                                         mc_answers=args.mc_answers, verifier=trainer.verifier,
                                         env_options={"prompts": prompt_templates(r.prompts)}, seed=args.seed,
                                         temperature=r.temperature, top_p=r.top_p,
@@ -290,7 +301,9 @@ def run_real(args) -> tuple[list[dict], dict]:
                                         rating_max_new_tokens=r.rating_max_new_tokens,
                                         rating_temperature=r.rating_temperature)
     shutil.rmtree(cfg.out, ignore_errors=True)
-    info.update({"preset": name, "policy": args.policy, "real_seconds": time.perf_counter() - t0})
+    info.update({"preset": name, "policy": args.policy, "real_seconds": time.perf_counter() - t0,
+                 "rater": args.rater or f"the team's own ({args.policy})",
+                 "rater_prompts": args.rater_prompts or cfg.rollout.prompts})
     return rows, info
 
 
@@ -324,6 +337,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--real-problems", type=int, default=8, help="--policy tiny|smollm2-135m: problems (default 8)")
     ap.add_argument("--preset", help="--policy tiny|smollm2-135m: the preset whose (warm-started) team plays "
                                      "(default tiny-brief for tiny, smollm2-arith for smollm2-135m)")
+    ap.add_argument("--rater", choices=["tiny", "smollm2-135m"],
+                    help="--policy tiny|smollm2-135m: a judge model that writes every SEPO rating (both roles) of the "
+                         "same transcripts (default: each role rates with its own policy)")
+    ap.add_argument("--rater-prompts", choices=["default", "compact"],
+                    help="prompt set of the rating prompts (default: the preset's)")
     ap.add_argument("--mc-answers", type=int, default=32, help="independent Solver answers per thought for Q (>= 32)")
     ap.add_argument("--out", default=str(RESULTS), help="results directory (default benchmarks/results)")
     ap.add_argument("--name", default="credit_fidelity", help="results file stem")
@@ -391,10 +409,17 @@ def main(argv: list[str] | None = None) -> int:
                      f"{args.mc_answers} independent Solver answers per thought; {info['real_seconds']:.0f} s.")
         for label, c in info["collections"].items():
             if "rating_valid_rate" in c:
-                corr = c["rating_q_correlation"]
-                notes.append(f"SEPO ratings ({label}): valid {100 * c['rating_valid_rate']:.1f}%; correlation of the "
+                corr, vlo, vhi = c["rating_q_correlation"], *(100 * x for x in c["rating_valid_rate_ci95"])
+                cci = c.get("rating_q_correlation_ci95")
+                notes.append(f"SEPO ratings ({label}; rater: {info['rater']}, {info['rater_prompts']} rating prompts; "
+                             f"{c['rated_episodes']} episodes of {c['rated_problems']} problems, two ratings each): valid "
+                             f"{100 * c['rating_valid_rate']:.1f}% [{vlo:.1f}, {vhi:.1f}]; correlation of the "
                              f"raters' Thinker signal (w_T - 0.5)·R with the thought's Monte Carlo value Q(x, t): "
-                             + ("n/a (constant)" if corr is None else f"{corr:+.2f}"))
+                             + ("n/a (constant)" if corr is None else f"{corr:+.2f}")
+                             + (f" [{cci[0]:+.2f}, {cci[1]:+.2f}]" if cci else "")
+                             + " (95% bootstrap intervals over problems); rating tokens generated: "
+                             f"{c['budget']['rating_thinker']['tokens'] + c['budget']['rating_solver']['tokens']}; "
+                             f"parse outcomes {c['rating_reasons']}")
     command = shlex.join(["python", "benchmarks/credit_fidelity.py", *(sys.argv[1:] if argv is None else argv)])
     columns = [c for c in COLUMNS if any(c in r for r in rows)]
     table = write_results(args.name, columns, display_rows(rows), notes="\n\n".join(notes), command=command,

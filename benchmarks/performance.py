@@ -50,6 +50,13 @@ Usage::
     python benchmarks/performance.py [--repeats 8] [--credits ccpo sepo difference shapley]
         [--rollout-repeats 5] [--env-episodes 500] [--verifier-problems 100] [--smollm2] [--threads 1]
     .venv-vllm/bin/python benchmarks/performance.py --only vllm-step [--vllm-repeats 3]
+    python benchmarks/performance.py --only steps [--before] [--repeats 16]
+
+``--only steps`` measures the step-cost rows alone and merges them (and their note) into the
+existing results file, the other rows kept as they were measured. ``--before`` adds, in the same
+interleaved run, a shared and a sepo trainer with the rating and prefill savings switched off
+(``share_prefix=False`` on their policies, no rating stop rule): SEPO's ratio as it was, measured
+next to the ratio as it is.
 """
 
 from __future__ import annotations
@@ -74,6 +81,7 @@ from _results import write_results  # noqa: E402
 from generation_speed import raw_generate  # noqa: E402
 
 TARGET_CCPO = 1.25
+TARGET_SEPO = 1.6
 TARGET_VLLM_STEP = 1.4
 VLLM_METRIC = "vllm_step_speedup_smollm2"
 COLUMNS = ["metric", "value", "target", "detail"]
@@ -102,6 +110,18 @@ def build_trainers(credits: list[str], preset_name: str = "tiny-arith", override
         cfg.out = tempfile.mkdtemp(prefix=f"perf-{name}-")
         trainers[name] = Trainer(cfg, log=None)
     return trainers
+
+
+def build_before(overrides: list[str] | None = None) -> dict:
+    """A shared and a sepo trainer as before the rating savings: no shared prompt prefixes in
+    their policies' prefill, no stop rule for the ratings (merging and greedy dedup do not apply
+    to tiny-arith: separate models, ratings sampled at temperature 1)."""
+    trainers = build_trainers(["sepo"], overrides=overrides)
+    for t in trainers.values():
+        for pol in {id(p): p for p in t.rollout_policies.values()}.values():
+            pol.share_prefix = False
+        t.credit.rating_stop = None
+    return {f"{n}-before": t for n, t in trainers.items()}
 
 
 def _problem_ids(trainer) -> list[str]:
@@ -151,7 +171,7 @@ def step_rows(costs: dict) -> list[dict]:
     rows = []
     methods = costs["methods"]
     for n, r in methods.items():
-        if n == "shared":
+        if n == "shared" or n.endswith("-before"):
             continue
         ph = r["median_phase_s"]
         base = methods["shared"]["median_phase_s"]
@@ -162,9 +182,64 @@ def step_rows(costs: dict) -> list[dict]:
                   f"{ph['collect']:.3f}/{ph['credit']:.4f}/{ph['update']:.3f}s vs shared "
                   f"{base['collect']:.3f}/{base['credit']:.4f}/{base['update']:.3f}s; "
                   f"extra tokens/step {extra or 0}")
+        if n == "sepo" and "sepo-before" in methods:
+            old, old_base = methods["sepo-before"], methods["shared-before"]
+            detail += (f"; before the rating savings, in the same run: {old['median_step_s']:.3f}s vs "
+                       f"{old_base['median_step_s']:.3f}s = {old['median_step_s'] / old_base['median_step_s']:.3f} "
+                       f"(collect {old['median_phase_s']['collect']:.3f}s vs {old_base['median_phase_s']['collect']:.3f}s)")
         rows.append({"metric": f"{n}_step_over_shared", "value": round(r["ratio_over_shared"], 3),
-                     "target": f"<= {TARGET_CCPO}" if n == "ccpo" else "", "detail": detail})
+                     "target": f"<= {TARGET_CCPO}" if n == "ccpo" else f"<= {TARGET_SEPO}" if n == "sepo" else "",
+                     "detail": detail})
     return rows
+
+
+def step_note(costs: dict, setup: str, repeats: int) -> str:
+    """The step-cost paragraph of the results' notes."""
+    methods = costs["methods"]
+    ccpo = methods["ccpo"]["ratio_over_shared"] if "ccpo" in methods else float("nan")
+    shared_ph = methods["shared"]["median_phase_s"]
+    out = (f"Step cost: tiny-arith preset ({setup}), one trainer per credit method from the same seed; 1 warm-up step "
+           f"then {repeats} interleaved steps each, medians. Target ccpo_step_over_shared <= {TARGET_CCPO}: "
+           f"{'met' if ccpo <= TARGET_CCPO else 'NOT met'} ({ccpo:.3f}). Every method drew the same problems at each "
+           f"step index: {costs['same_problems']}; updated the same role: {costs['same_roles']} (alternating, period 5). "
+           f"Shared's median phases: collect {shared_ph['collect']:.3f}s, credit {shared_ph['credit']:.4f}s, update "
+           f"{shared_ph['update']:.3f}s. 'paired median' in the detail is the median over step indices of the per-step "
+           "ratio, a second estimate under drifting load. The weights of the trainers may drift apart after updates "
+           "(different rewards), so generated lengths can differ between methods; the detail column gives the mean "
+           "extra tokens per step of each method's counterfactual phases.")
+    if "sepo" in methods:
+        sepo = methods["sepo"]["ratio_over_shared"]
+        out += (f" SEPO target sepo_step_over_shared <= {TARGET_SEPO}: {'met' if sepo <= TARGET_SEPO else 'NOT met'} "
+                f"({sepo:.3f}).")
+    if "sepo-before" in methods:
+        old = methods["sepo-before"]["median_step_s"] / methods["shared-before"]["median_step_s"]
+        out += (f" With the rating and prefill savings switched off (shared-before and sepo-before trainers, "
+                f"interleaved with the others): {old:.3f}.")
+    return out
+
+
+def merge_steps(costs: dict, note: str, command: str) -> str:
+    """Put the step-cost rows and their note into the existing performance results file,
+    replacing the earlier ones; the other rows are kept as they were measured."""
+    import json
+
+    from _results import RESULTS
+
+    path = RESULTS / "performance.json"
+    old = json.loads(path.read_text()) if path.exists() else {"rows": [], "notes": ""}
+    new_rows = step_rows(costs)
+    names = {r["metric"] for r in new_rows}
+    kept = [x for x in old.get("rows", []) if x.get("metric") not in names]
+    rows = new_rows + kept
+    paragraphs = [p for p in old.get("notes", "").split("\n\n") if p and not p.startswith("Step cost:")]
+    notes = "\n\n".join([*paragraphs[:1], note, *paragraphs[1:]]) if paragraphs else note
+    written_anew = ("name", "command", "date", "versions", "columns", "rows", "notes")
+    keep = {k: v for k, v in old.items() if k not in written_anew}
+    for r in costs["methods"].values():
+        r.pop("tokens", None)
+    keep["step_costs"] = costs
+    keep["step_costs_command"] = command
+    return write_results("performance", COLUMNS, rows, notes=notes, extra=keep, command=old.get("command") or command)
 
 
 # --------------------------------------------------------------------------- 2. rollout engine vs raw generate
@@ -504,6 +579,40 @@ def _previous_vllm_step() -> dict | None:
 # --------------------------------------------------------------------------- main
 
 
+def only_steps(args, overrides: list[str], argv: list[str] | None) -> dict:
+    """``--only steps``: the step-cost rows, merged into the results file."""
+    credits = ["ccpo", *[c for c in args.credits if c not in ("ccpo", "shared")]]
+    print(f"[perf] building {len(credits) + 1 + 2 * args.before} tiny-arith trainers ...", flush=True)
+    load_start = os.getloadavg()
+    trainers = build_trainers(credits, overrides=overrides)
+    if args.before:
+        trainers.update(build_before(overrides))
+    ro = trainers["shared"].config.rollout
+    setup = (f"{ro.problems_per_step} problems x group {ro.group_size}, {ro.solo_samples} solo samples per problem, "
+             f"Thinker {ro.thinker_max_new_tokens} / Solver {ro.solver_max_new_tokens} / rating "
+             f"{ro.rating_max_new_tokens} new tokens, sampled at temperature {ro.temperature:g}")
+    try:
+        costs = step_costs(trainers, args.repeats)
+    finally:
+        for t in trainers.values():
+            t.close()
+    for n, r in costs["methods"].items():
+        print(f"[perf] {n:14s} median step {r['median_step_s']:.3f}s ratio {r['ratio_over_shared']:.3f} "
+              f"phases {({k: round(v, 3) for k, v in r['median_phase_s'].items()})}", flush=True)
+    load_end = os.getloadavg()
+    note = (step_note(costs, setup, args.repeats) + f" (Measured by `--only steps`: 1-min load average "
+            f"{load_start[0]:.1f} at the start, {load_end[0]:.1f} at the end.)")
+    command = " ".join(["python", *(sys.argv if argv is None else [sys.argv[0], *argv])])
+    if args.no_write:
+        from _results import markdown_table
+
+        print(markdown_table(COLUMNS, step_rows(costs)))
+        return {"rows": step_rows(costs), "costs": costs}
+    rows = step_rows(costs)
+    print(merge_steps(costs, note, command))
+    return {"rows": rows, "costs": costs}
+
+
 def _finite_positive(x) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
 
@@ -523,8 +632,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--override", nargs="*", default=[],
                     help="tiny-arith config overrides, section.field=value (tests)")
     ap.add_argument("--no-write", action="store_true", help="print the table, do not write results/ (tests)")
-    ap.add_argument("--only", choices=["vllm-step"],
-                    help="measure only this row (vllm-step: merged into the results file)")
+    ap.add_argument("--only", choices=["vllm-step", "steps"],
+                    help="measure only these rows (merged into the results file)")
+    ap.add_argument("--before", action="store_true",
+                    help="step rows: also time shared and sepo without the rating and prefill savings")
     ap.add_argument("--vllm-step", action="store_true", help="also measure the vLLM step row (needs vLLM)")
     ap.add_argument("--vllm-repeats", type=int, default=3, help="timed steps per engine in the vLLM step row")
     ap.add_argument("--vllm-preset", default="smollm2-arith", help="preset of the vLLM step row")
@@ -549,12 +660,16 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.set_num_threads(args.threads)
     overrides = [f"threads={args.threads}", *args.override]
+    if args.only == "steps":
+        return only_steps(args, overrides, argv)
     load_start = os.getloadavg()
     t_start = time.perf_counter()
     credits = ["ccpo", *[c for c in args.credits if c not in ("ccpo", "shared")]]
 
     print(f"[perf] building {len(credits) + 1} tiny-arith trainers ...", flush=True)
     trainers = build_trainers(credits, overrides=overrides)
+    if args.before:
+        trainers.update(build_before(overrides))
     ro = trainers["ccpo"].config.rollout
     solo_rows, joint_rows = ro.problems_per_step * ro.solo_samples, ro.problems_per_step * ro.group_size
     solo_note = f"{solo_rows} rows to the {joint_rows} joint rows"
@@ -612,18 +727,10 @@ def main(argv: list[str] | None = None) -> dict:
         + (" (other work shared the machine, which slows every row)" if load_start[0] > 1.5 else "")
         + "; the ratios are measured inside this one run with the compared sides interleaved, so load hits both "
         "alike.\n\n"
-        f"Step cost: tiny-arith preset ({setup}), one trainer per credit method from the same seed; 1 warm-up step "
-        f"then {args.repeats} interleaved steps each, medians. Target ccpo_step_over_shared <= {TARGET_CCPO}: "
-        f"{'met' if met else 'NOT met'} ({ccpo:.3f}). Every method drew the same problems at each step index: "
-        f"{costs['same_problems']}; updated the same role: {costs['same_roles']} (alternating, period 5). "
-        f"Shared's median phases: collect {shared_ph['collect']:.3f}s, credit {shared_ph['credit']:.4f}s, update "
-        f"{shared_ph['update']:.3f}s; ccpo's collect phase is {ccpo_ph['collect'] / shared_ph['collect']:.2f}x "
-        f"shared's (the solo prompts add {solo_note} of the Solver's generate call, "
-        f"{costs['methods']['ccpo']['mean_tokens'].get('solo', 0):.0f} tokens per step), its "
-        f"update {ccpo_ph['update'] / shared_ph['update']:.2f}x. 'paired median' in the detail is the median over step "
-        "indices of the per-step ratio, a second estimate under drifting load. The weights of the trainers may drift "
-        "apart after updates (different rewards), so generated lengths can differ between methods; the detail column "
-        "gives the mean extra tokens per step of each method's counterfactual phases.\n\n"
+        + step_note(costs, setup, args.repeats)
+        + f" ccpo's collect phase is {ccpo_ph['collect'] / shared_ph['collect']:.2f}x shared's (the solo prompts add "
+        f"{solo_note} of the Solver's generate call, {costs['methods']['ccpo']['mean_tokens'].get('solo', 0):.0f} tokens "
+        f"per step), its update {ccpo_ph['update'] / shared_ph['update']:.2f}x.\n\n"
         "Rollout overhead: greedy decoding; collect_groups (fresh verifier per call, pool started before timing) "
         "vs transformers model.generate(do_sample=False) on the same left-padded prompt ids in the same chunks, "
         "max_new_tokens = the chunk's longest completion, the policy's EOS ids (the raw call runs as many decoding "

@@ -201,3 +201,52 @@ def test_smollm2_on_vllm_multiplies_like_transformers():
     assert "56" in got.text, got.text
     ref = TransformersPolicy.from_pretrained("smollm2-135m").generate([messages], max_new_tokens=32, temperature=0)[0]
     assert got.text == ref.text
+
+
+def _first_e(text: str) -> bool:
+    return "e" in text
+
+
+_first_e.trigger = "e"
+
+
+def _three_lines(text: str) -> bool:
+    return text.count("\n") >= 3
+
+
+_three_lines.trigger = "\n"
+
+
+def test_stop_ends_a_row_where_the_predicate_turns_true(pair):
+    _, engine = pair
+    full = engine.generate(MANY, max_new_tokens=24, temperature=1.0, seed=5)
+    cut = engine.generate(MANY, max_new_tokens=24, temperature=1.0, seed=5, stop=_first_e)
+    stopped = 0
+    for f, c in zip(full, cut):
+        assert c.token_ids == f.token_ids[: len(c.token_ids)]  # the same per-row seed: a prefix of the full row
+        assert len(c.logprobs) == len(c.token_ids)
+        if "e" in c.text:
+            stopped += 1
+            assert c.finish_reason == "stop" and "e" not in engine.tokenizer.decode(c.token_ids[:-1])
+        else:
+            assert c.token_ids == f.token_ids
+    assert stopped > 0
+
+
+def test_a_trigger_that_does_not_end_the_row_goes_on(pair):
+    # greedy: the tiny model writes newlines; each newline stops vLLM, the predicate wants three
+    hf, engine = pair
+    a = engine.generate(PROMPTS, max_new_tokens=12, temperature=0, stop=_three_lines)
+    b = hf.generate(PROMPTS, max_new_tokens=12, temperature=0, stop=_three_lines)
+    full = engine.generate(PROMPTS, max_new_tokens=12, temperature=0)
+    assert [c.token_ids for c in a] == [c.token_ids for c in b]
+    assert [c.finish_reason for c in a] == [c.finish_reason for c in b]
+    ended = 0
+    for c, f in zip(a, full):
+        assert c.token_ids == f.token_ids[: len(c.token_ids)]
+        if _three_lines(c.text):
+            ended += 1
+            assert c.finish_reason == "stop" and not _three_lines(engine.tokenizer.decode(c.token_ids[:-1]))
+        else:
+            assert c.token_ids == f.token_ids
+    assert ended > 0

@@ -62,7 +62,7 @@ from .base import (
     thought_slices,
     thought_values,
 )
-from .rating import Rating, parse_rating
+from .rating import Rating, parse_rating, rating_complete
 from .registry import (
     REGISTRY,
     available,
@@ -91,6 +91,7 @@ __all__ = [
     "MissingCounterfactualError",
     "Outcomes",
     "parse_rating",
+    "rating_complete",
     "Rating",
     "check_needs",
     "normalize_needs",

@@ -135,6 +135,10 @@ class CreditMethod:
     #: safe). It may be a property when it depends on the parameters (``ccpo``: every variant
     #: but ``normalized``).
     per_group: bool = False
+    #: For a method that reads ``ratings``: ``rating_stop(text) -> bool``, true once no further
+    #: text can change how the method reads a rating (e.g. :func:`~.rating.rating_complete`).
+    #: A collection may stop generating a rating there; ``None`` (the default) never stops early.
+    rating_stop: Any = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -10,6 +10,10 @@ outcome that disagrees with the verifier is the neutral pair (0.5, 0.5), marked 
 
 Model text is untrusted: nothing is evaluated, every regular expression is bounded, and text
 beyond :data:`MAX_RATING_CHARS` is ignored.
+
+:func:`rating_complete` tells a generator when it may stop writing a rating: it is true only for
+a text whose parse no continuation can change (its first JSON object is closed and states both
+the outcome and the pair), so a rating cut there parses exactly as the full one would.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Any
 
 from thinksolve_env import prompts as P
 
-__all__ = ["Rating", "parse_rating", "NEUTRAL", "RATING_PAIRS", "MAX_RATING_CHARS"]
+__all__ = ["Rating", "parse_rating", "rating_complete", "NEUTRAL", "RATING_PAIRS", "MAX_RATING_CHARS"]
 
 RATING_PAIRS = P.RATING_PAIRS
 NEUTRAL = (0.5, 0.5)
@@ -178,3 +182,33 @@ def _parse(rating: Any, correct: bool) -> Rating:
         if m is not None:
             return _canonical_pair([m.group(1), m.group(2)])
     return _invalid("unparsable")
+
+
+def rating_complete(text: str) -> bool:
+    """True when no text appended to ``text`` can change :func:`parse_rating` of it, for either
+    verifier outcome: a stop rule for rating generation (``trigger``: it can only turn true on a
+    token that writes a ``}``).
+
+    Why appending cannot matter: :func:`parse_rating` reads the first ``{...}`` that is a JSON
+    object, found by a left-to-right scan; once such an object is closed inside ``text`` every
+    earlier candidate was already closed (and rejected) inside it too, so a longer text yields the
+    same object. When that object has an ``outcome`` key, the outcome comes from the object alone;
+    an unrecognisable outcome is invalid whatever follows, and a recognisable one with a ``pair``
+    gives a pair read from the object alone. Any other case may still be decided by text that
+    follows (the tolerant fallbacks search the whole text), so it is not complete. Text at
+    :data:`MAX_RATING_CHARS` or beyond is complete (the rest is ignored)."""
+    if not isinstance(text, str):
+        return False
+    if len(text) >= MAX_RATING_CHARS:
+        return True
+    try:
+        obj = _first_json_object(text)
+    except Exception:  # pragma: no cover - belt and braces: untrusted text
+        return False
+    if obj is None or "outcome" not in obj:
+        return False
+    return _outcome(obj["outcome"]) is None or obj.get("pair") is not None
+
+
+#: the characters one of which a token must write before :func:`rating_complete` can turn true
+rating_complete.trigger = "}"  # type: ignore[attr-defined]

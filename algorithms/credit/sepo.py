@@ -20,6 +20,9 @@ Ratings are parsed by :func:`~algorithms.credit.rating.parse_rating` (its own mo
 rating that is missing, cannot be parsed, has a pair outside the set or states an outcome that
 disagrees with the verifier counts as the neutral pair (0.5, 0.5) and as invalid; nothing raises.
 ``method.metrics["sepo/valid_rate"]`` reports the share of valid ratings of the last call.
+
+``SEPO.rating_stop`` is :func:`~algorithms.credit.rating.rating_complete`: a collection may stop
+generating a rating once its parse is final, which changes no parsed pair.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from thinksolve_env.prompts import RATER_ROLES, rating_prompts
 
 from ..rollout import EpisodeGroup
 from .base import RATINGS, SOLVER, THINKER, CreditMethod
-from .rating import MAX_RATING_CHARS, NEUTRAL, RATING_PAIRS, Rating, parse_rating
+from .rating import MAX_RATING_CHARS, NEUTRAL, RATING_PAIRS, Rating, parse_rating, rating_complete
 from .registry import register
 
 __all__ = ["SEPO", "Rating", "parse_rating", "rating_prompts", "NEUTRAL", "RATING_PAIRS", "RATER_ROLES", "MAX_RATING_CHARS"]
@@ -56,6 +59,8 @@ class SEPO(CreditMethod):
     name = "sepo"
     requires = frozenset({RATINGS})
     per_group = True  # the group-mean centring is within each group
+    #: a rating may stop as soon as its parse is final (its JSON object closed with outcome and pair)
+    rating_stop = staticmethod(rating_complete)
 
     def __init__(self, eta: float = 0.3, lam_credit: float = 0.2, lam_blame: float = 0.2, center: str = "group") -> None:
         super().__init__()

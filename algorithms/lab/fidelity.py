@@ -467,7 +467,7 @@ def _text_scores(prefix: str, adv: np.ndarray, target: np.ndarray) -> dict:
     return out
 
 
-def rating_fidelity(groups: Sequence[Any], Q: np.ndarray) -> dict:
+def rating_fidelity(groups: Sequence[Any], Q: np.ndarray, *, resamples: int = 2000, seed: int = 0) -> dict:
     """How the collected SEPO ratings relate to the thoughts' real contribution (empty without ratings).
 
     ``rating_valid_rate``: share of ratings (both raters) that parse to a valid pair agreeing with
@@ -475,27 +475,53 @@ def rating_fidelity(groups: Sequence[Any], Q: np.ndarray) -> dict:
     combined SEPO signal for the Thinker, (w_T − 0.5)·R (positive when the raters credit the
     Thinker for a success or blame the Solver for a failure; w_T from METHOD.md §4 with η = 0.3),
     with the Monte Carlo value Q(x, t_j) of the episode's thought. A rater that judges the thought
-    gives a positive correlation; the neutral pair gives none (``None`` when either is constant)."""
+    gives a positive correlation; the neutral pair gives none (``None`` when either is constant).
+    ``*_ci95``: 95% percentile-bootstrap intervals over problems (``resamples`` draws of the
+    groups with replacement; episodes of one problem are not independent), ``None`` where the
+    statistic is undefined in more than 5% of the draws."""
     # (group, thought, episode) for every joint episode; Q[i, j] is thought j of group i
     eps = [(i, j, e) for i, g in enumerate(groups) for j, siblings in enumerate(g.thought_episodes) for e in siblings]
     if not eps or any(e.ratings is None for _, _, e in eps):
         return {}
-    valid, signal, value = [], [], []
+    valid, signal, value, group = [], [], [], []
+    reasons: dict[str, int] = {}
     for i, j, e in eps:
         correct = e.reward > 0
         rt, rs = credit.parse_rating(e.ratings.get(THINKER), correct), credit.parse_rating(e.ratings.get(SOLVER), correct)
-        valid += [rt.valid, rs.valid]
+        valid.append((rt.valid + rs.valid) / 2)
+        for r in (rt, rs):
+            reasons[r.reason] = reasons.get(r.reason, 0) + 1
         s_t = 0.3 * rt.pair[0] + 0.7 * rs.pair[0]
         s_s = 0.3 * rs.pair[1] + 0.7 * rt.pair[1]
         w_t = s_t / (s_t + s_s)
         signal.append((w_t - 0.5) * (1.0 if correct else -1.0))
         value.append(float(Q[i, j]))
-    return {"rating_valid_rate": float(np.mean(valid)), "rating_q_correlation": correlation(signal, value)}
+        group.append(i)
+    valid_a, signal_a, value_a, group_a = map(np.asarray, (valid, signal, value, group))
+    members = [np.flatnonzero(group_a == i) for i in range(len(groups))]
+    rng = np.random.default_rng(seed)
+    rates, corrs = [], []
+    for _ in range(resamples):
+        idx = np.concatenate([members[i] for i in rng.integers(0, len(groups), len(groups))])
+        rates.append(float(valid_a[idx].mean()))
+        corrs.append(correlation(signal_a[idx], value_a[idx]))
+    defined = [c for c in corrs if c is not None]
+
+    def ci(xs: list[float]) -> list[float]:
+        return [float(np.percentile(xs, 2.5)), float(np.percentile(xs, 97.5))]
+
+    return {"rating_valid_rate": float(valid_a.mean()), "rating_valid_rate_ci95": ci(rates),
+            "rating_q_correlation": correlation(signal, value),
+            "rating_q_correlation_ci95": ci(defined) if len(defined) >= 0.95 * resamples else None,
+            "rated_episodes": len(eps), "rated_problems": len(groups), "rating_reasons": dict(sorted(reasons.items())),
+            # the first ratings as written (model text, stored as data, never evaluated), for a reader to see
+            "rating_examples": [str(e.ratings.get(r))[:300] for _, _, e in eps[:3] for r in (THINKER, SOLVER)]}
 
 
 def real_text_fidelity(policies: Mapping[str, Any], problems: Iterable[Any], specs: Sequence[MethodSpec],
                        estimators: Sequence[tuple[str, dict]], collections: Sequence[Collection] = (FLAT, TREE), *,
                        mc_answers: int = 32, verifier: Any = None, env_options: dict | None = None, seed: int = 0,
+                       raters: Mapping[str, Any] | None = None, rater_prompts: Any = None,
                        **sampling: Any) -> tuple[list[dict], dict]:
     """The lab on model text (METHOD.md §9, last point).
 
@@ -505,13 +531,20 @@ def real_text_fidelity(policies: Mapping[str, Any], problems: Iterable[Any], spe
     its own seed; never the answers the method saw), each verified through the env. Every method's
     Thinker advantage is scored against Q(x, t_j) − mean_j Q(x, t_j), its Solver advantage against
     R_jk − Q(x, t_j) (the verifier is deterministic given the answer), within each problem group;
-    intervals are over problems. ``sampling``: collect_groups' sampling keywords."""
+    intervals are over problems. ``raters`` / ``rater_prompts``: who writes the SEPO ratings and
+    from which templates (default: the team's own policies and the env's prompts; a judge model
+    sees the same transcripts). Ratings stop where the methods that read them say their parse is
+    final (their shared ``rating_stop``). ``sampling``: collect_groups' sampling keywords."""
     if isinstance(mc_answers, bool) or not isinstance(mc_answers, int) or mc_answers < 32:
         raise ValueError(f"real_text_fidelity: mc_answers must be an integer >= 32 (METHOD.md §9), got {mc_answers!r}")
     problems = list(problems)
-    need = set()
+    need, stops = set(), set()
     for spec in specs:
-        need |= set(spec.make().requires)
+        method = spec.make()
+        need |= set(method.requires)
+        if RATINGS in method.requires:
+            stops.add(getattr(method, "rating_stop", None))
+    rating_stop = stops.pop() if len(stops) == 1 else None  # only a stop rule every rating reader shares
     own = verifier is None
     verifier = MathVerifier() if own else verifier
     env = ThinkSolveEnv(problems, verifier=verifier, **dict(env_options or {}))
@@ -521,7 +554,8 @@ def real_text_fidelity(policies: Mapping[str, Any], problems: Iterable[Any], spe
         for ci, coll in enumerate(collections):
             n, K = coll.thoughts, coll.answers_per_thought
             groups = collect_groups(problems, policies, group_size=n, answers_per_thought=K, needs=need, verifier=verifier,
-                                    solo_samples=coll.solo_samples, env_options=env_options,
+                                    solo_samples=coll.solo_samples, env_options=env_options, rating_stop=rating_stop,
+                                    raters=raters, rater_prompts=rater_prompts,
                                     seed=None if seed is None else seed + 10 * ci, **sampling)
             firsts = [(i, g.episodes[j * K]) for i, g in enumerate(groups) for j in range(n)]
             prompts = [e.prompts[SOLVER] for _, e in firsts for _ in range(mc_answers)]

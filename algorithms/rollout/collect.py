@@ -22,7 +22,23 @@ depend on the answer) and every sibling carries the result.
 Both-removed needs nothing (R_∅ = −1). Every phase is one batched ``generate`` call across all
 problems and episodes: one Thinker call; one Solver call holding the joint prompts *and* the
 solo prompts; with ratings, one rating call per role. That holds when both roles share one
-policy object too (one call per role and phase).
+policy object too (one call per role and phase), except for the ratings: there both raters'
+prompts go in one call (they share everything up to the rater's role, which a backend that shares
+prefills computes once), counted in ``generate_calls`` under the Thinker and seeded as the
+Thinker's rating phase. ``raters=`` hands the ratings to other policies (a judge model) and
+``rater_prompts=`` to other templates; the transcripts are the same.
+
+Ratings at their price (the parsed ratings do not change):
+
+* greedy ratings (``rating_temperature=0``): identical rating prompts of one rater (the same
+  problem, thought, answer and outcome, as under tree collection when a thought's answers
+  coincide) are generated once and the completion is shared by those episodes. A rating rates
+  the whole transcript, the answer included, so only identical prompts are merged. Sampled
+  ratings stay one independent sample per episode.
+* ``rating_stop`` (default: ``needs.rating_stop`` when ``needs`` is a credit method, e.g. SEPO's
+  :func:`~algorithms.credit.rating_complete`): a predicate on the rating text, true once more text
+  cannot change how the method reads it; policies that support it (``supports_stop``) stop each
+  rating there.
 
 How the env is driven: it is deterministic given the problem and the actions, so one env
 instance is driven phase by phase — an episode is resumed by resetting to its problem and
@@ -40,18 +56,20 @@ The result is a list of :class:`EpisodeGroup` with a ``.budget`` attribute: ``ge
 per agent, and per phase (``thinker``, ``solver``, ``solo``, ``no_solver``, ``rating_thinker``,
 ``rating_solver``) the number of ``generations``, generated ``tokens`` and ``verifier_calls``
 (per problem: n Thinker generations, n·K joint Solver answers and n·K verifier calls, m solo
-answers and m verifier calls, n Solver-removed verifier calls, n·K ratings per rater).
+answers and m verifier calls, n Solver-removed verifier calls, n·K ratings per rater, fewer when
+greedy duplicates are merged: the rating phases count what was generated).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from agents import Completion
 from thinksolve_env import SOLVER, THINKER, MathVerifier, Problem, ThinkSolveEnv, load_problems
-from thinksolve_env.prompts import rating_prompts
+from thinksolve_env.prompts import PromptSet, rating_prompts
 
 from .episodes import Collected, Episode, EpisodeGroup
 from .needs import NO_SOLVER, RATINGS, SOLO, normalize_needs
@@ -98,7 +116,9 @@ def _sampling(sampling: Sampling | None, keywords: dict) -> Sampling:
 
 def collect_groups(problems: Sequence[Problem] | str, policies: Mapping[str, Any], *, group_size: int, needs: Any,
                    verifier: Any = None, solo_samples: int | None = None, env_options: Mapping[str, Any] | None = None,
-                   answers_per_thought: int = 1, sampling: Sampling | None = None, **keywords: Any) -> Collected:
+                   answers_per_thought: int = 1, sampling: Sampling | None = None,
+                   rating_stop: Callable[[str], bool] | None = None, raters: Mapping[str, Any] | None = None,
+                   rater_prompts: PromptSet | None = None, **keywords: Any) -> Collected:
     """Play ``group_size`` joint episodes per problem plus the counterfactuals in ``needs``.
 
     Args:
@@ -113,6 +133,11 @@ def collect_groups(problems: Sequence[Problem] | str, policies: Mapping[str, Any
         env_options: extra :class:`ThinkSolveEnv` arguments (``prompts``, ``max_thought_chars``, ...).
         answers_per_thought: K, Solver answers per thought (tree rollouts; default 1 = flat).
         sampling: a :class:`~.sampling.Sampling` (temperature, top_p, seed, budgets).
+        rating_stop: when a rating may stop (see the module docstring); default
+            ``needs.rating_stop`` if ``needs`` has one, else never early.
+        raters: the policies that write the ratings, ``{agent: policy}`` (default ``policies``:
+            each role rates with its own); a separate judge model, for instance.
+        rater_prompts: the templates of the rating prompts (default the env's prompt set).
         **keywords: the same settings as keywords instead (see the module docstring); not
             together with ``sampling``.
 
@@ -145,6 +170,15 @@ def collect_groups(problems: Sequence[Problem] | str, policies: Mapping[str, Any
         if not callable(getattr(policies[agent], "generate", None)):
             raise TypeError(f"policies[{agent!r}] has no generate() method")
     s = _sampling(sampling, keywords)
+    raters = policies if raters is None else raters
+    if RATINGS in need:
+        for agent in (THINKER, SOLVER):
+            if not callable(getattr(raters.get(agent), "generate", None)):
+                raise TypeError(f"collect_groups: no rating policy with a generate() method for {agent!r}")
+    if rating_stop is None:
+        rating_stop = getattr(needs, "rating_stop", None)
+    if rating_stop is not None and not callable(rating_stop):
+        raise TypeError(f"collect_groups: rating_stop must be a callable text -> bool, got {type(rating_stop).__name__}")
 
     own = verifier is None
     inner = MathVerifier() if own else verifier
@@ -152,7 +186,8 @@ def collect_groups(problems: Sequence[Problem] | str, policies: Mapping[str, Any
     env = ThinkSolveEnv(problems, verifier=counter, **dict(env_options or {}))
     try:
         return _collect(_Collection(env=env, problems=problems, policies=policies, n=group_size, m=m, K=K, need=need,
-                                    sampling=s, counter=counter))
+                                    sampling=s, counter=counter, rating_stop=rating_stop, raters=raters,
+                                    rater_prompts=rater_prompts))
     finally:
         env.close()
         if own:
@@ -179,11 +214,20 @@ class _Collection:
     need: frozenset[str]
     sampling: Sampling
     counter: _CountingVerifier
+    rating_stop: Callable[[str], bool] | None = None
+    raters: Mapping[str, Any] | None = None
+    rater_prompts: PromptSet | None = None
     budget: dict = field(default_factory=_new_budget)
 
-    def generate(self, agent: str, phase: str, prompts: list) -> list[Completion]:
-        """One batched ``generate`` call of ``agent``'s policy with the phase's sampling settings."""
-        out = list(self.policies[agent].generate(prompts, **self.sampling.generate_kwargs(phase)))
+    def generate(self, agent: str, phase: str, prompts: list, stop: Callable[[str], bool] | None = None,
+                 policy: Any = None) -> list[Completion]:
+        """One batched ``generate`` call of ``agent``'s policy (or ``policy``) with the phase's
+        sampling settings (and ``stop``, when the policy supports it)."""
+        policy = self.policies[agent] if policy is None else policy
+        kwargs = self.sampling.generate_kwargs(phase)
+        if stop is not None and getattr(policy, "supports_stop", False):
+            kwargs["stop"] = stop
+        out = list(policy.generate(prompts, **kwargs))
         if len(out) != len(prompts):
             raise RuntimeError(f"the {agent} policy returned {len(out)} completions for {len(prompts)} prompts")
         for c in out:
@@ -278,21 +322,51 @@ def _collect(c: _Collection) -> Collected:
                     e.no_solver_verification = dict(record)
         budget["no_solver"]["verifier_calls"] += counter.calls - before
 
-    # Phase 4: ratings, one call per rater role.
+    # Phase 4: ratings, one call per rater role (one for both when they share a policy).
     if RATINGS in need:
-        flat = [(g, e) for g in groups for e in g.episodes]
-        prompts = [rating_prompts(g.problem.problem, e.thought, e.actions.get(SOLVER, ""), e.correct, env.prompts)
-                   for g, e in flat]
-        for rater in (THINKER, SOLVER):
-            batch = [p[rater] for p in prompts]
-            phase = f"rating_{'thinker' if rater == THINKER else 'solver'}"
-            out = gen(rater, phase, batch)
-            account(phase, out)
-            for (_, e), msgs, completion in zip(flat, batch, out):
-                if e.ratings is None:
-                    e.ratings = {}
-                e.ratings[rater] = completion.text
-                e.rating_completions[rater] = completion
-                e.rating_prompts[rater] = msgs
+        _rate(c, groups)
     groups.budget = budget
     return groups
+
+
+def _prompt_key(messages: list) -> str:
+    return json.dumps(messages, sort_keys=True, ensure_ascii=False)
+
+
+def _rate(c: _Collection, groups: Collected) -> None:
+    """Phase 4: every rater rates every joint episode (see the module docstring for what is
+    merged); each episode gets its rater's text, completion and prompt."""
+    flat = [(g, e) for g in groups for e in g.episodes]
+    templates = c.rater_prompts or c.env.prompts
+    prompts = [rating_prompts(g.problem.problem, e.thought, e.actions.get(SOLVER, ""), e.correct, templates)
+               for g, e in flat]
+    raters_of = c.raters or c.policies
+    merge = c.sampling.resolved_rating_temperature == 0  # greedy: identical prompts, identical ratings
+    raters = (THINKER, SOLVER)
+    asked, which = {}, {}  # rater -> prompts generated; rater -> each episode's index in them
+    for rater in raters:
+        if not merge:
+            asked[rater], which[rater] = [p[rater] for p in prompts], list(range(len(prompts)))
+            continue
+        index: dict[str, int] = {}
+        which[rater] = [index.setdefault(_prompt_key(p[rater]), len(index)) for p in prompts]
+        asked[rater] = [None] * len(index)
+        for p, k in zip(prompts, which[rater]):
+            asked[rater][k] = p[rater]
+    phase = {THINKER: "rating_thinker", SOLVER: "rating_solver"}
+    if raters_of[THINKER] is raters_of[SOLVER]:
+        out = c.generate(THINKER, phase[THINKER], asked[THINKER] + asked[SOLVER], stop=c.rating_stop,
+                         policy=raters_of[THINKER])
+        got = {THINKER: out[: len(asked[THINKER])], SOLVER: out[len(asked[THINKER]):]}
+    else:
+        got = {rater: c.generate(rater, phase[rater], asked[rater], stop=c.rating_stop, policy=raters_of[rater])
+               for rater in raters}
+    for rater in raters:
+        c.account(phase[rater], got[rater])
+        for (_, e), p, k in zip(flat, prompts, which[rater]):
+            completion = got[rater][k]
+            if e.ratings is None:
+                e.ratings = {}
+            e.ratings[rater] = completion.text
+            e.rating_completions[rater] = completion
+            e.rating_prompts[rater] = p[rater]
