@@ -312,3 +312,21 @@ def _lcp(a, b):
     while k < min(len(a), len(b)) and a[k] == b[k]:
         k += 1
     return a[:k]
+
+
+def test_rating_fidelity_reports_intervals_over_problems_and_why_ratings_failed():
+    from algorithms import EpisodeGroup
+    from algorithms.lab import rating_fidelity
+
+    good = '{"outcome": "correct", "pair": [0.8, 0.2]}'
+    groups = [EpisodeGroup.from_rewards([1, 1, -1, -1], answers_per_thought=2,
+                                        ratings=[{T: good if k % 2 else "no idea", S: "pair: [0.3, 0.7]"}] * 4)
+              for k in range(6)]
+    Q = np.array([[0.5 + 0.05 * k, -0.5] for k in range(6)])
+    out = rating_fidelity(groups, Q, resamples=200)
+    lo, hi = out["rating_valid_rate_ci95"]
+    assert lo <= out["rating_valid_rate"] <= hi and lo < hi  # problems differ in validity: a real interval
+    assert sum(out["rating_reasons"].values()) == 2 * 6 * 4 and out["rating_reasons"]["unparsable"] == 3 * 4
+    assert out["rated_episodes"] == 24 and out["rated_problems"] == 6
+    clo, chi = out["rating_q_correlation_ci95"]
+    assert clo <= out["rating_q_correlation"] <= chi
