@@ -6,6 +6,12 @@ each seed's paired 95% interval (over the held-out problems) for the gain and fo
 collaboration gap (team − Thinker removed).
 
     python benchmarks/demo_seeds.py [--seeds 0 1 2] [--runs runs/demo-seeds] [--cold]
+                                    [--preset tiny-brief] [--jobs 1] [field=value ...]
+
+``--preset`` runs the demo of another preset (``smollm2-brief``: the real instruct model; its
+results go to ``demo_seeds_<preset>``); ``--jobs N`` runs N seeds at once, each a separate
+``thinksolve demo`` process (the presets use one torch thread, so 2 jobs fill a 2-core machine;
+the warm start is trained first, once, so the jobs share it). Overrides go to every seed's run.
 
 ``--cold`` runs the seeds with an empty ``THINKSOLVE_CACHE`` (a fresh temporary directory): the
 first seed then trains the warm start, as on a new machine, and its ``wall s`` is the time a new
@@ -42,21 +48,58 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", default="runs/demo-seeds", help="one demo run directory per seed below this")
     ap.add_argument("--cold", action="store_true",
                     help="start from an empty THINKSOLVE_CACHE (the first seed trains the warm start)")
+    ap.add_argument("--preset", default="tiny-brief", help="the demo's preset (default tiny-brief)")
+    ap.add_argument("--jobs", type=int, default=1, help="seeds run at once, each in its own process")
+    ap.add_argument("overrides", nargs="*", metavar="field=value", help="config overrides for every seed's run")
     args = ap.parse_args(argv)
+    if args.jobs < 1:
+        ap.error(f"--jobs must be at least 1, got {args.jobs}")
     import os
+    import subprocess
     import tempfile
 
     if args.cold:
         os.environ["THINKSOLVE_CACHE"] = tempfile.mkdtemp(prefix="thinksolve-cold-cache-")
     from algorithms.cli import main as cli
 
+    def demo_args(seed: int) -> list[str]:
+        return ["demo", "--preset", args.preset, "--seed", str(seed), "--out", str(Path(args.runs) / f"s{seed}"),
+                *args.overrides]
+
+    if args.jobs == 1:
+        for seed in args.seeds:
+            rc = cli(demo_args(seed))
+            if rc != 0:
+                print(f"demo_seeds: the demo with seed {seed} failed (exit {rc})", file=sys.stderr)
+                return rc
+    else:
+        from algorithms import apply_overrides, preset
+        from algorithms.team.warmstart import model_source
+
+        cfg = apply_overrides(preset(args.preset), list(args.overrides))
+        for name in {cfg.model.name, cfg.model.solver_name or cfg.model.name}:
+            model_source(cfg, name)  # the warm start, once, before the jobs share it
+        Path(args.runs).mkdir(parents=True, exist_ok=True)
+        pending = list(args.seeds)
+        running: list[tuple[int, subprocess.Popen]] = []
+        failed = 0
+        while pending or running:
+            while pending and len(running) < args.jobs:
+                seed = pending.pop(0)
+                log = open(Path(args.runs) / f"s{seed}.log", "w")  # noqa: SIM115 (closed with the process)
+                cmd = [sys.executable, "-m", "algorithms.cli", *demo_args(seed)]
+                running.append((seed, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)))
+            seed, proc = running.pop(0)
+            if proc.wait() != 0:
+                print(f"demo_seeds: the demo with seed {seed} failed (exit {proc.returncode}); "
+                      f"see {Path(args.runs) / f's{seed}.log'}", file=sys.stderr)
+                failed = proc.returncode
+        if failed:
+            return failed
+
     rows = []
     for seed in args.seeds:
         out = Path(args.runs) / f"s{seed}"
-        rc = cli(["demo", "--seed", str(seed), "--out", str(out)])
-        if rc != 0:
-            print(f"demo_seeds: the demo with seed {seed} failed (exit {rc})", file=sys.stderr)
-            return rc
         d = json.loads((out / "demo.json").read_text())
         b, a = d["before"], d["after"]
         wall = round(d["wall_s"])
@@ -72,14 +115,16 @@ def main(argv: list[str] | None = None) -> int:
                      "gain": d["gain"], "collaboration": d["collaboration"]})
     cfg = d["config"]
     gains = [100 * (r["after"]["joint_accuracy"] - r["before"]["joint_accuracy"]) for r in rows]
-    notes = (f"`thinksolve demo --seed S`: {cfg['steps']} steps of {d.get('preset', 'tiny-brief')}, "
+    concurrent = f"; {args.jobs} seeds at a time, one process each" if args.jobs > 1 else ""
+    notes = (f"`thinksolve demo --preset {args.preset} --seed S`{concurrent}: {cfg['steps']} steps, "
              f"credit {cfg['credit']['name']} "
              f"{cfg['credit']['params'] or '(event)'}; held-out {cfg['eval_data']}, {cfg['eval_samples']} samples per "
              f"problem at temperature {cfg['eval_temperature']}. Mean gain {sum(gains) / len(gains):+.1f} points over "
              f"{len(gains)} seeds.")
     command = shlex.join(["python", "benchmarks/demo_seeds.py", *(sys.argv[1:] if argv is None else argv)])
     columns = [c for c in rows[0] if c not in ("before", "after", "gain", "collaboration")]
-    print(write_results("demo_seeds", columns, rows, notes=notes, command=command))
+    name = "demo_seeds" if args.preset == "tiny-brief" else f"demo_seeds_{args.preset}"
+    print(write_results(name, columns, rows, notes=notes, command=command))
     print(notes)
     return 0
 

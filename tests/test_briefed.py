@@ -6,6 +6,7 @@ tiny-brief testbed), and the demo writes its intervals."""
 import json
 import random
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -166,3 +167,31 @@ def test_demo_writes_seed_and_intervals(tmp_path):
     assert g["mean"] == pytest.approx(d["after"]["joint_accuracy"] - d["before"]["joint_accuracy"])
     assert g["ci95"][0] <= g["mean"] <= g["ci95"][1]
     assert set(d["collaboration"]) == {"before", "after"}
+
+
+def test_demo_seeds_runs_seeds_at_once(tmp_path, monkeypatch):
+    """``benchmarks/demo_seeds.py --jobs 2``: the seeds run as two ``thinksolve demo`` processes
+    at once (the warm start trained first, once); the table holds each seed's own run."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import _results
+    import demo_seeds
+
+    monkeypatch.setattr(_results, "RESULTS", tmp_path / "results")
+    (tmp_path / "results").mkdir()
+    runs = tmp_path / "runs"
+    toy = ["warm_start.data=arith:n=40,difficulty=1,brief=1,digit=1", "warm_start.steps=4", "warm_start.batch_size=4",
+           "eval_data=arith:n=4,difficulty=1,split=test,brief=1,digit=1", "eval_samples=1", "steps=1",
+           "rollout.problems_per_step=2", "rollout.group_size=2", "rollout.solo_samples=1"]
+    assert demo_seeds.main(["--seeds", "4", "5", "--jobs", "2", "--runs", str(runs), *toy]) == 0
+    record = json.loads((tmp_path / "results" / "demo_seeds.json").read_text())
+    assert [r["seed"] for r in record["rows"]] == [4, 5]
+    for seed in (4, 5):
+        d = json.loads((runs / f"s{seed}" / "demo.json").read_text())
+        assert d["seed"] == seed and d["config"]["steps"] == 1 and d["config"]["warm_start"]["steps"] == 4
+        assert "thinksolve demo" in (runs / f"s{seed}.log").read_text()
+    assert "2 seeds at a time" in record["notes"]
+    # a failing seed is reported with its exit code and log, and nothing is tabulated
+    assert demo_seeds.main(["--seeds", "6", "7", "--jobs", "2", "--runs", str(tmp_path / "bad"), *toy,
+                            "eval_data=no/such/file.jsonl"]) != 0
