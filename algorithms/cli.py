@@ -8,7 +8,7 @@ Subcommands:
   for a run directory or a model; writes JSON.
 * ``demo`` — the main job (``make demo``): warm-start the ``tiny`` model, evaluate, train
   ``tiny-brief`` with CCPO, evaluate again, print the before/after table.
-* ``bench`` — ``thinksolve bench credit|fidelity|performance|env|verifier|generation|demo [args]`` runs the
+* ``bench`` — ``thinksolve bench credit|fidelity|performance|env|verifier|generation|demo|trl [args]`` runs the
   benchmark script of that name from ``benchmarks/`` (results under ``benchmarks/results/``).
 * ``play`` — scripted MATH500 episodes in every removal mode (no model; the env's counterfactuals).
 * ``plan`` — ``thinksolve plan --preset P --gpus N [--gpu-memory GB] [field=value ...]``: the memory
@@ -486,6 +486,7 @@ BENCHMARKS = {
     "demo": "demo_seeds.py",
     "fidelity": "credit_fidelity.py",
     "scaling": "scaling.py",
+    "trl": "trl_step.py",
 }
 BENCH_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
 
