@@ -51,12 +51,14 @@ Usage::
         [--rollout-repeats 5] [--env-episodes 500] [--verifier-problems 100] [--smollm2] [--threads 1]
     .venv-vllm/bin/python benchmarks/performance.py --only vllm-step [--vllm-repeats 3]
     python benchmarks/performance.py --only steps [--before] [--repeats 16]
+    python benchmarks/performance.py --only rating-call [--smollm2-repeats 2]
 
 ``--only steps`` measures the step-cost rows alone and merges them (and their note) into the
 existing results file, the other rows kept as they were measured. ``--before`` adds, in the same
 interleaved run, a shared and a sepo trainer with the rating and prefill savings switched off
 (``share_prefix=False`` on their policies, no rating stop rule): SEPO's ratio as it was, measured
-next to the ratio as it is.
+next to the ratio as it is. ``--only rating-call`` times SEPO's rating phase with SmolLM2-135M as
+both raters, before and after those savings (``sepo_ratings_speedup_smollm2``; merged the same way).
 """
 
 from __future__ import annotations
@@ -407,6 +409,88 @@ def smollm2_rollout(repeats: int, max_new_tokens: int | None = None) -> dict:
                             repeats=repeats, warmup=False)
 
 
+def smollm2_rating_call(repeats: int, n_problems: int = 2, group: int = 4, budget: int = 64) -> dict:
+    """SEPO's rating phase with SmolLM2-135M as both raters (one policy object, as in
+    smollm2-arith), before and after the rating savings, interleaved: before = one ``generate``
+    call per rater, whole prompts prefilled, no stop rule; after = what ``collect_groups`` does
+    now (one call for both raters, shared prefixes prefilled once, SEPO's stop rule). Greedy,
+    default prompts, ``n_problems`` x ``group`` transcripts; checks that every parsed rating is
+    the same on both sides."""
+    from agents import TransformersPolicy
+    from algorithms.credit import parse_rating, rating_complete
+    from thinksolve_env import load_problems
+    from thinksolve_env.prompts import rating_prompts
+
+    pol = TransformersPolicy.from_pretrained("smollm2-135m", seed=0)
+    problems = load_problems("arith:n=50,difficulty=1")[:n_problems]
+    prompts, verdicts = [], []
+    for p in problems:
+        for j in range(group):
+            right = j % 2 == 0
+            thought = (f"Work the inner part first; it comes to {p.answer}." if right
+                       else f"Try option {j}; the numbers look close to {j + 3}.")
+            answer = f"So the answer is \\boxed{{{p.answer if right else j + 3}}}."
+            prompts.append(rating_prompts(p.problem, thought, answer, right))
+            verdicts.append(right)
+    t_prompts = [x["thinker_0"] for x in prompts]
+    s_prompts = [x["solver_0"] for x in prompts]
+    times = {"before": [], "after": []}
+    out = {}
+    for _ in range(repeats):
+        pol.share_prefix, pol.prefill_tokens = False, 0
+        t0 = time.perf_counter()
+        before = (pol.generate(t_prompts, max_new_tokens=budget, temperature=0.0)
+                  + pol.generate(s_prompts, max_new_tokens=budget, temperature=0.0))
+        times["before"].append(time.perf_counter() - t0)
+        out["before_prefill_tokens"] = pol.prefill_tokens
+        pol.share_prefix, pol.prefill_tokens = True, 0
+        t0 = time.perf_counter()
+        after = pol.generate(t_prompts + s_prompts, max_new_tokens=budget, temperature=0.0, stop=rating_complete)
+        times["after"].append(time.perf_counter() - t0)
+        out["after_prefill_tokens"] = pol.prefill_tokens
+    both = verdicts + verdicts
+    same = all(parse_rating(a.text, c) == parse_rating(b.text, c) for a, b, c in zip(before, after, both))
+    med = {k: _med(v) for k, v in times.items()}
+    return {"speedup": med["before"] / med["after"], "median_s": med, "runs_s": times, "ratings": len(both),
+            "budget": budget, "repeats": repeats, "same_parsed_ratings": same,
+            "tokens": {"before": sum(len(c.token_ids) for c in before), "after": sum(len(c.token_ids) for c in after)},
+            "stopped_early": sum(c.finish_reason == "stop" and c.token_ids[-1] not in pol.eos_token_ids for c in after),
+            "valid": sum(parse_rating(c.text, v).valid for c, v in zip(after, both)), **out}
+
+
+RATING_METRIC = "sepo_ratings_speedup_smollm2"
+
+
+def rating_call_row(r: dict) -> dict:
+    m, tok = r["median_s"], r["tokens"]
+    detail = (f"SmolLM2-135M writing {r['ratings']} ratings ({r['ratings'] // 2} transcripts x both raters; greedy, "
+              f"default prompts, <= {r['budget']} tokens): {m['before']:.2f}s as two calls with whole-prompt prefill "
+              f"vs {m['after']:.2f}s as one call with shared prefixes and the stop rule; prompt tokens prefilled "
+              f"{r['before_prefill_tokens']} vs {r['after_prefill_tokens']}; generated tokens {tok['before']} vs "
+              f"{tok['after']} ({r['stopped_early']} ratings stopped early, {r['valid']} valid); parsed ratings "
+              f"identical: {r['same_parsed_ratings']}; {r['repeats']} interleaved repeats, medians")
+    return {"metric": RATING_METRIC, "value": round(r["speedup"], 3), "target": "", "detail": detail}
+
+
+def merge_rating_call(r: dict, command: str) -> str:
+    """Put the SmolLM2 rating-call row into the existing performance results file."""
+    import json
+
+    from _results import RESULTS
+
+    path = RESULTS / "performance.json"
+    old = json.loads(path.read_text())
+    row = rating_call_row(r)
+    rows = [x for x in old.get("rows", []) if x.get("metric") != RATING_METRIC]
+    at = next((k + 1 for k, x in enumerate(rows) if x.get("metric") == "sepo_step_over_shared"), len(rows))
+    rows.insert(at, row)
+    written_anew = ("name", "command", "date", "versions", "columns", "rows", "notes")
+    keep = {k: v for k, v in old.items() if k not in written_anew}
+    keep["smollm2_rating_call"] = {**r, "command": command}
+    return write_results("performance", COLUMNS, rows, notes=old.get("notes", ""), extra=keep,
+                         command=old.get("command") or command)
+
+
 # --------------------------------------------------------------------------- 3. env and verifier throughput
 
 
@@ -632,7 +716,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--override", nargs="*", default=[],
                     help="tiny-arith config overrides, section.field=value (tests)")
     ap.add_argument("--no-write", action="store_true", help="print the table, do not write results/ (tests)")
-    ap.add_argument("--only", choices=["vllm-step", "steps"],
+    ap.add_argument("--only", choices=["vllm-step", "steps", "rating-call"],
                     help="measure only these rows (merged into the results file)")
     ap.add_argument("--before", action="store_true",
                     help="step rows: also time shared and sepo without the rating and prefill savings")
@@ -662,6 +746,14 @@ def main(argv: list[str] | None = None) -> dict:
     overrides = [f"threads={args.threads}", *args.override]
     if args.only == "steps":
         return only_steps(args, overrides, argv)
+    if args.only == "rating-call":
+        r = smollm2_rating_call(args.smollm2_repeats)
+        print(f"[perf] {RATING_METRIC} = {r['speedup']:.3f}; parsed ratings identical: {r['same_parsed_ratings']}",
+              flush=True)
+        command = " ".join(["python", *(sys.argv if argv is None else [sys.argv[0], *argv])])
+        if not args.no_write:
+            print(merge_rating_call(r, command))
+        return {"rows": [rating_call_row(r)], "rating_call": r}
     load_start = os.getloadavg()
     t_start = time.perf_counter()
     credits = ["ccpo", *[c for c in args.credits if c not in ("ccpo", "shared")]]
