@@ -203,6 +203,19 @@ def test_smollm2_on_vllm_multiplies_like_transformers():
     assert got.text == ref.text
 
 
+@pytest.fixture(scope="module")
+def lively_pair():
+    """Its own engine (the shared one is trained by an earlier test): the tiny model with larger
+    random weights, which writes varied text (the default one repeats a token greedily)."""
+    from agents import TransformersPolicy, VLLMPolicy
+    from agents.models import build_tiny_model
+
+    hf = TransformersPolicy(*build_tiny_model(0, initializer_range=0.2), seed=0)
+    engine = VLLMPolicy.from_policy(hf, seed=0, max_model_len=BUDGET, max_num_batched_tokens=BUDGET)
+    yield hf, engine
+    engine.close()
+
+
 def _common_char(completions) -> str:
     """The character the model writes most often (not a replacement character for split bytes)."""
     from collections import Counter
@@ -211,8 +224,8 @@ def _common_char(completions) -> str:
     return counts.most_common(1)[0][0]
 
 
-def test_stop_ends_a_row_where_the_predicate_turns_true(pair):
-    _, engine = pair
+def test_stop_ends_a_row_where_the_predicate_turns_true(lively_pair):
+    _, engine = lively_pair
     full = engine.generate(MANY, max_new_tokens=24, temperature=1.0, seed=5)
     ch = _common_char(full)
 
@@ -233,9 +246,9 @@ def test_stop_ends_a_row_where_the_predicate_turns_true(pair):
     assert stopped > 0
 
 
-def test_a_trigger_that_does_not_end_the_row_goes_on(pair):
+def test_a_trigger_that_does_not_end_the_row_goes_on(lively_pair):
     # greedy, a predicate that wants the trigger twice: vLLM stops at the first one, the row goes on
-    hf, engine = pair
+    hf, engine = lively_pair
     full = engine.generate(MANY, max_new_tokens=16, temperature=0)
     ch = _common_char(full)
 
