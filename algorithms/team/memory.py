@@ -19,7 +19,8 @@ plainly whatever ``parallel.strategy`` says, nothing sharded or offloaded, as th
   the alternating schedule the idle role's state is in CPU memory, and with ``engine=vllm`` its
   training weights too (not under ``shared``, whose one model the updated role uses).
 * **optimizer step temporaries**: ``torch.optim.AdamW`` (foreach) allocates one buffer of the
-  updated role's size (``sqrt(exp_avg_sq)``) while it steps, after the activations are freed.
+  updated role's size (``sqrt(exp_avg_sq)``) while it steps, after the activations are freed; the
+  fused kernel the trainer uses where the device has one needs less, so this part is an upper bound.
 * **activations** of one forward/backward micro-batch of ``T = max(optim.micro_batch_tokens,
   longest sequence)`` tokens. Per layer and token a Llama-style decoder layer keeps, for
   backward, ``2·(4 + b)·h`` bytes for its two RMSNorms (float32 input, normalized output),
