@@ -1,4 +1,5 @@
 import json
+import sys
 
 import pytest
 
@@ -66,12 +67,9 @@ def test_parquet(tmp_path):
     assert [(p.problem, p.answer) for p in ps] == [("3*3?", "9"), ("4*4?", "16")]
 
 
-def test_hf_name_without_datasets_says_how_to_install():
-    try:
-        import datasets  # noqa: F401
-        pytest.skip("datasets is installed")
-    except ImportError:
-        pass
+def test_hf_name_without_datasets_says_how_to_install(monkeypatch):
+    # datasets is installed with the dev extra (TRL needs it): hide it, as on a machine without it
+    monkeypatch.setitem(sys.modules, "datasets", None)
     with pytest.raises(ImportError, match=r"thinksolve\[datasets\]"):
         load_problems("hf:openai/gsm8k:test")
 
