@@ -47,8 +47,8 @@ rest of TRL's ``compute_loss``, thinksolve's loss function), ``backward`` (every
 advantages, padding and bookkeeping, clipping, TRL's loop). Ratio = median thinksolve step /
 median TRL step (the paired median of per-step ratios is reported too).
 
-Also measured once at the end: an unfused ``torch.optim.AdamW`` step (what ``Trainer`` builds)
-against the fused one on the same parameters, to show what the optimizer choice costs.
+Also measured once at the end: an unfused ``torch.optim.AdamW`` step (what ``Trainer`` built before it
+moved to the fused kernel) against the fused one on the same parameters, to show what the optimizer choice costs.
 
 ``--engine vllm`` (in ``.venv-vllm``): thinksolve generates with ``agents.VLLMPolicy`` (CPU vLLM,
 weights synced into the engine after every update, the sync counted in the step; EOS ignored via
@@ -531,7 +531,8 @@ def notes_of(r: dict, load: tuple, runtime: float) -> str:
     adam = r["adamw_step_s"]
     return (
         f"One run, {runtime:.0f} s, {a['model']}, torch threads {a['threads']}, CPU only ({os.cpu_count()} cores); "
-        f"1-min load average {load[0]:.1f} at the start, {load[1]:.1f} at the end (other jobs shared the machine; "
+        f"1-min load average {load[0]:.1f} at the start, {load[1]:.1f} at the end "
+        f"({'other jobs shared the machine' if max(load) > 1.5 else 'this run alone on the machine'}; "
         "the sides alternate step by step, so load hits both alike). "
         f"Per step: {a['prompts']} prompts ({r['prompt_tokens']} tokens each) x {a['generations']} completions x "
         f"{a['tokens']} new tokens = {r['expected_tokens_per_step']} generated tokens on each side (identical on both "
@@ -545,7 +546,8 @@ def notes_of(r: dict, load: tuple, runtime: float) -> str:
         f"{trl.get('loss', 0):.3f} s, backward {ts.get('backward', 0):.2f} / {trl.get('backward', 0):.2f} s, "
         f"optimizer {ts.get('optimizer', 0):.2f} / {trl.get('optimizer', 0):.2f} s"
         + (f", weight sync into vLLM {ts['sync']:.2f} s" if "sync" in ts else "") + ". "
-        f"AdamW as thinksolve's Trainer builds it (unfused, per-tensor loop on CPU) takes {adam['trainer_default']:.2f} s "
+        f"AdamW unfused (the per-tensor loop on CPU; thinksolve's Trainer before it moved to the fused kernel) "
+        f"takes {adam['trainer_default']:.2f} s "
         f"a step against {adam['fused']:.2f} s fused: with it the ratio would be "
         f"{r['ratio_with_trainer_default_adamw']:.3f}."
     )
@@ -590,7 +592,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--no-probe", action="store_true",
                     help="with --engine vllm: do not first try TRL's vLLM colocate mode (a child process)")
     ap.add_argument("--no-fused-adamw", dest="fused_adamw", action="store_false",
-                    help="thinksolve's AdamW as Trainer builds it (unfused) instead of TRL's fused one")
+                    help="thinksolve's AdamW unfused (as the Trainer built it before) instead of the fused one")
     ap.add_argument("--name", default=None, help="results name (default trl_step, or trl_step_vllm with --engine vllm)")
     ap.add_argument("--out-dir", default=None, help="write the results there instead of benchmarks/results (tests)")
     args = ap.parse_args(argv)
