@@ -30,6 +30,7 @@ On one process all of this is a no-op with the same interface, so the trainer ha
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 from collections.abc import Iterator
@@ -64,6 +65,11 @@ def _layer_classes(model: torch.nn.Module) -> set[str]:
     return names or {type(m).__name__ for m in model.modules() if type(m).__name__.endswith(("DecoderLayer", "Block"))}
 
 
+def _destroy_process_group() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 class Distributed:
     """Rank, world size, the model layout and the few collective operations the trainer needs.
 
@@ -93,6 +99,10 @@ class Distributed:
                 torch.cuda.set_device(self.local_rank)
             if not dist.is_initialized():
                 dist.init_process_group("cpu:gloo,cuda:nccl" if self.cuda else "gloo")
+                # the group we made is destroyed at exit while the interpreter is alive: a gloo group
+                # left to the interpreter's finalization can abort the process ("terminate called
+                # without an active exception", SIGABRT) after the run has finished
+                atexit.register(_destroy_process_group)
             self.rank, self.world = dist.get_rank(), dist.get_world_size()
             if strategy == "fsdp":
                 if self.world % replicas:
