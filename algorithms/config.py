@@ -1,6 +1,6 @@
 """Training configuration: one dataclass per configurable thing, every field documented.
 
-Defaults reproduce the reference recipe of METHOD.md §6 (separate Thinker and Solver models,
+Defaults reproduce the reference recipe of docs/method.md#estimators-and-losses (separate Thinker and Solver models,
 both roles sampled each step, one role updated per step alternating every 10 steps starting
 with the Thinker, 16 rollouts per problem, AdamW at lr 1e-6, grad clip 1.0, no KL, GRPO
 advantages without the std (Dr. GRPO) and the GSPO sequence-level loss with ε = 3e-4/4e-4).
@@ -113,7 +113,7 @@ class RolloutConfig:
     solo_samples: int | None = None
     """Thinker-removed samples per problem (m); ``None`` = ``group_size`` as in the reference."""
     answers_per_thought: int = 1
-    """Solver answers per thought (K, tree rollouts, METHOD.md §8): each of the ``group_size``
+    """Solver answers per thought (K, tree rollouts, docs/method.md#tree-credit): each of the ``group_size``
     thoughts gets K answers, so a step has ``group_size``·K joint Solver answers; the Thinker's
     tokens of a thought enter its loss once. 1 = flat collection."""
     thinker_max_new_tokens: int = 4096
@@ -610,7 +610,7 @@ def _smollm2_brief() -> TrainerConfig:
 
 def _paper_scale(name: str, model: str, *, solver: str | None = None, offload: bool = False,
                  optimizer: str = "gspo") -> TrainerConfig:
-    # The reference recipe of METHOD.md §6 (the TrainerConfig defaults: separate models, one role
+    # The reference recipe of docs/method.md#estimators-and-losses (the TrainerConfig defaults: separate models, one role
     # updated per step alternating every 10 steps, 16 rollouts per problem, AdamW at lr 1e-6,
     # Dr. GRPO advantages with the GSPO loss) at the paper's scale: 192 problems per step, prompts
     # up to 4096 tokens, answers up to 6144 (Solver) and 4096 (Thinker). bfloat16, gradient
@@ -660,7 +660,7 @@ PRESETS = {
 }
 
 
-#: ``--optimizer`` names: an advantage estimator × a policy loss (METHOD.md §6), as optim fields.
+#: ``--optimizer`` names: an advantage estimator × a policy loss (docs/method.md#estimators-and-losses), as optim fields.
 OPTIMIZERS: dict[str, dict[str, Any]] = {
     "gspo": dict(estimator="grpo", scale="none", loss="gspo", agg="seq-mean-token-mean", clip_low=3e-4, clip_high=4e-4),
     "grpo": dict(estimator="grpo", scale="group", loss="grpo", agg="token-mean", clip_low=0.2, clip_high=0.2),

@@ -32,9 +32,10 @@ sqrt(Σ SE_s²)/S), ``SE`` the total (sd over seeds /√S; it holds training noi
 minimum detectable difference MDE = 2.8 × SE (α = 0.05 two-sided, 80% power).
 
 Other columns (mean ± std over seeds): Thinker-removed accuracy, the collaboration diagnostic
-(team − Thinker removed, METHOD.md §7), Solver generations per step, SEPO's rating valid rate,
+(team − Thinker removed, docs/method.md#evaluation-and-the-collaboration-diagnostic), Solver generations per
+step, SEPO's rating valid rate,
 ``adv_corr_T`` (the correlation of the Thinker's advantages with shared-reward advantages under
-the same estimator, METHOD.md §3: 1.0 means the method only rescales shared reward) and one
+the same estimator, docs/method.md#ccpo: 1.0 means the method only rescales shared reward) and one
 run's training time.
 
     python benchmarks/credit_comparison.py [--preset tiny-brief] [--methods shared ccpo-event tree ...]

@@ -1,6 +1,6 @@
 """Does a credit method's advantage point the right way? Credit fidelity against exact ground truth.
 
-METHOD.md §9. On the tabular Think–Solve games of ``thinksolve_env.games`` every value is exact,
+docs/method.md#credit-against-ground-truth. On the tabular Think–Solve games of ``thinksolve_env.games`` every value is exact,
 so each credit method × advantage estimator × game is scored directly (``algorithms.lab``):
 
 * fidelity, over ``--batches`` sampled batches of ``--problems`` problems (at random policies,
@@ -359,7 +359,7 @@ def _check(args) -> None:
         if getattr(args, name) < lo:
             raise ValueError(f"--{name.replace('_', '-')} must be >= {lo}, got {getattr(args, name)}")
     if args.policy != "tabular" and args.mc_answers < 32:
-        raise ValueError(f"--mc-answers must be >= 32 (METHOD.md §9), got {args.mc_answers}")
+        raise ValueError(f"--mc-answers must be >= 32 (docs/method.md#credit-against-ground-truth), got {args.mc_answers}")
     flat, tree = collection(args.flat, "flat", args.solo), collection(args.tree, "tree", args.solo)
     if flat.thoughts * flat.answers_per_thought != tree.thoughts * tree.answers_per_thought:
         raise ValueError(f"--flat {args.flat} and --tree {args.tree} must have the same number of joint answers (N*K)")

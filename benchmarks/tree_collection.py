@@ -1,5 +1,5 @@
 """What tree rollouts cost: ``collect_groups`` with K answers per thought against flat collection
-with the same number of Solver answers (METHOD.md §8).
+with the same number of Solver answers (docs/method.md#tree-credit).
 
 Per problem every layout generates the same number of joint Solver answers, n·K = ``--answers``
 (default 8), plus ``--solo`` Thinker-removed answers: flat is n = 8 thoughts × K = 1, the tree

@@ -1,6 +1,6 @@
 """A user-defined credit method, registered and run through the credit comparison.
 
-``event_both`` extends CCPO's event bonus (METHOD.md §3) from the Thinker to the Solver: the
+``event_both`` extends CCPO's event bonus (docs/method.md#ccpo) from the Thinker to the Solver: the
 Solver earns a bonus when the team is right although the Thinker's text alone was wrong (it
 turned a failed thought into a correct answer) and a penalty when the team is wrong although
 the thought alone was right (it spoiled a correct thought).

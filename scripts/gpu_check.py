@@ -6,7 +6,7 @@ What it runs (each a real :class:`~algorithms.Trainer` on the device, ``bfloat16
 1. **every credit method** (``algorithms.credit.available()``: shared, ccpo, sepo, difference,
    shapley, and tree where installed) for ``--steps`` training steps, both roles updated every
    step (``schedule.mode=simultaneous``), with the counterfactuals and ratings each one needs;
-2. **tree rollouts** (``rollout.answers_per_thought=2``, METHOD.md §8) with ``tree``,
+2. **tree rollouts** (``rollout.answers_per_thought=2``, docs/method.md#tree-credit) with ``tree``,
    ``ccpo`` variant ``value`` and ``shared``;
 3. **checkpoint and resume**: 4 steps straight against 2 steps, a new process-local trainer
    resumed from the checkpoint, 2 more; the final weights and metrics rows must be equal, bit for

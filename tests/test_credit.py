@@ -1,4 +1,4 @@
-"""Credit methods: hand-computed examples of every formula (METHOD.md §3–§5), the §3 property,
+"""Credit methods: hand-computed examples of every formula (docs/method.md#credit-methods), the CCPO property,
 the registry, and malformed ratings. Expected values are written out from the formulas."""
 
 from __future__ import annotations
@@ -183,7 +183,7 @@ def test_ccpo_normalized_pairs_k_mod_m():
     np.testing.assert_allclose(r[T], [0, math.tanh(2 / (1 + 1e-6)), 0])
 
 
-# --------------------------------------------------------------------------- METHOD.md §3
+# --------------------------------------------------------------------------- docs/method.md#ccpo
 
 
 def test_event_and_margin_only_rescale_the_group_centred_thinker_advantage():

@@ -1,4 +1,4 @@
-"""Advantage estimators: hand-computed values (METHOD.md §6) and robustness properties."""
+"""Advantage estimators: hand-computed values (docs/method.md#estimators-and-losses) and robustness properties."""
 
 from __future__ import annotations
 

@@ -285,7 +285,7 @@ def test_sampled_advantages_average_to_the_exact_ones():
 
 
 def test_ccpo_event_equals_shared_and_tree_ranks_thoughts_better_on_helpful_harmful():
-    """METHOD.md §3 measured: the event/margin bonus cannot reorder a group's thoughts; K = 2
+    """docs/method.md#ccpo measured: the event/margin bonus cannot reorder a group's thoughts; K = 2
     answers per thought (tree) rank them better at the same Solver answers."""
     g = make_game("helpful-harmful")
     specs = [MethodSpec("shared", "shared"), MethodSpec("ccpo-event", "ccpo", {"variant": "event"}),

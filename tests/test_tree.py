@@ -1,4 +1,4 @@
-"""Tree-structured rollouts and per-thought credit (METHOD.md §8) on the real tiny transformer
+"""Tree-structured rollouts and per-thought credit (docs/method.md#tree-credit) on the real tiny transformer
 and on hand-built groups: one Thinker and one Solver ``generate`` call per step, thought-major
 episodes, exact budgets, K = 1 equal to the flat algorithm, shared prefills, the Thinker's loss
 counting each thought once, and hand-computed values for ``tree``, ``ccpo`` value,
@@ -227,7 +227,7 @@ def test_value_variant_is_margin_when_k_is_one():
 
 
 def test_tree_thinker_ranks_thoughts_where_event_cannot():
-    """§3 vs §8: in a flat group, ccpo-event's Thinker advantage takes one value per outcome (two
+    """docs/method.md#ccpo vs #tree-credit: in a flat group, ccpo-event's Thinker advantage takes one value per outcome (two
     values: the thoughts are ranked by their single answer's luck); the tree's per-thought value
     separates a thought right 2 of 2 times from one right 1 of 2 times."""
     flat = EpisodeGroup.from_rewards([1, 1, -1, 1, -1, -1, -1, 1], solo=[-1, 1])

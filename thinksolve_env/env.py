@@ -295,7 +295,7 @@ class raw_env(AECEnv):
         self.truncations = dict.fromkeys(self.agents, False)
         self.infos = {a: self._base_info(a) for a in self.agents}
         if not self.agents:
-            # Nobody answers: R_∅ = −1 (METHOD.md §2).
+            # Nobody answers: R_∅ = −1 (docs/method.md#counterfactual-removal).
             self._finish(Verification.judged(False, None, "no-answer", self.problem.answer))
             self.agent_selection = None
             return
@@ -353,7 +353,7 @@ class raw_env(AECEnv):
             self.infos[SOLVER]["messages"] = self._messages(SOLVER)
         else:
             # The last acting agent has spoken: verify its text (the Thinker's when the Solver
-            # is removed, METHOD.md §2) and end the episode for everyone.
+            # is removed, docs/method.md#counterfactual-removal) and end the episode for everyone.
             self._finish(self.verifier.verify(action, self.problem.answer))
             self.agent_selection = self._agent_selector.next()
         self._accumulate_rewards()

@@ -1,11 +1,11 @@
-"""Tabular Think–Solve games with exact values (METHOD.md §9).
+"""Tabular Think–Solve games with exact values (docs/method.md#credit-against-ground-truth).
 
 The Think–Solve game of :mod:`thinksolve_env.env` with small finite action sets, so that every
 quantity a credit method estimates has an exact value. A problem x ~ p(x); the Thinker, seeing
 its observation o_T(x), picks a thought t ~ π_T(·|o_T(x)); the Solver, seeing o_S(x, t), picks an
 answer a ~ π_S(·|o_S(x, t)); the team is right (R = +1) with probability p(x, t, a), else R = −1.
 
-Removal modes (as in the env, METHOD.md §2):
+Removal modes (as in the env, docs/method.md#counterfactual-removal):
 
 * Thinker removed: the Solver answers from the problem alone, o_S(x, ∅) — the thought index
   ``n_thoughts`` stands for ∅ in ``success`` and ``solver_obs`` — so R_¬T ~ p(x, ∅, a);
@@ -283,7 +283,7 @@ def sample(game: TabularGame, pi_T: ArrayLike, pi_S: ArrayLike, rng: np.random.G
     return GameBatch(x=x, t=t, a=a, reward=reward, solo_a=solo_a, solo_reward=solo_reward, no_solver_reward=no_solver)
 
 
-#: SEPO's fixed rating pairs (Thinker share, Solver share), METHOD.md §4.
+#: SEPO's fixed rating pairs (Thinker share, Solver share), docs/method.md#sepo.
 RATING_PAIRS = tuple((round(0.9 - 0.1 * i, 1), round(0.1 + 0.1 * i, 1)) for i in range(9))
 
 

@@ -1,4 +1,4 @@
-"""Every role's prompt template, in one place (METHOD.md §1 and §4).
+"""Every role's prompt template, in one place (docs/method.md#the-game and #sepo).
 
 The environment defines the roles, so it owns the prompts: a policy only ever receives chat
 messages. Users override any template by passing a :class:`PromptSet` (or keyword overrides to
@@ -51,7 +51,7 @@ RATER_SYSTEM = (
     '"brief_reason": "..."}}, where the pair is one of {pairs}.'
 )
 
-#: The fixed set of (Thinker share, Solver share) ratings of METHOD.md §4.
+#: The fixed set of (Thinker share, Solver share) ratings of docs/method.md#sepo.
 RATING_PAIRS: tuple[tuple[float, float], ...] = tuple(
     (round(t / 10, 1), round(1 - t / 10, 1)) for t in range(9, 0, -1)
 )
@@ -180,7 +180,7 @@ def rating_messages(
     role: str,
     prompts: PromptSet = DEFAULT_PROMPTS,
 ) -> list[dict]:
-    """The SEPO rating prompt (METHOD.md §4) for ``role`` ("Thinker" or "Solver")."""
+    """The SEPO rating prompt (docs/method.md#sepo) for ``role`` ("Thinker" or "Solver")."""
     pairs = ", ".join(f"[{t}, {s}]" for t, s in RATING_PAIRS)
     outcome = "correct" if correct else "wrong"
     return _chat(
@@ -202,7 +202,7 @@ RATER_ROLES: dict[str, str] = {"thinker_0": "Thinker", "solver_0": "Solver"}
 
 def rating_prompts(problem: str, thought: str, answer: str, correct: bool,
                    prompts: PromptSet | None = None) -> dict[str, list[dict]]:
-    """Each rater's chat prompt for one finished transcript: ``{agent: messages}`` (METHOD.md §4)."""
+    """Each rater's chat prompt for one finished transcript: ``{agent: messages}`` (docs/method.md#sepo)."""
     return {
         agent: rating_messages(problem, thought, answer, correct, role, prompts or DEFAULT_PROMPTS)
         for agent, role in RATER_ROLES.items()

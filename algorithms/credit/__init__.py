@@ -1,6 +1,6 @@
 """Credit assignment: one team outcome in, one reward per role and joint episode out.
 
-Built-in methods (METHOD.md §3–§5), one module each:
+Built-in methods (docs/method.md#credit-methods), one module each:
 
 ==============  =================================================  ===========================
 name            Thinker / Solver reward                             requires

@@ -68,7 +68,7 @@ __all__ = [
 ]
 
 
-#: How a role's rewards can be grouped for a group-centred estimator (METHOD.md §8):
+#: How a role's rewards can be grouped for a group-centred estimator (docs/method.md#tree-credit):
 #: ``problem`` — every unit of the problem's group together (the default for both roles);
 #: ``thought`` — the Solver's answers to one thought together (siblings), so its baseline is
 #: that thought's value Q̂(x, t). The Thinker's units are its thoughts, always grouped by problem.
@@ -434,7 +434,7 @@ def no_solver_rewards(groups: Sequence[Any]) -> np.ndarray:
     return _collected(Outcomes.of(groups).no_solver, NO_SOLVER, "no_solver_rewards")
 
 
-# --------------------------------------------------------------------------- tree rollouts (METHOD.md §8)
+# --------------------------------------------------------------------------- tree rollouts (docs/method.md#tree-credit)
 
 
 def thought_ids(groups: Sequence[Any]) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""``ccpo`` — counterfactual credit (METHOD.md §3; Li et al., arXiv 2603.21563).
+"""``ccpo`` — counterfactual credit (docs/method.md#ccpo; Li et al., arXiv 2603.21563).
 
 b(x) is the mean of the problem's m solo rewards R_¬T (Thinker removed); R_¬S is the
 episode's thought verified alone (Solver removed). Variants (``variant=``):
@@ -11,7 +11,7 @@ episode's thought verified alone (Solver removed). Variants (``variant=``):
     r_T = R_joint + λ·(R_joint − b)/2,  r_S = R_joint + λ·(R_joint − R_¬S)/2.
                                                                     requires ``solo``, ``no_solver``
 
-``value`` (METHOD.md §8: CCPO's margin with a thought-dependent joint estimate, for tree rollouts)
+``value`` (docs/method.md#tree-credit: CCPO's margin with a thought-dependent joint estimate, for tree rollouts)
     Q̂(x, t_j) = mean over the thought's K answers of R_joint;  Δ_T(j) = Q̂(x, t_j) − b
     r_T = Q̂(x, t_j) + λ·Δ_T(j)/2,  r_S = R_joint.                 requires ``solo``
     With K = 1, Q̂ = R_joint and r_T is ``margin``'s Thinker reward.
@@ -30,7 +30,7 @@ episode's thought verified alone (Solver removed). Variants (``variant=``):
 Moving-average update after a batch with mean m_B and (population) variance v_B of a quantity:
 the first batch sets μ = m_B, σ² = v_B; later ones μ ← d·μ + (1 − d)·m_B, σ² ← d·σ² + (1 − d)·v_B.
 
-Know this (METHOD.md §3): with b(x) constant within a group, ``event`` makes the Thinker's reward
+Know this (docs/method.md#ccpo): with b(x) constant within a group, ``event`` makes the Thinker's reward
 an affine function of R_joint, r_T = (1 + λ/2)·R_joint ± λ/2, in every group with b ≠ 0 (and
 r_T = R_joint when b = 0); ``margin`` gives r_T = (1 + λ/2)·R_joint − λb/2 in every group. Under
 a group-centred estimator this only rescales the Thinker's shared-reward advantage by (1 + λ/2),

@@ -1,4 +1,4 @@
-"""``difference`` — difference rewards / wonderful-life utility (METHOD.md §5): the raw
+"""``difference`` — difference rewards / wonderful-life utility (docs/method.md#difference): the raw
 counterfactual margin used as the reward itself.
 
     r_T = Δ_T = R_joint − R_¬T,   with R_¬T estimated by the solo baseline b(x)
@@ -7,7 +7,7 @@ counterfactual margin used as the reward itself.
 R_¬T does not depend on the thought, so its best estimate per problem is the mean b(x) of
 the m solo samples (the same stand-in CCPO's margin variant uses).
 
-With tree rollouts (K answers per thought, METHOD.md §8) the Thinker's term uses the thought's
+With tree rollouts (K answers per thought, docs/method.md#tree-credit) the Thinker's term uses the thought's
 value Q̂(x, t_j) = mean_k R_jk in place of R_joint: r_T = Q̂(x, t_j) − b(x). The Solver's term
 keeps its own answer's outcome, r_S = R_jk − R_¬S(j). With K = 1 both are the flat formulas.
 """

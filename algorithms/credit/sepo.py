@@ -1,4 +1,4 @@
-"""``sepo`` — verifier-anchored self/peer evaluation (METHOD.md §4).
+"""``sepo`` — verifier-anchored self/peer evaluation (docs/method.md#sepo).
 
 After verification each role rates the finished transcript (problem, thought, answer), told
 the verifier's outcome: a pair (Thinker share, Solver share) from the fixed set

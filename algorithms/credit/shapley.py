@@ -1,4 +1,4 @@
-"""``shapley`` — exact Shapley values of the two-player game (METHOD.md §5).
+"""``shapley`` — exact Shapley values of the two-player game (docs/method.md#shapley).
 
 The coalition values are v(∅) = R_∅ = −1, v({T}) = R_¬S, v({S}) = R_¬T, v({T, S}) = R_joint:
 
@@ -8,7 +8,7 @@ The coalition values are v(∅) = R_∅ = −1, v({T}) = R_¬S, v({S}) = R_¬T, 
 so φ_T + φ_S = R_joint − R_∅ (efficiency). R_¬T is estimated by the solo baseline b(x)
 (it does not depend on the thought); efficiency holds for any value used.
 
-With tree rollouts (K answers per thought, METHOD.md §8) the Thinker's marginal uses the
+With tree rollouts (K answers per thought, docs/method.md#tree-credit) the Thinker's marginal uses the
 thought's value Q̂(x, t_j) = mean_k R_jk in place of R_joint, φ_T = ½[(R_¬S − R_∅) + (Q̂_j − b)],
 and the Solver's keeps its own answer, φ_S = ½[(b − R_∅) + (R_jk − R_¬S)]; efficiency then holds
 on average over the thought's answers (φ_T + mean_k φ_S = Q̂_j − R_∅). With K = 1 both are the

@@ -1,4 +1,4 @@
-"""``shared`` — the ReMA baseline (METHOD.md §5): both roles get the team reward.
+"""``shared`` — the ReMA baseline (docs/method.md#shared): both roles get the team reward.
 
     r_T = r_S = R_joint
 """

@@ -1,4 +1,4 @@
-"""``tree`` — per-thought credit from tree-structured rollouts (METHOD.md §8; C3's "reward only").
+"""``tree`` — per-thought credit from tree-structured rollouts (docs/method.md#tree-credit; C3's "reward only").
 
 Collect K Solver answers per thought (``collect_groups(..., answers_per_thought=K)``). With
 Q̂(x, t_j) = mean_k R(x, t_j, a_jk), the value of thought j:

@@ -1,4 +1,4 @@
-"""Per-batch collaboration diagnostics (METHOD.md §3, §7).
+"""Per-batch collaboration diagnostics (docs/method.md#ccpo, #evaluation-and-the-collaboration-diagnostic).
 
 :func:`collaboration_diagnostics` summarises a batch of episode groups. Accuracies are averaged
 per problem first (each group weighs the same), with p(x) the problem's solo accuracy (share of

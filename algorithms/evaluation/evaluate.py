@@ -1,4 +1,4 @@
-"""Evaluation and the collaboration diagnostic (METHOD.md §7).
+"""Evaluation and the collaboration diagnostic (docs/method.md#evaluation-and-the-collaboration-diagnostic).
 
 :func:`evaluate` plays each problem ``samples`` times (mean@k) with the full team and with the
 Thinker removed (the Solver alone, on the solo prompt), in one batched collection, and reports

@@ -1,4 +1,4 @@
-"""Credit fidelity: does a credit method's advantage point the right way? (METHOD.md §9)
+"""Credit fidelity: does a credit method's advantage point the right way? (docs/method.md#credit-against-ground-truth)
 
 The tabular games of :mod:`thinksolve_env.games` give every quantity exactly. This module turns
 their sampled batches into credit batches (:func:`game_outcomes`, an
@@ -473,7 +473,7 @@ def rating_fidelity(groups: Sequence[Any], Q: np.ndarray, *, resamples: int = 20
     ``rating_valid_rate``: share of ratings (both raters) that parse to a valid pair agreeing with
     the verifier. ``rating_q_correlation``: Pearson correlation, over rated episodes, of the
     combined SEPO signal for the Thinker, (w_T − 0.5)·R (positive when the raters credit the
-    Thinker for a success or blame the Solver for a failure; w_T from METHOD.md §4 with η = 0.3),
+    Thinker for a success or blame the Solver for a failure; w_T from docs/method.md#sepo with η = 0.3),
     with the Monte Carlo value Q(x, t_j) of the episode's thought. A rater that judges the thought
     gives a positive correlation; the neutral pair gives none (``None`` when either is constant).
     ``*_ci95``: 95% percentile-bootstrap intervals over problems (``resamples`` draws of the
@@ -523,7 +523,7 @@ def real_text_fidelity(policies: Mapping[str, Any], problems: Iterable[Any], spe
                        mc_answers: int = 32, verifier: Any = None, env_options: dict | None = None, seed: int = 0,
                        raters: Mapping[str, Any] | None = None, rater_prompts: Any = None,
                        **sampling: Any) -> tuple[list[dict], dict]:
-    """The lab on model text (METHOD.md §9, last point).
+    """The lab on model text (docs/method.md#credit-against-ground-truth, last point).
 
     Per collection: :func:`~algorithms.rollout.collect_groups` plays n thoughts × K answers per
     problem with ``policies``; the ground truth Q(x, t_j) is the mean reward of ``mc_answers``
@@ -536,7 +536,8 @@ def real_text_fidelity(policies: Mapping[str, Any], problems: Iterable[Any], spe
     sees the same transcripts). Ratings stop where the methods that read them say their parse is
     final (their shared ``rating_stop``). ``sampling``: collect_groups' sampling keywords."""
     if isinstance(mc_answers, bool) or not isinstance(mc_answers, int) or mc_answers < 32:
-        raise ValueError(f"real_text_fidelity: mc_answers must be an integer >= 32 (METHOD.md §9), got {mc_answers!r}")
+        raise ValueError("real_text_fidelity: mc_answers must be an integer >= 32 "
+                         f"(docs/method.md#credit-against-ground-truth), got {mc_answers!r}")
     problems = list(problems)
     need, stops = set(), set()
     for spec in specs:

@@ -1,4 +1,4 @@
-"""Advantage estimators: per-rollout rewards in, advantages out (METHOD.md §6).
+"""Advantage estimators: per-rollout rewards in, advantages out (docs/method.md#estimators-and-losses).
 
 A small registry of pure torch functions (``get(name)``, ``register(name)``, ``available()``),
 in the style of verl's ``core_algos``. Every estimator has the signature::

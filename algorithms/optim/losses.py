@@ -1,4 +1,4 @@
-"""Policy-gradient losses: token-level PPO/GRPO clipping and sequence-level GSPO (METHOD.md §6).
+"""Policy-gradient losses: token-level PPO/GRPO clipping and sequence-level GSPO (docs/method.md#estimators-and-losses).
 
 A small registry of pure torch functions (``get(name)``, ``register(name)``, ``available()``).
 Every loss has the signature::

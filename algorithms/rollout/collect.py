@@ -1,4 +1,4 @@
-"""Episodes, episode groups, and batched collection with counterfactual replays (METHOD.md §2, §4).
+"""Episodes, episode groups, and batched collection with counterfactual replays (docs/method.md#counterfactual-removal, #sepo).
 
 :func:`collect_groups` plays ``group_size`` joint episodes per problem through
 :class:`~thinksolve_env.ThinkSolveEnv` (the single definition of the game: prompts, thought
@@ -11,7 +11,7 @@ hand-over, verification, removal modes) and adds what the credit method needs
   no generation → ``Episode.no_solver_reward``;
 * ``"ratings"`` — SEPO: each role rates each finished joint transcript → ``Episode.ratings``.
 
-Tree rollouts (METHOD.md §8): with ``answers_per_thought=K`` each of the n thoughts of a problem
+Tree rollouts (docs/method.md#tree-credit): with ``answers_per_thought=K`` each of the n thoughts of a problem
 gets K Solver answers (its K joint prompts are identical, so a backend that shares a prompt's
 prefill computes it once); a group then holds n·K joint episodes, thought-major (thought j's
 answers are episodes j·K … j·K+K−1, each with ``Episode.thought_index = j``), and

@@ -1,4 +1,4 @@
-"""The counterfactuals a collection can add to the joint episodes (METHOD.md §2).
+"""The counterfactuals a collection can add to the joint episodes (docs/method.md#counterfactual-removal).
 
 A credit method names what it needs in ``.requires``; :func:`~algorithms.rollout.collect_groups`
 takes the same names as ``needs``:
@@ -33,7 +33,7 @@ COUNTERFACTUALS: dict[str, str] = {
     RATINGS: "the SEPO ratings (each role rates the finished transcript)",
 }
 
-#: Reward when both agents are removed: nobody answers (METHOD.md §2).
+#: Reward when both agents are removed: nobody answers (docs/method.md#counterfactual-removal).
 R_EMPTY = -1.0
 
 
