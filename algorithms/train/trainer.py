@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from thinksolve_env import ROLES, THINKER, MathVerifier, Problem, load_problems
+from thinksolve_env import ROLES, THINKER, MathVerifier
 
 from .. import credit as credit_registry
 from ..config import ConfigError, TrainerConfig, prompt_templates
@@ -68,7 +68,6 @@ from ..runs import (
     RunLock,
     capture_rng,
     check_run_dir,
-    config_diff,
     load_checkpoint,
     open_run_dir,
     reconcile_metrics,
@@ -83,37 +82,24 @@ from ..team import (
     build_policies,
     build_reference,
     check_fits,
-    check_model_source,
     model_source,
     restore_team,
     role_weights,
     team_state,
-    warm_start_path,
 )
 from .distributed import Distributed, GatheredGeneration, full_weights
 from .idle import IdleRoles
+from .preflight import RESUMABLE_CHANGES, preflight, resume_changes
 from .schedule import scheduled_roles, step_seed
 from .signals import StopSignals, TrainingInterrupted
 from .update import policy_update
 
 __all__ = ["Trainer", "ResumeError", "TrainingInterrupted", "RESUMABLE_CHANGES"]
 
-#: Config fields (and sections) a resumed run may change: none of them changes what a step
-#: computes (``parallel``: how ranks share the work; a sharded checkpoint loads at any world size).
-RESUMABLE_CHANGES = ("steps", "out", "save_every", "eval_every", "tensorboard", "parallel")
-
 #: Where rank 0 writes the weights every rank's vLLM engines start from (removed once they have).
 ENGINE_STAGING = ".engine-weights"
 
 _say = functools.partial(print, flush=True)  # progress lines show at once under tee, nohup, a log file
-
-
-def _load_data(field: str, source: str) -> list[Problem]:
-    """``load_problems(source)``, its errors named after the config field."""
-    try:
-        return load_problems(source)
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"{field}={source!r}: {e}") from None
 
 
 def adamw(params: list[torch.nn.Parameter], *, lr: float, weight_decay: float) -> torch.optim.AdamW:
@@ -172,25 +158,9 @@ class Trainer:
         loaded first (their credit methods can then be named), the configuration, the credit
         method built (its parameters' values), the world size, the device, every data source and
         the model names."""
-        cfg = self.config
-        cfg.load_plugins()
-        cfg.validate()
-        self.credit = cfg.credit.build()
-        if cfg.rollout.problems_per_step < self.dist.world:
-            raise ConfigError(f"rollout.problems_per_step={cfg.rollout.problems_per_step} is invalid with "
-                              f"{self.dist.world} processes: allowed >= {self.dist.world} (each rank needs a problem)")
+        found = preflight(self.config, world=self.dist.world)
+        self.credit, self.problems, self.eval_problems = found.credit, found.problems, found.eval_problems
         self._check_device()
-        self.problems = _load_data("train_data", cfg.train_data)
-        self.eval_problems = _load_data("eval_data", cfg.eval_data)
-        ws = cfg.warm_start
-        if ws.enabled and not (warm_start_path(ws, cfg.model.name, cfg.rollout.prompts) / "config.json").exists():
-            _load_data("warm_start.data", ws.data)
-        for field_name in ("name", "solver_name"):
-            if getattr(cfg.model, field_name):
-                try:
-                    check_model_source(getattr(cfg.model, field_name), field=f"model.{field_name}")
-                except ValueError as e:
-                    raise ConfigError(str(e)) from None
 
     def _check_device(self) -> None:
         d = self.config.model.device
@@ -575,13 +545,11 @@ class Trainer:
     def _resume(self) -> None:
         """Load ``out/checkpoint`` (refused if it was written with a different configuration)."""
         ck = load_checkpoint(self.out / "checkpoint")
-        mine = self.config.to_dict()
         try:  # fields added since the checkpoint was written read as their defaults
-            recorded = TrainerConfig.from_dict(ck["config"]).to_dict()
+            diff = resume_changes(ck["config"], self.config)
         except ConfigError as e:
             raise ResumeError(f"cannot resume {self.out}: its checkpoint's configuration is not one this version "
                               f"reads: {e}") from None
-        diff = [d for d in config_diff(recorded, mine) if d.split(":")[0].split(".")[0] not in RESUMABLE_CHANGES]
         if diff:
             raise ResumeError(
                 f"cannot resume {self.out}: the checkpoint was written with a different configuration "

@@ -1,0 +1,86 @@
+"""What a training checks before it loads a model or writes a file, shared by the :class:`Trainer`
+(at construction) and ``thinksolve train --dry-run`` (which stops there).
+
+:func:`preflight` loads the plugins, validates the configuration, builds the credit method, loads
+every data source and checks the model names; :func:`resume_changes` lists how a configuration
+differs from a run's recorded one in the fields a resumed run may not change
+(:data:`RESUMABLE_CHANGES` may).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from thinksolve_env import Problem, load_problems
+
+from ..config import ConfigError, TrainerConfig
+from ..runs.checkpoint import config_diff
+from ..team.sources import check_model_source
+from ..team.warmstart import warm_start_path
+
+__all__ = ["RESUMABLE_CHANGES", "Preflight", "preflight", "resume_changes", "load_data"]
+
+#: Config fields (and sections) a resumed run may change: none of them changes what a step
+#: computes (``parallel``: how ranks share the work; a sharded checkpoint loads at any world size;
+#: ``report_to``/``tensorboard``: where the metrics are mirrored).
+RESUMABLE_CHANGES = ("steps", "out", "save_every", "eval_every", "tensorboard", "report_to", "samples_every",
+                     "parallel")
+
+
+def load_data(field: str, source: str) -> list[Problem]:
+    """``load_problems(source)``, its errors named after the config field."""
+    try:
+        return load_problems(source)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{field}={source!r}: {e}") from None
+
+
+@dataclass
+class Preflight:
+    """What :func:`preflight` found: the credit method, the problems, whether the warm start is
+    cached."""
+
+    credit: Any
+    problems: list[Problem]
+    eval_problems: list[Problem]
+    warm_start_cached: bool | None
+    """``None``: no warm start; ``True``: cached (reused); ``False``: trained first."""
+
+
+def preflight(cfg: TrainerConfig, *, world: int = 1) -> Preflight:
+    """Everything that can be checked before a model is loaded or a file written: the plugins
+    loaded first (their credit methods can then be named), the configuration, the credit method
+    built (its parameters' values), the world size, every data source and the model names. Raises
+    :class:`~algorithms.config.ConfigError` naming the first problem."""
+    cfg.load_plugins()
+    # the models first: a mistyped path or an unloadable hub id is the real problem, before any
+    # setting that depends on the model (the warm start is for the built-in ones) is judged
+    for field_name in ("name", "solver_name"):
+        if getattr(cfg.model, field_name):
+            try:
+                check_model_source(getattr(cfg.model, field_name), field=f"model.{field_name}")
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
+    cfg.validate()
+    credit = cfg.credit.build()
+    if cfg.rollout.problems_per_step < world:
+        raise ConfigError(f"rollout.problems_per_step={cfg.rollout.problems_per_step} is invalid with "
+                          f"{world} processes: allowed >= {world} (each rank needs a problem)")
+    problems = load_data("train_data", cfg.train_data)
+    eval_problems = load_data("eval_data", cfg.eval_data)
+    ws, cached = cfg.warm_start, None
+    if ws.enabled:
+        cached = (warm_start_path(ws, cfg.model.name, cfg.rollout.prompts) / "config.json").exists()
+        if not cached:
+            load_data("warm_start.data", ws.data)
+    return Preflight(credit=credit, problems=problems, eval_problems=eval_problems, warm_start_cached=cached)
+
+
+def resume_changes(recorded: dict, config: TrainerConfig) -> list[str]:
+    """The differences (``field: recorded -> now``) between a run's recorded configuration and
+    ``config`` outside :data:`RESUMABLE_CHANGES`: what a resume must refuse. Fields added since the
+    checkpoint was written read as their defaults; a recorded configuration this version cannot
+    read is a :class:`~algorithms.config.ConfigError`."""
+    old = TrainerConfig.from_dict(recorded).to_dict()
+    return [d for d in config_diff(old, config.to_dict()) if d.split(":")[0].split(".")[0] not in RESUMABLE_CHANGES]
