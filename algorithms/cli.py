@@ -60,7 +60,8 @@ from .evaluation import eval_progress, evaluate, paired_interval
 from .runs import CheckpointError, ResumeError, RunLockedError, check_run_dir, check_unlocked, is_run, recorded_config
 from .team import export_team, load_team, rollout_team
 from .team.memory import HEADROOM, LAYOUTS, GiB, layout_config, memory_plan, min_gpus, own_layout, plan_rows
-from .train import Trainer
+from .train import RESUMABLE_CHANGES, Trainer
+from .train.preflight import preflight, resume_changes
 
 __all__ = ["main", "build_parser", "scripted_team", "train_config", "split_data", "BENCHMARKS"]
 
@@ -162,21 +163,40 @@ def _fail(msg: str) -> int:
     return 2
 
 
+def _resume_mode(args: argparse.Namespace) -> str | None:
+    """``None`` (a fresh run), ``"yes"`` (``--resume``: continue the checkpoint in ``--out``) or
+    ``"auto"`` (``--resume auto``: continue it when there is one, else start)."""
+    mode = getattr(args, "resume", None)
+    return None if mode in (None, False) else ("yes" if mode is True else mode)
+
+
+def _fresh_config(args: argparse.Namespace) -> TrainerConfig:
+    return preset(args.preset or "tiny-arith")
+
+
 def train_config(args: argparse.Namespace) -> TrainerConfig:
-    """The TrainerConfig named by ``train``'s arguments: the preset (default ``tiny-arith``), then
-    flags, then overrides, validated. With ``--resume`` the base is the run's own recorded
-    configuration (plugins included) instead of a preset, and flags and overrides are changes to
-    it (the trainer refuses those that would change what a step computes). The plugins (the
-    recorded ones and ``--plugin``'s) are loaded before the credit method is named."""
-    if getattr(args, "resume", False):
-        if args.preset is not None:
-            raise ConfigError("--resume continues the run's recorded configuration; drop --preset "
-                              "(flags and field=value overrides given with --resume are changes to that configuration)")
-        out = args.out if args.out is not None else preset("tiny-arith").out
+    """The TrainerConfig named by ``train``'s arguments, validated.
+
+    A fresh run: the preset (default ``tiny-arith``), then flags, then overrides. ``--resume``
+    with ``--preset``: built the same way, so that the original command line with ``--resume``
+    appended continues the run (the trainer refuses, and lists, every difference from the
+    recorded configuration outside :data:`~algorithms.train.RESUMABLE_CHANGES`). ``--resume``
+    without ``--preset``: the run's own recorded configuration (plugins included) is the base and
+    flags and overrides are changes to it. ``--resume auto`` (for job schedulers, which rerun the
+    same line after a preemption) resumes when ``--out`` holds a checkpoint and starts the run
+    otherwise; ``args.resume`` is set to what was decided (``"yes"`` or ``None``). The plugins
+    (the recorded ones and ``--plugin``'s) are loaded before the credit method is named."""
+    mode = _resume_mode(args)
+    if mode is not None:
+        out = args.out if args.out is not None else _fresh_config(args).out
+        if mode == "auto":
+            mode = "yes" if is_run(out) else None  # an unreadable checkpoint is reported below, never written over
+        args.resume = mode
+    if mode is not None and args.preset is None:
         cfg = TrainerConfig.from_dict(recorded_config(out)["config"])
         cfg.out = str(out)
     else:
-        cfg = preset(args.preset or "tiny-arith")
+        cfg = _fresh_config(args)
     for source in getattr(args, "plugin", None) or []:
         if source not in cfg.plugins:
             cfg.plugins.append(source)
@@ -188,7 +208,17 @@ def train_config(args: argparse.Namespace) -> TrainerConfig:
     for name in ("seed", "steps", "out"):
         if getattr(args, name, None) is not None:
             setattr(cfg, name, getattr(args, name))
-    return apply_overrides(cfg, list(args.overrides or [])).validate()
+    cfg = apply_overrides(cfg, list(args.overrides or [])).validate()
+    if mode is not None:  # refuse, before anything is loaded, a resume that would change what a step computes
+        try:
+            diff = resume_changes(recorded_config(cfg.out)["config"], cfg)
+        except ConfigError as e:
+            raise ResumeError(f"cannot resume {cfg.out}: its checkpoint's configuration is not one this version "
+                              f"reads: {e}") from None
+        if diff:
+            raise ResumeError(f"cannot resume {cfg.out}: the checkpoint was written with a different configuration "
+                              f"(only {', '.join(RESUMABLE_CHANGES)} may change):\n  " + "\n  ".join(diff))
+    return cfg
 
 
 def _print_row(prefix: str, r: dict) -> None:
@@ -221,25 +251,28 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.out is not None and main_rank:  # another live writer is the first thing to say (before "no checkpoint")
             check_unlocked(args.out)
         cfg = train_config(args)
+        resume = args.resume is not None
         if main_rank:
-            step = check_run_dir(cfg.out, resume=args.resume, steps=cfg.steps).step
+            step = check_run_dir(cfg.out, resume=resume, steps=cfg.steps).step
         else:
-            step = recorded_config(cfg.out)["step"] if args.resume else 0
+            step = recorded_config(cfg.out)["step"] if resume else 0
+        if args.dry_run:
+            return _dry_run(args, cfg, step if resume else None)
     except (ConfigError, CheckpointError, ResumeError, RunLockedError, ImportError, OSError) as e:
         return _fail(str(e))
     out = Path(cfg.out)
-    if args.resume and step == cfg.steps:
+    if resume and step == cfg.steps:
         print(f"{out} is already at step {step} of {cfg.steps}: nothing to train "
               f"(pass --steps N > {step} to go on)")
         return 0
     try:
-        trainer = Trainer(cfg, resume=args.resume)
+        trainer = Trainer(cfg, resume=resume)
     except (ResumeError, CheckpointError, ConfigError, RunLockedError, OSError, ImportError, ValueError) as e:
         return _fail(str(e))
     with trainer:
         if trainer.dist.main:
             (out / "config.json").write_text(cfg.to_json())
-            what = f"resuming {out} at step {trainer.step_count}" if args.resume else f"training {args.preset or 'tiny-arith'}"
+            what = f"resuming {out} at step {trainer.step_count}" if resume else f"training {args.preset or 'tiny-arith'}"
             print(f"{what}: credit {cfg.credit.name}, {cfg.optim.estimator}+{cfg.optim.loss}, "
                   f"{cfg.steps} steps, seed {cfg.seed} -> {out}", flush=True)
         try:
@@ -253,6 +286,39 @@ def cmd_train(args: argparse.Namespace) -> int:
             last = rows[-1]
             print(f"done: step {last['step']}, batch accuracy {last['joint_accuracy']:.1%}; "
                   f"metrics in {out / 'metrics.jsonl'}, checkpoint in {out / 'checkpoint'}")
+    return 0
+
+
+def _dry_run(args: argparse.Namespace, cfg: TrainerConfig, step: int | None) -> int:
+    """``thinksolve train --dry-run``: every check a training makes before it loads a model
+    (configuration, plugins, credit method, data, model names, the run directory), then what the
+    run would do; nothing is loaded or written."""
+    found = preflight(cfg)
+    r = cfg.rollout
+    if step is None:
+        state = "a new run"
+    elif step >= cfg.steps:
+        state = f"already at step {step} of {cfg.steps}: nothing to train"
+    else:
+        state = f"resumes at step {step} of {cfg.steps}"
+    ws = cfg.warm_start
+    warm = ("none" if found.warm_start_cached is None else
+            f"{ws.steps} supervised steps on {ws.data}, " + ("cached (reused)" if found.warm_start_cached else "trained first"))
+    print(f"dry run ({cfg.out}: {state}); nothing loaded or written")
+    for key, value in (
+        ("preset", args.preset or ("the run's recorded configuration" if step is not None else "tiny-arith")),
+        ("credit", f"{cfg.credit.name} {cfg.credit.params or ''}".strip()),
+        ("optimizer", f"{cfg.optim.estimator}+{cfg.optim.loss}, lr {cfg.optim.lr}"),
+        ("model", f"{cfg.model.name}" + (f" (Solver {cfg.model.solver_name})" if cfg.model.solver_name else "")
+                  + f", {cfg.model.sharing}, {cfg.model.device}"),
+        ("warm start", warm),
+        ("steps", f"{cfg.steps}, {r.problems_per_step} problems x {r.group_size} rollouts per step, seed {cfg.seed}"),
+        ("train data", f"{cfg.train_data} ({len(found.problems)} problems)"),
+        ("eval data", f"{cfg.eval_data} ({len(found.eval_problems)} problems), every {cfg.eval_every or 'never'} steps"),
+        ("checkpoints", f"every {cfg.save_every} steps and at the end"),
+        ("plugins", ", ".join(cfg.plugins) or "none"),
+    ):
+        print(f"  {key:<12} {value}")
     return 0
 
 
@@ -535,9 +601,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int)
     train.add_argument("--steps", type=int)
     train.add_argument("--out", help="run directory (metrics.jsonl, checkpoint/)")
-    train.add_argument("--resume", action="store_true",
-                       help="continue the run in --out exactly where it stopped, with its recorded config and plugins "
-                            "(other flags given are changes: --steps, save_every=..., eval_every=...)")
+    train.add_argument("--resume", nargs="?", const="yes", choices=RESUME_MODES, metavar="auto",
+                       help="continue the run in --out exactly where it stopped. With --preset: the original command "
+                            "line with --resume appended (only real differences from the recorded config are refused, "
+                            "and listed); without: the run's recorded config and plugins, other flags being changes "
+                            "(--steps, save_every=...). `--resume auto` (for job schedulers that rerun the same line): "
+                            "resume when --out holds a checkpoint, else start the run")
+    train.add_argument("--dry-run", action="store_true",
+                       help="check the configuration, plugins, data, model names and run directory, print what the run "
+                            "would do, and exit without loading a model or writing anything")
     train.add_argument("--list-fields", action="store_true",
                        help="list every config field (with the preset's value and its meaning) and exit")
     train.add_argument("--plugin", action="append", metavar="FILE_OR_MODULE",
@@ -608,8 +680,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: ``--resume`` alone means "yes"; ``--resume auto`` is the scheduler mode.
+RESUME_MODES = ("yes", "auto")
+
+
+def _resume_argv(argv: Sequence[str]) -> list[str]:
+    """``--resume`` takes an optional value (``auto``); a bare ``--resume`` followed by an override
+    (``--resume eval_every=5``) must not take the override as its value, so it is written
+    ``--resume=yes``."""
+    out = list(argv)
+    for i, a in enumerate(out):
+        if a == "--resume" and (i + 1 == len(out) or out[i + 1] not in RESUME_MODES):
+            out[i] = "--resume=yes"
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(_resume_argv(sys.argv[1:] if argv is None else argv))
+    # argparse takes one run of positionals: `field=value` overrides given after an option
+    # (`a=1 --steps 2 b=1`) come back unparsed and join the others, in order
+    if hasattr(args, "overrides"):
+        args.overrides = list(args.overrides or []) + [a for a in extra if re.match(r"^[\w.]+=", a)]
+        extra = [a for a in extra if not re.match(r"^[\w.]+=", a)]
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:  # model-loading progress bars would drown the training output
         hf_logging.disable_progress_bar()
     except Exception:  # pragma: no cover

@@ -68,8 +68,10 @@ def test_train_resume_and_eval_from_the_command_line(capsys, tmp_path):
     assert main([*resume, "--steps", "2", "optim.lr=0.5"]) == 2  # a change to the recorded config
     err = capsys.readouterr().err
     assert "different configuration" in err and "optim.lr: 3e-05 -> 0.5" in err
-    assert main([*resume, "--preset", "tiny-arith"]) == 2
-    assert "drop --preset" in capsys.readouterr().err
+    # the original line with --resume appended, but another optimizer: the differences are listed
+    assert main([*base, "--optimizer", "grpo", "--resume", "--steps", "1", *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "different configuration" in err and "optim.estimator: 'rloo' -> 'grpo'" in err
     # --resume alone: the recorded config (credit, optimizer, seed, the FAST overrides), target 1 step: reached
     assert main(resume) == 0
     assert "already at step 1 of 1: nothing to train" in capsys.readouterr().out
@@ -103,7 +105,91 @@ def test_eval_errors(capsys, tmp_path):
 
 def test_resume_without_a_checkpoint_is_a_clear_error(capsys, tmp_path):
     assert main(["train", "--out", str(tmp_path / "none"), "--steps", "1", "--resume", *FAST]) == 2
-    assert "no checkpoint at" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no checkpoint at" in err and "--resume auto" in err
+
+
+def test_the_original_command_line_with_resume_appended_continues(capsys, tmp_path):
+    run = tmp_path / "run"
+    line = ["train", "--preset", "tiny-arith", "--credit", "ccpo", "--seed", "1", "--out", str(run), *FAST]
+    assert main([*line, "--steps", "1"]) == 0
+    # the same line, --resume appended (before an override, which must stay an override), a new target
+    assert main([*line[:-1], "--resume", line[-1], "--steps", "2"]) == 0, capsys.readouterr().err
+    assert "resuming" in capsys.readouterr().out
+    assert [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    # the same line again once the target is reached: said, exit 0 (a requeued job that had finished)
+    assert main([*line, "--steps", "2", "--resume"]) == 0
+    assert "already at step 2 of 2: nothing to train" in capsys.readouterr().out
+    # a real difference (another credit method, another seed) is refused, every one listed, nothing written
+    before = (run / "metrics.jsonl").read_bytes()
+    assert main([*line, "--steps", "3", "--resume", "--credit", "shared", "--seed", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "credit.name: 'ccpo' -> 'shared'" in err and "seed: 1 -> 2" in err
+    assert (run / "metrics.jsonl").read_bytes() == before
+    # resumable changes pass: the target, the checkpoint interval, the evaluation interval
+    assert main([*line, "--steps", "3", "--resume", "save_every=5", "eval_every=0"]) == 0
+
+
+def test_dry_run_checks_everything_and_writes_nothing(capsys, tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "tiny-brief", "--out", str(run), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "a new run" in out and "nothing loaded or written" in out and "tiny-brief" in out
+    assert "(200 problems)" in out or "problems)" in out
+    assert not run.exists()
+    assert main(["train", "--out", str(run), "--dry-run", "train_data=/no/such.jsonl", *FAST[:1]]) == 2
+    assert "train_data='/no/such.jsonl'" in capsys.readouterr().err and not run.exists()
+    assert main(["train", "--out", str(run), "--steps", "1", *FAST]) == 0
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), "--steps", "3", "--resume", "auto", "--dry-run", *FAST]) == 0
+    assert "resumes at step 1 of 3" in capsys.readouterr().out
+    assert [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1]
+
+
+@pytest.mark.slow
+def test_a_killed_training_continues_when_the_scheduler_reruns_the_same_line(tmp_path):
+    """`--resume auto`: the same command line starts the run in an empty directory, and after a
+    SIGKILL (no chance to save; a preempted job) continues it from the last checkpoint, ending
+    where an uninterrupted run ends."""
+    import os
+    import signal
+    import time
+
+    import torch
+
+    from algorithms.runs import recorded_config
+
+    out = tmp_path / "cut"
+    cmd, env, root = _cli(tmp_path, out, 5, THINKSOLVE_TEST_SLEEP="0.4")
+    cmd += ["save_every=1", "--resume", "auto"]
+    first = subprocess.Popen(cmd, env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline and first.poll() is None:
+            try:
+                if recorded_config(out)["step"] >= 2:
+                    break
+            except Exception:
+                pass
+            time.sleep(0.05)
+        assert first.poll() is None, first.communicate()
+        os.kill(first.pid, signal.SIGKILL)
+    finally:
+        first.communicate(timeout=60)
+    killed_at = recorded_config(out)["step"]
+    assert 2 <= killed_at < 5
+    again = subprocess.run(cmd, env=env, cwd=root, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert f"resuming {out} at step {killed_at}" in again.stdout
+    assert [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4, 5]
+    # a third run of the same line: the run is complete, nothing to train
+    done = subprocess.run(cmd, env=env, cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "nothing to train" in done.stdout
+    cmd, env, root = _cli(tmp_path, tmp_path / "whole", 5)
+    assert subprocess.run(cmd + ["save_every=1", "--resume", "auto"], env=env, cwd=root, capture_output=True,
+                          timeout=300).returncode == 0
+    whole, cut = _ckpt_weights(tmp_path / "whole"), _ckpt_weights(out)
+    assert all(torch.equal(whole[role][k], cut[role][k]) for role in whole for k in whole[role])
 
 
 # --------------------------------------------------------------------------- runs a user can trust

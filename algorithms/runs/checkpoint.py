@@ -406,4 +406,4 @@ def recorded_config(run_dir: str | os.PathLike) -> dict:
             except (ValueError, KeyError, TypeError) as e:
                 raise CheckpointError(f"{ck}/meta.json is corrupt: {e}") from None
     raise CheckpointError(f"no checkpoint at {run / 'checkpoint'} (meta.json missing): nothing to resume; "
-                          "start the run without --resume")
+                          "start the run without --resume (or with --resume auto, which starts it when there is none)")
