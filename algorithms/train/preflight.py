@@ -24,8 +24,8 @@ __all__ = ["RESUMABLE_CHANGES", "Preflight", "preflight", "resume_changes", "loa
 #: Config fields (and sections) a resumed run may change: none of them changes what a step
 #: computes (``parallel``: how ranks share the work; a sharded checkpoint loads at any world size;
 #: ``report_to``/``tensorboard``: where the metrics are mirrored).
-RESUMABLE_CHANGES = ("steps", "out", "save_every", "eval_every", "tensorboard", "report_to", "samples_every",
-                     "parallel")
+RESUMABLE_CHANGES = ("steps", "out", "save_every", "eval_every", "tensorboard", "report_to", "samples_every", "samples_per_write",
+                     "samples_per_write", "parallel")
 
 
 def load_data(field: str, source: str) -> list[Problem]:
