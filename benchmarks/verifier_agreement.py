@@ -50,6 +50,10 @@ WHY = {
         "thinksolve": "by design: text with neither a box nor a final-answer phrase gives no answer "
                       "(the prompt asks for a box); unboxed='last' reads it",
     },
+    "unboxed-sentence": {
+        "thinksolve": "by design: text with neither a box nor a final-answer phrase gives no answer "
+                      "(the prompt asks for a box); unboxed='last' reads it",
+    },
     "numeric-tolerance": {
         "math-verify": "no relative tolerance (only float_rounding); the cases are labelled at rel_tol=1e-3",
     },
@@ -134,6 +138,10 @@ def main(argv: list[str] | None = None) -> int:
             agree = sum(verdicts[s][i]["correct"] == cases[i]["label"] for i in idx)
             row[s] = f"{agree}/{len(idx)}" if cls != "all" else f"{agree}/{len(idx)} ({100 * agree / len(idx):.1f}%)"
         rows.append(row)
+    # False positives: an answer accepted that the label says is wrong (the costly error for a reward).
+    false_pos = {s: sum(verdicts[s][i]["correct"] and not c["label"] for i, c in enumerate(cases)) for s in SYSTEMS}
+    rows.append({"class": "false positives", "cases": sum(not c["label"] for c in cases),
+                 **{s: str(false_pos[s]) for s in SYSTEMS}})
     disagreements = []
     for i, c in enumerate(cases):
         for s in SYSTEMS:
@@ -162,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         table = markdown_table(columns, rows)
     else:
         table = write_results("verifier_agreement", columns, rows, notes=notes,
-                              extra={"disagreements": disagreements, "same_verdict": pairwise})
+                              extra={"disagreements": disagreements, "same_verdict": pairwise,
+                                          "false_positives": false_pos})
     print(table)
     print()
     print(notes)
