@@ -113,3 +113,35 @@ def test_problem_dataclass_validates():
     assert Problem("a", "What?", 3).answer == "3"
     with pytest.raises(ProblemFormatError, match="'answer' must be"):
         Problem("a", "What?", "")
+
+
+@pytest.mark.parametrize("line, where", [
+    ('{"problem": "x", "answer": "1"', "Expecting ',' delimiter at the end of the line"),  # the record is cut off
+    ('{"problem": "x",, "answer": "1"}', "at column 17"),  # the second comma, counted on the line itself
+    ('{"problem": "x", "answer": "1"} junk', "Extra data at column 33"),
+])
+def test_bad_json_line_names_the_column_on_its_own_line(tmp_path, line, where):
+    f = tmp_path / "p.jsonl"
+    f.write_text('\ufeff{"problem": "y", "answer": "2"}\n' + line + "\n")  # a byte-order mark is no error
+    with pytest.raises(ProblemFormatError) as e:
+        load_problems(f)
+    assert f"{f}:2:" in str(e.value) and where in str(e.value)
+
+
+def test_over_long_problems_and_answers_are_refused_by_name(tmp_path):
+    from thinksolve_env import Problem, ThinkSolveEnv
+    from thinksolve_env.problems import MAX_PROBLEM_CHARS
+
+    f = tmp_path / "p.jsonl"
+    f.write_text(json.dumps({"id": "huge", "problem": "1 + " * 300_000 + "1", "answer": "300001"}) + "\n")
+    with pytest.raises(ProblemFormatError, match=r"problem 'huge' is 1,200,001 characters long, over the limit of 16,000"):
+        load_problems(f)
+    assert len(load_problems(f, max_chars=0)[0].problem) == 1_200_001  # the documented way to lift it
+    assert len(load_problems(f, max_chars=2_000_000)) == 1
+    with pytest.raises(ProblemFormatError, match="reference answer of 3,000 characters"):
+        load_problems([{"id": "a", "problem": "x", "answer": "9" * 3000}])
+    long = Problem("long", "x" * (MAX_PROBLEM_CHARS + 1), "1")
+    with pytest.raises(ProblemFormatError, match="ThinkSolveEnv: problem 'long' .* max_problem_chars=0"):
+        ThinkSolveEnv([long])
+    ThinkSolveEnv([long], max_problem_chars=0).close()
+    ThinkSolveEnv([Problem("ok", "x" * MAX_PROBLEM_CHARS, "1")]).close()  # at the limit: accepted

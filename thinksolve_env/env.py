@@ -55,9 +55,11 @@ replaced by U+FFFD and `infos[agent]["action_sanitized"]` is set. Neither raises
 
 ### Arguments
 `ThinkSolveEnv(problems, *, verifier=None, render_mode=None, prompts=None,
-max_thought_chars=16384, max_answer_chars=24576, solver_thought_chars=12000, briefing=True)`:
+max_thought_chars=16384, max_answer_chars=24576, solver_thought_chars=12000, briefing=True,
+max_problem_chars=16000)`:
 `problems` is a list of :class:`Problem` or anything :func:`load_problems` reads; `verifier`
-defaults to a :class:`MathVerifier` owned (and closed) by the env.
+defaults to a :class:`MathVerifier` owned (and closed) by the env. A problem longer than
+``max_problem_chars`` (``0``: no limit) is refused at construction, naming it.
 
 ### Version history
 * v0: initial release.
@@ -79,7 +81,7 @@ from pettingzoo.utils import AgentSelector, wrappers
 from pettingzoo.utils.conversions import turn_based_aec_to_parallel_wrapper
 
 from . import prompts as P
-from .problems import Problem, load_problems
+from .problems import MAX_PROBLEM_CHARS, Problem, check_lengths, load_problems
 from .verifier import MathVerifier, Verification, Verifier
 
 __all__ = ["ThinkSolveEnv", "raw_env", "env", "parallel_env", "UnicodeText", "THINKER", "SOLVER", "ROLES"]
@@ -177,6 +179,7 @@ class raw_env(AECEnv):
         max_answer_chars: int = 24576,
         solver_thought_chars: int | None = 12000,
         briefing: bool = True,
+        max_problem_chars: int = MAX_PROBLEM_CHARS,
     ) -> None:
         super().__init__()
         if isinstance(problems, str):
@@ -187,6 +190,7 @@ class raw_env(AECEnv):
         for i, p in enumerate(self.problems):
             if not isinstance(p, Problem):
                 raise TypeError(f"problems[{i}] must be a Problem, got {type(p).__name__}")
+        check_lengths(self.problems, max_problem_chars, "ThinkSolveEnv", knob="max_problem_chars=0")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
                 f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}"

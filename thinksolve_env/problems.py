@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Problem", "load_problems", "arith_problems", "parse_arith_spec", "ProblemFormatError"]
+__all__ = ["Problem", "load_problems", "arith_problems", "parse_arith_spec", "ProblemFormatError", "check_lengths",
+           "MAX_PROBLEM_CHARS", "MAX_ANSWER_CHARS"]
 
 
 class ProblemFormatError(ValueError):
@@ -48,6 +49,34 @@ class Problem:
         self.id = str(self.id)
 
 
+#: Longest problem text :func:`load_problems` and ``ThinkSolveEnv`` accept, in characters (about
+#: 4,000 tokens; the longest problem of the bundled MATH, AIME, AMC, Gaokao and Minerva sets has
+#: 4,309). A longer one is refused, not cut: pass ``max_chars`` (``0``: no limit) to change it.
+MAX_PROBLEM_CHARS = 16_000
+#: Longest reference answer accepted, in characters (the bundled sets' longest has 210).
+MAX_ANSWER_CHARS = 2_000
+
+
+def check_lengths(problems: Iterable[Problem], max_chars: int | None = None, where: str = "the problems",
+                  knob: str = "load_problems(..., max_chars=0)") -> None:
+    """Refuse (:class:`ProblemFormatError`, naming it) the first problem longer than ``max_chars``
+    (default :data:`MAX_PROBLEM_CHARS`, ``0``: no limit) or whose reference answer is longer than
+    :data:`MAX_ANSWER_CHARS`."""
+    limit = MAX_PROBLEM_CHARS if max_chars is None else max_chars
+    if not isinstance(limit, int) or limit < 0:
+        raise ValueError(f"max_chars must be a non-negative integer or None, got {max_chars!r}")
+    for p in problems:
+        if limit and len(p.problem) > limit:
+            raise ProblemFormatError(
+                f"{where}: problem {p.id!r} is {len(p.problem):,} characters long, over the limit of {limit:,} "
+                f"(MAX_PROBLEM_CHARS in thinksolve_env.problems): refused rather than cut, since a cut problem is "
+                f"another problem; shorten or drop it, or lift the limit with {knob}")
+        if len(p.answer) > MAX_ANSWER_CHARS:
+            raise ProblemFormatError(
+                f"{where}: problem {p.id!r} has a reference answer of {len(p.answer):,} characters, over the limit "
+                f"of {MAX_ANSWER_CHARS:,} (MAX_ANSWER_CHARS): a final answer is a value or an expression, not a text")
+
+
 # --------------------------------------------------------------------------- records
 
 
@@ -68,14 +97,16 @@ def _from_record(rec: Any, where: str, default_id: str) -> Problem:
 
 def _read_jsonl(path: Path) -> list[Problem]:
     out = []
-    with path.open("r", encoding="utf-8") as f:
+    with path.open("r", encoding="utf-8-sig") as f:  # a byte-order mark at the start is not an error
         for lineno, line in enumerate(f, 1):
-            if not line.strip():
+            text = line.rstrip("\r\n")  # the column is the line's own: an error at its end is said so
+            if not text.strip():
                 continue
             try:
-                rec = json.loads(line)
+                rec = json.loads(text)
             except json.JSONDecodeError as e:
-                raise ProblemFormatError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
+                at = "at the end of the line" if e.pos >= len(text.rstrip()) else f"at column {e.pos + 1}"
+                raise ProblemFormatError(f"{path}:{lineno}: not valid JSON ({e.msg} {at})") from None
             out.append(_from_record(rec, f"{path}:{lineno}", f"{path.stem}-{len(out)}"))
     return out
 
@@ -250,9 +281,15 @@ def arith_problems(n: int = 1000, *, difficulty: int = 2, seed: int = 0, split: 
 
 
 def load_problems(
-    source: str | os.PathLike | Iterable[Problem | dict], *, limit: int | None = None, seed: int | None = None
+    source: str | os.PathLike | Iterable[Problem | dict], *, limit: int | None = None, seed: int | None = None,
+    max_chars: int | None = None,
 ) -> list[Problem]:
     """Load problems from a file, a task spec, a Hugging Face dataset or an iterable.
+
+    A problem longer than ``max_chars`` characters (default :data:`MAX_PROBLEM_CHARS`; ``0``
+    turns the check off) or a reference answer longer than :data:`MAX_ANSWER_CHARS` is refused
+    with a :class:`ProblemFormatError` naming it: cutting it would pose another problem, and one
+    such record makes every batch it joins slow.
 
     ``seed`` shuffles file/dataset records deterministically before ``limit`` is applied (and
     seeds the ``arith:`` generator when the spec gives no ``seed=``). Raises
@@ -300,6 +337,7 @@ def load_problems(
         where = "the given iterable"
     if not problems:
         raise ValueError(f"no problems loaded from {where}: the problem list is empty")
+    check_lengths(problems, max_chars, where)
     if seed is not None and not shuffled:
         problems = problems[:]
         random.Random(seed).shuffle(problems)
