@@ -34,6 +34,7 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 
 from transformers.utils import logging as hf_logging
@@ -57,7 +58,18 @@ from .config import (
     preset,
 )
 from .evaluation import eval_progress, evaluate, paired_interval
-from .runs import CheckpointError, ResumeError, RunLockedError, check_run_dir, check_unlocked, is_run, recorded_config
+from .credit import available as credit_available
+from .runs import (
+    CheckpointError,
+    ResumeError,
+    RunLockedError,
+    append_row,
+    check_run_dir,
+    check_unlocked,
+    is_run,
+    json_default,
+    recorded_config,
+)
 from .team import export_team, load_team, rollout_team
 from .team.memory import HEADROOM, LAYOUTS, GiB, layout_config, memory_plan, min_gpus, own_layout, plan_rows
 from .train import RESUMABLE_CHANGES, Trainer
@@ -136,7 +148,8 @@ def _cmd_play(args) -> int:
         ("solver_0", ["solver_0"]),
         ("both", ["thinker_0", "solver_0"]),
     ]
-    print(f"thinksolve demo: {len(problems)} problems from {data.name}, scripted Thinker/Solver (see `scripted_team`)")
+    print(f"thinksolve {args.command}: {len(problems)} problems from {data.name}, scripted Thinker/Solver "
+          "(see `scripted_team`)")
     rows = []
     with MathVerifier() as verifier:
         e = make_env(problems, verifier=verifier)
@@ -323,65 +336,152 @@ def _dry_run(args: argparse.Namespace, cfg: TrainerConfig, step: int | None) -> 
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    """Evaluate a run or model on every ``--data`` source and append one record to the results
+    file (``RUN/evals.jsonl`` for a run, else ``--out``). Everything that can fail cheaply is
+    checked first (settings, every data source, the results file), then the team is loaded once
+    and one verifier serves every source."""
     temperature = 0.0 if args.greedy else args.temperature
-    if temperature < 0:
-        return _fail(f"--temperature must be >= 0, got {temperature}")
-    if args.samples < 1:
-        return _fail(f"--samples must be >= 1, got {args.samples}")
-    files = split_data(args.data)
-    try:
-        team, run_rollout = load_team(args.model, solver_model=args.solver_model, seed=args.seed)
-    except (OSError, ValueError, ImportError, CheckpointError) as e:  # ConfigError is a ValueError
-        return _fail(str(e))
+    for flag, value, low in (("--temperature", temperature, 0), ("--samples", args.samples, 1),
+                             ("--limit", args.limit, 1), ("--max-new-tokens", args.max_new_tokens, 1)):
+        if value is not None and value < low:
+            return _fail(f"{flag} must be >= {low}, got {value}")
     if args.prompts is not None and args.prompts not in PROMPT_SETS:
         return _fail(f"unknown prompt set {args.prompts!r}; choose from {sorted(PROMPT_SETS)}")
     engine = getattr(args, "engine", "transformers")
+    if engine == "vllm" and not vllm_available():
+        return _fail(f"--engine vllm: {VLLM_MISSING}")
+    try:
+        datasets = _eval_datasets(args.data, args.limit)
+        out = _eval_out(args)
+    except ValueError as e:
+        return _fail(str(e))
+    try:
+        step = _run_step(args.model)
+        team, run_rollout = load_team(args.model, solver_model=args.solver_model, seed=args.seed)
+        loaded = _run_step(args.model)
+    except (OSError, ValueError, ImportError, CheckpointError) as e:  # ConfigError is a ValueError
+        return _fail(str(e))
     if engine == "vllm":
-        if not vllm_available():
-            return _fail(f"--engine vllm: {VLLM_MISSING}")
         team = rollout_team(team, "vllm", seed=args.seed)
-    results = {}
+    rollout = _eval_budgets(args, run_rollout)
+    results: dict[str, dict] = {}
     print(f"evaluating {args.model} at temperature {temperature}, {args.samples} sample(s) per problem"
           + (f", on {engine}" if engine != "transformers" else ""))
-    for f in files:
-        try:
-            r = evaluate(team, f, samples=args.samples, temperature=temperature, seed=args.seed, remove=args.remove,
-                         limit=args.limit, rollout=_eval_budgets(args, run_rollout), chunk=_eval_chunk(f, args.limit),
-                         progress=eval_progress(f"eval {Path(f).name if not f.startswith('arith:') else f}"))
-        except (OSError, ValueError) as e:
-            return _fail(f"{f}: {e}")
-        results[f] = r
-    if engine == "vllm":
-        for p in {id(p): p for p in team.values()}.values():
-            p.close()
+    t0, f = time.perf_counter(), ""
+    try:
+        with MathVerifier() as verifier:  # one worker pool for every source and chunk
+            for f, problems in datasets.items():
+                results[f] = evaluate(team, problems, samples=args.samples, temperature=temperature, seed=args.seed,
+                                      remove=args.remove, rollout=rollout, verifier=verifier,
+                                      chunk=_eval_chunk(len(problems)), progress=eval_progress(f"eval {_data_name(f)}"))
+    except (OSError, ValueError) as e:
+        return _fail(f"{f}: {e}")
+    finally:
+        if engine == "vllm":
+            for p in {id(p): p for p in team.values()}.values():
+                p.close()
     print()
     if args.remove is None:
         _table_header("dataset")
         for f, r in results.items():
-            _print_row(Path(f).name if not f.startswith("arith:") else f[:22], r)
+            _print_row(_data_name(f)[:22], r)
     else:
         key = "solo_accuracy" if args.remove == "thinker_0" else "no_solver_accuracy"
         print(f"| dataset                | {args.remove} removed |")
         print("|------------------------|------------------:|")
         for f, r in results.items():
-            print(f"| {Path(f).name[:22]:<22} | {r[key]:>17.1%} |")
-    out = Path(args.out) if args.out else None
-    if out is None and is_run(args.model):  # a run keeps its evaluation; a model folder is left as it is
-        out = Path(args.model) / "eval.json"
+            print(f"| {_data_name(f)[:22]:<22} | {r[key]:>17.1%} |")
     if out is not None:
-        out.write_text(json.dumps({"model": args.model, "temperature": temperature, "results": results}, indent=2))
-        print(f"\nwritten to {out}")
+        if step != loaded:
+            print(f"note: {args.model} saved a checkpoint while it was being loaded (step {step} -> {loaded}); "
+                  f"the record says step {loaded}", file=sys.stderr)
+        record = _eval_record(args, results, step=loaded, engine=engine, seconds=time.perf_counter() - t0)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            append_row(out, json.dumps(record, default=json_default))
+        except OSError as e:
+            return _fail(f"cannot append the results to {out}: {e}")
+        print(f"\nappended to {out} (step {record['step']}, seed {args.seed})" if record["step"] is not None
+              else f"\nappended to {out}")
     return 0
 
 
-def _eval_chunk(source: str, limit: int | None) -> int:
+#: The results file ``thinksolve eval`` appends to in a run directory (one JSON record per line).
+EVAL_RECORDS = "evals.jsonl"
+
+
+def _data_name(source: str) -> str:
+    return source if source.startswith("arith:") else Path(source).name
+
+
+def _eval_datasets(spec: str, limit: int | None) -> dict[str, list[Problem]]:
+    """Every ``--data`` source loaded and checked (it exists, parses, and keeps a problem after
+    ``--limit``) before a model is loaded; a bad one is a ValueError naming it."""
+    sources = split_data(spec)
+    if not sources:
+        raise ValueError(f"--data {spec!r} names no problem file or arith: spec")
+    datasets: dict[str, list[Problem]] = {}
+    for f in sources:
+        if f in datasets:
+            raise ValueError(f"--data names {f} twice")
+        try:
+            problems = load_problems(f, limit=limit)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"--data {f}: {e}") from None
+        if not problems:
+            raise ValueError(f"--data {f}: no problems" + (f" (with --limit {limit})" if limit is not None else ""))
+        datasets[f] = problems
+    return datasets
+
+
+def _eval_out(args) -> Path | None:
+    """The file the record is appended to: ``--out``, else ``RUN/evals.jsonl`` for a run (a model
+    folder or name is left as it is: no file). An existing file must hold JSON lines (one object
+    per line), so that nothing is appended to a file of another kind, e.g. an ``eval.json`` written
+    by thinksolve before 0.2 (one indented object)."""
+    if args.out:
+        out = Path(args.out)
+    elif is_run(args.model):
+        out = Path(args.model) / EVAL_RECORDS
+    else:
+        return None
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a directory; name a file (JSON lines, one record per evaluation)")
+    if out.exists():
+        try:
+            with open(out, encoding="utf-8") as fh:
+                first = fh.readline()
+            if first.strip() and not isinstance(json.loads(first), dict):
+                raise ValueError
+        except (OSError, UnicodeDecodeError, ValueError):
+            raise ValueError(f"--out {out} exists and is not a JSON-lines file (one JSON object per line); evaluations "
+                             "are appended, never overwritten: name a new file or a .jsonl of earlier evaluations") from None
+    return out
+
+
+def _run_step(model: str) -> int | None:
+    """The step of the run's checkpoint (``None`` for a model that is not a run)."""
+    return recorded_config(model)["step"] if is_run(model) else None
+
+
+def _eval_record(args, results: dict[str, dict], *, step: int | None, engine: str, seconds: float) -> dict:
+    """One evaluation: what was evaluated (model, checkpoint step), how (seed, sampling, removal)
+    and the results per source (accuracies, paired intervals, per-problem values with problem ids,
+    seconds, tokens). The sampling settings and seed are the same for every source and stand once."""
+    first = next(iter(results.values()))
+    per_source = {f: {k: v for k, v in r.items() if k not in ("seed", "sampling")} for f, r in results.items()}
+    return {
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": args.model, "solver_model": args.solver_model, "step": step, "seed": args.seed,
+        "temperature": first["temperature"], "sampling": {**first["sampling"], "engine": engine},
+        "remove": args.remove, "results": per_source,
+        "seconds": seconds, "tokens": sum(r["tokens"] for r in results.values()),
+    }
+
+
+def _eval_chunk(n: int) -> int:
     """Problems per collection in ``thinksolve eval``: about 10 progress lines per dataset, at
     most 32 problems per batch."""
-
-    try:
-        n = len(load_problems(source, limit=limit))
-    except (OSError, ValueError):
-        return 1  # evaluate() reports the error
     return max(1, min(32, math.ceil(n / 10)))
 
 
@@ -596,7 +696,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Train with a preset; any config field can be overridden as field=value (e.g. optim.lr=1e-5 "
         "schedule.mode=simultaneous credit.params.lam=0.5)."))
     train.add_argument("--preset", help=f"one of: {', '.join(PRESETS)} (default tiny-arith; not with --resume)")
-    train.add_argument("--credit", help="credit method (shared, ccpo, sepo, difference, shapley, or registered)")
+    train.add_argument("--credit", help="credit method: " + ", ".join(credit_available())
+                       + " (built in), or one a --plugin registers")
     train.add_argument("--optimizer", help=f"one of: {', '.join(OPTIMIZERS)}")
     train.add_argument("--seed", type=int)
     train.add_argument("--steps", type=int)
@@ -632,7 +733,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--engine", choices=["transformers", "vllm"], default="transformers",
                     help="generation engine (vllm: run it from .venv-vllm or a GPU install; default transformers)")
-    ev.add_argument("--out", help="JSON file for the results (default: RUN/eval.json for a run directory)")
+    ev.add_argument("--out", help="JSON-lines file the evaluation is appended to, one record per evaluation "
+                                  f"(default: RUN/{EVAL_RECORDS} for a run directory; nothing for a model)")
     ev.set_defaults(func=cmd_eval)
 
     demo = sub.add_parser("demo", help="the main job: warm start, CCPO training of tiny-brief, before/after table with intervals")

@@ -41,7 +41,9 @@ def test_console_script_module_runs():
     (["--credit", "magic"], "unknown credit method 'magic'; choose from ['ccpo', 'difference', "),
     (["--optimizer", "adam"], "unknown optimizer 'adam'; choose from ['dr_grpo', 'grpo', 'gspo', 'reinforce++'"),
     (["rollout.group_size=1"], "rollout.group_size=1 is invalid: allowed >= 2"),
-    (["optim.lrr=1"], "unknown config field 'optim.lrr'; known here: ['agg'"),
+    (["optim.lrr=1"], "unknown config field 'optim.lrr' (did you mean 'optim.lr'?); known here: ['agg'"),
+    (["foo.bar=1"], "unknown config section 'foo'; sections here: ['credit', 'model', 'optim', 'parallel', 'rollout',"),
+    (["rolout.group_size=4"], "unknown config section 'rolout'; did you mean 'rollout'? sections here:"),
     (["--steps", "0"], "steps=0 is invalid: allowed >= 1"),
 ])
 def test_train_errors_name_the_choices(capsys, tmp_path, args, msg):
@@ -90,10 +92,11 @@ def test_train_resume_and_eval_from_the_command_line(capsys, tmp_path):
                  "--max-new-tokens", "4"]) == 0
     out = capsys.readouterr().out
     assert "Thinker removed" in out and "collaboration" in out
-    result = json.loads((run / "eval.json").read_text())
+    [result] = [json.loads(x) for x in (run / "evals.jsonl").read_text().splitlines()]  # one record, appended
     assert sorted(result["results"]) == ["arith:n=2,difficulty=2", "arith:n=3,difficulty=1,split=test"]
     r = result["results"]["arith:n=3,difficulty=1,split=test"]
     assert r["problems"] == 3 and r["samples"] == 2 and result["temperature"] == 0.0
+    assert result["step"] == 2 and result["seed"] == 0 and len(r["ids"]) == 3
 
 
 def test_eval_errors(capsys, tmp_path):

@@ -65,13 +65,14 @@ def test_greedy_team_on_vllm_equals_the_transformers_team():
 def test_eval_command_with_engine_vllm(tmp_path, capsys):
     from algorithms.cli import main
 
-    out = tmp_path / "eval.json"
+    out = tmp_path / "evals.jsonl"
     args = ["eval", "--model", "tiny", "--data", DATA, "--greedy", "--max-new-tokens", "8", "--out", str(out)]
     assert main([*args, "--engine", "vllm"]) == 0
     assert "on vllm" in capsys.readouterr().out
-    on_vllm = json.loads(out.read_text())["results"][DATA]
+    on_vllm = json.loads(out.read_text().splitlines()[-1])["results"][DATA]
     assert main(args) == 0
-    on_hf = json.loads(out.read_text())["results"][DATA]
+    on_hf = json.loads(out.read_text().splitlines()[-1])["results"][DATA]
+    assert len(out.read_text().splitlines()) == 2  # appended, not replaced
     assert on_vllm["problems"] == on_hf["problems"] == 6
     for key in ("joint_accuracy", "solo_accuracy", "help_rate", "hurt_rate"):
         assert on_vllm[key] == on_hf[key], key

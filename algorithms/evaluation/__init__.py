@@ -2,7 +2,7 @@
 collaboration diagnostics, and the statistics both report."""
 
 from .diagnostics import collaboration_diagnostics
-from .evaluate import REMOVALS, eval_progress, evaluate
+from .evaluate import REMOVALS, eval_progress, evaluate, intervals
 from .stats import correlation, paired_interval
 
-__all__ = ["evaluate", "eval_progress", "REMOVALS", "collaboration_diagnostics", "paired_interval", "correlation"]
+__all__ = ["evaluate", "eval_progress", "intervals", "REMOVALS", "collaboration_diagnostics", "paired_interval", "correlation"]

@@ -12,6 +12,11 @@ seed ``seed + j``) and ``progress(info)`` is called after each chunk with ``done
 far); :func:`eval_progress` turns that into one printed line. Without ``chunk`` everything is one
 batch (one ``generate`` call per role and phase), as in training.
 
+Verification: every chunk uses the same verifier, ``verifier`` when one is passed (the trainer's,
+``thinksolve eval``'s), else one :class:`~thinksolve_env.MathVerifier` made for this call and
+closed at its end. Its worker processes start once per evaluation, not once per chunk (starting
+them costs about a second each, more than a chunk of a small model's generations).
+
 Runs and models are loaded for evaluation by :func:`algorithms.team.load_team`.
 """
 
@@ -24,13 +29,14 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from thinksolve_env import Problem, load_problems
+from thinksolve_env import MathVerifier, Problem, load_problems
 
 from ..config import RolloutConfig, prompt_templates
 from ..rollout import Sampling, collect_groups
 from ..runs import clock
+from .stats import paired_interval
 
-__all__ = ["evaluate", "REMOVALS", "eval_progress"]
+__all__ = ["evaluate", "REMOVALS", "eval_progress", "intervals"]
 
 REMOVALS = ("thinker_0", "solver_0")
 
@@ -42,12 +48,16 @@ def evaluate(policies: dict, data: str | Sequence[Problem], *, samples: int = 1,
     """Accuracy of ``policies`` on ``data`` (a problem list or anything ``load_problems`` reads).
 
     Returns ``{"problems", "samples", "temperature", "joint_accuracy", "solo_accuracy",
-    "collaboration", "help_rate", "hurt_rate", "per_problem", "seconds"}`` (``per_problem``: the
-    share of each problem's samples that are correct, ``{"joint": [...], "solo": [...]}`` in
-    problem order, for paired intervals; see :func:`paired_interval`) (help: the team is right where the
-    paired Thinker-removed sample is wrong; hurt: the reverse; help − hurt = collaboration)
-    (``remove="thinker_0"``: only ``solo_accuracy``;
-    ``remove="solver_0"``: ``no_solver_accuracy``, the Thinker alone). ``rollout`` (a
+    "collaboration", "help_rate", "hurt_rate", "per_problem", "ids", "intervals", "seed",
+    "sampling", "tokens", "seconds"}`` (``per_problem``: the share of each problem's samples that are correct,
+    ``{"joint": [...], "solo": [...]}`` in problem order, for paired intervals; see
+    :func:`paired_interval`; ``ids``: the problems' :attr:`~thinksolve_env.Problem.id` in the same
+    order; ``intervals``: :func:`intervals` of ``per_problem``; ``sampling``: the settings used,
+    ``{"temperature", "top_p", "thinker_max_new_tokens", "solver_max_new_tokens", "samples",
+    "prompts"}``; ``tokens``: tokens generated) (help:
+    the team is right where the paired Thinker-removed sample is wrong; hurt: the reverse; help −
+    hurt = collaboration) (``remove="thinker_0"``: only ``solo_accuracy``;
+    ``remove="solver_0"``: ``no_solver_accuracy``, the Thinker alone, with ``per_problem["no_solver"]``). ``rollout`` (a
     :class:`~algorithms.config.RolloutConfig`, e.g. the run's) supplies the sampling settings
     (:meth:`~algorithms.config.RolloutConfig.sampling`: token budgets, ``top_p``) and the prompt
     set, with this evaluation's own ``temperature`` and ``seed``; without it, the defaults of
@@ -66,18 +76,27 @@ def evaluate(policies: dict, data: str | Sequence[Problem], *, samples: int = 1,
     t0 = time.perf_counter()
     size = chunk or len(problems)
     groups, tokens = [], 0
-    for j, lo in enumerate(range(0, len(problems), size)):
-        part = collect_groups(problems[lo:lo + size], policies, group_size=samples, needs=needs, solo_samples=samples,
-                              verifier=verifier, sampling=sampling.replace(seed=seed + j), env_options=env_options)
-        groups += list(part)
-        tokens += sum(v["tokens"] for k, v in part.budget.items() if k != "generate_calls")
-        if progress is not None:
-            done, dt = min(lo + size, len(problems)), time.perf_counter() - t0
-            progress({"done": done, "total": len(problems), "tokens": tokens, "seconds": dt,
-                      "tokens_per_s": tokens / dt if dt > 0 else 0.0,
-                      "eta_s": dt / done * (len(problems) - done)})
+    own = verifier is None  # one verifier (one worker pool) for every chunk, closed here if made here
+    verifier = MathVerifier() if own else verifier
+    try:
+        for j, lo in enumerate(range(0, len(problems), size)):
+            part = collect_groups(problems[lo:lo + size], policies, group_size=samples, needs=needs, solo_samples=samples,
+                                  verifier=verifier, sampling=sampling.replace(seed=seed + j), env_options=env_options)
+            groups += list(part)
+            tokens += sum(v["tokens"] for k, v in part.budget.items() if k != "generate_calls")
+            if progress is not None:
+                done, dt = min(lo + size, len(problems)), time.perf_counter() - t0
+                progress({"done": done, "total": len(problems), "tokens": tokens, "seconds": dt,
+                          "tokens_per_s": tokens / dt if dt > 0 else 0.0,
+                          "eta_s": dt / done * (len(problems) - done)})
+    finally:
+        if own:
+            verifier.close()
     joint = float(np.mean([e.reward > 0 for g in groups for e in g.episodes]))
     out: dict[str, Any] = {"problems": len(problems), "samples": samples, "temperature": temperature}
+    settings = {"temperature": temperature, "top_p": sampling.top_p, "thinker_max_new_tokens": sampling.thinker_max_new_tokens,
+                "solver_max_new_tokens": sampling.solver_max_new_tokens, "samples": samples,
+                "prompts": rollout.prompts if rollout is not None else "default"}
     # per problem, in order: the share of its samples that are correct (for paired intervals)
     per: dict[str, list[float]] = {}
     if remove is None:
@@ -85,6 +104,8 @@ def evaluate(policies: dict, data: str | Sequence[Problem], *, samples: int = 1,
                "solo": [float(np.mean([r > 0 for r in g.solo_rewards])) for g in groups]}
     elif remove == "thinker_0":
         per = {"solo": [float(np.mean([r > 0 for r in g.solo_rewards])) for g in groups]}
+    else:
+        per = {"no_solver": [float(np.mean([e.no_solver_reward > 0 for e in g.episodes])) for g in groups]}
     if remove is None:
         solo = float(np.mean([r > 0 for g in groups for r in g.solo_rewards]))
         # sample j of the team is paired with solo sample j of the same problem
@@ -97,7 +118,27 @@ def evaluate(policies: dict, data: str | Sequence[Problem], *, samples: int = 1,
     else:
         out["no_solver_accuracy"] = float(np.mean([e.no_solver_reward > 0 for g in groups for e in g.episodes]))
     out["per_problem"] = per
+    out["ids"] = [p.id for p in problems]
+    out["intervals"] = intervals(per)
+    out["seed"], out["sampling"] = seed, settings
+    out["tokens"] = tokens
     out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def intervals(per_problem: dict[str, Sequence[float]]) -> dict[str, dict[str, Any]]:
+    """Paired 95% intervals over problems (:func:`paired_interval`) of an evaluation's
+    ``per_problem`` values: each accuracy measured (``joint`` = the team, ``solo`` = the Thinker
+    removed, ``no_solver``) and, with both ``joint`` and ``solo``, ``collaboration`` (their paired
+    difference). A standard error that needs two problems is ``None`` with one (JSON has no NaN)."""
+
+    def clean(r: dict) -> dict:
+        se = None if r["se"] != r["se"] else r["se"]
+        return {"mean": r["mean"], "se": se, "ci95": r["ci95"] if se is not None else [None, None]}
+
+    out = {k: clean(paired_interval(v)) for k, v in per_problem.items() if len(v)}
+    if len(per_problem.get("joint", ())) and len(per_problem.get("solo", ())):
+        out["collaboration"] = clean(paired_interval(per_problem["joint"], per_problem["solo"]))
     return out
 
 
