@@ -7,6 +7,9 @@ A run directory ``OUT`` holds::
     OUT/config.json      the run's configuration
     OUT/metrics.jsonl    one JSON row per step (``step`` = 1, 2, ...): :mod:`.metrics`
     OUT/eval.jsonl       evaluations during training (reconciled like the metrics)
+    OUT/samples.jsonl    sample episodes every ``samples_every`` steps: :mod:`.samples`
+    OUT/summary.json     the end of the run (held-out and batch accuracy, last samples): :mod:`.summary`
+    OUT/tensorboard/     OUT/wandb/: the loggers of ``report_to`` (:mod:`.loggers`)
     OUT/checkpoint/      the latest state: :mod:`.checkpoint`
     OUT/eval.json        ``thinksolve eval`` of the run
 
@@ -28,14 +31,18 @@ from .checkpoint import (
                          save_sharded_checkpoint,
 )
 from .lock import RunLock, RunLockedError, check_unlocked, lock_holder, open_run_dir
+from .loggers import LoggerMissing, check_loggers
 from .metrics import EVALS, METRICS, MetricsLogger, append_row, reconcile_metrics
 from .progress import clock, training_progress
+from .samples import SAMPLES, format_sample, read_rows, sample_rows, write_samples
 from .state import ResumeError, RunState, check_run_dir, run_state
+from .summary import SUMMARY, format_summary, report_run, run_summary, write_summary
 
 __all__ = [
     "CheckpointError", "save_checkpoint", "load_checkpoint", "save_sharded_checkpoint", "load_sharded_state",
     "capture_rng", "restore_rng", "config_diff", "is_run",
     "recorded_config", "json_default", "RunLock", "RunLockedError", "open_run_dir", "METRICS", "EVALS", "MetricsLogger",
     "append_row", "reconcile_metrics", "training_progress", "clock", "lock_holder", "check_unlocked", "RunState",
-    "ResumeError", "run_state", "check_run_dir",
+    "ResumeError", "run_state", "check_run_dir", "LoggerMissing", "check_loggers", "SAMPLES", "format_sample",
+    "read_rows", "sample_rows", "write_samples", "SUMMARY", "format_summary", "report_run", "run_summary", "write_summary",
 ]

@@ -1,24 +1,24 @@
-"""Metrics files that agree with the checkpoint: ``metrics.jsonl`` and ``eval.jsonl``.
+"""Metrics files that agree with the checkpoint: ``metrics.jsonl``, ``eval.jsonl`` and ``samples.jsonl``.
 
 A row is appended with one ``write`` of a whole line (``O_APPEND``), so rows of one writer never
 interleave and a crash can at worst leave the last line unterminated. :func:`reconcile_metrics`
 runs before a resumed run writes: it keeps the rows with ``step <= checkpoint step`` in order and
 moves everything else (rows past the checkpoint, a torn or unparsable line) to
 ``metrics.jsonl.cut-<time>`` next to it — kept, not destroyed. :class:`MetricsLogger` writes the
-rows (and mirrors their numbers to TensorBoard when it is installed and asked for).
+rows and mirrors their numbers to the loggers of ``report_to`` (:mod:`.loggers`). What each key
+of a row means: docs/metrics.md.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import math
 import os
 import time
 from pathlib import Path
 from typing import Any
 
 from .checkpoint import json_default
+from .loggers import check_loggers, installed, open_logger, scalars
 
 __all__ = ["METRICS", "EVALS", "append_row", "reconcile_metrics", "MetricsLogger", "flatten"]
 
@@ -40,13 +40,14 @@ def append_row(path: str | os.PathLike, line: str) -> None:
         os.close(fd)
 
 
-def reconcile_metrics(path: str | os.PathLike, step: int) -> dict[str, Any]:
+def reconcile_metrics(path: str | os.PathLike, step: int, *, unique: bool = True) -> dict[str, Any]:
     """Make ``path`` (a ``metrics.jsonl``) agree with a checkpoint at ``step``.
 
     Keeps, in order, the complete rows with ``1 <= row["step"] <= step``; every other line (rows
     past the checkpoint, duplicates of a step already kept, a torn last line, unparsable text)
     goes to ``<path>.cut-<time>``. Returns ``{"kept", "cut", "cut_to"}`` (``cut_to`` is ``None``
-    when nothing was cut). ``step = 0`` empties the file into the cut file.
+    when nothing was cut). ``step = 0`` empties the file into the cut file. ``unique=False``
+    keeps several rows of a step (``samples.jsonl``).
     """
     path = Path(path)
     if not path.exists():
@@ -62,7 +63,7 @@ def reconcile_metrics(path: str | os.PathLike, step: int) -> dict[str, Any]:
         except (ValueError, KeyError, TypeError):
             cut.append(line)
             continue
-        if 1 <= s <= step and s not in seen:
+        if 1 <= s <= step and (s not in seen or not unique):
             kept.append(line)
             seen.add(s)
         else:
@@ -93,39 +94,45 @@ def flatten(d: dict, prefix: str = "") -> dict:
 
 
 class MetricsLogger:
-    """Appends one JSON row per step to ``OUT/metrics.jsonl`` and, with ``tensorboard=True`` and
-    the package installed, mirrors its finite numbers to ``OUT/tensorboard`` (the writer opens
-    on the first row). ``log`` says once when TensorBoard was asked for but is missing."""
+    """Appends one JSON row per step to ``OUT/metrics.jsonl`` (evaluations to ``OUT/eval.jsonl``)
+    and mirrors their finite numbers to the loggers named in ``report_to`` (``tensorboard``,
+    ``wandb``: :mod:`.loggers`; evaluation rows under ``eval/``), each started on the first row.
 
-    def __init__(self, out: str | os.PathLike, *, tensorboard: bool = False, log: Any = None) -> None:
+    ``tensorboard=True`` is the deprecated form of ``report_to=["tensorboard"]`` that only notes a
+    missing package (``log`` says so once); a logger named in ``report_to`` must be installed
+    (:class:`~.loggers.LoggerMissing` otherwise, at construction). ``config`` goes to the loggers
+    that record one (wandb)."""
+
+    def __init__(self, out: str | os.PathLike, *, tensorboard: bool = False, log: Any = None,
+                 report_to: list[str] | None = None, config: dict | None = None) -> None:
         self.out = Path(out)
-        self.tensorboard = bool(tensorboard)
-        self._tb: Any = None
-        if self.tensorboard and importlib.util.find_spec("tensorboard") is None:
-            self._tb = False
-            if log:
+        self.names = list(report_to or [])
+        self.config = config
+        if report_to is not None:
+            check_loggers(self.names)
+        elif tensorboard:
+            if installed("tensorboard"):
+                self.names = ["tensorboard"]
+            elif log:
                 log(f"tensorboard=true, but the tensorboard package is not installed: metrics go to "
-                    f"{self.out / METRICS} only (pip install tensorboard, or set tensorboard=false)")
+                    f"{self.out / METRICS} only (pip install 'thinksolve[tensorboard]', or set tensorboard=false)")
+        self.tensorboard = "tensorboard" in self.names
+        self._loggers: list[Any] | None = None
 
     def write(self, row: dict, name: str = METRICS) -> None:
-        """Append ``row`` (it needs a ``step``) to ``OUT/<name>``."""
+        """Append ``row`` (it needs a ``step``) to ``OUT/<name>``; metrics and evaluation rows are
+        mirrored to the loggers."""
         self.out.mkdir(parents=True, exist_ok=True)
         append_row(self.out / name, json.dumps(row, default=json_default))  # one write per whole line
-        if name != METRICS or not self.tensorboard:
+        if name not in (METRICS, EVALS) or not self.names:
             return
-        if self._tb is None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415 (tensorboard is optional)
-            except Exception:  # tensorboard not installed (said once, at start)
-                self._tb = False
-            else:
-                self._tb = SummaryWriter(str(self.out / "tensorboard"))
-        if self._tb:
-            for k, v in flatten(row).items():
-                if isinstance(v, (int, float)) and v is not None and math.isfinite(v):
-                    self._tb.add_scalar(k, v, row["step"])
+        if self._loggers is None:
+            self._loggers = [open_logger(n, self.out, self.config) for n in self.names]
+        values = scalars(row, "eval/" if name == EVALS else "")
+        for logger in self._loggers:
+            logger.log(values, int(row["step"]))
 
     def close(self) -> None:
-        if self._tb:
-            self._tb.close()
-            self._tb = None
+        for logger in self._loggers or []:
+            logger.close()
+        self._loggers = None
