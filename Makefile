@@ -40,7 +40,7 @@ bench-vllm:
 # The credit comparison of docs/benchmarks.md, exactly as its tables were made (about 80 min on 2 idle
 # cores; finished runs are stored under runs/ and reused, so it can be interrupted and restarted).
 bench-credit: setup
-	$(PY) benchmarks/credit_comparison.py --steps 36 --eval-every 12 --eval-samples 8
+	$(PY) benchmarks/credit_comparison.py --steps 36 --eval-every 12 --eval-samples 8 --results benchmarks/results
 
 # The credit-fidelity lab of docs/fidelity.md: every method x 4 estimators x 5 tabular games against exact
 # ground truth (a few minutes on 2 cores): benchmarks/results/credit_fidelity.{json,md} and _plot.png.

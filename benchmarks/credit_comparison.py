@@ -41,7 +41,7 @@ run's training time.
     python benchmarks/credit_comparison.py [--preset tiny-brief] [--methods shared ccpo-event tree ...]
         [--optimizers gspo grpo reinforce++] [--seeds 0 1 2 3 4] [--steps N] [--eval-every K]
         [--eval-samples S] [--answers-per-thought K] [--workers 2] [--plugin examples/event_both.py]
-        [--name credit_comparison]
+        [--name credit_comparison] [--runs DIR] [--results DIR] [--dry-run]
 
 (also ``thinksolve bench credit ...``). Method names: ``shared``, ``ccpo-event``,
 ``ccpo-margin``, ``ccpo-normalized``, ``sepo``, ``difference``, ``shapley`` (flat), ``tree``,
@@ -50,7 +50,17 @@ registers it), and ``NAME@tree``. The grid runs optimizer by optimizer in the or
 seed, so a grid stopped early holds whole seeds of the first optimizers. Each finished run is
 stored under ``--runs DIR/<method>__<optimizer>__s<seed>/result.json`` (atomically) and reused by
 a rerun with the same settings, so an interrupted benchmark continues where it stopped. Results:
-``benchmarks/results/<name>.json``, ``.md`` and ``_curve.png``.
+``<name>.json``, ``.md`` and ``_curve.png`` under ``--results`` (default: the ``--runs`` directory,
+``runs/bench-<name>``). The committed results under ``benchmarks/results/`` are written only when
+asked for: ``make bench-credit`` passes ``--results benchmarks/results``.
+
+Cost: a run trains ``--steps`` steps (default: the preset's, 150 for ``tiny-brief``) and is
+evaluated every ``--eval-every`` steps; the default grid is 10 methods x 3 optimizers x 5 seeds.
+``make bench-credit`` (150 runs of 36 steps) took 97 min of worker time, 50 min on 2 cores.
+A small grid for a first look, a few minutes on 2 cores:
+
+    python benchmarks/credit_comparison.py --plugin examples/event_both.py --methods shared event_both \
+        --optimizers gspo --seeds 0 --steps 12 --eval-every 6 --eval-samples 1 --runs runs/bench-mine
 """
 
 from __future__ import annotations
@@ -70,7 +80,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
-from _results import RESULTS, _atomic_write, markdown_table, write_results  # noqa: E402
+from _results import _atomic_write, markdown_table, write_results  # noqa: E402
 
 #: Benchmark method names → (registered credit method, its parameters, collection).
 BUILTIN = {
@@ -669,7 +679,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="import a file or module that registers credit methods (repeatable)")
     ap.add_argument("--runs", help="directory for the per-run records (default runs/bench-<name>)")
     ap.add_argument("--name", default="credit_comparison", help="results file stem under --results")
-    ap.add_argument("--results", default=str(RESULTS), help="results directory (default benchmarks/results)")
+    ap.add_argument("--results", help="directory for <name>.json, .md and _curve.png (default: the --runs directory; "
+                    "`make bench-credit` writes the committed ones with --results benchmarks/results)")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="check the methods, plugins and overrides, print the grid and where it would write, and exit")
     ap.add_argument("overrides", nargs="*", metavar="field=value", help="config overrides for every run")
     return ap
 
@@ -695,13 +708,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{n_runs} runs: {len(args.methods)} methods x {len(args.optimizers)} optimizers x "
           f"{len(args.seeds)} seeds on {args.preset} (+ {len(args.seeds)} warm-start evaluations), "
           f"{args.workers} worker(s) -> {args.runs}", flush=True)
+    if args.dry_run:
+        cfg0 = tasks[0]["config"]
+        reused = sum(1 for t in tasks if t.get("kind") != "start" and cached(t) is not None)
+        print(f"dry run: {cfg0['steps']} steps per run, evaluated every {args.eval_every} steps on {cfg0['eval_data']} "
+              f"({cfg0['eval_samples']} sample(s) per problem); {reused} of {n_runs} runs already done there (reused); "
+              f"results -> {Path(args.results or args.runs) / args.name}.json, .md, _curve.png; nothing run or written")
+        return 0
     print(f"primary metric: {PRIMARY}", flush=True)
     t0 = time.perf_counter()
     raw = execute(tasks, workers=args.workers, plugins=args.plugin, log=lambda *a: print(*a, flush=True))
     wall = time.perf_counter() - t0
     records = with_start(raw)
     steps_rows, gen_rows, extra = summarise(records, args.methods, args.optimizers)
-    results = Path(args.results)
+    results = Path(args.results or args.runs)
     png = plot(records, args.methods, args.optimizers, results / f"{args.name}_curve.png")
     cfg0 = tasks[0]["config"]
     columns = list(steps_rows[0])
