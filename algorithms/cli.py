@@ -57,8 +57,8 @@ from .config import (
     list_fields,
     preset,
 )
-from .evaluation import eval_progress, evaluate, paired_interval
 from .credit import available as credit_available
+from .evaluation import eval_progress, evaluate, paired_interval
 from .runs import (
     CheckpointError,
     ResumeError,
@@ -73,7 +73,7 @@ from .runs import (
 from .team import export_team, load_team, rollout_team
 from .team.memory import HEADROOM, LAYOUTS, GiB, layout_config, memory_plan, min_gpus, own_layout, plan_rows
 from .train import RESUMABLE_CHANGES, Trainer
-from .train.preflight import preflight, resume_changes
+from .train.preflight import check_models, preflight, resume_changes
 
 __all__ = ["main", "build_parser", "scripted_team", "train_config", "split_data", "BENCHMARKS"]
 
@@ -221,7 +221,9 @@ def train_config(args: argparse.Namespace) -> TrainerConfig:
     for name in ("seed", "steps", "out"):
         if getattr(args, name, None) is not None:
             setattr(cfg, name, getattr(args, name))
-    cfg = apply_overrides(cfg, list(args.overrides or [])).validate()
+    cfg = apply_overrides(cfg, list(args.overrides or []))
+    check_models(cfg)
+    cfg.validate()
     if mode is not None:  # refuse, before anything is loaded, a resume that would change what a step computes
         try:
             diff = resume_changes(recorded_config(cfg.out)["config"], cfg)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import ast
 import copy
 import dataclasses
+import difflib
 import functools
 import inspect
 import json
@@ -47,8 +48,11 @@ __all__ = [
     "ModelConfig", "ParallelConfig",
     "RolloutConfig", "CreditConfig", "OptimConfig", "ScheduleConfig", "WarmStartConfig", "TrainerConfig",
     "PRESETS", "preset", "apply_overrides", "ConfigError", "list_fields", "field_docs", "OPTIMIZERS", "apply_optimizer",
-    "apply_credit", "PROMPT_SETS", "prompt_templates", "GPU_PRESETS",
+    "apply_credit", "PROMPT_SETS", "prompt_templates", "GPU_PRESETS", "LOGGERS",
 ]
+
+#: What ``report_to`` may name (TRL's names): each but ``none`` is an optional extra of the package.
+LOGGERS = ("tensorboard", "wandb", "none")
 
 #: Model names the warm start applies to (``agents.models.PRESETS``).
 BUILTIN_MODELS = ("tiny", "smollm2-135m")
@@ -276,7 +280,19 @@ class TrainerConfig:
     eval_temperature: float = 1.0
     """Sampling temperature of evaluations (0 = greedy)."""
     tensorboard: bool = True
-    """Also log to TensorBoard when it is installed."""
+    """Deprecated alias of ``report_to``, read only while ``report_to`` is empty: true mirrors the
+    metrics to TensorBoard when it is installed (a note when it is not), false to nothing."""
+    report_to: list | str | None = field(default_factory=list)
+    """Where the metrics rows are mirrored besides ``OUT/metrics.jsonl``, as in TRL: a list of
+    ``tensorboard`` (``OUT/tensorboard/``), ``wandb`` (Weights & Biases, ``OUT/wandb/``, offline
+    unless ``WANDB_MODE`` says otherwise) or ``none``. A logger named here whose package is missing
+    is an error naming the extra to install (``pip install 'thinksolve[wandb]'``). Empty: the
+    ``tensorboard`` field decides."""
+    samples_every: int = 10
+    """Steps between writes of sample episodes (problem, thought, answer, verdict, per-role credit
+    and advantage) to ``OUT/samples.jsonl``; step 1 and the last step are always written. 0: none."""
+    samples_per_write: int = 4
+    """Episodes per write of ``OUT/samples.jsonl`` (one per problem first, then a second per problem, ...)."""
     threads: int = 0
     """torch CPU threads (0: torch's default). 1 is fastest for the tiny model on a busy CPU."""
     plugins: list = field(default_factory=list)
@@ -301,12 +317,33 @@ class TrainerConfig:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
+    def loggers(self) -> tuple[list[str], bool]:
+        """``(names, explicit)``: the loggers the metrics are mirrored to (:data:`LOGGERS`), and
+        whether ``report_to`` named them (a missing package is then an error) or the deprecated
+        ``tensorboard`` flag did (a missing package is then a note). A ``ValueError`` says what
+        ``report_to`` allows."""
+        names = self.report_to.split(",") if isinstance(self.report_to, str) else self.report_to
+        if names is None:
+            return [], True
+        if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+            raise ValueError("a list of " + "|".join(LOGGERS))
+        names = [n.strip().lower() for n in names if n.strip()]
+        if not names:
+            return (["tensorboard"] if self.tensorboard else []), False
+        bad = [n for n in names if n not in LOGGERS]
+        if bad or ("none" in names and len(set(names)) > 1):
+            raise ValueError("a list of " + "|".join(LOGGERS) + " (none alone)")
+        return [n for n in dict.fromkeys(names) if n != "none"], True
+
     # -- plugins and validation ------------------------------------------------------------
     def load_plugins(self) -> list:
         """Import every ``plugins`` entry (:func:`algorithms.credit.load_plugin`), so that the
         credit methods they register can be named by ``credit.name``; returns the modules. A
-        plugin that cannot be imported is a :class:`ConfigError` naming it."""
+        plugin that cannot be imported is a :class:`ConfigError` naming it. A ``.py`` file is
+        recorded by its absolute path (:func:`algorithms.credit.plugin_source`), each file once, so
+        that a run resumes with its plugins from any working directory."""
         _check_plugins_field(self.plugins)
+        self.plugins = list(dict.fromkeys(credit.plugin_source(p) for p in self.plugins))
         modules = []
         for source in self.plugins:
             try:
@@ -334,6 +371,14 @@ class TrainerConfig:
         need(self.eval_samples >= 1, "eval_samples", ">= 1", self.eval_samples)
         need(self.eval_temperature >= 0, "eval_temperature", ">= 0 (0 = greedy)", self.eval_temperature)
         need(self.threads >= 0, "threads", ">= 0 (0 = torch default)", self.threads)
+        need(isinstance(self.samples_every, int) and self.samples_every >= 0, "samples_every", ">= 0 (0 = none)",
+             self.samples_every)
+        need(isinstance(self.samples_per_write, int) and self.samples_per_write >= 1, "samples_per_write", ">= 1",
+             self.samples_per_write)
+        try:
+            self.loggers()
+        except ValueError as e:
+            raise ConfigError(f"report_to={self.report_to!r} is invalid: allowed {e}") from None
         w = self.warm_start
         need(w.steps >= 1, "warm_start.steps", ">= 1", w.steps)
         need(w.batch_size >= 1, "warm_start.batch_size", ">= 1", w.batch_size)
@@ -496,7 +541,12 @@ def apply_overrides(config: TrainerConfig, overrides: list[str]) -> TrainerConfi
                 obj = obj.setdefault(part, {})
                 continue
             if not hasattr(obj, part):
-                raise ConfigError(f"unknown config field {'.'.join(parts[: i + 1])!r}")
+                fields = dataclasses.fields(obj) if dataclasses.is_dataclass(obj) else ()
+                sections = sorted(f.name for f in fields if dataclasses.is_dataclass(getattr(obj, f.name)))
+                near = difflib.get_close_matches(part, [f.name for f in fields], n=1)
+                hint = f"did you mean {'.'.join([*parts[:i], near[0]])!r}? " if near else ""
+                raise ConfigError(f"unknown config section {'.'.join(parts[: i + 1])!r}; {hint}sections here: {sections} "
+                                  "(thinksolve train --list-fields lists every field)")
             obj = getattr(obj, part)
         last = parts[-1]
         if isinstance(obj, dict):
@@ -504,7 +554,9 @@ def apply_overrides(config: TrainerConfig, overrides: list[str]) -> TrainerConfi
             continue
         if not dataclasses.is_dataclass(obj) or last not in {f.name for f in dataclasses.fields(obj)}:
             known = sorted(f.name for f in dataclasses.fields(obj)) if dataclasses.is_dataclass(obj) else []
-            raise ConfigError(f"unknown config field {key!r}; known here: {known}")
+            near = difflib.get_close_matches(last, known, n=1)
+            hint = f" (did you mean {'.'.join([*parts[:-1], near[0]])!r}?)" if near else ""
+            raise ConfigError(f"unknown config field {key!r}{hint}; known here: {known}")
         current = getattr(obj, last)
         if dataclasses.is_dataclass(current):
             first = dataclasses.fields(current)[0].name

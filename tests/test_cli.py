@@ -101,7 +101,14 @@ def test_train_resume_and_eval_from_the_command_line(capsys, tmp_path):
 
 def test_eval_errors(capsys, tmp_path):
     assert main(["eval", "--model", str(tmp_path / "missing"), "--data", "arith:n=2"]) == 2
-    assert "unknown model" in capsys.readouterr().err
+    assert f"--model='{tmp_path / 'missing'}': no such directory" in capsys.readouterr().err
+    (tmp_path / "runs" / "first").mkdir(parents=True)
+    mistyped = str(tmp_path / "runs" / "firts")  # looks like a hub id 'org/name'; it is a mistyped run directory
+    assert main(["eval", "--model", mistyped, "--data", "arith:n=2"]) == 2
+    err = capsys.readouterr().err
+    assert f"did you mean '{tmp_path / 'runs' / 'first'}'?" in err and "hub" not in err.split(";")[0]
+    assert main(["eval", "--model", "nope", "--data", "arith:n=2"]) == 2
+    assert "unknown model 'nope'" in capsys.readouterr().err
     assert main(["eval", "--model", "tiny", "--data", "arith:n=2", "--samples", "0"]) == 2
     assert "--samples must be >= 1" in capsys.readouterr().err
 
@@ -131,6 +138,25 @@ def test_the_original_command_line_with_resume_appended_continues(capsys, tmp_pa
     assert (run / "metrics.jsonl").read_bytes() == before
     # resumable changes pass: the target, the checkpoint interval, the evaluation interval
     assert main([*line, "--steps", "3", "--resume", "save_every=5", "eval_every=0"]) == 0
+
+
+def test_misleading_errors_name_the_real_problem(capsys, tmp_path, monkeypatch):
+    # a hub id that cannot be loaded here is said first, not the warm start that depends on the model
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "tiny-brief", "--out", str(out), "model.name=someorg/some-model-7b", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "model.name='someorg/some-model-7b' is a hub id, HF_HUB_OFFLINE is set" in err and "warm_start" not in err
+    assert main(["train", "--preset", "tiny-brief", "--out", str(out), "model.name=someorg/m", "warm_start.enabled=false",
+                 "--dry-run"]) == 2
+    assert "is a hub id" in capsys.readouterr().err and not out.exists()
+    # `play` names itself; --credit's help names every built-in
+    assert main(["play", "--episodes", "2"]) == 0
+    assert capsys.readouterr().out.startswith("thinksolve play: 2 problems")
+    from algorithms.cli import build_parser
+
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    assert all(name in train.format_help() for name in ("shared", "ccpo", "sepo", "difference", "shapley", "tree"))
 
 
 def test_dry_run_checks_everything_and_writes_nothing(capsys, tmp_path):

@@ -48,7 +48,7 @@ def test_overrides_are_typed_and_nested():
 
 
 @pytest.mark.parametrize("override, msg", [
-    ("optim.lrr=1", r"unknown config field 'optim.lrr'; known here: \["),
+    ("optim.lrr=1", r"unknown config field 'optim.lrr' \(did you mean 'optim.lr'\?\); known here: \["),
     ("optim.lr=fast", "optim.lr='fast' is invalid: allowed a float"),
     ("optim=1", "is a section"),
     ("tensorboard=maybe", "allowed true|false"),

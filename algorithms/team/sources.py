@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import socket
 from pathlib import Path
@@ -31,6 +32,14 @@ def check_model_source(name: str, field: str = "model.name") -> None:
     named as such (:class:`ValueError`)."""
     if name in PRESETS or Path(name).expanduser().exists():
         return
+    parent = Path(name).expanduser().parent
+    if str(parent) not in ("", ".") and parent.is_dir():  # `runs/firts` next to `runs/first`: a path, mistyped
+        entries = sorted(p.name for p in parent.iterdir() if p.is_dir())
+        near = difflib.get_close_matches(Path(name).name, entries, n=1)
+        hint = f"did you mean {str(parent / near[0])!r}? " if near else ""
+        shown = ", ".join(entries[:12]) + (", ..." if len(entries) > 12 else "") if entries else "no folders"
+        raise ValueError(f"{field}={name!r}: no such directory ({hint}{parent}/ holds: {shown}); a run directory, a "
+                         f"model folder, a built-in model ({', '.join(PRESETS)}) or a hub id 'org/name' is expected")
     if not is_hub_id(name):
         raise ValueError(f"unknown model {name!r} ({field}): not a built-in model ({', '.join(PRESETS)}), "
                          "no such local directory, and not a hub id of the form 'org/name'")

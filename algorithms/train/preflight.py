@@ -19,7 +19,7 @@ from ..runs.checkpoint import config_diff
 from ..team.sources import check_model_source
 from ..team.warmstart import warm_start_path
 
-__all__ = ["RESUMABLE_CHANGES", "Preflight", "preflight", "resume_changes", "load_data"]
+__all__ = ["RESUMABLE_CHANGES", "Preflight", "preflight", "check_models", "resume_changes", "load_data"]
 
 #: Config fields (and sections) a resumed run may change: none of them changes what a step
 #: computes (``parallel``: how ranks share the work; a sharded checkpoint loads at any world size;
@@ -48,20 +48,25 @@ class Preflight:
     """``None``: no warm start; ``True``: cached (reused); ``False``: trained first."""
 
 
-def preflight(cfg: TrainerConfig, *, world: int = 1) -> Preflight:
-    """Everything that can be checked before a model is loaded or a file written: the plugins
-    loaded first (their credit methods can then be named), the configuration, the credit method
-    built (its parameters' values), the world size, every data source and the model names. Raises
-    :class:`~algorithms.config.ConfigError` naming the first problem."""
-    cfg.load_plugins()
-    # the models first: a mistyped path or an unloadable hub id is the real problem, before any
-    # setting that depends on the model (the warm start is for the built-in ones) is judged
+def check_models(cfg: TrainerConfig) -> None:
+    """The models first: a mistyped path or a hub id that cannot be loaded here is the real
+    problem, to be named before any setting that depends on the model (the warm start is for the
+    built-in ones) is judged."""
     for field_name in ("name", "solver_name"):
         if getattr(cfg.model, field_name):
             try:
                 check_model_source(getattr(cfg.model, field_name), field=f"model.{field_name}")
             except ValueError as e:
                 raise ConfigError(str(e)) from None
+
+
+def preflight(cfg: TrainerConfig, *, world: int = 1) -> Preflight:
+    """Everything that can be checked before a model is loaded or a file written: the plugins
+    loaded first (their credit methods can then be named), the configuration, the credit method
+    built (its parameters' values), the world size, every data source and the model names. Raises
+    :class:`~algorithms.config.ConfigError` naming the first problem."""
+    cfg.load_plugins()
+    check_models(cfg)
     cfg.validate()
     credit = cfg.credit.build()
     if cfg.rollout.problems_per_step < world:
