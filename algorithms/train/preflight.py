@@ -12,14 +12,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from thinksolve_env import Problem, load_problems
+import torch
+
+from thinksolve_env import ROLES, Problem, load_problems
 
 from ..config import ConfigError, TrainerConfig
+from ..credit import resolve_grouping
+from ..optim import estimators
 from ..runs.checkpoint import config_diff
 from ..team.sources import check_model_source
 from ..team.warmstart import warm_start_path
 
-__all__ = ["RESUMABLE_CHANGES", "Preflight", "preflight", "check_models", "resume_changes", "load_data"]
+__all__ = ["RESUMABLE_CHANGES", "Preflight", "preflight", "check_models", "check_collection", "resume_changes", "load_data"]
 
 #: Config fields (and sections) a resumed run may change: none of them changes what a step
 #: computes (``parallel``: how ranks share the work; a sharded checkpoint loads at any world size;
@@ -60,6 +64,38 @@ def check_models(cfg: TrainerConfig) -> None:
                 raise ConfigError(str(e)) from None
 
 
+def _centres_each_group(cfg: TrainerConfig) -> bool:
+    """Whether the configured estimator gives a group of one member a zero advantage (it centres
+    each group on its own mean: grpo, dr_grpo, rloo, reinforce++-baseline), probed on two
+    one-member groups with different rewards, so a registered estimator is judged the same way."""
+    params = {"scale": cfg.optim.scale} if cfg.optim.estimator == "grpo" else {}
+    try:
+        adv = estimators.get(cfg.optim.estimator)([1.0, -1.0], [0, 1], lengths=[1, 1], **params)
+    except Exception:  # an estimator that cannot take the probe is judged when it runs
+        return False
+    return not bool(torch.any(torch.as_tensor(adv).abs() > 1e-12))
+
+
+def check_collection(credit: Any, cfg: TrainerConfig) -> None:
+    """Refuse a collection on which a role would train on nothing: a role whose answers are
+    compared with their siblings (grouping ``"thought"``, e.g. the Solver under ``tree``) with one
+    answer per thought (``rollout.answers_per_thought=1``) and an estimator that centres each
+    group (every built-in but ``reinforce++``): every group has one member, the role's advantage
+    is 0 on every step, and the run would look healthy and learn nothing.
+    tests/test_silent_zero.py checks, for every built-in method and estimator on flat and tree
+    collections, that every accepted setting gives each role a non-zero advantage when its
+    rewards vary."""
+    K = cfg.rollout.answers_per_thought
+    for role in ROLES:
+        if resolve_grouping(credit, role) == "thought" and K < 2 and _centres_each_group(cfg):
+            raise ConfigError(
+                f"credit {cfg.credit.name!r} compares each {role} answer with the other answers to the same thought, but "
+                f"rollout.answers_per_thought={K} collects one answer per thought: with {cfg.optim.estimator!r}, which "
+                f"centres each group, every such group has one member, so {role}'s advantage would be 0 on every step and "
+                f"it would learn nothing. Set rollout.answers_per_thought=K with K >= 2 (e.g. 4; rollout.group_size is "
+                f"then the thoughts per problem)")
+
+
 def preflight(cfg: TrainerConfig, *, world: int = 1) -> Preflight:
     """Everything that can be checked before a model is loaded or a file written: the plugins
     loaded first (their credit methods can then be named), the configuration, the credit method
@@ -69,6 +105,7 @@ def preflight(cfg: TrainerConfig, *, world: int = 1) -> Preflight:
     check_models(cfg)
     cfg.validate()
     credit = cfg.credit.build()
+    check_collection(credit, cfg)
     if cfg.rollout.problems_per_step < world:
         raise ConfigError(f"rollout.problems_per_step={cfg.rollout.problems_per_step} is invalid with "
                           f"{world} processes: allowed >= {world} (each rank needs a problem)")
