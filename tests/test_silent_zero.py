@@ -76,7 +76,7 @@ def test_each_role_learns_from_varying_rewards_or_the_setting_is_refused(method,
         silent = [r for r, (rew, _, a) in adv.items() if np.ptp(rew) > 0 and not np.any(np.abs(a) > 1e-9)]
         assert silent, f"{method}/{estimator}/K={K} was refused but every role gets a non-zero advantage"
         return
-    for role, (rew, index, a) in adv.items():
+    for role, (rew, _, a) in adv.items():
         assert np.ptp(rew) > 0, f"the test's rewards should vary for {role}"
         assert np.any(np.abs(a) > 1e-9), f"{method} + {estimator}, K={K}: {role}'s advantage is 0 everywhere"
 
