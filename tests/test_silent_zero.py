@@ -17,7 +17,7 @@ from algorithms.credit import resolve_grouping, role_units
 from algorithms.train.preflight import check_collection, preflight
 from thinksolve_env import ROLES
 
-METHODS = ["shared", "ccpo", "sepo", "difference", "shapley", "tree"]
+METHODS = ["shared", "ccpo", "ccpo:margin", "ccpo:normalized", "ccpo:value", "sepo", "difference", "shapley", "tree"]
 ESTIMATORS = ["grpo", "dr_grpo", "rloo", "reinforce++", "reinforce++-baseline"]
 RATING = ['{"outcome": "correct", "pair": [0.7, 0.3], "brief_reason": "plan"}',
           '{"outcome": "wrong", "pair": [0.2, 0.8], "brief_reason": "solver"}',
@@ -43,8 +43,13 @@ def groups(K: int, seed: int = 0) -> list[EpisodeGroup]:
     return out
 
 
+def build(method: str):
+    name, _, variant = method.partition(":")
+    return credit.get(name, **({"variant": variant} if variant else {}))
+
+
 def advantages(method: str, estimator: str, gs: list[EpisodeGroup]) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    m = credit.get(method)
+    m = build(method)
     rewards = m(gs)
     out = {}
     for role in ROLES:
@@ -56,17 +61,20 @@ def advantages(method: str, estimator: str, gs: list[EpisodeGroup]) -> dict[str,
 
 
 def config(method: str, estimator: str, K: int):
-    return apply_overrides(preset("tiny-arith"), [f"credit.name={method}", f"optim.estimator={estimator}",
-                                                  f"rollout.answers_per_thought={K}", "warm_start.enabled=false"])
+    name, _, variant = method.partition(":")
+    return apply_overrides(preset("tiny-arith"), [f"credit.name={name}", f"optim.estimator={estimator}",
+                                                  f"rollout.answers_per_thought={K}", "warm_start.enabled=false"]
+                           + ([f"credit.params.variant={variant}"] if variant else []))
 
 
 @pytest.mark.parametrize("K", [1, 2])
 @pytest.mark.parametrize("estimator", ESTIMATORS)
 @pytest.mark.parametrize("method", METHODS)
 def test_each_role_learns_from_varying_rewards_or_the_setting_is_refused(method, estimator, K):
-    assert set(METHODS) <= set(credit.available()) and set(ESTIMATORS) <= set(estimators.available())
+    assert {m.partition(":")[0] for m in METHODS} <= set(credit.available())
+    assert set(ESTIMATORS) <= set(estimators.available())
     cfg = config(method, estimator, K)
-    m = credit.get(method)
+    m = build(method)
     adv = advantages(method, estimator, groups(K))
     try:
         check_collection(m, cfg)
