@@ -72,6 +72,7 @@ from .registry import (
     load_plugin,
     parameters,
     plugin_loaded,
+    plugin_source,
     register,
     unregister,
 )
@@ -82,6 +83,7 @@ __all__ = [
     "unregister",
     "load_plugin",
     "plugin_loaded",
+    "plugin_source",
     "check_plugin",
     "available",
     "parameters",

@@ -154,6 +154,14 @@ def check_plugin(source: str) -> None:
         raise ModuleNotFoundError(f"credit plugin {source!r}: No module named {source.split('.')[0]!r}")
 
 
+def plugin_source(source: str) -> str:
+    """How a configuration records plugin ``source``: an existing ``.py`` file by its absolute path
+    (a relative one is relative to the working directory, so a run that recorded it would not find
+    it again from another folder), anything else as given."""
+    path = _plugin_path(source) if isinstance(source, str) else None
+    return str(path.resolve()) if path is not None and path.is_file() else source
+
+
 def plugin_loaded(source: str) -> bool:
     """Whether :func:`load_plugin` has imported ``source`` in this process."""
     path = _plugin_path(source)
