@@ -183,7 +183,7 @@ def _rows(out: Path) -> list[dict]:
 
 
 def _strip_times(row: dict) -> dict:
-    return {k: v for k, v in row.items() if k not in ("time", "time_total")}
+    return {k: v for k, v in row.items() if k not in ("time", "time_total", "timestamp")}
 
 
 def _full_weights(t) -> dict:

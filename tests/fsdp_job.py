@@ -171,7 +171,7 @@ def main():
     with Trainer(two, log=None, resume=True) as t:
         rows22 = t.train()
         w22 = full_weights(t)
-    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("time", "time_total")} for r in rows]  # noqa: E731
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("time", "time_total", "timestamp")} for r in rows]  # noqa: E731
     report["resume"] = {"rows_equal": strip(rows4[2:]) == strip(rows22), "weight_diff": max_diff(w4, w22),
                         "format": json.loads((root / "two" / "checkpoint" / "meta.json").read_text())["format_version"]}
 

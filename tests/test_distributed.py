@@ -82,3 +82,6 @@ def test_two_process_accelerate_run_keeps_weights_equal(tmp_path, strategy):
     assert ranks[0]["final"] == ranks[1]["final"]  # and stayed identical on both ranks
     rows = (out / "metrics.jsonl").read_text().splitlines()
     assert len(rows) == 2  # rank 0 alone writes metrics (one row per step)
+    samples = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in samples] == [1] * 4 + [2] * 4  # and samples, once per step, from its own shard
+    assert {x["problem_id"] for x in samples if x["step"] == 2} <= set(ranks[0]["problems"])

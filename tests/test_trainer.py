@@ -55,7 +55,7 @@ def tiny(out, *extra):
 def _rows(out):
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     for r in rows:
-        r.pop("time"), r.pop("time_total")
+        r.pop("time"), r.pop("time_total"), r.pop("timestamp")
     return rows
 
 

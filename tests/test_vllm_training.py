@@ -62,7 +62,7 @@ def config(out, steps):
 def _rows(out):
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     for r in rows:
-        r.pop("time", None), r.pop("time_total", None)
+        r.pop("time", None), r.pop("time_total", None), r.pop("timestamp", None)
     return rows
 
 

@@ -101,6 +101,9 @@ class SEPO(CreditMethod):
             "sepo/valid_rate_thinker": valid_by[THINKER] / n_ep,
             "sepo/valid_rate_solver": valid_by[SOLVER] / n_ep,
             "sepo/ratings": float(n),
-            **{f"sepo/invalid_{k}": float(v) for k, v in sorted(reasons.items()) if k != "ok"},
+            # every reason in every step (0 when it did not occur), so that metrics rows keep their keys
+            **{f"sepo/invalid_{k}": float(reasons[k])
+               for k in dict.fromkeys(["missing", "unparsable", "pair-not-in-set", "outcome-mismatch", *sorted(reasons)])
+               if k != "ok"},
         }
         return {a: np.concatenate(v) for a, v in out.items()}

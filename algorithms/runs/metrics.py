@@ -128,7 +128,9 @@ class MetricsLogger:
             return
         if self._loggers is None:
             self._loggers = [open_logger(n, self.out, self.config) for n in self.names]
-        values = scalars(row, "eval/" if name == EVALS else "")
+        values = scalars(row)
+        if name == EVALS:  # an evaluation's headline numbers (its per-problem values and intervals stay in the file)
+            values = {f"eval/{k}": v for k, v in values.items() if "/" not in k}
         for logger in self._loggers:
             logger.log(values, int(row["step"]))
 

@@ -136,8 +136,8 @@ def format_sample(row: Mapping[str, Any], width: int = 100) -> str:
     verdict = "correct" if row.get("correct") else (row.get("verdict") or "wrong")
     lines = [
         f"step {row.get('step')} · {row.get('problem_id')}: {row.get('problem')}",
-        f"  thought: {row.get('thought')!r}",
-        f"  answer:  {row.get('answer')!r} -> {row.get('extracted')} (reference {row.get('reference')}): {verdict}",
+        f"  thought: \"{row.get('thought')}\"",
+        f"  answer:  \"{row.get('answer')}\" -> {row.get('extracted')} (reference {row.get('reference')}): {verdict}",
         "  credit " + " ".join(f"{short[r]} {_signed(row['credit'].get(r))}" for r in roles)
         + " · advantage " + " ".join(f"{short[r]} {_signed((row.get('advantage') or {}).get(r))}" for r in roles),
     ]

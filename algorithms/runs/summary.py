@@ -129,7 +129,7 @@ def format_summary(summary: dict, *, width: int = 100) -> str:
     lines.append(f"{'':<{name_w}}  {'first':>9}  {'last':>9}")
     lines += [f"{n:<{name_w}}  {x:>9}  {y:>9}" for n, x, y in table]
     if not ev:
-        lines.append("(no held-out evaluation during this run: set eval_every, or run thinksolve eval --model OUT)")
+        lines.append("(held-out: no evaluation during training; eval_every=N adds them, thinksolve eval --model OUT runs one)")
     return "\n".join(lines)
 
 

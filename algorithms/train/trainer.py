@@ -14,10 +14,14 @@
 5. **update** — the role(s) the schedule picks this step (:func:`.schedule.scheduled_roles`):
    :func:`.update.policy_update`, micro-batched and gradient-accumulated; the rollout engines
    follow the new weights;
-6. **metrics** — one JSON row in ``OUT/metrics.jsonl`` (and TensorBoard when installed).
+6. **metrics** — one JSON row in ``OUT/metrics.jsonl`` (the same keys in every row; mirrored to
+   the loggers of ``report_to``), and every ``samples_every`` steps a few episodes as written
+   (problem, thought, answer, verdict, credit and advantage per role) in ``OUT/samples.jsonl``.
 
 :meth:`train` adds evaluations every ``eval_every`` steps and a checkpoint every ``save_every``
-steps and at the end, atomically, in ``OUT/checkpoint/``.
+steps and at the end, atomically, in ``OUT/checkpoint/``; a run that reaches its last step writes
+``OUT/summary.json`` and logs its last samples and a before/after table
+(:func:`~algorithms.runs.report_run`).
 
 Set-up happens in named phases, each undone if a later one fails: :meth:`_check` (plugins loaded,
 configuration validated, the credit method built, device, every data source and model name —
@@ -63,18 +67,24 @@ from ..rollout import collect_groups
 from ..runs import (
     EVALS,
     METRICS,
+    SAMPLES,
+    LoggerMissing,
     MetricsLogger,
     ResumeError,
     RunLock,
     capture_rng,
+    check_loggers,
     check_run_dir,
     load_checkpoint,
     open_run_dir,
     reconcile_metrics,
+    report_run,
     restore_rng,
+    sample_rows,
     save_checkpoint,
     save_sharded_checkpoint,
     training_progress,
+    write_samples,
 )
 from ..team import (
     PlanUnavailable,
@@ -130,6 +140,7 @@ class Trainer:
         self.verifier: MathVerifier | None = None
         self.engines: RolloutEngines | None = None
         self.metrics: MetricsLogger | None = None
+        self.summary: dict | None = None  # OUT/summary.json, once train() reaches the last step
         self._threads_before = torch.get_num_threads()
         self._stop = StopSignals(None)
         self._updating = False
@@ -160,6 +171,12 @@ class Trainer:
         the model names."""
         found = preflight(self.config, world=self.dist.world)
         self.credit, self.problems, self.eval_problems = found.credit, found.problems, found.eval_problems
+        names, explicit = self.config.loggers()
+        if explicit and self.writer and self.dist.main:
+            try:  # a logger asked for by name must be there (the deprecated tensorboard flag only notes it)
+                check_loggers(names)
+            except LoggerMissing as e:
+                raise ConfigError(str(e)) from None
         self._check_device()
 
     def _check_device(self) -> None:
@@ -192,11 +209,13 @@ class Trainer:
             raise ConfigError(str(e)) from None
         check_run_dir(self.out, resume=resume, steps=self.config.steps, lock=self._lock)
         if not resume:
-            for name in (METRICS, EVALS):
+            for name in (METRICS, EVALS, SAMPLES):
                 moved = reconcile_metrics(self.out / name, 0)["cut_to"]
                 if moved and self.log:
                     self.log(f"{self.out / name} held rows of an earlier run without a checkpoint; moved to {moved}")
-        self.metrics = MetricsLogger(self.out, tensorboard=self.config.tensorboard, log=self.log)
+        names, explicit = self.config.loggers()
+        self.metrics = MetricsLogger(self.out, report_to=names if explicit else None, tensorboard=bool(names),
+                                     log=self.log, config=self.config.to_dict())
 
     def _build(self) -> None:
         """Seeds, the estimator and loss, the models (one trainable policy per role), their
@@ -349,16 +368,13 @@ class Trainer:
         # mean over the thought's K answers), the Solver on every answer, grouped as the credit
         # method says (by problem, or by thought under `tree`). With K = 1 a unit is an episode.
         episodes = [e for g in groups for e in g.episodes]
-        role_metrics = {}
+        role_metrics, advantages = {}, {}
+        sampled = self._samples_due(s + 1)
         self._updating = True
         self.idle.wake(self.roles_to_update(s))
         for role in self.roles_to_update(s):
-            units = credit_registry.role_units(groups, rewards[role], role,
-                                               credit_registry.resolve_grouping(self.credit, role))
-            prompts = [episodes[k].prompts[role] for k in units.episodes]
-            completions = [episodes[k].completions[role] for k in units.episodes]
-            lengths = [len(c.token_ids) for c in completions]
-            adv = self.estimator(units.rewards, units.index, lengths=lengths, **self._estimator_params())
+            units, prompts, completions, adv = self._advantages(role, groups, episodes, rewards[role])
+            advantages[role] = units, adv
             role_metrics[role] = self.update(role, prompts, completions, adv)
         self._updating = False
         self.engines.sync(self.optimizer_steps)
@@ -366,11 +382,43 @@ class Trainer:
         t["update"] = time.perf_counter()
         self.step_count += 1
 
-        # 6. metrics row
+        # 6. metrics row (and, every samples_every steps, sample episodes in OUT/samples.jsonl)
         row = self._metrics_row(s, groups, rewards_all, diag, role_metrics, t)
         if self.metrics is not None:
             self.metrics.write(row)
+            if sampled:
+                self._write_samples(s + 1, groups, episodes, rewards, advantages, row)
         return row
+
+    def _advantages(self, role: str, groups: Any, episodes: list, rewards: Any) -> tuple[Any, list, list, torch.Tensor]:
+        """``role``'s training units (:func:`~algorithms.credit.role_units`), their prompts and
+        completions, and their advantages under the configured estimator."""
+        units = credit_registry.role_units(groups, rewards, role, credit_registry.resolve_grouping(self.credit, role))
+        prompts = [episodes[k].prompts[role] for k in units.episodes]
+        completions = [episodes[k].completions[role] for k in units.episodes]
+        lengths = [len(c.token_ids) for c in completions]
+        adv = self.estimator(units.rewards, units.index, lengths=lengths, **self._estimator_params())
+        return units, prompts, completions, adv
+
+    def _samples_due(self, step: int) -> bool:
+        """Whether step ``step`` (1-based) writes samples: the first, every ``samples_every``-th and the last."""
+        every = self.config.samples_every
+        return bool(every) and self.metrics is not None and (step == 1 or step % every == 0 or step == self.config.steps)
+
+    def _write_samples(self, step: int, groups: Any, episodes: list, rewards: dict, advantages: dict, row: dict) -> None:
+        """Append the step's sample episodes to ``OUT/samples.jsonl`` (rank 0's shard of the batch):
+        each role's advantage per joint episode, computed here for a role the step did not update."""
+        per_episode = {}
+        for role in ROLES:
+            if role in advantages:
+                units, adv = advantages[role]
+            else:
+                units, _, _, adv = self._advantages(role, groups, episodes, rewards[role])
+            unit_of = np.searchsorted(np.asarray(units.episodes), np.arange(len(episodes)), side="right") - 1
+            # (float32 advantages written with their 7 significant digits: 0.55, not 0.550000011920929)
+            per_episode[role] = [float(f"{v:.7g}") for v in adv.detach().float().cpu().numpy()[unit_of].tolist()]
+        write_samples(self.out, sample_rows(step, groups, rewards, per_episode, n=self.config.samples_per_write,
+                                            updated=row["updated"], timestamp=row["timestamp"]))
 
     def _budget(self, role: str) -> int:
         """The role's generation budget: the L of the Dr. GRPO aggregations (fixed, as in TRL and verl)."""
@@ -414,8 +462,11 @@ class Trainer:
         if "no_solver_accuracy" in diag:
             row["accuracy_thinker_0"] = diag["no_solver_accuracy"]
         row.update({f"credit_{k}": v for k, v in getattr(self.credit, "metrics", {}).items()})
-        for role, m in role_metrics.items():
-            row.update({f"{k}_{role}": v for k, v in m.items()})
+        # every role's update metrics in every row (null for a role the step did not update), so
+        # that all rows of a run have the same keys; the updated role(s) name them
+        keys = list(dict.fromkeys(k for m in role_metrics.values() for k in m))
+        for role in ROLES:
+            row.update({f"{k}_{role}": role_metrics.get(role, {}).get(k) for k in keys})
         first = role_metrics.get(sorted(role_metrics)[0]) if role_metrics else {}
         for k in ("loss", "kl", "clip_frac"):
             if k in first:
@@ -427,6 +478,7 @@ class Trainer:
         row["time"] = {"collect": t["collect"] - t["start"], "credit": t["credit"] - t["collect"],
                        "update": t["update"] - t["credit"]}
         row["time_total"] = t["update"] - t["start"]
+        row["timestamp"] = time.time()  # when the step ended (unix seconds)
         return row
 
     # ------------------------------------------------------------------ the loop
@@ -475,6 +527,8 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
+        if self.metrics is not None and self.step_count >= cfg.steps:
+            self.summary = report_run(self.out, self.log)  # OUT/summary.json; the last samples and the table on the log
         return rows
 
     def request_stop(self) -> None:
@@ -500,17 +554,28 @@ class Trainer:
     # ------------------------------------------------------------------ evaluation
 
     def evaluate(self, data: str | list, *, samples: int | None = None, temperature: float | None = None) -> dict:
-        """Accuracy with and without the Thinker on ``data`` (see :func:`algorithms.evaluate`)."""
+        """Accuracy with and without the Thinker on ``data`` (see :func:`algorithms.evaluate`),
+        verified by the trainer's own verifier (its worker pool, started once per run), with the
+        run's seed and rollout settings; the result also names its ``data`` (the source, or
+        ``None`` for a problem list) and ``sampling["engine"]``."""
         cfg = self.config
+        name = data if isinstance(data, str) else None
         if isinstance(data, str) and data == cfg.eval_data:
             data = self.eval_problems  # loaded (and checked) once, at construction
-        return evaluate(self.rollout_policies, data, samples=samples or cfg.eval_samples,
-                        temperature=cfg.eval_temperature if temperature is None else temperature,
-                        seed=cfg.seed, verifier=self.verifier, rollout=cfg.rollout)
+        result = evaluate(self.rollout_policies, data, samples=samples or cfg.eval_samples,
+                          temperature=cfg.eval_temperature if temperature is None else temperature,
+                          seed=cfg.seed, verifier=self.verifier, rollout=cfg.rollout)
+        result["data"] = name
+        result["sampling"]["engine"] = cfg.rollout.engine
+        return result
 
     def _log_eval(self, result: dict) -> None:
+        """Append the evaluation to ``OUT/eval.jsonl``: the step, the time, the removal mode and the
+        whole result (accuracies, paired intervals, per-problem values with problem ids, seed,
+        sampling settings, data, tokens, seconds): the fields of a ``thinksolve eval`` record."""
         if self.metrics is not None:
-            self.metrics.write({"step": self.step_count, **result}, EVALS)
+            self.metrics.write({"step": self.step_count, "time": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
+                                "remove": None, **result}, EVALS)
             if self.log:
                 self.log(f"eval @ step {self.step_count}: joint {result['joint_accuracy']:.1%}, "
                          f"Thinker removed {result['solo_accuracy']:.1%}")
@@ -563,8 +628,8 @@ class Trainer:
                                 or self.optimizer_steps)
         if self.writer and self.dist.main:  # (a target behind the checkpoint was refused by _open_run)
             # metrics.jsonl (and eval.jsonl) agree with the checkpoint: rows past it and a torn last line are set aside
-            for name in (METRICS, EVALS):
-                cut = reconcile_metrics(self.out / name, self.step_count)
+            for name in (METRICS, EVALS, SAMPLES):
+                cut = reconcile_metrics(self.out / name, self.step_count, unique=name != SAMPLES)
                 if cut["cut_to"] and self.log:
                     self.log(f"{name}: {cut['cut']} line(s) past the checkpoint's step {self.step_count} or torn moved "
                              f"to {cut['cut_to']}")
