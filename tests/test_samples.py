@@ -133,7 +133,8 @@ def test_the_end_of_a_run_prints_the_last_samples_and_a_summary(tmp_path):
     b = summary["batch"]
     assert b["window"] == 2 and b["first_steps"] == [1, 2] and b["last_steps"] == [3, 4]
     assert b["accuracy_last"] == pytest.approx(np.mean([m["joint_accuracy"] for m in metrics[2:]]))
-    assert [s["step"] for s in summary["samples"]] == [4, 4, 4] or len(summary["samples"]) == 3
+    assert [s["step"] for s in summary["samples"]] == [1, 4, 4]  # the last three rows: step 1's second, step 4's two
+    assert all(0 <= s["solo_accuracy"] <= 1 for s in summary["samples"])  # ccpo collects the Solver alone
     assert summary == t.summary | {"timestamp": summary["timestamp"]}
     printed = "\n".join(lines)
     assert "last samples:" in printed and "held-out accuracy, team" in printed and "batch accuracy, team" in printed
@@ -196,3 +197,17 @@ def test_a_loaded_team_rolls_out_as_its_run_trained(tmp_path):
     with pytest.raises(ValueError, match="model names"):
         named.collect_options()
     assert torch.is_tensor(next(iter(policies["thinker_0"].parameters())))
+
+
+def test_thinksolve_train_ends_with_the_samples_and_the_table(tmp_path, capsys):
+    from algorithms.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "tiny-arith", "--steps", "2", "--out", str(out), "warm_start.enabled=false",
+                 "rollout.problems_per_step=2", "rollout.group_size=2", "rollout.solo_samples=1",
+                 "rollout.thinker_max_new_tokens=4", "rollout.solver_max_new_tokens=4", "tensorboard=false"]) == 0
+    printed = capsys.readouterr().out
+    assert "last samples:" in printed and "batch accuracy, team (step 1 → 2)" in printed
+    assert f"summary in {out / 'summary.json'}" in printed
+    assert all(len(line) <= 100 for line in printed[printed.index("last samples:"):].splitlines()[:13])
+    assert json.loads((out / "summary.json").read_text())["steps"] == 2

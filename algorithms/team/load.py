@@ -37,6 +37,8 @@ class Team(_TeamFields):
     ``policies`` maps each role to its policy; ``rollout`` is the run's rollout section (budgets,
     temperature, prompt set), ``None`` for model names."""
 
+    config: TrainerConfig | None = None  # (a class default: ``_replace`` builds a copy without __new__)
+
     def __new__(cls, policies: dict[str, Any], rollout: RolloutConfig | None = None,
                 config: TrainerConfig | None = None) -> Team:
         self = super().__new__(cls, policies, rollout)
