@@ -206,7 +206,7 @@ def test_the_pages_exist():
     names = {rel(p) for p in PAGES}
     for name in ("README.md", "docs/environment.md", "docs/verifier.md", "docs/policies.md", "docs/credit.md",
                  "docs/training.md", "docs/evaluation.md", "docs/benchmarks.md", "docs/fidelity.md",
-                 "docs/development.md"):
+                 "docs/development.md", "docs/method.md"):
         assert name in names, f"{name} is missing"
     # the front door stays short, and shows runnable code (the environment loop, a credit method)
     assert len((ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= 260
