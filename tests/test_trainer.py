@@ -310,15 +310,7 @@ def test_out_must_be_a_writable_directory(tmp_path):
         Trainer(tiny(f / "sub"), log=None)
 
 
-def test_tensorboard_asked_for_but_missing_is_said(tmp_path):
-    import importlib.util
-
-    if importlib.util.find_spec("tensorboard") is not None:
-        pytest.skip("tensorboard is installed")
-    lines = []
-    with Trainer(tiny(tmp_path, "steps=1", "tensorboard=true"), log=lines.append):
-        pass
-    assert any("tensorboard package is not installed" in line for line in lines)
+# A missing TensorBoard (the deprecated flag notes it; report_to refuses it): tests/test_loggers.py.
 
 
 def test_progress_lines_off_a_terminal(tmp_path):
