@@ -25,7 +25,7 @@ the thought reaches the Solver, one trailing `\\boxed{...}` is stripped from it 
 ### Observations
 `{"problem": str, "thought": str}` — the thought is empty for the Thinker and for a solo
 Solver. PettingZoo's test suite checks the `"observation"` key of a Dict space for dtype; this
-one has none, so the text fields pass `api_test` (see ECOSYSTEM-NOTES §A.4).
+one has none, so the text fields pass `api_test`.
 
 ### Briefings
 A problem may carry text that only the Thinker sees, `Problem.meta["briefing"]` (the `arith:`
