@@ -17,12 +17,19 @@ Systems:
   gold being the reference itself when it holds a ``\\boxed{}``, else ``"$" + reference + "$"``
   (math-verify has no relative tolerance, so ``rel_tol`` does not apply to it).
 
+A second table reads text not written for these rules: the 500 MATH500 reference solutions
+(``--math500``, the shared data file) with every ``\\boxed{}`` replaced by its content, so the
+answer stands in an ordinary last sentence ("Thus, the answer is $5$."). Each is scored against its
+reference (label True) and against a decoy (label False): the last bare number of the solution
+before its box that is not the answer (neither math-verify nor our normal form equates them).
+Only ``unboxed="last"`` and math-verify read such text; a decoy accepted is a false positive.
+
 Prints the per-class table and every disagreement with the labels, with the reason, and writes
 ``benchmarks/results/verifier_agreement.{json,md}``.
 
 Usage::
 
-    python benchmarks/verifier_agreement.py [--cases tests/data/verifier_cases.jsonl]
+    python benchmarks/verifier_agreement.py [--cases tests/data/verifier_cases.jsonl] [--math500 PATH]
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 import time
 from collections import OrderedDict
@@ -39,9 +47,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._results import write_results  # noqa: E402
-from thinksolve_env.verifier import MathVerifier  # noqa: E402
+from thinksolve_env.verifier import MathVerifier, find_boxed, normalize_answer  # noqa: E402
 
 DEFAULT_CASES = ROOT / "tests" / "data" / "verifier_cases.jsonl"
+DEFAULT_MATH500 = ROOT.parent / "shared" / "data" / "math" / "math500.jsonl"
+#: A bare number in a solution's prose or maths (not part of a longer number, name or exponent).
+_BARE_NUMBER = re.compile(r"(?<![\w.^_{])-?\d+(?:\.\d+)?(?![\w.]*\d)")
 SYSTEMS = ("thinksolve", "thinksolve unboxed=last", "math-verify")
 
 #: Why a system disagrees with a label (class or case id → system → reason); see README.
@@ -115,9 +126,70 @@ def run_math_verify(cases: list[dict]) -> list[dict]:
     return out
 
 
+def math500_unboxed_cases(path: Path) -> list[dict]:
+    """MATH500 solutions with their boxes opened, each against its answer and against a decoy."""
+    from math_verify import parse, verify
+
+    logging.getLogger("math_verify").setLevel(logging.CRITICAL)
+    cases = []
+    with open(path, encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    for r in rows:
+        solution, answer = r["solution"], r["answer"]
+        boxes = find_boxed(solution)
+        pieces, pos = [], 0
+        for start, end, content in boxes:
+            pieces += [solution[pos:start], content]
+            pos = end
+        text = "".join(pieces) + solution[pos:]
+        cases.append({"id": r["id"], "class": "math500 answer", "text": text, "reference": answer, "label": True})
+        gold = parse(f"${answer}$")
+        before_box = solution[: boxes[-1][0]] if boxes else solution
+        for m in reversed(list(_BARE_NUMBER.finditer(before_box))):
+            decoy = m.group()
+            if normalize_answer(decoy) != normalize_answer(answer) and not verify(gold, parse(f"${decoy}$")):
+                cases.append({"id": r["id"] + "-decoy", "class": "math500 decoy", "text": text,
+                              "reference": decoy, "label": False})
+                break
+    return cases
+
+
+def math500_unboxed(path: Path) -> tuple[str, dict]:
+    """The MATH500 unboxed-solutions table (markdown) and its record."""
+    from benchmarks._results import markdown_table
+
+    cases = math500_unboxed_cases(path)
+    t0 = time.perf_counter()
+    verdicts = {
+        "thinksolve": run_thinksolve(cases),
+        "thinksolve unboxed=last": run_thinksolve(cases, unboxed="last"),
+        "math-verify": run_math_verify(cases),
+    }
+    wall = time.perf_counter() - t0
+    pos = [i for i, c in enumerate(cases) if c["label"]]
+    neg = [i for i, c in enumerate(cases) if not c["label"]]
+    record: dict = {"cases": len(cases), "answers": len(pos), "decoys": len(neg), "wall_s": round(wall, 1)}
+    rows = []
+    for s in SYSTEMS:
+        ok = sum(verdicts[s][i]["correct"] for i in pos)
+        fp = sum(verdicts[s][i]["correct"] for i in neg)
+        agree = ok + len(neg) - fp
+        record[s] = {"answers_accepted": ok, "decoys_accepted": fp, "agree": agree,
+                     "missed": [cases[i]["id"] for i in pos if not verdicts[s][i]["correct"]],
+                     "false_positives": [cases[i]["id"] for i in neg if verdicts[s][i]["correct"]]}
+        rows.append({"system": s, "answers accepted": f"{ok}/{len(pos)}", "decoys accepted (false positives)": f"{fp}/{len(neg)}",
+                     "agree with labels": f"{agree}/{len(cases)} ({100 * agree / len(cases):.1f}%)"})
+    table = markdown_table(["system", "answers accepted", "decoys accepted (false positives)", "agree with labels"], rows)
+    section = (f"MATH500 reference solutions with their boxes opened ({len(pos)} answers, {len(neg)} decoys; "
+               f"wall time {wall:.1f} s):\n\n{table}")
+    return section, record
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cases", type=Path, default=DEFAULT_CASES)
+    ap.add_argument("--math500", type=Path, default=DEFAULT_MATH500,
+                    help="MATH500 jsonl with solutions for the unboxed-solutions table (skipped if missing)")
     ap.add_argument("--no-write", action="store_true", help="print only")
     args = ap.parse_args(argv)
     cases = load_cases(args.cases)
@@ -164,14 +236,18 @@ def main(argv: list[str] | None = None) -> int:
     notes = (f"{len(cases)} hand-labelled cases in `{case_file}`; "
              f"thinksolve and math-verify give the same verdict on {pairwise}/{len(cases)}. "
              f"Wall time {wall:.1f} s.\n\n" + "\n".join(lines))
-    if args.no_write:
-        from benchmarks._results import markdown_table
+    extra = {"disagreements": disagreements, "same_verdict": pairwise, "false_positives": false_pos}
+    from benchmarks._results import markdown_table
 
+    if args.math500.exists():
+        section, extra["math500_unboxed"] = math500_unboxed(args.math500)
+        notes = section + "\n\n" + notes
+    else:
+        notes = f"MATH500 unboxed-solutions table skipped: {args.math500} not found.\n\n" + notes
+    if args.no_write:
         table = markdown_table(columns, rows)
     else:
-        table = write_results("verifier_agreement", columns, rows, notes=notes,
-                              extra={"disagreements": disagreements, "same_verdict": pairwise,
-                                          "false_positives": false_pos})
+        table = write_results("verifier_agreement", columns, rows, notes=notes, extra=extra)
     print(table)
     print()
     print(notes)

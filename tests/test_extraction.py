@@ -45,3 +45,90 @@ def test_normalize_equates(a, b):
 @pytest.mark.parametrize("a, b", [("1", "-1"), ("(1,2)", "[1,2]"), ("x+1", "x-1"), ("12", "1,2")])
 def test_normalize_keeps_different_answers_apart(a, b):
     assert normalize_answer(a) != normalize_answer(b)
+
+
+# A final-answer sentence (and, with unboxed="last", the last sentence with maths) gives what it
+# asserts: after its last "is"/"="; the subject's own maths is never the answer.
+@pytest.mark.parametrize("text, expected", [
+    ("Final Answer: The largest $n$ is 34.", "34"),
+    ("Final Answer: The volume of $ABCDEFGH$ is 120.", "120"),
+    ("Final Answer: Jane started growing Sphere 3 hours ago", "3"),
+    ("Final Answer: The number of ways this is possible is 12.", "12"),  # "is" inside the subject
+    ("Final Answer: The remainder when $2^{10}$ is divided by $7$ is $2$.", "2"),
+    ("Final answer: the total is 45 dollars.", "45"),
+    ("Final answer: the area is $\\frac{3}{4}$ square units.", "\\frac{3}{4}"),
+    ("Final answer: the change is -3/4 units.", "-3/4"),
+    ("Final answer: x = 2 + 3 = 5", "5"),
+    ("Final answer: $x = 4 \\cdot 3 = 12$.", "12"),
+    ("Final answer: $x = \\frac{1}{3} \\approx 0.33$.", "\\frac{1}{3}"),
+    ("Final Answer: The number of ways is 6, not 8.", "6"),
+    ("Final Answer: The probability is $\\frac{1}{6}$, which is about 0.17.", "\\frac{1}{6}"),
+    ("The answer is 64 because $4^3 = 64$.", "64"),
+    ("Final Answer: The expression is $x^2 - 1$, and that is all.", "x^2 - 1"),
+    ("Final Answer: The winner is Evelyn.", "Evelyn"),
+    ("Final Answer: Since $x=3$, $y$ is 10.", "10"),
+    ("The final answer is $2.5$. I hope it is correct.", "2.5"),
+    ("The final answer is 12cm.", "12cm"),
+])
+def test_final_answer_sentence_gives_what_it_asserts(text, expected):
+    assert extract_answer(text) == expected
+    assert extract_answer(text, unboxed="last") == expected  # a phrase is read the same either way
+
+
+def test_a_denied_value_is_never_the_answer():
+    assert extract_answer("Final answer: $x$ is not 4.") != "4"
+    assert extract_answer("Final answer: it isn't 4.") is None
+    assert extract_answer("Since 9 is not prime, n is 9.", unboxed="last") == "9"
+    assert extract_answer("The answer is not 10.", unboxed="last") is None
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("The largest $n$ is 34.", "34"),
+    ("Jane started growing the sphere 3 hours ago.", "3"),
+    ("Each box holds 8 apples, so 5 boxes hold 40 apples.", "40"),  # no assertion: the last maths
+    ("So $x = 2 + 3 = 5$.", "5"),
+    ("The total is 45 dollars for 3 people.", "45"),
+    ("The probability is $\\frac{1}{36}$, which is about 0.03.", "\\frac{1}{36}"),
+    ("x is not 5; x is 7.", "7"),
+    ("We find $x = 3$.\n\nThat is the only value, and it is positive.", "3"),  # a sentence with no maths is skipped
+    ("After 2 more years, Ann will be 14.", "14"),
+    ("The largest prime factor of 91 is 13 because 91 = 13 * 7.", "13"),
+])
+def test_unboxed_last_reads_the_last_sentence_with_maths(text, expected):
+    assert extract_answer(text, unboxed="last") == expected
+    assert extract_answer(text) is None
+
+
+def test_equation_references_keep_equations_whole():
+    text = "The circle is $x^2 + y^2 = 25$."
+    assert extract_answer(text, unboxed="last") == "25"
+    assert extract_answer(text, unboxed="last", equations=True) == "x^2 + y^2 = 25"
+    assert extract_answer("Final answer: y = 2x + 1", equations=True) == "y = 2x + 1"
+    assert extract_answer("Final answer: $x = 1 + 1 = 2$", equations=True) == "x = 2"  # a chain's ends
+
+
+def test_values_listed_side_by_side_are_one_answer():
+    """As with boxes side by side: a list, which meets a two-part reference and no single one."""
+    assert extract_answer("Final answer: the roots are $x = 2$ and $x = 3$.") == "2, 3"
+    assert extract_answer("Final answer: 5 or 6") == "5, 6"
+    assert extract_answer("So $a = 1$ and $b = 4$, which gives $a + b = 5$.", unboxed="last") == "5"
+
+
+@pytest.mark.parametrize("text", [
+    "Final answer: " + "is " * 100_000,
+    "is " * 100_000,
+    "x is 1 " * 100_000,
+    "Final answer: " + "$" * 100_000 + "5",
+    "Final answer: " + "\\(" * 100_000,
+    "\\[" * 100_000 + " is 5",
+    "Final answer: " + "{" * 50_000 + "}" * 50_000,
+    "So $" + "x=" * 100_000 + "5$.",
+    "Final answer: " + "is not " * 100_000 + "5",
+    "Final answer: 5 " + "because " * 100_000,
+    "Final answer: " + "\\text{abc}" * 100_000,
+])
+def test_sentence_reading_is_bounded(text):
+    """Hostile sentences: the reading looks at a bounded window, so the answer is short."""
+    for mode in ("off", "last"):
+        got = extract_answer(text, unboxed=mode)
+        assert got is None or len(got) <= 2_000

@@ -14,6 +14,8 @@ from thinksolve_env.verifier import MathVerifier
 
 CASE_FILE = Path(__file__).parent / "data" / "verifier_cases.jsonl"
 CASES = [json.loads(line) for line in CASE_FILE.read_text(encoding="utf-8").splitlines()]
+#: Classes read with ``unboxed="last"`` (text with neither a box nor a final-answer phrase).
+UNBOXED_CLASSES = ("unboxed", "unboxed-sentence")
 #: Misses we keep, with the reason (docs/verifier.md lists them too, under "Known misses").
 KNOWN = {
     "equivalence-21": "e^{i\\pi}: the engine reads i as a variable (math-verify too)",
@@ -26,7 +28,7 @@ def test_case_file_is_well_formed_and_covers_every_class():
     counts = Counter(c["class"] for c in CASES)
     for cls in ("multi-box-reference", "boxed-parts", "phrase-sentence", "chat-template", "reference-trailing",
                 "mathrm-e", "unboxed", "numeric-tolerance", "ordered-tuple", "relation-interval",
-                "radians-degrees", "equivalence", "near-miss"):
+                "radians-degrees", "equivalence", "near-miss", "phrase-assertion", "unboxed-sentence"):
         assert counts[cls] >= 3, cls
     assert all(isinstance(c["label"], bool) for c in CASES)
     # Both verdicts occur in every class but the plain-equivalence and near-miss ones.
@@ -40,7 +42,7 @@ def verdicts():
     out = {}
     groups: dict = {}
     for c in CASES:
-        unboxed = "last" if c["class"] == "unboxed" else "off"
+        unboxed = "last" if c["class"] in UNBOXED_CLASSES else "off"
         groups.setdefault((c.get("rel_tol"), unboxed), []).append(c)
     for (tol, unboxed), cases in groups.items():
         with MathVerifier(workers=2, rel_tol=tol, unboxed=unboxed) as v:
@@ -61,5 +63,5 @@ def test_verdict_equals_label(case, verdicts):
 def test_unboxed_cases_need_the_option():
     with MathVerifier(workers=0) as v:
         for c in CASES:
-            if c["class"] == "unboxed":
+            if c["class"] in UNBOXED_CLASSES:
                 assert v.verify(c["text"], c["reference"]).reason == "no-answer"

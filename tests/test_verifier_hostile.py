@@ -110,6 +110,28 @@ def _hostile() -> list[tuple[str, str, str, bool]]:
         ("begin-without-end", "\\boxed{\\begin{pmatrix}1 & 2}", "1", False),
         ("dollar-soup", "\\boxed{" + "$" * 500 + "}", "1", False),
         ("tiny-exponent", "\\boxed{10^{-10^{10}}}", "0", False),
+        # final-answer sentences (what a sentence asserts is read in a bounded window)
+        *_hostile_sentences(),
+    ]
+
+
+def _hostile_sentences() -> list[tuple[str, str, str, bool]]:
+    """Sentences that attack the reading of what a sentence asserts: the same verdict with
+    ``unboxed="off"`` and ``"last"`` (a phrase within the text limit is read in both modes; a
+    text cut past its phrase has nothing to read in either)."""
+    return [
+        ("is-is-is", "Final answer: " + "is " * 100_000, "5", False),
+        ("is-is-is-then-answer", "is " * 100_000 + "\nFinal Answer: The sum is 5.", "5", True),
+        ("is-number-soup", "Final answer: x " + "is 1 " * 300 + "is 5.", "5", True),
+        ("nested-dollars", "Final answer: " + "$" * 100_000 + "5" + "$" * 100_000, "5", False),
+        ("nested-dollars-then-answer", "$" * 50_000 + "\nFinal Answer: The largest $n$ is 34.", "34", True),
+        ("open-paren-spans", "Final answer: " + "\\(" * 50_000 + " is 5", "5", False),
+        ("equals-chain", "Final answer: $" + "x=" * 900 + "5$", "5", True),
+        ("equals-chain-huge", "Final answer: " + "x=" * 50_000 + "5", "5", False),
+        ("is-not-soup", "Final answer: x " + "is not " * 100_000 + "5", "5", False),
+        ("because-soup", "Final answer: 5 " + "because " * 20_000, "5", True),
+        ("text-groups", "Final answer: " + "\\text{abc}" * 100_000, "5", False),
+        ("open-braces-sentence", "Final answer: the sum is " + "{" * 100_000 + "5", "5", False),
     ]
 
 
@@ -171,6 +193,24 @@ def test_hostile_corpus_single_calls(verifier):
         assert took < (TIMEOUT + SLACK) * _load(), f"{name} took {took:.2f}s ({v.reason})"
         if v.extracted is not None:
             assert len(v.extracted) <= verifier.max_answer_chars, name
+
+
+def test_hostile_sentences_read_unboxed_last():
+    """The hostile sentences with ``unboxed="last"`` (which reads every text): the same verdicts,
+    bounded latency; text with no phrase at all too."""
+    items = _hostile_sentences() + [
+        ("unboxed-is-is-is", "x " + "is " * 100_000, "5", False),
+        ("unboxed-is-number", "x is 1 " * 100_000 + "so x is 5.", "5", True),
+        ("unboxed-open-brackets", "\\[" * 100_000 + " is 5", "5", True),
+        ("unboxed-dollar-pairs", "$a" * 100_000 + " is 5", "5", True),
+    ]
+    with MathVerifier(timeout=TIMEOUT, workers=1, unboxed="last") as v:
+        for name, text, ref, equal in items:
+            t = time.monotonic()
+            r = v.verify(text, ref)
+            took = time.monotonic() - t
+            assert r.correct is equal, f"{name}: {r.reason}, extracted {r.extracted!r}"
+            assert took < (TIMEOUT + SLACK) * _load(), f"{name} took {took:.2f}s ({r.reason})"
 
 
 def test_hostile_corpus_batch_and_pool_survives(tmp_path):

@@ -7,8 +7,9 @@ Layers, cheapest first:
    deeply nested braces cost linear time), or the last boxes joined when the reference holds
    several parts (``\\boxed{3}`` and ``\\boxed{-5}`` for ``3, -5``; never more boxes than the
    reference has parts); else a final-answer phrase ("The final answer is $2.5$. I hope it is
-   correct." gives ``2.5``: the answer ends with its sentence); else, only with
-   ``unboxed="last"``, the last math span or number. Model text is cut to its last
+   correct." gives ``2.5``): the answer is what its sentence asserts, after the last "is" or
+   "=" ("Final Answer: The largest $n$ is 34" gives ``34``); else, only with
+   ``unboxed="last"``, what the last sentence with maths asserts. Model text is cut to its last
    ``max_text_chars`` characters first, and an answer longer than ``max_answer_chars`` is
    rejected (``reason="too-long"``) before anything parses it. A reference with several boxes
    states all of them.
@@ -50,6 +51,7 @@ parent's ``__main__`` (a trainer's torch import included): measured on the 2-cor
 from __future__ import annotations
 
 import asyncio
+import bisect
 import json
 import os
 import re
@@ -138,13 +140,6 @@ _CHAT_TOKEN_RE = re.compile(
     r"<\|[A-Za-z0-9_\-:. ]{1,40}\|>|</?s>|<(?:eos|bos|pad|eot|end_of_turn|start_of_turn)>"
     r"|\[/?INST\]|<\uff5c[^<>\n]{1,40}\uff5c>"
 )
-#: Where a sentence ends after a final-answer phrase: ``.``/``!``/``?``/``;`` before a space or
-#: the end (``2.5`` keeps its dot), or a connective that starts a new clause.
-_SENTENCE_END_RE = re.compile(
-    r"[.!?;](?=\s|$)|\s+(?:I\s+hope|because|since|which|so\s+that|as\s+required)\b", re.IGNORECASE
-)
-_MATH_SPAN_RE = re.compile(r"\$\$([^$]+)\$\$|\$([^$]+)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
-_NUMBER_RE = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?%?")
 #: Modes of reading text that has neither a box nor a final-answer phrase.
 UNBOXED_MODES = ("off", "last")
 #: How much of the text's end the ``unboxed="last"`` reading looks at.
@@ -223,30 +218,333 @@ def count_parts(answer: str) -> int:
     return sum(1 for p in merged if p.strip()) or 1
 
 
-def _phrase_answer(rest: str) -> str | None:
-    """The answer in the text after a final-answer phrase, up to the end of its sentence.
+# A sentence is read for what it asserts. It is cut into tokens (math spans, LaTeX commands with
+# their brace groups, words, sentence ends, other characters) by one left-to-right pass over at
+# most ``_UNBOXED_TAIL`` characters; everything after that is a few passes over the token list.
+_TOKEN_RE = re.compile(
+    r"(?P<span>\$\$(?:[^$\\]|\\.)+\$\$|\$(?:[^$\\]|\\.)+\$|\\\(.+?\\\)|\\\[.+?\\\]"
+    r"|\\begin\{(?P<env>[A-Za-z]{1,20}\*?)\}.*?\\end\{(?P=env)\})"
+    r"|(?P<cmd>\\[A-Za-z]+|\\.)"
+    r"|(?P<word>[A-Za-z]+(?:'[A-Za-z]+)?)"
+    r"|(?P<end>[.!?;](?=\s|$)|\n)"
+    r"|(?P<other>.)",
+    re.DOTALL,
+)
+#: Display environments whose rows are steps of a computation: the last row is what they assert.
+_ROW_ENVS = frozenset({"align", "align*", "aligned", "eqnarray", "eqnarray*", "gather", "gather*", "multline",
+                       "multline*", "split"})
+_ROW_TOKEN_RE = re.compile(r"\\\\|\\begin(?![A-Za-z])|\\end(?![A-Za-z])|\\[{}]|[{}]")
+_COMMAND_RE = re.compile(r"\\[A-Za-z]+")
+#: Relations: spans holding one are statements, never listed as alternative values.
+_RELATION_RE = re.compile(r"[<>]|\\(?:le|ge|leq|geq|lt|gt|ne|neq|in|subset|subseteq|notin)(?![A-Za-z])|\\text\s*\{\s*or\s*\}")
+_NEXT_WORD_RE = re.compile(r"\s{0,20}([A-Za-z])")
+#: An alignment mark before a relation (``&=``, ``& \\le``), not a matrix's column separator.
+_ALIGN_MARK_RE = re.compile(r"&(?=\s*(?:[=<>]|\\[lg]eq?(?![A-Za-z])|\\approx|\\ne(?![A-Za-z])))")
+#: Words that assert what follows them: "The largest $n$ is 34".
+_ASSERT_WORDS = frozenset({"is", "are", "was", "were", "be", "equals"})
+#: An assertion denied: "x is not 5" asserts nothing about 5.
+_DENY_WORDS = frozenset({"not", "never", "isn't", "aren't", "wasn't", "weren't", "cannot", "can't"})
+#: An assertion hedged: "$\frac{1}{6}$, which is about 0.17" gives the exact value first.
+_APPROX_WORDS = frozenset({"about", "approximately", "roughly", "around", "nearly", "almost", "approx"})
+#: Words that start a clause explaining an answer already given ("64 because $4^3 = 64$",
+#: "I hope it is correct"): the sentence ends there once it holds some maths.
+_CUT_WORDS = frozenset({"because", "since", "hope", "where", "whereas"})
+#: Words that start a conclusion: typeset maths after them, after an equation, is what it concludes.
+_CONSEQUENCE_WORDS = frozenset({"so", "thus", "hence", "therefore", "then"})
+#: Letter runs of two or three letters that are maths, not prose (``sin x``, ``xy``, ``ln 2``).
+_MATH_WORDS = frozenset({
+    "sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "lg", "exp", "lim", "max", "min", "gcd",
+    "lcm", "mod", "det", "deg", "sinh", "cosh", "tanh", "arcsin", "arccos", "arctan", "pi", "sqrt",
+})
+#: Two-letter English words (any other pair of letters is a product of variables, like ``xy``).
+_SHORT_WORDS = frozenset({
+    "am", "an", "as", "at", "be", "by", "do", "go", "he", "if", "in", "is", "it", "me", "my", "no",
+    "of", "oh", "ok", "on", "or", "so", "to", "up", "us", "we",
+})
+#: ``\text{...}``-like commands: with prose inside, the group is prose (``12 \text{ hours}``).
+_TEXT_CMDS = frozenset({"\\text", "\\textbf", "\\textit", "\\textrm", "\\textnormal", "\\mbox", "\\mathrm", "\\mathbf"})
+_PROSE_IN_GROUP_RE = re.compile(r"[A-Za-z]{3,}")
+_APPROX_RE = re.compile(r"\\approx(?![A-Za-z])|≈")
 
-    A leading math span (``$2.5$``, ``\\(x\\)``, ``\\[..\\]``) is the answer; otherwise the text up
-    to the first sentence end, or the first ``$..$`` span inside it.
-    ``"$2.5$. I hope it is correct."`` gives ``2.5``.
+
+def _word_kind(word: str) -> str:
+    """``assert``, ``deny``, ``approx``, ``cut``, ``prose`` or ``math`` (a variable or function name)."""
+    low = word.lower()
+    if low in _ASSERT_WORDS:
+        return "assert"
+    if low in _DENY_WORDS:
+        return "deny"
+    if low in _APPROX_WORDS:
+        return "approx"
+    if low in _CUT_WORDS:
+        return "cut"
+    if len(word) == 1:
+        return "prose" if word in "aAI" else "math"
+    if low in _MATH_WORDS:
+        return "math"
+    if len(word) == 2 and low not in _SHORT_WORDS:
+        return "math"
+    return "prose"
+
+
+def _span_content(span: str, env: str | None) -> str:
+    """The maths of a span without its delimiters; of a computation laid out in rows (``align``),
+    its last row without the alignment marks."""
+    if env is not None:
+        if env not in _ROW_ENVS:
+            return span.strip()
+        inner = span[len(env) + 8 : -(len(env) + 6)]  # between \\begin{env} and \\end{env}
+        rows, depth, start = [], 0, 0
+        for m in _ROW_TOKEN_RE.finditer(inner):  # a row ends at a \\\\ outside braces and inner environments
+            tok = m.group()
+            if tok in ("{", "\\begin"):
+                depth += 1
+            elif tok in ("}", "\\end"):
+                depth -= 1
+            elif tok == "\\\\" and depth <= 0:
+                rows.append(inner[start : m.start()])
+                start = m.end()
+        rows = [r for r in [*rows, inner[start:]] if r.strip()]
+        return _ALIGN_MARK_RE.sub("", rows[-1]).strip() if rows else ""
+    return (span[2:-2] if span[:2] in ("$$", "\\(", "\\[") else span[1:-1]).strip()
+
+
+def _tokens(s: str, *, equations: bool) -> list[tuple[str, str]]:
+    """``(kind, text)`` tokens of ``s``: ``span`` (the content of a math span), ``math`` (a
+    command with its brace group, a variable, a digit, an operator), ``space`` (spaces, commas
+    and other separators), ``prose``, ``assert`` (also a ``=`` outside math unless
+    ``equations``), ``deny``, ``approx``, ``cut`` and ``end`` (a sentence end; also after a span
+    whose maths ends with ``.``, and after a display followed by a capitalised word). Linear in
+    ``len(s)`` (a span without its closing delimiter costs one scan to the end of ``s``, which is
+    at most ``_UNBOXED_TAIL`` characters)."""
+    closing = _match_braces(s) if "{" in s else {}
+    out: list[tuple[str, str]] = []
+    pos, n = 0, len(s)
+    while pos < n:
+        m = _TOKEN_RE.match(s, pos)
+        if m is None:  # pragma: no cover - the last branch matches any character
+            break
+        text, pos = m.group(), m.end()
+        kind = "span" if m.group("span") is not None else (m.lastgroup or "other")
+        if kind == "span":
+            inner = _span_content(text, m.group("env"))
+            stop = inner.endswith(".")  # "is $3.$": the sentence ends inside the span
+            if not stop and text[:2] in ("$$", "\\[", "\\b"):  # a display, then a new sentence ("\\]Since")
+                m2 = _NEXT_WORD_RE.match(s, pos)
+                stop = m2 is not None and m2.group(1)[0].isupper()
+            inner = inner.rstrip(".,;").strip()
+            if inner:
+                out.append(("span", inner))
+            if stop:
+                out.append(("end", "."))
+            continue
+        if kind == "cmd":
+            kind = "math"
+            if text == "\\\\":
+                kind = "space"
+            elif pos < n and s[pos] == "{" and pos in closing:  # the command's brace group goes with it
+                group = s[pos : closing[pos] + 1]
+                pos = closing[pos] + 1
+                if text in _TEXT_CMDS and _PROSE_IN_GROUP_RE.search(group):
+                    kind = "prose"
+                text += group
+        elif kind == "word":
+            kind = _word_kind(text)
+            if kind == "prose" and len(text) == 2 and out and out[-1][0] == "math" and out[-1][1][-1:].isdigit():
+                kind = "math"  # "12cm"-like: a unit glued to its number stays with it
+        elif kind == "other":
+            if text == "{" and pos - 1 in closing:
+                text, pos, kind = s[pos - 1 : closing[pos - 1] + 1], closing[pos - 1] + 1, "math"
+            elif text == "=" and not equations:
+                kind = "assert"
+            elif text.isspace() or text in ",:\"'`*":
+                kind = "space"
+            else:
+                kind = "math"
+        if out and out[-1][0] == kind and kind in ("math", "space"):
+            out[-1] = (kind, out[-1][1] + text)
+        else:
+            out.append((kind, text))
+    return out
+
+
+def _sentences(tokens: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+    """The token list cut at sentence ends (empty sentences dropped)."""
+    out: list[list[tuple[str, str]]] = [[]]
+    for tok in tokens:
+        if tok[0] == "end":
+            if out[-1]:
+                out.append([])
+        else:
+            out[-1].append(tok)
+    return [s for s in out if s]
+
+
+def _strong(tok: tuple[str, str]) -> bool:
+    """Whether a token is plainly maths: a span, a digit, a LaTeX command (not a lone variable)."""
+    kind, text = tok
+    return kind == "span" or (kind == "math" and (any(c.isdigit() for c in text) or "\\" in text))
+
+
+def _top_level_cut(s: str, sep: str) -> list[str]:
+    """``s`` split at ``sep`` outside braces, brackets and parentheses (linear)."""
+    parts, depth, start = [], 0, 0
+    for i, c in enumerate(s):
+        if c in "{([":
+            depth += 1
+        elif c in "})]":
+            depth -= 1
+        elif c == sep and depth <= 0:
+            parts.append(s[start:i])
+            start = i + 1
+    parts.append(s[start:])
+    return parts
+
+
+def _asserted_value(expr: str, *, equations: bool) -> str:
+    """What a math expression asserts: an ``=`` chain gives its last side (``x = 2 + 3 = 5`` gives
+    ``5``; with ``equations``, the equation of its first and last sides, ``x = 5``) and an
+    approximation after it is dropped (``\\frac{1}{3} \\approx 0.33`` gives ``\\frac{1}{3}``)."""
+    m = _APPROX_RE.search(expr)
+    if m:
+        expr = expr[: m.start()]
+    sides = _top_level_cut(expr, "=") if "=" in expr else [expr]
+    sides = [p for p in sides if p.strip()]
+    if len(sides) == 2 and sides[1].strip() == "0" and any(c.isalpha() for c in _COMMAND_RE.sub("", sides[0])):
+        return expr.strip()  # "5x - 7y + 4 = 0" states an equation, not the value 0
+    if len(sides) == 1 or (sides and not equations):  # "= 60" (an aligned row) asserts 60 too
+        expr = sides[-1]
+    elif len(sides) > 2:
+        expr = sides[0].strip() + " = " + sides[-1].strip()
+    return expr.strip()
+
+
+def _run_text(run: list[tuple[str, str]], *, equations: bool) -> str:
+    pieces = [_asserted_value(t, equations=equations) if k == "span" else t for k, t in run]
+    text = _asserted_value("".join(pieces), equations=equations)
+    return text.strip(" \t\n,:;\"'`*$").strip()
+
+
+def _read_sentence(
+    sentence: list[tuple[str, str]], *, asserted: bool, equations: bool, text_answer: bool
+) -> str | None:
+    """What one sentence asserts (see :func:`extract_answer`, step 3).
+
+    ``asserted``: the sentence follows a final-answer phrase, which asserts what comes after it.
+    ``text_answer``: a sentence with no maths at all may answer in words ("The winner is Evelyn").
+    """
+    # A connective after some maths starts an explanation: the sentence ends there.
+    seen_math = False
+    for i, tok in enumerate(sentence):
+        if tok[0] == "cut" and seen_math:
+            sentence = sentence[:i]
+            break
+        seen_math = seen_math or _strong(tok)
+    # Runs of maths between words (a math span is a run of its own); the assertions among them.
+    runs: list[tuple[int, list[tuple[str, str]]]] = []  # (index of the run's first token, tokens)
+    asserts: list[int] = [-1] if asserted else []
+    hedged: set[int] = set()  # token indices after which the next run is denied or approximate
+    current: list[tuple[str, str]] = []
+    start = 0
+    for i, tok in enumerate(sentence):
+        kind = tok[0]
+        if kind in ("math", "space") and not (current and current[-1][0] == "span"):
+            if not current:
+                start = i
+            current.append(tok)
+            continue
+        if current:
+            runs.append((start, current))
+            current = []
+        if kind == "span":
+            start, current = i, [tok]
+        elif kind == "assert":
+            asserts.append(i)
+        elif kind in ("deny", "approx") and ("'" in tok[1] or tok[1].lower() == "cannot"):
+            hedged.add(i)  # "isn't 4", "cannot be 4"
+        elif kind in ("deny", "approx") and asserts and all(t[0] == "space" for t in sentence[asserts[-1] + 1 : i]):
+            hedged.add(i)  # "is not 4", "is about 0.17": what follows is not what is asserted
+            if kind == "deny":
+                asserts.pop()
+    if current:
+        runs.append((start, current))
+    maths = [(i, r) for i, r in runs if any(_strong(t) for t in r)]
+    if not maths:  # lone variables ("The answer is x")
+        maths = [(i, r) for i, r in runs if any(t[0] == "math" and any(c.isalpha() for c in t[1]) for t in r)]
+    # The run right after a denial is never the answer; one after a hedge only if nothing else is.
+    starts = [i for i, _ in maths]
+    hedge_of: dict[int, str] = {}
+    for h in sorted(hedged):
+        j = bisect.bisect_right(starts, h)
+        if j < len(starts) and hedge_of.get(starts[j]) != "deny":
+            hedge_of[starts[j]] = sentence[h][0]
+    exact = [(i, r) for i, r in maths if i not in hedge_of]
+    maths = exact or [(i, r) for i, r in maths if hedge_of.get(i) != "deny"]
+    if not maths:
+        if text_answer and asserts:
+            tail = sentence[asserts[-1] + 1 :]
+            if tail and not any(t[0] in ("deny", "assert") for t in tail):
+                words = "".join(t[1] for t in tail).strip(" \t\n,:;\"'`*$").strip()
+                return words if 0 < len(words.split()) <= 6 else None
+        return None
+    # The last assertion with maths after it: a word or "=" asserts the first maths after it
+    # (typeset maths before a bare number in prose); a span with an "=" asserts its own value,
+    # unless typeset maths follows it ("$a = 2b$, so Alice has a $\frac{2}{3}$ chance").
+    starts = [i for i, _ in maths]
+    sides = [_top_level_cut(r[0][1], "=") if r[0][0] == "span" else [] for _, r in maths]
+    equation = [sum(1 for x in sd if x.strip()) > 1 or (len(sd) > 1 and not sd[0].strip()) for sd in sides]
+    relation = [r[0][0] == "span" and _RELATION_RE.search(r[0][1]) is not None for _, r in maths]
+
+    def typeset(j: int) -> bool:  # a span that is more than a lone variable
+        t = maths[j][1][0]
+        return t[0] == "span" and (len(t[1]) > 1 or t[1].isdigit())
+
+    def new_clause(j: int, m: int) -> bool:  # a comma or "so"/"thus"/... between maths[j] and maths[m]
+        gap = sentence[maths[j][0] + len(maths[j][1]) : maths[m][0]]
+        return any((t[0] == "space" and "," in t[1]) or t[1].lower() in _CONSEQUENCE_WORDS for t in gap)
+
+    k = len(maths) - 1
+    marks = sorted([(a, -1) for a in asserts] + [(starts[j], j) for j in range(len(maths)) if equation[j]])
+    for pos, j in reversed(marks):
+        if j >= 0:  # an equation, or the typeset maths a later clause concludes with
+            later = [m for m in range(j + 1, len(maths)) if typeset(m)]
+            k = later[-1] if later and new_clause(j, later[0]) else j
+            break
+        if pos < starts[-1]:  # a word with some maths after it
+            j = bisect.bisect_right(starts, pos)
+            k = next((m for m in range(j, len(maths)) if maths[m][1][0][0] == "span"), j)
+            break
+
+    # Maths listed with it ("$x = 2$ and $x = 3$", "5 or 6") is one answer, a list: hedging pays
+    # nothing, and a reference with several parts is met. Equations of different unknowns
+    # ("$a = 1$ and $b = 4$") are steps, not a list.
+    def listed(j: int) -> bool:  # maths[j] and maths[j + 1] stand side by side
+        if relation[j] or relation[j + 1] or equation[j] != equation[j + 1] or (
+            equation[j] and sides[j][0].split() != sides[j + 1][0].split()
+        ):
+            return False
+        gap = sentence[maths[j][0] + len(maths[j][1]) : maths[j + 1][0]]
+        return all(t[0] == "space" or t[1].lower() in ("and", "or") for t in gap)
+
+    first, last = k, k
+    while first > 0 and listed(first - 1):
+        first -= 1
+    while last + 1 < len(maths) and listed(last):
+        last += 1
+    chosen = maths[first : last + 1]
+    answer = ", ".join(t for t in (_run_text(r, equations=equations) for _, r in chosen) if t)
+    return answer or None
+
+
+def _phrase_answer(rest: str, *, equations: bool = False) -> str | None:
+    """The answer in the text after a final-answer phrase: what its first sentence asserts.
+
+    ``"$2.5$. I hope it is correct."`` gives ``2.5``, ``": The largest $n$ is 34."`` gives ``34``.
     """
     rest = rest[:_UNBOXED_TAIL].strip().lstrip("*").strip()  # longer is too long anyway
-    for a, b in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
-        if rest.startswith(a):
-            end = rest.find(b, len(a))
-            if end > len(a):
-                return rest[len(a):end].strip() or None
-            rest = rest[len(a):]
-            break
-    m = _SENTENCE_END_RE.search(rest)
-    sentence = rest[: m.start()] if m else rest
-    span = _MATH_SPAN_RE.search(sentence)
-    if span:
-        sentence = next(g for g in span.groups() if g is not None)
-    out = sentence.strip()
-    for _ in range(3):  # "**5**." and the like
-        out = out.rstrip(". ").strip("$*").strip()
-    return out or None
+    for sentence in _sentences(_tokens(rest, equations=equations))[:1]:
+        return _read_sentence(sentence, asserted=True, equations=equations, text_answer=True)
+    return None
 
 
 def _last_match(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
@@ -255,18 +553,22 @@ def _last_match(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
     return tail[0] if tail else None
 
 
-def _last_expression(text: str) -> str | None:
-    """The last math span or number in the text's last characters (``unboxed="last"``)."""
+def _last_expression(text: str, *, equations: bool = False) -> str | None:
+    """What the last sentence with maths in the text's last characters asserts (``unboxed="last"``)."""
     tail = text[-_UNBOXED_TAIL:]
-    best: tuple[int, str] | None = None
-    for m in _MATH_SPAN_RE.finditer(tail):
-        g = next(g for g in m.groups() if g is not None).strip()
-        if g:
-            best = (m.end(), g)
-    for m in _NUMBER_RE.finditer(tail):
-        if best is None or m.end() > best[0]:
-            best = (m.end(), m.group().strip())
-    return best[1] if best else None
+    if len(text) > _UNBOXED_TAIL:
+        # Start outside any $..$ span (an odd number of unescaped $ before the cut means inside
+        # one) and at a word boundary, not inside a word cut in two.
+        cut = len(text) - _UNBOXED_TAIL
+        if (text.count("$", 0, cut) - text.count("\\$", 0, cut)) % 2:
+            tail = tail[tail.find("$") + 1 :] if "$" in tail else tail
+        m = re.search(r"\s", tail[:100])
+        tail = tail[m.end() :] if m else tail
+    for sentence in reversed(_sentences(_tokens(tail, equations=equations))):
+        got = _read_sentence(sentence, asserted=False, equations=equations, text_answer=False)
+        if got is not None:
+            return got
+    return None
 
 
 #: Boxes separated only by this (spaces, ``$``, commas, ``or``/``and``, LaTeX spacing; at most
@@ -317,7 +619,8 @@ def _boxed_answer(text: str, boxes: list[tuple[int, int, str]], parts: int) -> s
 
 
 def extract_answer(
-    text: str, *, max_chars: int = DEFAULT_MAX_TEXT_CHARS, parts: int = 1, unboxed: str = "off"
+    text: str, *, max_chars: int = DEFAULT_MAX_TEXT_CHARS, parts: int = 1, unboxed: str = "off",
+    equations: bool = False,
 ) -> str | None:
     """The answer a model text commits to, or ``None``.
 
@@ -329,10 +632,21 @@ def extract_answer(
        joined until it holds that many (``\\boxed{3}`` ... ``\\boxed{-5}`` answer ``3, -5``)
        (:func:`_boxed_answer`).
     3. Without a box, ``\\boxed 5``; without that, a final-answer phrase ("The final answer is
-       $5$. I hope it is correct.", "Final answer: 5") on the last line that has one, up to the
-       end of its sentence (:func:`_phrase_answer`).
-    4. Without either, ``unboxed="last"`` reads the last math span or number of the text's last
-       2,000 characters (as math-verify does); ``"off"`` (default) finds no answer.
+       $5$. I hope it is correct.", "Final answer: 5") on the last line that has one: its answer
+       is what the first sentence after it *asserts* (:func:`_phrase_answer`). A sentence
+       asserts what follows its last ``is``/``are``/``was``/``were``/``be``/``equals`` or ``=``
+       that has maths after it ("The largest $n$ is 34" gives ``34``, "The number of ways this is
+       possible is 12" gives ``12``): the first run of maths after it, up to the next word
+       ("45 dollars" gives ``45``, "3 hours ago" gives ``3``). With no such word, the phrase
+       itself asserts (``Final answer: Jane started 3 hours ago`` gives ``3``). An ``=`` chain
+       gives its last side (``x = 2 + 3 = 5`` gives ``5``), an ``\\approx`` tail is dropped, a
+       denied value ("is not 8") is never the answer, and an explaining clause after the maths
+       ("because ...", "which is about 0.17", "I hope ...") is not read. A sentence with no maths
+       answers in its words ("The winner is Evelyn"). With ``equations`` (the reference is an
+       equation) ``=`` is not an assertion and an equation stays whole.
+    4. Without either, ``unboxed="last"`` reads the last sentence with maths in the text's last
+       2,000 characters the same way, and with no asserting word in it, its last run of maths
+       ("Adding them gives 23 stones" gives ``23``); ``"off"`` (default) finds no answer.
 
     Text longer than ``max_chars`` is cut from the front first.
     """
@@ -359,9 +673,9 @@ def extract_answer(
             if not last.strip() and i + 1 < len(lines):  # "The final answer is:" then the answer
                 last = lines[i + 1]
     if last is not None:
-        return _phrase_answer(last)
+        return _phrase_answer(last, equations=equations)
     if unboxed == "last":
-        return _last_expression(text)
+        return _last_expression(text, equations=equations)
     return None
 
 
@@ -889,7 +1203,8 @@ class MathVerifier:
         if not isinstance(text, str):
             return Verification.judged(False, None, "parse-error", reference), "", ""
         ref = self._reference_answer(reference)
-        extracted = extract_answer(text, max_chars=self.max_text_chars, parts=count_parts(ref), unboxed=self.unboxed)
+        extracted = extract_answer(text, max_chars=self.max_text_chars, parts=count_parts(ref), unboxed=self.unboxed,
+                                   equations="=" in ref)
         if extracted is None:
             return Verification.judged(False, None, "no-answer", reference), "", ref
         if len(extracted) > self.max_answer_chars:
