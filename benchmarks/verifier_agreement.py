@@ -64,7 +64,10 @@ WHY = {
     "unboxed-sentence": {
         "thinksolve": "by design: text with neither a box nor a final-answer phrase gives no answer "
                       "(the prompt asks for a box); unboxed='last' reads it",
+        "math-verify": "reads the last number or expression, not what the sentence asserts "
+                       "(an approximation after the exact value, a number after the answer, an explaining clause)",
     },
+    "phrase-assertion-28": {"math-verify": "an answer in words after a final-answer phrase (no $..$, no box) is not extracted"},
     "numeric-tolerance": {
         "math-verify": "no relative tolerance (only float_rounding); the cases are labelled at rel_tol=1e-3",
     },
