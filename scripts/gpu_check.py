@@ -281,7 +281,7 @@ def check_resume(work: Path, *, device: str, dtype: str, small: bool) -> dict:
     worst = _max_diff(straight["weights"], resumed["weights"])
     rows_equal = _rows(work / "straight") == _rows(work / "resumed")
     # the updates were real (nonzero gradients), so equal weights are not trivially equal
-    moved = max([r.get("grad_norm_thinker_0", 0.0) for r in straight["rows"]] or [0.0])
+    moved = max([r.get("grad_norm_thinker_0") or 0.0 for r in straight["rows"]] or [0.0])  # (null: not updated)
     exact = worst == 0.0 and rows_equal
     return {"check": "resume", "ok": bool(exact and moved > 0), "exact": exact, "max_abs_weight_diff": worst,
             "metrics_rows_equal": rows_equal, "max_grad_norm": moved, "seconds": time.perf_counter() - t0,
@@ -405,7 +405,7 @@ def compare_runs(ref: dict, got: dict, initial: dict, dtype: str) -> dict:
     first = []
     for role in ROLES if ref["rows"] and got["rows"] else ():
         ra, rb = ref["rows"][0], got["rows"][0]
-        if f"loss_{role}" not in ra or f"loss_{role}" not in rb:
+        if ra.get(f"loss_{role}") is None or rb.get(f"loss_{role}") is None:  # not updated at the first step
             continue
         la, lb, ga, gb = ra[f"loss_{role}"], rb[f"loss_{role}"], ra[f"grad_norm_{role}"], rb[f"grad_norm_{role}"]
         scale = max(abs(ra.get(f"advantage_abs_mean_{role}", 0.0)), 1e-6)  # the loss's scale (ratio ~1 times advantages)
