@@ -20,6 +20,7 @@ from ..config import ConfigError, TrainerConfig
 from ..credit import resolve_grouping
 from ..optim import estimators
 from ..runs.checkpoint import config_diff
+from ..runs.loggers import LoggerMissing, check_loggers
 from ..team.sources import check_model_source
 from ..team.warmstart import warm_start_path
 
@@ -96,16 +97,24 @@ def check_collection(credit: Any, cfg: TrainerConfig) -> None:
                 f"then the thoughts per problem)")
 
 
-def preflight(cfg: TrainerConfig, *, world: int = 1) -> Preflight:
+def preflight(cfg: TrainerConfig, *, world: int = 1, loggers: bool = True) -> Preflight:
     """Everything that can be checked before a model is loaded or a file written: the plugins
     loaded first (their credit methods can then be named), the configuration, the credit method
-    built (its parameters' values), the world size, every data source and the model names. Raises
+    built (its parameters' values) and its collection, the loggers named in ``report_to``
+    (``loggers=False``: a process that writes no metrics), the world size, every data source and
+    the model names. Raises
     :class:`~algorithms.config.ConfigError` naming the first problem."""
     cfg.load_plugins()
     check_models(cfg)
     cfg.validate()
     credit = cfg.credit.build()
     check_collection(credit, cfg)
+    names, explicit = cfg.loggers()
+    if loggers and explicit:  # a logger asked for by name must be there (the deprecated tensorboard flag only notes it)
+        try:
+            check_loggers(names)
+        except LoggerMissing as e:
+            raise ConfigError(str(e)) from None
     if cfg.rollout.problems_per_step < world:
         raise ConfigError(f"rollout.problems_per_step={cfg.rollout.problems_per_step} is invalid with "
                           f"{world} processes: allowed >= {world} (each rank needs a problem)")

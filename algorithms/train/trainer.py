@@ -68,12 +68,10 @@ from ..runs import (
     EVALS,
     METRICS,
     SAMPLES,
-    LoggerMissing,
     MetricsLogger,
     ResumeError,
     RunLock,
     capture_rng,
-    check_loggers,
     check_run_dir,
     load_checkpoint,
     open_run_dir,
@@ -169,14 +167,8 @@ class Trainer:
         loaded first (their credit methods can then be named), the configuration, the credit
         method built (its parameters' values), the world size, the device, every data source and
         the model names."""
-        found = preflight(self.config, world=self.dist.world)
+        found = preflight(self.config, world=self.dist.world, loggers=self.writer and self.dist.main)
         self.credit, self.problems, self.eval_problems = found.credit, found.problems, found.eval_problems
-        names, explicit = self.config.loggers()
-        if explicit and self.writer and self.dist.main:
-            try:  # a logger asked for by name must be there (the deprecated tensorboard flag only notes it)
-                check_loggers(names)
-            except LoggerMissing as e:
-                raise ConfigError(str(e)) from None
         self._check_device()
 
     def _check_device(self) -> None:
