@@ -329,8 +329,11 @@ def _dry_run(args: argparse.Namespace, cfg: TrainerConfig, step: int | None) -> 
         ("warm start", warm),
         ("steps", f"{cfg.steps}, {r.problems_per_step} problems x {r.group_size} rollouts per step, seed {cfg.seed}"),
         ("train data", f"{cfg.train_data} ({len(found.problems)} problems)"),
-        ("eval data", f"{cfg.eval_data} ({len(found.eval_problems)} problems), every {cfg.eval_every or 'never'} steps"),
+        ("eval data", f"{cfg.eval_data} ({len(found.eval_problems)} problems), "
+                      + (f"every {cfg.eval_every} steps" if cfg.eval_every else "not evaluated during training")),
         ("checkpoints", f"every {cfg.save_every} steps and at the end"),
+        ("samples", f"{cfg.samples_per_write} episodes every {cfg.samples_every} steps" if cfg.samples_every else "none"),
+        ("loggers", ", ".join(n for n in cfg.loggers()[0] if n != "none") or "metrics.jsonl only"),
         ("plugins", ", ".join(cfg.plugins) or "none"),
     ):
         print(f"  {key:<12} {value}")
