@@ -91,9 +91,7 @@ COMMANDS: dict[str, How] = {
     "torchrun --nnodes 2 --nproc_per_node 8 --rdzv-backend c10d --rdzv-endpoint HOST:29500 -m algorithms.cli train "
     "--preset qwen2.5-7b-math --out /shared/runs/q7 parallel.replicas=2": How(
         "checked", "two nodes of 8 GPUs: the configuration it names validated", check="config"),
-    # docs/metrics.md
-    "pip install -e .[tensorboard]": How("checked", "changes the environment: the extra exists", check="extra"),
-    "pip install -e .[wandb]": How("checked", "changes the environment: the extra exists", check="extra"),
+    # a `pip install -e '.[NAME]'` line would be ("checked", "changes the environment: the extra exists", check="extra")
 }
 
 
