@@ -207,6 +207,19 @@ def test_a_relative_plugin_path_is_recorded_absolute(monkeypatch, credit_registr
     assert cfg.plugins == [str(ROOT / "examples/event_both.py"), "math"]  # one file once; a module as named
 
 
+def test_commands_are_read_as_a_shell_reads_them(tmp_path, monkeypatch):
+    block = Block("bash", "make demo    # the main job\n# one seed: thinksolve demo --seed 0\n\n"
+                  "torchrun --nproc_per_node 2 \\\n    -m algorithms.cli train 'a=b c'\n", 2)
+    assert block_commands(block) == ["make demo", "torchrun --nproc_per_node 2 -m algorithms.cli train a=b c"]
+    monkeypatch.setattr(sys.modules["test_docs"], "ROOT", tmp_path)  # pages are named relative to the root
+    page = tmp_path / "page.md"
+    page.write_text("```bash\nls\n```\n```bash no-run\nnvidia-smi\n```\n```text\nthinksolve x\n```\n")
+    assert [b.info for b in shell_blocks(page)] == ["bash", "bash no-run"]
+    page.write_text("```bash norun\nls\n```\n")
+    with pytest.raises(AssertionError, match="unknown marker"):
+        shell_blocks(page)
+
+
 def test_every_doc_command_is_classified():
     found = doc_commands()
     assert found, "no shell commands found in the docs"
