@@ -126,9 +126,29 @@ def test_values_listed_side_by_side_are_one_answer():
     "Final answer: " + "is not " * 100_000 + "5",
     "Final answer: 5 " + "because " * 100_000,
     "Final answer: " + "\\text{abc}" * 100_000,
+    "So $" + "x \\equiv " * 20_000 + "3 \\pmod{7}$.",
+    "So $x \\equiv" + " " * 100_000 + "3$.",
+    "\\begin{align*}" * 20_000 + " is 5",
+    "Thus \\[" + "\\begin{aligned} x &= 1 \\\\ " * 5_000 + "\\]",
+    "$$1$$ A " * 30_000,
 ])
 def test_sentence_reading_is_bounded(text):
     """Hostile sentences: the reading looks at a bounded window, so the answer is short."""
     for mode in ("off", "last"):
         got = extract_answer(text, unboxed=mode)
         assert got is None or len(got) <= 2_000
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("So $(n + 2)(n + 4) \\equiv 24 \\equiv 3 \\pmod{7}$.", "3"),  # a congruence asserts its residue
+    ("Thus \\[\\begin{aligned} s &= 375 + 523 \\\\ &= 898. \\end{aligned}\\]", "898"),  # the last row
+    ("\\begin{align*} 2x &= 8 \\\\ x &= 4. \\end{align*}", "4"),
+    ("We subtract: $36 - 7 - 2 - 10 = 17 = x$.", "17"),  # the value before the unknown it names
+    ("The plane is $5x - 7y + 11z + 4 = 0$.", "5x - 7y + 11z + 4 = 0"),  # an equation, not the value 0
+    ("Therefore, $b = 1.3$ and $c = 1.91$, which gives us $b + c = 3.21$.", "3.21"),
+    ("This gives $8 + 1 = 9$ factors of $5$, so $42!$ has $9$ zeroes.", "9"),  # a concluding clause
+    ("Hence $\\frac{65}{117} \\times 18 = 10$ of the $18$ representatives.", "10"),  # same clause: no
+    ("so $-2 \\le x \\le 7$ and $x \\in [-2,7]$.", "x \\in [-2,7]"),  # relations are never listed
+])
+def test_unboxed_last_reads_solution_sentences(text, expected):
+    assert extract_answer(text, unboxed="last") == expected

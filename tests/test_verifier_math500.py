@@ -55,7 +55,7 @@ def test_opened_solutions_are_read_for_what_their_last_sentence_asserts(math500_
     """Every solution with its boxes opened ("Thus, the answer is $5$."), read with
     unboxed="last": the reading of what the last sentence asserts finds the answer in nearly all
     of them and almost never takes the decoy (the last other number before the box). Measured:
-    439/500 answers and 2/485 decoys (the old first-or-last-expression reading: 408 and 11)."""
+    447/500 answers and 3/485 decoys (the old first-or-last-expression reading: 408 and 11)."""
     import sys
     from pathlib import Path
 
@@ -68,5 +68,5 @@ def test_opened_solutions_are_read_for_what_their_last_sentence_asserts(math500_
     answers = sum(g.correct for c, g in zip(cases, got) if c["label"])
     decoys = sum(g.correct for c, g in zip(cases, got) if not c["label"])
     assert sum(c["label"] for c in cases) == 500 and len(cases) - 500 > 450
-    assert answers >= 430, answers
+    assert answers >= 440, answers
     assert decoys <= 4, decoys

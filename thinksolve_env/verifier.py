@@ -233,6 +233,7 @@ _TOKEN_RE = re.compile(
 #: Display environments whose rows are steps of a computation: the last row is what they assert.
 _ROW_ENVS = frozenset({"align", "align*", "aligned", "eqnarray", "eqnarray*", "gather", "gather*", "multline",
                        "multline*", "split"})
+_WHOLE_ENV_RE = re.compile(r"\\begin\{([A-Za-z]{1,20}\*?)\}.*\\end\{\1\}\.?", re.DOTALL)
 _ROW_TOKEN_RE = re.compile(r"\\\\|\\begin(?![A-Za-z])|\\end(?![A-Za-z])|\\[{}]|[{}]")
 _COMMAND_RE = re.compile(r"\\[A-Za-z]+")
 #: Relations: spans holding one are statements, never listed as alternative values.
@@ -265,6 +266,8 @@ _SHORT_WORDS = frozenset({
 _TEXT_CMDS = frozenset({"\\text", "\\textbf", "\\textit", "\\textrm", "\\textnormal", "\\mbox", "\\mathrm", "\\mathbf"})
 _PROSE_IN_GROUP_RE = re.compile(r"[A-Za-z]{3,}")
 _APPROX_RE = re.compile(r"\\approx(?![A-Za-z])|≈")
+_PMOD_RE = re.compile(r"(?:\\pmod\s*(?:\{[^{}]{0,40}\}|\w{1,20})|\(\s*\\(?:bmod|mod)\s*[^()]{0,40}\))\s*$")
+_LONE_VARIABLE_RE = re.compile(r"\s*[A-Za-z](?:_\{?\w{1,5}\}?)?\s*")
 
 
 def _word_kind(word: str) -> str:
@@ -306,7 +309,9 @@ def _span_content(span: str, env: str | None) -> str:
                 start = m.end()
         rows = [r for r in [*rows, inner[start:]] if r.strip()]
         return _ALIGN_MARK_RE.sub("", rows[-1]).strip() if rows else ""
-    return (span[2:-2] if span[:2] in ("$$", "\\(", "\\[") else span[1:-1]).strip()
+    inner = (span[2:-2] if span[:2] in ("$$", "\\(", "\\[") else span[1:-1]).strip()
+    m = _WHOLE_ENV_RE.fullmatch(inner)  # "\\[\\begin{aligned} ... \\end{aligned}\\]"
+    return _span_content(inner, m.group(1)) if m else inner
 
 
 def _tokens(s: str, *, equations: bool) -> list[tuple[str, str]]:
@@ -408,8 +413,12 @@ def _asserted_value(expr: str, *, equations: bool) -> str:
     m = _APPROX_RE.search(expr)
     if m:
         expr = expr[: m.start()]
+    if "\\equiv" in expr and not equations:  # "24 \\equiv 3 \\pmod{7}" asserts the residue 3
+        expr = _PMOD_RE.sub("", expr).replace("\\equiv", "=")
     sides = _top_level_cut(expr, "=") if "=" in expr else [expr]
     sides = [p for p in sides if p.strip()]
+    if len(sides) > 2 and _LONE_VARIABLE_RE.fullmatch(sides[-1]):
+        sides.pop()  # "36 - 7 - 2 - 10 = 17 = x": the value comes before the unknown it names
     if len(sides) == 2 and sides[1].strip() == "0" and any(c.isalpha() for c in _COMMAND_RE.sub("", sides[0])):
         return expr.strip()  # "5x - 7y + 4 = 0" states an equation, not the value 0
     if len(sides) == 1 or (sides and not equations):  # "= 60" (an aligned row) asserts 60 too
