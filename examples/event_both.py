@@ -9,9 +9,13 @@ the thought alone was right (it spoiled a correct thought).
     r_S = R + λ·([R > 0 and R_¬S < 0] − [R < 0 and R_¬S > 0])
 
 Use it from Python (``import examples.event_both`` then ``credit.get("event_both")``), in
-training (``thinksolve train --plugin examples/event_both.py --credit event_both``) or in the
-benchmark (``python benchmarks/credit_comparison.py --plugin examples/event_both.py --methods
-shared event_both``).
+training (``thinksolve train --preset tiny-brief --plugin examples/event_both.py --credit event_both
+--out runs/mine``) or in the benchmark (``python benchmarks/credit_comparison.py --plugin
+examples/event_both.py --methods shared event_both --optimizers gspo --seeds 0 --steps 12
+--eval-every 6 --eval-samples 1 --runs runs/bench-mine``, about a minute; without the flags after
+``--methods`` the full grid, 30 runs of 150 steps). The paths are relative to the clone root, where
+the README's commands run; a run records the plugin by its absolute path, so ``--resume`` finds it
+from any folder.
 """
 
 from __future__ import annotations
