@@ -1060,8 +1060,9 @@ class MathVerifier:
         rel_tol: when set, a number also matches a numeric reference within this relative
             tolerance, |a − b| ≤ rel_tol · max(|a|, |b|) (default ``None``: exact, as math-verify).
         unboxed: how text with neither a box nor a final-answer phrase is read: ``"off"``
-            (default: no answer, the prompt asks for a box) or ``"last"`` (the last math span
-            or number, as math-verify reads it).
+            (default: no answer, the prompt asks for a box) or ``"last"`` (what the last
+            sentence with maths asserts: "The largest $n$ is 34" gives ``34``; see
+            :func:`extract_answer`).
         workers: worker processes for the symbolic layer (default: 2, or 1 on a single core).
             ``0`` turns the symbolic layer off (string layer only; nothing is ever evaluated
             in the calling process).
