@@ -69,6 +69,8 @@ def test_normalize_keeps_different_answers_apart(a, b):
     ("Final Answer: Since $x=3$, $y$ is 10.", "10"),
     ("The final answer is $2.5$. I hope it is correct.", "2.5"),
     ("The final answer is 12cm.", "12cm"),
+    ("Final answer: 12 ($x$ is the count)", "12"),  # a lone variable after it is not the answer
+    ("Final answer: $3$, $5$", "3, 5"),
 ])
 def test_final_answer_sentence_gives_what_it_asserts(text, expected):
     assert extract_answer(text) == expected

@@ -430,8 +430,8 @@ def _asserted_value(expr: str, *, equations: bool) -> str:
 
 def _run_text(run: list[tuple[str, str]], *, equations: bool) -> str:
     pieces = [_asserted_value(t, equations=equations) if k == "span" else t for k, t in run]
-    text = _asserted_value("".join(pieces), equations=equations)
-    return text.strip(" \t\n,:;\"'`*$").strip()
+    text = _asserted_value("".join(pieces), equations=equations).lstrip(" \t\n,:;\"'`*$")
+    return text.rstrip(" \t\n,:;\"'`*$([{").strip()  # "12 (" before a parenthetical remark
 
 
 def _read_sentence(
@@ -521,7 +521,7 @@ def _read_sentence(
             break
         if pos < starts[-1]:  # a word with some maths after it
             j = bisect.bisect_right(starts, pos)
-            k = next((m for m in range(j, len(maths)) if maths[m][1][0][0] == "span"), j)
+            k = next((m for m in range(j, len(maths)) if typeset(m)), j)
             break
 
     # Maths listed with it ("$x = 2$ and $x = 3$", "5 or 6") is one answer, a list: hedging pays
@@ -533,7 +533,8 @@ def _read_sentence(
         ):
             return False
         gap = sentence[maths[j][0] + len(maths[j][1]) : maths[j + 1][0]]
-        return all(t[0] == "space" or t[1].lower() in ("and", "or") for t in gap)
+        words = [t[1].lower() for t in gap if t[0] != "space"]
+        return all(w in ("and", "or") for w in words) and (bool(words) or any("," in t[1] for t in gap))
 
     first, last = k, k
     while first > 0 and listed(first - 1):
