@@ -418,3 +418,21 @@ def test_run_directory_checks_have_one_source(tmp_path, capsys):
         with pytest.raises(RunLockedError, match="is in use by another training process"):
             check_unlocked(run)
     assert lock_holder(run) is None and str(behind.value).startswith(f"cannot resume {run} with steps=0")
+
+
+def test_a_run_recorded_with_a_relative_plugin_path_still_resumes(monkeypatch):
+    """Runs recorded before plugin files were kept by absolute path name them as typed; the same
+    file said the new way is no difference, another file is."""
+    from pathlib import Path
+
+    from algorithms import preset
+    from algorithms.train.preflight import resume_changes
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    cfg = preset("tiny-brief")
+    cfg.plugins = ["examples/event_both.py"]
+    recorded = cfg.to_dict()
+    cfg.load_plugins()
+    assert cfg.plugins == [str(Path("examples/event_both.py").resolve())] and resume_changes(recorded, cfg) == []
+    recorded["plugins"] = ["examples/other.py"]
+    assert [d.split(":")[0] for d in resume_changes(recorded, cfg)] == ["plugins"]

@@ -18,6 +18,7 @@ from thinksolve_env import ROLES, Problem, load_problems
 
 from ..config import ConfigError, TrainerConfig
 from ..credit import resolve_grouping
+from ..credit.registry import plugin_source
 from ..optim import estimators
 from ..runs.checkpoint import config_diff
 from ..runs.loggers import LoggerMissing, check_loggers
@@ -29,7 +30,7 @@ __all__ = ["RESUMABLE_CHANGES", "Preflight", "preflight", "check_models", "check
 #: Config fields (and sections) a resumed run may change: none of them changes what a step
 #: computes (``parallel``: how ranks share the work; a sharded checkpoint loads at any world size;
 #: ``report_to``/``tensorboard``: where the metrics are mirrored).
-RESUMABLE_CHANGES = ("steps", "out", "save_every", "eval_every", "tensorboard", "report_to", "samples_every", "samples_per_write",
+RESUMABLE_CHANGES = ("steps", "out", "save_every", "eval_every", "tensorboard", "report_to", "samples_every",
                      "samples_per_write", "parallel")
 
 
@@ -134,4 +135,6 @@ def resume_changes(recorded: dict, config: TrainerConfig) -> list[str]:
     checkpoint was written read as their defaults; a recorded configuration this version cannot
     read is a :class:`~algorithms.config.ConfigError`."""
     old = TrainerConfig.from_dict(recorded).to_dict()
+    # a run recorded before plugin files were kept by absolute path: the same files, said the new way
+    old["plugins"] = list(dict.fromkeys(plugin_source(p) for p in old.get("plugins") or []))
     return [d for d in config_diff(old, config.to_dict()) if d.split(":")[0].split(".")[0] not in RESUMABLE_CHANGES]
