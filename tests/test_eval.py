@@ -95,3 +95,66 @@ def test_evaluation_and_the_trainer_do_not_import_each_other():
                     if isinstance(n, ast.ImportFrom) and n.module}
         assert imported, src
         assert not {m for m in imported if m.split(".")[0] in ("train", "trainer", "team")}, (src, imported)
+
+
+def _fraction_team():
+    """The Solver boxes the answer as a fraction (``\\frac{2a}{2}``), which only the verifier's
+    symbolic layer (its worker processes) can decide; the Thinker restates the problem."""
+    answers = {p.problem: p.answer for p in load_problems("arith:n=400,difficulty=1,split=test")}
+
+    def solver(messages):
+        user = messages[-1]["content"]
+        for problem, answer in answers.items():
+            if problem in user:
+                return f"\\boxed{{\\frac{{{2 * int(answer)}}}{{2}}}}"
+        return "\\boxed{0}"
+
+    return {"thinker_0": ScriptedPolicy(lambda m: "Let us see."), "solver_0": ScriptedPolicy(solver)}
+
+
+def test_one_verifier_pool_serves_every_chunk(monkeypatch):
+    """Without a verifier, evaluate() makes one (one worker pool) for all its chunks and closes it:
+    the same worker processes check every chunk's answers (before, each chunk started its own)."""
+    import importlib
+
+    from thinksolve_env import MathVerifier
+
+    ev = importlib.import_module("algorithms.evaluation.evaluate")  # the module (the package's `evaluate` is the function)
+
+    made: list[MathVerifier] = []
+
+    class Recorded(MathVerifier):  # the real verifier; it only records its instances
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            made.append(self)
+
+    monkeypatch.setattr(ev, "MathVerifier", Recorded)
+    pids = []
+    r = evaluate(_fraction_team(), "arith:n=9,difficulty=1,split=test", temperature=0.0, chunk=3,
+                 progress=lambda info: pids.append(tuple(made[-1].worker_pids())))
+    assert r["joint_accuracy"] == 1.0 and r["solo_accuracy"] == 1.0  # the workers did decide the fractions
+    assert len(made) == 1 and len(pids) == 3
+    assert pids[0] and pids[0] == pids[1] == pids[2]  # one pool, started once
+    assert made[0].worker_pids() == []  # and ended with the evaluation
+    v = MathVerifier()
+    try:  # a verifier passed in is used as it is and left open for its owner
+        evaluate(_fraction_team(), "arith:n=2,difficulty=1,split=test", temperature=0.0, chunk=1, verifier=v)
+        assert len(made) == 1 and v.worker_pids()
+    finally:
+        v.close()
+
+
+def test_results_carry_problem_ids_intervals_seed_and_sampling():
+    problems = load_problems("arith:n=6,difficulty=1,split=test")
+    r = evaluate(_team(), problems[::-1], samples=2, temperature=0.0, seed=7)
+    assert r["ids"] == [p.id for p in problems[::-1]] and len(r["ids"]) == len(r["per_problem"]["joint"]) == 6
+    assert r["seed"] == 7 and r["tokens"] == 0  # scripted policies generate no tokens (a model's count: test_eval_cli)
+    assert r["sampling"] == {"temperature": 0.0, "top_p": 1.0, "thinker_max_new_tokens": 4096,
+                             "solver_max_new_tokens": 6144, "samples": 2, "prompts": "default"}
+    ci = r["intervals"]
+    assert set(ci) == {"joint", "solo", "collaboration"}
+    assert ci["joint"]["mean"] == r["joint_accuracy"] and ci["collaboration"]["mean"] == pytest.approx(r["collaboration"])
+    lo, hi = ci["solo"]["ci95"]
+    assert lo <= r["solo_accuracy"] <= hi
+    one = evaluate(_team(), problems[:1], temperature=0.0, remove="thinker_0")
+    assert set(one["intervals"]) == {"solo"} and one["intervals"]["solo"]["se"] is None  # no NaN in a JSON record
