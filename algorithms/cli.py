@@ -5,10 +5,10 @@ Subcommands:
 * ``train`` — ``thinksolve train --preset P --credit C --optimizer O --seed S --steps N --out DIR
   [--resume] [field=value ...]``: any config field can be overridden (``optim.lr=1e-5``).
 * ``eval`` — accuracy per dataset with and without the Thinker (the collaboration diagnostic),
-  for a run directory or a model; writes JSON.
+  for a run directory or a model; appends one JSON record per evaluation (``RUN/evals.jsonl`` or ``--out``).
 * ``demo`` — the main job (``make demo``): warm-start the ``tiny`` model, evaluate, train
   ``tiny-brief`` with CCPO, evaluate again, print the before/after table.
-* ``bench`` — ``thinksolve bench credit|fidelity|performance|env|verifier|generation|demo|trl [args]`` runs the
+* ``bench`` — ``thinksolve bench credit|fidelity|performance|env|verifier|generation|eval|demo|trl [args]`` runs the
   benchmark script of that name from ``benchmarks/`` (results under ``benchmarks/results/``).
 * ``play`` — scripted MATH500 episodes in every removal mode (no model; the env's counterfactuals).
 * ``plan`` — ``thinksolve plan --preset P --gpus N [--gpu-memory GB] [field=value ...]``: the memory
@@ -654,6 +654,7 @@ BENCHMARKS = {
     "env": "env_throughput.py",
     "verifier": "verifier_speed.py",
     "generation": "generation_speed.py",
+    "eval": "eval_speed.py",
     "demo": "demo_seeds.py",
     "fidelity": "credit_fidelity.py",
     "scaling": "scaling.py",

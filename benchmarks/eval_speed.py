@@ -21,6 +21,8 @@ Rows:
 * ``thinksolve eval (CLI)``: ``python -m algorithms.cli eval --model tiny ...`` in a subprocess
   of this checkout: wall time of the whole command (interpreter start, imports, model build, the
   evaluation, the record), and the evaluation alone (the ``seconds`` of its record).
+* ``library, in a fresh process``: the same library call in a new interpreter (``python -c``:
+  imports, ``load_team``, ``evaluate``), i.e. what a script pays that the CLI pays too.
 * ``thinksolve eval (CLI, before)``: the same command in an older checkout (``--baseline-root``,
   e.g. ``git worktree add /tmp/evalbase <commit>``), when given.
 
@@ -78,6 +80,36 @@ def cli_run(root: Path, args: argparse.Namespace) -> dict:
     return {"wall_s": wall, "eval_s": seconds, "joint_accuracy": r["joint_accuracy"], "solo_accuracy": r["solo_accuracy"]}
 
 
+SCRIPT = """
+import json, sys, time
+import torch
+torch.set_num_threads({threads})
+from algorithms.config import RolloutConfig
+from algorithms.evaluation import evaluate
+from algorithms.team import load_team
+from thinksolve_env import load_problems
+problems = load_problems({data!r}, limit={limit})
+team, _ = load_team({model!r}, seed={seed})
+rollout = RolloutConfig(thinker_max_new_tokens={budget}, solver_max_new_tokens={budget}, prompts={prompts!r})
+t0 = time.perf_counter()
+r = evaluate(team, problems, seed={seed}, chunk={chunk}, samples=1, temperature=1.0, rollout=rollout)
+print(json.dumps({{"eval_s": time.perf_counter() - t0, "joint_accuracy": r["joint_accuracy"]}}))
+"""
+
+
+def script_run(args: argparse.Namespace, chunk: int) -> dict:
+    """The library call in a fresh interpreter: wall time of the whole process."""
+    code = SCRIPT.format(threads=args.threads, data=str(args.data), limit=args.limit, model=args.model_path, seed=args.seed,
+                         budget=args.max_new_tokens, prompts=args.prompts, chunk=chunk)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS=str(args.threads))
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"the library script failed:\n{proc.stderr[-2000:]}")
+    return {"wall_s": wall, **json.loads(proc.stdout.strip().splitlines()[-1])}
+
+
 def library_runs(team, problems, rollout, args: argparse.Namespace) -> dict:
     from algorithms.evaluation import evaluate
 
@@ -132,11 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     rollout = RolloutConfig(thinker_max_new_tokens=args.max_new_tokens, solver_max_new_tokens=args.max_new_tokens,
                             prompts=args.prompts)
     load_before = os.getloadavg()[0]
-    runs: dict[str, list[dict]] = {"library": [], "fresh": [], "cli": [], "cli_before": []}
+    runs: dict[str, list[dict]] = {"library": [], "fresh": [], "script": [], "cli": [], "cli_before": []}
     for i in range(args.repeats):
         lib = library_runs(team, problems, rollout, args)
         runs["library"].append(lib["one"])
         runs["fresh"].append(lib["fresh"])
+        runs["script"].append(script_run(args, max(1, min(32, math.ceil(len(problems) / 10)))))
         runs["cli"].append(cli_run(ROOT, args))
         if args.baseline_root:
             runs["cli_before"].append(cli_run(args.baseline_root, args))
@@ -149,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
 
     base = med("library")
     names = {"library": "library, one verifier", "fresh": "library, a verifier per chunk (before)",
-             "cli": "thinksolve eval (CLI)", "cli_before": "thinksolve eval (CLI, before)"}
+             "script": "library, in a fresh process", "cli": "thinksolve eval (CLI)",
+             "cli_before": "thinksolve eval (CLI, before)"}
     rows = []
     for key, label in names.items():
         if not runs[key]:
@@ -160,6 +194,10 @@ def main(argv: list[str] | None = None) -> int:
                      "team accuracy": runs[key][0]["joint_accuracy"]})
         print(rows[-1], flush=True)
     cli_ratio = med("cli") / base
+    ratios = {"cli_over_library": cli_ratio, "cli_evaluation_over_library": med("cli", "eval_s") / base,
+              "cli_over_library_fresh_process": med("cli") / med("script")}
+    if runs["cli_before"]:
+        ratios["cli_before_over_cli"] = med("cli_before") / med("cli")
     model = "the tiny model warm-started as tiny-arith (compact prompts)" if args.model == WARM else f"model {args.model}"
     notes = (f"{len(problems)} problems of {args.data.name}, {model}, temperature 1, 1 sample, Thinker removed too "
              f"(two collections per problem), up to {args.max_new_tokens} new tokens per role, "
@@ -167,9 +205,18 @@ def main(argv: list[str] | None = None) -> int:
              f"{max(1, min(32, math.ceil(len(problems) / 10)))} problems; median of {args.repeats} interleaved repeats. "
              "`wall s`: the whole call (for the CLI: interpreter start, imports, model build, evaluation, record); "
              "`evaluation s`: the evaluation alone. `ratio`: wall time over `library, one verifier`. "
-             f"CLI / library = {cli_ratio:.2f} (done-when: <= 1.5). CPU only ({os.cpu_count()} cores), {args.threads} torch "
+             f"CLI / library = {cli_ratio:.2f} (done-when: <= 1.5); the CLI's evaluation alone / library = "
+             f"{ratios['cli_evaluation_over_library']:.2f}; CLI / the library call in a fresh process = "
+             f"{ratios['cli_over_library_fresh_process']:.2f} (the difference is the start-up every new process pays: "
+             "imports, model build)"
+             + (f"; CLI before / CLI now = {ratios['cli_before_over_cli']:.2f}" if runs["cli_before"] else "")
+             + f". CPU only ({os.cpu_count()} cores), {args.threads} torch "
              "thread(s) in every system (OMP_NUM_THREADS for the CLI); load average "
              f"before/after {load_before:.1f}/{load_after:.1f} (the machine is shared: other jobs slow every row alike).")
+    if args.baseline_root:
+        head = subprocess.run(["git", "-C", str(args.baseline_root), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True)
+        notes += f" Before: the checkout at {head.stdout.strip() or args.baseline_root}."
     if args.no_write:
         print(notes)
         return 0
@@ -178,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
 
     table = write_results("eval_speed", ["system", "wall s", "evaluation s", "problems/s", "ratio", "team accuracy"], rows,
                           notes=notes, extra={"runs": runs, "settings": {k: str(v) for k, v in vars(args).items()},
-                                              "cli_over_library": cli_ratio})
+                                              **ratios})
     print(table)
     print(notes)
     return 0

@@ -11,7 +11,7 @@ A run directory ``OUT`` holds::
     OUT/summary.json     the end of the run (held-out and batch accuracy, last samples): :mod:`.summary`
     OUT/tensorboard/     OUT/wandb/: the loggers of ``report_to`` (:mod:`.loggers`)
     OUT/checkpoint/      the latest state: :mod:`.checkpoint`
-    OUT/eval.json        ``thinksolve eval`` of the run
+    OUT/evals.jsonl      ``thinksolve eval`` of the run, one record per evaluation (appended)
 
 :func:`run_state` tells what a directory holds; :func:`check_run_dir` makes the checks a training
 makes before it writes there (another writer, a run already there, resuming past the target).
