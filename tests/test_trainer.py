@@ -48,7 +48,8 @@ def tiny(out, *extra):
         "warm_start.enabled=false", "train_data=arith:n=50,difficulty=1", "rollout.problems_per_step=2",
         "rollout.group_size=2", "rollout.solo_samples=1", "rollout.thinker_max_new_tokens=6",
         "rollout.solver_max_new_tokens=6", "credit.name=test_token_parity", "optim.lr=1e-3", "schedule.period=1",
-        "save_every=2", "optim.ppo_epochs=2", "optim.micro_batch_tokens=400", "tensorboard=false", f"out={out}", *extra,
+        "save_every=2", "optim.ppo_epochs=2", "optim.micro_batch_tokens=400", "tensorboard=false", "eval_every=0",
+        f"out={out}", *extra,
     ])
 
 
