@@ -112,3 +112,36 @@ def test_one_verifier_for_every_source_and_chunk(tmp_path, monkeypatch):
     assert len(made) == 1
     [rec] = _lines(out)
     assert [r["problems"] for r in rec["results"].values()] == [12, 5] and rec["step"] is None
+
+
+def test_the_trainer_evaluates_with_its_own_verifier(tmp_path, monkeypatch):
+    """Trainer.evaluate passes the trainer's verifier (one pool for the whole run): evaluate()
+    makes none, however often the run evaluates."""
+    from algorithms.config import apply_overrides, preset
+    from algorithms.train import Trainer
+
+    ev = importlib.import_module("algorithms.evaluation.evaluate")
+    made = []
+
+    class Recorded(MathVerifier):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            made.append(self)
+
+    monkeypatch.setattr(ev, "MathVerifier", Recorded)
+    cfg = apply_overrides(preset("tiny-arith"), [*FAST, f"out={tmp_path / 'run'}", "steps=1", f"eval_data={EVAL_DATA}"])
+    with Trainer(cfg, log=None) as trainer:
+        first, second = trainer.evaluate(cfg.eval_data), trainer.evaluate(cfg.eval_data)
+    assert made == [] and first["ids"] == second["ids"] and first["data"] == EVAL_DATA
+
+
+def test_removal_records(tmp_path):
+    out = tmp_path / "evals.jsonl"
+    for remove in ("thinker_0", "solver_0"):
+        assert main(["eval", "--model", "tiny", "--data", EVAL_DATA, "--remove", remove, "--max-new-tokens", "4",
+                     "--out", str(out)]) == 0
+    a, b = _lines(out)
+    assert (a["remove"], b["remove"]) == ("thinker_0", "solver_0")
+    assert set(a["results"][EVAL_DATA]["intervals"]) == {"solo"} and "solo_accuracy" in a["results"][EVAL_DATA]
+    r = b["results"][EVAL_DATA]
+    assert set(r["intervals"]) == {"no_solver"} and len(r["per_problem"]["no_solver"]) == 3 and "no_solver_accuracy" in r
