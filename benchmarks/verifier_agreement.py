@@ -157,17 +157,22 @@ def math500_unboxed_cases(path: Path) -> list[dict]:
     return cases
 
 
+def run_systems(cases: list[dict]) -> dict[str, list[dict]]:
+    """Every system's verdicts on ``cases``, keyed as :data:`SYSTEMS`."""
+    return {
+        "thinksolve": run_thinksolve(cases),
+        "thinksolve unboxed=last": run_thinksolve(cases, unboxed="last"),
+        "math-verify": run_math_verify(cases),
+    }
+
+
 def math500_unboxed(path: Path) -> tuple[str, dict]:
     """The MATH500 unboxed-solutions table (markdown) and its record."""
     from benchmarks._results import markdown_table
 
     cases = math500_unboxed_cases(path)
     t0 = time.perf_counter()
-    verdicts = {
-        "thinksolve": run_thinksolve(cases),
-        "thinksolve unboxed=last": run_thinksolve(cases, unboxed="last"),
-        "math-verify": run_math_verify(cases),
-    }
+    verdicts = run_systems(cases)
     wall = time.perf_counter() - t0
     pos = [i for i, c in enumerate(cases) if c["label"]]
     neg = [i for i, c in enumerate(cases) if not c["label"]]
@@ -197,11 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     cases = load_cases(args.cases)
     t0 = time.perf_counter()
-    verdicts = {
-        "thinksolve": run_thinksolve(cases),
-        "thinksolve unboxed=last": run_thinksolve(cases, unboxed="last"),
-        "math-verify": run_math_verify(cases),
-    }
+    verdicts = run_systems(cases)
     wall = time.perf_counter() - t0
 
     classes = list(OrderedDict.fromkeys(c["class"] for c in cases))
