@@ -360,31 +360,33 @@ def cmd_eval(args: argparse.Namespace) -> int:
         out = _eval_out(args)
     except ValueError as e:
         return _fail(str(e))
-    try:
-        step = _run_step(args.model)
-        team, run_rollout = load_team(args.model, solver_model=args.solver_model, seed=args.seed)
-        loaded = _run_step(args.model)
-    except (OSError, ValueError, ImportError, CheckpointError) as e:  # ConfigError is a ValueError
-        return _fail(str(e))
-    if engine == "vllm":
-        team = rollout_team(team, "vllm", seed=args.seed)
-    rollout = _eval_budgets(args, run_rollout)
-    results: dict[str, dict] = {}
-    print(f"evaluating {args.model} at temperature {temperature}, {args.samples} sample(s) per problem"
-          + (f", on {engine}" if engine != "transformers" else ""))
-    t0, f = time.perf_counter(), ""
-    try:
-        with MathVerifier() as verifier:  # one worker pool for every source and chunk
+    # one worker pool for every source and chunk, started first: its workers import their maths
+    # libraries while the model loads
+    with MathVerifier().start() as verifier:
+        try:
+            step = _run_step(args.model)
+            team, run_rollout = load_team(args.model, solver_model=args.solver_model, seed=args.seed)
+            loaded = _run_step(args.model)
+        except (OSError, ValueError, ImportError, CheckpointError) as e:  # ConfigError is a ValueError
+            return _fail(str(e))
+        if engine == "vllm":
+            team = rollout_team(team, "vllm", seed=args.seed)
+        rollout = _eval_budgets(args, run_rollout)
+        results: dict[str, dict] = {}
+        print(f"evaluating {args.model} at temperature {temperature}, {args.samples} sample(s) per problem"
+              + (f", on {engine}" if engine != "transformers" else ""))
+        t0, f = time.perf_counter(), ""
+        try:
             for f, problems in datasets.items():
                 results[f] = evaluate(team, problems, samples=args.samples, temperature=temperature, seed=args.seed,
                                       remove=args.remove, rollout=rollout, verifier=verifier,
                                       chunk=_eval_chunk(len(problems)), progress=eval_progress(f"eval {_data_name(f)}"))
-    except (OSError, ValueError) as e:
-        return _fail(f"{f}: {e}")
-    finally:
-        if engine == "vllm":
-            for p in {id(p): p for p in team.values()}.values():
-                p.close()
+        except (OSError, ValueError) as e:
+            return _fail(f"{f}: {e}")
+        finally:
+            if engine == "vllm":
+                for p in {id(p): p for p in team.values()}.values():
+                    p.close()
     print()
     if args.remove is None:
         _table_header("dataset")

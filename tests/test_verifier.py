@@ -389,3 +389,15 @@ def _alive(pid: int) -> bool:
             return f.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_start_spawns_the_workers_before_the_first_check():
+    from thinksolve_env import MathVerifier
+
+    with MathVerifier(workers=2) as v:
+        assert v.worker_pids() == []  # lazy by default
+        assert v.start() is v and len(v.worker_pids()) == 2  # at once, without waiting for their imports
+        pids = v.worker_pids()
+        assert v.verify("\\boxed{\\frac{1}{2}}", "0.5").correct  # served by the started workers
+        assert v.worker_pids() == pids
+    assert v.worker_pids() == []

@@ -1168,6 +1168,15 @@ class MathVerifier:
         """:meth:`verify_batch` without blocking the event loop (runs in a thread)."""
         return await asyncio.to_thread(self.verify_batch, list(pairs))
 
+    def start(self) -> MathVerifier:
+        """Start the worker processes now instead of at the first symbolic check, and return
+        ``self``. They import their maths libraries in the background, so a caller that starts the
+        verifier before loading a model (``thinksolve eval``) pays that while the model loads.
+        Returns at once; a worker that is not ready yet is waited for when it is first needed."""
+        pool = self._get_pool()
+        pool.release(pool.acquire(pool.size, block=False))
+        return self
+
     def worker_pids(self) -> list[int]:
         """Process ids of the live worker processes (empty before the first symbolic check)."""
         pool = self._pool
