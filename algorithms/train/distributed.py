@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import datetime
 import os
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
@@ -66,8 +67,16 @@ def _layer_classes(model: torch.nn.Module) -> set[str]:
 
 
 def _destroy_process_group() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    """Destroy the group at exit, every rank together: a gloo rank whose peer has already closed
+    its connections can abort in its own teardown ("terminate called without an active
+    exception"), so the ranks first meet at a barrier that gives up after a minute (a peer that
+    died is not waited for)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if dist.get_backend() == "gloo" and dist.get_world_size() > 1:
+        with contextlib.suppress(Exception):
+            dist.monitored_barrier(timeout=datetime.timedelta(seconds=60))
+    dist.destroy_process_group()
 
 
 class Distributed:
