@@ -24,6 +24,7 @@ checkpoint) and the trainer does the rest; a command catches the error and print
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import math
@@ -823,9 +824,30 @@ def main(argv: list[str] | None = None) -> int:
         print("thinksolve: --episodes must be >= 1", file=sys.stderr)
         return 2
     try:
-        return args.func(args)
+        rc = args.func(args)
     except KeyboardInterrupt:
-        return 130
+        rc = 130
+    return _end_rank(rc)
+
+
+def _end_rank(rc: int) -> int:
+    """One process of several (``torchrun``): when its command is done and everything is written
+    and closed, the ranks meet, destroy their process group and leave without the interpreter's
+    teardown. A gloo rank left to that teardown occasionally aborted after a finished run
+    ("terminate called without an active exception", SIGABRT: a failed job for a scheduler).
+    One process: ``rc`` is returned as usual."""
+    import torch.distributed as dist  # noqa: PLC0415
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not (dist.is_available() and dist.is_initialized()):
+        return rc
+    from .train.distributed import _destroy_process_group  # noqa: PLC0415
+
+    with contextlib.suppress(Exception):
+        _destroy_process_group(wait=rc == 0)  # a rank that failed does not wait for the others
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(rc if isinstance(rc, int) else 1)
 
 
 if __name__ == "__main__":

@@ -66,14 +66,15 @@ def _layer_classes(model: torch.nn.Module) -> set[str]:
     return names or {type(m).__name__ for m in model.modules() if type(m).__name__.endswith(("DecoderLayer", "Block"))}
 
 
-def _destroy_process_group() -> None:
+def _destroy_process_group(wait: bool = True) -> None:
     """Destroy the group at exit, every rank together: a gloo rank whose peer has already closed
     its connections can abort in its own teardown ("terminate called without an active
     exception"), so the ranks first meet at a barrier that gives up after a minute (a peer that
-    died is not waited for)."""
+    died is not waited for; ``wait=False``: a rank that failed alone does not wait for the
+    others)."""
     if not (dist.is_available() and dist.is_initialized()):
         return
-    if dist.get_backend() == "gloo" and dist.get_world_size() > 1:
+    if wait and dist.get_backend() == "gloo" and dist.get_world_size() > 1:
         with contextlib.suppress(Exception):
             dist.monitored_barrier(timeout=datetime.timedelta(seconds=60))
     dist.destroy_process_group()
