@@ -35,7 +35,6 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 
 from transformers.utils import logging as hf_logging
@@ -70,11 +69,12 @@ from .runs import (
     is_run,
     json_default,
     recorded_config,
+    utc_time,
 )
 from .team import export_team, load_team, rollout_team
 from .team.memory import HEADROOM, LAYOUTS, GiB, layout_config, memory_plan, min_gpus, own_layout, plan_rows
-from .train import RESUMABLE_CHANGES, Trainer
-from .train.preflight import check_models, preflight, resume_changes
+from .train import Trainer
+from .train.preflight import check_models, check_resume, preflight
 
 __all__ = ["main", "build_parser", "scripted_team", "train_config", "split_data", "BENCHMARKS"]
 
@@ -226,14 +226,7 @@ def train_config(args: argparse.Namespace) -> TrainerConfig:
     check_models(cfg)
     cfg.validate()
     if mode is not None:  # refuse, before anything is loaded, a resume that would change what a step computes
-        try:
-            diff = resume_changes(recorded_config(cfg.out)["config"], cfg)
-        except ConfigError as e:
-            raise ResumeError(f"cannot resume {cfg.out}: its checkpoint's configuration is not one this version "
-                              f"reads: {e}") from None
-        if diff:
-            raise ResumeError(f"cannot resume {cfg.out}: the checkpoint was written with a different configuration "
-                              f"(only {', '.join(RESUMABLE_CHANGES)} may change):\n  " + "\n  ".join(diff))
+        check_resume(cfg.out, recorded_config(cfg.out)["config"], cfg)
     return cfg
 
 
@@ -479,7 +472,7 @@ def _eval_record(args, results: dict[str, dict], *, step: int | None, engine: st
     first = next(iter(results.values()))
     per_source = {f: {k: v for k, v in r.items() if k not in ("seed", "sampling")} for f, r in results.items()}
     return {
-        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "time": utc_time(),
         "model": args.model, "solver_model": args.solver_model, "step": step, "seed": args.seed,
         "temperature": first["temperature"], "sampling": {**first["sampling"], "engine": engine},
         "remove": args.remove, "results": per_source,

@@ -32,7 +32,7 @@ from .checkpoint import (
 )
 from .lock import RunLock, RunLockedError, check_unlocked, lock_holder, open_run_dir
 from .loggers import LoggerMissing, check_loggers
-from .metrics import EVALS, METRICS, MetricsLogger, append_row, reconcile_metrics
+from .metrics import EVALS, METRICS, MetricsLogger, append_row, reconcile_metrics, utc_time
 from .progress import clock, training_progress
 from .samples import SAMPLES, format_sample, read_rows, sample_rows, write_samples
 from .state import ResumeError, RunState, check_run_dir, run_state
@@ -42,7 +42,7 @@ __all__ = [
     "CheckpointError", "save_checkpoint", "load_checkpoint", "save_sharded_checkpoint", "load_sharded_state",
     "capture_rng", "restore_rng", "config_diff", "is_run",
     "recorded_config", "json_default", "RunLock", "RunLockedError", "open_run_dir", "METRICS", "EVALS", "MetricsLogger",
-    "append_row", "reconcile_metrics", "training_progress", "clock", "lock_holder", "check_unlocked", "RunState",
+    "append_row", "reconcile_metrics", "utc_time", "training_progress", "clock", "lock_holder", "check_unlocked", "RunState",
     "ResumeError", "run_state", "check_run_dir", "LoggerMissing", "check_loggers", "SAMPLES", "format_sample",
     "read_rows", "sample_rows", "write_samples", "SUMMARY", "format_summary", "report_run", "run_summary", "write_summary",
 ]

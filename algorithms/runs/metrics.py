@@ -14,17 +14,24 @@ from __future__ import annotations
 import json
 import os
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from .checkpoint import json_default
 from .loggers import check_loggers, installed, open_logger, scalars
 
-__all__ = ["METRICS", "EVALS", "append_row", "reconcile_metrics", "MetricsLogger", "flatten"]
+__all__ = ["METRICS", "EVALS", "append_row", "reconcile_metrics", "MetricsLogger", "flatten", "utc_time",
+           "write_atomically"]
 
 METRICS = "metrics.jsonl"
 #: Evaluations during training, one row per evaluation (reconciled like the metrics).
 EVALS = "eval.jsonl"
+
+
+def utc_time() -> str:
+    """Now, as the evaluation records write it: UTC, ISO 8601, to the second."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def append_row(path: str | os.PathLike, line: str) -> None:
@@ -74,12 +81,20 @@ def reconcile_metrics(path: str | os.PathLike, step: int, *, unique: bool = True
         return {"kept": len(kept), "cut": 0, "cut_to": None}
     aside = path.with_name(f"{path.name}.cut-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
     aside.write_bytes(b"\n".join(cut) + b"\n")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(b"".join(line + b"\n" for line in kept))
-    with open(tmp, "rb") as f:
+    write_atomically(path, b"".join(line + b"\n" for line in kept))
+    return {"kept": len(kept), "cut": len(cut), "cut_to": aside}
+
+
+def write_atomically(path: str | os.PathLike, data: bytes) -> None:
+    """Replace ``path`` by ``data`` all at once: written and synced to a temporary sibling, then
+    renamed over it, so a crash leaves the old file or the new one, never a part."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    return {"kept": len(kept), "cut": len(cut), "cut_to": aside}
 
 
 def flatten(d: dict, prefix: str = "") -> dict:

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .metrics import EVALS, METRICS
+from .metrics import EVALS, METRICS, write_atomically
 from .samples import SAMPLES, format_sample, read_rows
 
 __all__ = ["SUMMARY", "run_summary", "write_summary", "format_summary", "report_run"]
@@ -79,12 +79,7 @@ def run_summary(out: str | os.PathLike, *, samples: int = 3) -> dict:
 def write_summary(out: str | os.PathLike, summary: dict) -> Path:
     """Write ``summary`` to ``OUT/summary.json`` atomically (a temporary file renamed over it)."""
     path = Path(out) / SUMMARY
-    tmp = path.with_name(f"{SUMMARY}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=2, ensure_ascii=False)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomically(path, json.dumps(summary, indent=2, ensure_ascii=False).encode("utf-8"))
     return path
 
 

@@ -22,10 +22,12 @@ from ..credit.registry import plugin_source
 from ..optim import estimators
 from ..runs.checkpoint import config_diff
 from ..runs.loggers import LoggerMissing, check_loggers
+from ..runs.state import ResumeError
 from ..team.sources import check_model_source
 from ..team.warmstart import warm_start_path
 
-__all__ = ["RESUMABLE_CHANGES", "Preflight", "preflight", "check_models", "check_collection", "resume_changes", "load_data"]
+__all__ = ["RESUMABLE_CHANGES", "Preflight", "preflight", "check_models", "check_collection", "resume_changes",
+           "check_resume", "load_data"]
 
 #: Config fields (and sections) a resumed run may change: none of them changes what a step
 #: computes (``parallel``: how ranks share the work; a sharded checkpoint loads at any world size;
@@ -138,3 +140,16 @@ def resume_changes(recorded: dict, config: TrainerConfig) -> list[str]:
     # a run recorded before plugin files were kept by absolute path: the same files, said the new way
     old["plugins"] = list(dict.fromkeys(plugin_source(p) for p in old.get("plugins") or []))
     return [d for d in config_diff(old, config.to_dict()) if d.split(":")[0].split(".")[0] not in RESUMABLE_CHANGES]
+
+
+def check_resume(out: Any, recorded: dict, config: TrainerConfig) -> None:
+    """Refuse to resume run ``out`` (recorded configuration ``recorded``) with ``config``: a
+    :class:`~algorithms.runs.ResumeError` listing every difference :func:`resume_changes` finds,
+    or saying that the recorded configuration is not one this version reads."""
+    try:  # fields added since the checkpoint was written read as their defaults
+        diff = resume_changes(recorded, config)
+    except ConfigError as e:
+        raise ResumeError(f"cannot resume {out}: its checkpoint's configuration is not one this version reads: {e}") from None
+    if diff:
+        raise ResumeError(f"cannot resume {out}: the checkpoint was written with a different configuration "
+                          f"(only {', '.join(RESUMABLE_CHANGES)} may change):\n  " + "\n  ".join(diff))

@@ -82,6 +82,7 @@ from ..runs import (
     save_checkpoint,
     save_sharded_checkpoint,
     training_progress,
+    utc_time,
     write_samples,
 )
 from ..team import (
@@ -97,7 +98,7 @@ from ..team import (
 )
 from .distributed import Distributed, GatheredGeneration, full_weights
 from .idle import IdleRoles
-from .preflight import RESUMABLE_CHANGES, preflight, resume_changes
+from .preflight import RESUMABLE_CHANGES, check_resume, preflight
 from .schedule import scheduled_roles, step_seed
 from .signals import StopSignals, TrainingInterrupted
 from .update import policy_update
@@ -566,7 +567,7 @@ class Trainer:
         whole result (accuracies, paired intervals, per-problem values with problem ids, seed,
         sampling settings, data, tokens, seconds): the fields of a ``thinksolve eval`` record."""
         if self.metrics is not None:
-            self.metrics.write({"step": self.step_count, "time": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
+            self.metrics.write({"step": self.step_count, "time": utc_time(),
                                 "remove": None, **result}, EVALS)
             if self.log:
                 self.log(f"eval @ step {self.step_count}: joint {result['joint_accuracy']:.1%}, "
@@ -602,16 +603,7 @@ class Trainer:
     def _resume(self) -> None:
         """Load ``out/checkpoint`` (refused if it was written with a different configuration)."""
         ck = load_checkpoint(self.out / "checkpoint")
-        try:  # fields added since the checkpoint was written read as their defaults
-            diff = resume_changes(ck["config"], self.config)
-        except ConfigError as e:
-            raise ResumeError(f"cannot resume {self.out}: its checkpoint's configuration is not one this version "
-                              f"reads: {e}") from None
-        if diff:
-            raise ResumeError(
-                f"cannot resume {self.out}: the checkpoint was written with a different configuration "
-                f"(only {', '.join(RESUMABLE_CHANGES)} may change):\n  " + "\n  ".join(diff)
-            )
+        check_resume(self.out, ck["config"], self.config)
         restore_team(self.policies, self.optimizers, self.config.model.sharing, ck)
         self.credit.load_state_dict(ck["credit_state"])
         restore_rng(ck["rng"])
