@@ -833,10 +833,10 @@ def _end_rank(rc: int) -> int:
 
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not (dist.is_available() and dist.is_initialized()):
         return rc
-    from .train.distributed import _destroy_process_group  # noqa: PLC0415
+    from .train.distributed import leave_process_group  # noqa: PLC0415
 
     with contextlib.suppress(Exception):
-        _destroy_process_group(wait=rc == 0)  # a rank that failed does not wait for the others
+        leave_process_group(wait=rc == 0)  # a rank that failed does not wait for the others
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()

@@ -41,7 +41,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-__all__ = ["Distributed", "GatheredGeneration", "gathered", "is_sharded", "full_weights"]
+__all__ = ["Distributed", "GatheredGeneration", "gathered", "is_sharded", "full_weights", "leave_process_group"]
 
 
 def is_sharded(model: torch.nn.Module) -> bool:
@@ -66,7 +66,7 @@ def _layer_classes(model: torch.nn.Module) -> set[str]:
     return names or {type(m).__name__ for m in model.modules() if type(m).__name__.endswith(("DecoderLayer", "Block"))}
 
 
-def _destroy_process_group(wait: bool = True) -> None:
+def leave_process_group(wait: bool = True) -> None:
     """Destroy the group at exit, every rank together: a gloo rank whose peer has already closed
     its connections can abort in its own teardown ("terminate called without an active
     exception"), so the ranks first meet at a barrier that gives up after a minute (a peer that
@@ -112,7 +112,7 @@ class Distributed:
                 # the group we made is destroyed at exit while the interpreter is alive: a gloo group
                 # left to the interpreter's finalization can abort the process ("terminate called
                 # without an active exception", SIGABRT) after the run has finished
-                atexit.register(_destroy_process_group)
+                atexit.register(leave_process_group)
             self.rank, self.world = dist.get_rank(), dist.get_world_size()
             if strategy == "fsdp":
                 if self.world % replicas:
