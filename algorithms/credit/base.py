@@ -37,13 +37,34 @@ import numpy as np
 from thinksolve_env import ROLES, SOLVER, THINKER
 
 from ..rollout.episodes import EpisodeGroup, thought_slices
-from ..rollout.needs import COUNTERFACTUALS, NO_SOLVER, R_EMPTY, RATINGS, SOLO, normalize_needs
+from ..rollout.needs import (
+    COALITIONS,
+    COUNTERFACTUALS,
+    DROP,
+    NO_SOLVER,
+    R_EMPTY,
+    RATINGS,
+    SOLO,
+    chain_coalitions,
+    coalition_label,
+    normalize_needs,
+)
 
 __all__ = [
     "SOLO",
     "NO_SOLVER",
     "RATINGS",
+    "DROP",
+    "COALITIONS",
     "COUNTERFACTUALS",
+    "chain_coalitions",
+    "coalition_label",
+    "coalition_values",
+    "removal_values",
+    "node_ids",
+    "node_values",
+    "chain_roles",
+    "needs_for",
     "R_EMPTY",
     "ROLES",
     "THINKER",
@@ -90,6 +111,17 @@ def check_needs(method: Any, needs: Any) -> None:
         )
 
 
+def needs_for(method: Any, roles: Sequence[str] | None = None) -> frozenset[str]:
+    """What ``method`` (a credit method, or counterfactual names) needs collected for the chain
+    ``roles`` (default the two roles): the method's ``needs_for(roles)`` when it has one (every
+    built-in states its N-role needs that way), else its ``requires``."""
+    chain = ROLES if roles is None else tuple(roles)
+    fn = getattr(method, "needs_for", None)
+    if callable(fn) and not isinstance(method, (str, frozenset, set, list, tuple)):
+        return normalize_needs(fn(chain))
+    return normalize_needs(method)
+
+
 def _label(method: Any) -> str:
     return repr(getattr(method, "name", type(method).__name__))
 
@@ -99,6 +131,8 @@ def _describe(missing: Sequence[str]) -> str:
 
 
 def _has(groups: Sequence[Any], outcomes: Outcomes, need: str) -> bool:
+    if need in (DROP, COALITIONS) or outcomes.roles != ROLES and need in (SOLO, NO_SOLVER):
+        return all(c in outcomes.coalitions for c in chain_coalitions(outcomes.roles, {need}))
     if need == SOLO:
         return outcomes.solo_baseline is not None
     if need == NO_SOLVER:
@@ -151,23 +185,31 @@ class CreditMethod:
     def compute(self, groups: Sequence[Any]) -> dict[str, np.ndarray]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def needs_for(self, roles: Sequence[str]) -> frozenset[str]:
+        """The counterfactuals this method needs collected for the chain ``roles``: ``requires``
+        for the two roles; built-ins that read removals state their N-role needs (``drop``,
+        ``coalitions``) by overriding this."""
+        return frozenset(self.requires)
+
     def __call__(self, groups: Iterable[Any]) -> dict[str, np.ndarray]:
         if not isinstance(groups, Sequence):
             groups = list(groups)
         if not len(groups):
             raise ValueError(f"credit method {self.name!r} got no episode groups")
         outcomes = Outcomes.of(groups)
-        missing = [n for n in sorted(self.requires) if not _has(groups, outcomes, n)]
+        need = self.requires if outcomes.roles == ROLES else needs_for(self, outcomes.roles)
+        missing = [n for n in sorted(need) if not _has(groups, outcomes, n)]
         if missing:
+            how = "method.requires" if outcomes.roles == ROLES else "credit.needs_for(method, roles)"
             raise MissingCounterfactualError(
                 f"credit method {self.name!r} requires {_describe(missing)}, but the groups were collected "
-                f"without it; collect with needs={sorted(self.requires)} (method.requires)"
+                f"without it; collect with needs={sorted(need)} ({how})"
             )
         self.metrics = {}
         # compute() gets the Outcomes (a sequence of the same groups): every helper it calls then
         # reads these arrays instead of walking the episodes again
         out = self.compute(outcomes)
-        return _check_output(self.name, out, outcomes.size)
+        return _check_output(self.name, out, outcomes.size, outcomes.roles)
 
     def state_dict(self) -> dict:
         """State to checkpoint (empty for the stateless methods)."""
@@ -180,10 +222,10 @@ class CreditMethod:
         return f"{type(self).__name__}(name={self.name!r}, requires={sorted(self.requires)})"
 
 
-def _check_output(name: str, out: Any, n: int) -> dict[str, np.ndarray]:
+def _check_output(name: str, out: Any, n: int, roles: tuple[str, ...] = ROLES) -> dict[str, np.ndarray]:
     if not isinstance(out, dict):
         raise TypeError(f"credit method {name!r} must return a dict agent -> rewards, got {type(out).__name__}")
-    missing = [a for a in ROLES if a not in out]
+    missing = [a for a in roles if a not in out]
     if missing:
         raise ValueError(f"credit method {name!r} returned no rewards for {missing}")
     result = {}
@@ -269,21 +311,34 @@ class Outcomes(Sequence):
                   None if paired_solo is None else np.array(paired_solo, dtype=np.float64),
                   None if no_solver is None else np.array(no_solver, dtype=np.float64), groups)
 
-    def _set(self, joint, sizes, thought, solo_baseline, paired_solo, no_solver, groups, group=None) -> None:
+    def _set(self, joint, sizes, thought, solo_baseline, paired_solo, no_solver, groups, group=None, *,
+             roles: tuple[str, ...] = ROLES, coalitions: dict | None = None, nodes: tuple | None = None) -> None:
         self.joint, self.sizes, self.thought = joint, sizes, thought
         self.solo_baseline, self.paired_solo, self.no_solver = solo_baseline, paired_solo, no_solver
         self.group = np.repeat(np.arange(sizes.size, dtype=np.int64), sizes) if group is None else group
         self._bounds = np.concatenate([[0], np.cumsum(sizes)])
-        for a in (joint, sizes, thought, solo_baseline, paired_solo, no_solver, self.group):
+        self.roles = tuple(roles)
+        if coalitions is None:  # two roles: the solo and Solver-removed values are v({S}) and v({T})
+            coalitions = {}
+            if solo_baseline is not None:
+                coalitions[frozenset(self.roles[1:])] = solo_baseline
+            if no_solver is not None:
+                coalitions[frozenset(self.roles[:-1])] = no_solver
+        self.coalitions = dict(coalitions)
+        if nodes is None:
+            nodes = (thought,) + tuple(np.arange(joint.size, dtype=np.int64) for _ in range(len(self.roles) - 2))
+        self.nodes = tuple(nodes)
+        for a in (joint, sizes, thought, solo_baseline, paired_solo, no_solver, self.group, *self.coalitions.values(),
+                  *self.nodes):
             if a is not None:
                 a.flags.writeable = False
         self._groups = None if callable(groups) else groups
         self._build = groups if callable(groups) else None
 
     @classmethod
-    def _unchecked(cls, *arrays, groups=None, group=None) -> Outcomes:
+    def _unchecked(cls, *arrays, groups=None, group=None, **chain) -> Outcomes:
         out = cls.__new__(cls)
-        out._set(*arrays, groups, group)
+        out._set(*arrays, groups, group, **chain)
         return out
 
     @classmethod
@@ -316,17 +371,30 @@ class Outcomes(Sequence):
         alone = [getattr(e, "no_solver_reward", None) for g in groups for e in g.episodes]
         if all(v is not None for v in alone):
             no_solver = np.array([float(v) for v in alone], dtype=np.float64)
-        return cls._unchecked(joint, sizes, thought, solo_baseline, paired_solo, no_solver, groups=groups)
+        roles = {tuple(getattr(g, "roles", ROLES)) for g in groups} or {ROLES}
+        if len(roles) > 1:
+            raise ValueError(f"Outcomes: the groups come from different chains of roles: {sorted(roles)}")
+        (chain,) = roles
+        if chain == ROLES and not any(getattr(g, "coalition_rewards", None) or
+                                      any(getattr(e, "coalition_rewards", None) for e in g.episodes) for g in groups):
+            return cls._unchecked(joint, sizes, thought, solo_baseline, paired_solo, no_solver, groups=groups)
+        return cls._unchecked(joint, sizes, thought, solo_baseline, paired_solo, no_solver, groups=groups, roles=chain,
+                              coalitions=_read_coalitions(groups, chain), nodes=_read_nodes(groups, chain, thought))
 
     @classmethod
     def from_rewards(cls, joint: Any, *, solo: Any = None, no_solver: Any = None,
-                     ratings: Sequence[Sequence[Mapping[str, Any]]] | None = None, answers_per_thought: int = 1) -> Outcomes:
+                     ratings: Sequence[Sequence[Mapping[str, Any]]] | None = None, answers_per_thought: int = 1,
+                     roles: Sequence[str] | None = None, coalitions: Mapping[Any, Any] | None = None) -> Outcomes:
         """A batch of G groups of E joint episodes each, given by its rewards (the batched
         :meth:`EpisodeGroup.from_rewards <algorithms.rollout.EpisodeGroup.from_rewards>`):
         ``joint`` (G, E) R_joint, thought-major with ``answers_per_thought`` K answers per
         thought; ``solo`` (G, m) the solo rewards R_¬T; ``no_solver`` (G, E) R_¬S; ``ratings``
         one ``{rater: text or pair}`` per episode, per group. The groups are built from these
-        (``EpisodeGroup.from_rewards``) only when something iterates the batch."""
+        (``EpisodeGroup.from_rewards``) only when something iterates the batch.
+
+        Chains of N roles: ``roles`` the chain (default the two roles), ``coalitions`` {C: values}
+        for coalitions C (frozensets of role names): (G, E) per episode when C holds the first
+        role, else (G, m) samples per problem (their mean is each episode's v̂(C))."""
         joint = np.array(joint, dtype=np.float64)
         if joint.ndim != 2:
             raise ValueError(f"Outcomes.from_rewards: joint must be (groups, episodes), got shape {joint.shape}")
@@ -348,17 +416,44 @@ class Outcomes(Sequence):
         if ratings is not None and (len(ratings) != G or any(len(r) != E for r in ratings)):
             raise ValueError(f"Outcomes.from_rewards: ratings needs one mapping per episode, {G} groups of {E}")
 
+        chain = ROLES if roles is None else _check_roles(roles)
+        values: dict[frozenset, np.ndarray] = {}
+        raw: dict[frozenset, np.ndarray] = {}
+        for c, v in (coalitions or {}).items():
+            c = frozenset(c)
+            if not c or not c < frozenset(chain):
+                raise ValueError(f"Outcomes.from_rewards: coalition {sorted(c)} is not a proper non-empty subset of "
+                                 f"the roles {list(chain)}")
+            v = np.array(v, dtype=np.float64)
+            if chain[0] in c:
+                if v.shape != (G, E):
+                    raise ValueError(f"Outcomes.from_rewards: coalition {sorted(c)} holds the first role, so it needs "
+                                     f"({G}, {E}) values (one per episode), got shape {v.shape}")
+                values[c] = v.reshape(-1)
+            else:
+                if v.ndim != 2 or v.shape[0] != G or v.shape[1] == 0:
+                    raise ValueError(f"Outcomes.from_rewards: coalition {sorted(c)} (without the first role) needs "
+                                     f"({G}, m) samples with m >= 1, got shape {v.shape}")
+                values[c] = np.repeat(v.mean(axis=1), E)
+            raw[c] = v
+
         def build() -> list[EpisodeGroup]:
             rows, solos = joint.tolist(), None if solo is None else solo.tolist()
             alone = None if no_solver is None else no_solver.tolist()
             return [EpisodeGroup.from_rewards(rows[g], solo=None if solos is None else solos[g],
                                               no_solver=None if alone is None else alone[g],
-                                              ratings=None if ratings is None else ratings[g], answers_per_thought=K)
+                                              ratings=None if ratings is None else ratings[g], answers_per_thought=K,
+                                              roles=chain, coalitions={c: v[g].tolist() for c, v in raw.items()} or None)
                     for g in range(G)]
 
         thought = np.repeat(np.arange(G * E // K, dtype=np.int64), K)
-        return cls._unchecked(joint.reshape(-1), np.full(G, E, dtype=np.int64), thought, solo_baseline, paired_solo,
-                              None if no_solver is None else no_solver.reshape(-1), groups=build)
+        arrays = (joint.reshape(-1), np.full(G, E, dtype=np.int64), thought, solo_baseline, paired_solo,
+                  None if no_solver is None else no_solver.reshape(-1))
+        if chain == ROLES and not values:
+            return cls._unchecked(*arrays, groups=build)
+        if chain == ROLES:
+            values = {**_legacy_coalitions(chain, solo_baseline, arrays[5]), **values}
+        return cls._unchecked(*arrays, groups=build, roles=chain, coalitions=values)
 
     @property
     def size(self) -> int:
@@ -394,12 +489,80 @@ class Outcomes(Sequence):
         cut = [None if a is None else a[lo:hi] for a in (self.solo_baseline, self.paired_solo, self.no_solver)]
         groups = self._groups[start:stop] if self._groups is not None else \
             (lambda: self.groups[start:stop]) if self._build is not None else None
+        nodes = tuple(ids[lo:hi] - ids[lo] if hi > lo else ids[lo:hi].copy() for ids in self.nodes)
         return Outcomes._unchecked(self.joint[lo:hi], self.sizes[start:stop], thought, *cut, groups=groups,
-                                   group=self.group[lo:hi] - start)
+                                   group=self.group[lo:hi] - start, roles=self.roles,
+                                   coalitions={c: v[lo:hi] for c, v in self.coalitions.items()}, nodes=nodes)
 
     def __repr__(self) -> str:
         have = [k for k in ("solo_baseline", "no_solver") if getattr(self, k) is not None]
+        if self.roles != ROLES:
+            have = [f"roles {'>'.join(self.roles)}", f"{len(self.coalitions)} coalition value(s)"]
         return f"Outcomes({len(self)} groups, {self.size} joint episodes{', with ' + ', '.join(have) if have else ''})"
+
+
+def _check_roles(roles: Sequence[str]) -> tuple[str, ...]:
+    chain = tuple(roles)
+    if len(chain) < 2 or len(set(chain)) != len(chain) or not all(isinstance(r, str) and r for r in chain):
+        raise ValueError(f"roles must be at least two distinct non-empty names in chain order, got {list(roles)!r}")
+    return chain
+
+
+def _legacy_coalitions(roles: tuple[str, ...], solo_baseline: np.ndarray | None,
+                       no_solver: np.ndarray | None) -> dict[frozenset, np.ndarray]:
+    out = {}
+    if solo_baseline is not None:
+        out[frozenset(roles[1:])] = solo_baseline
+    if no_solver is not None:
+        out[frozenset(roles[:-1])] = no_solver
+    return out
+
+
+def _read_coalitions(groups: Sequence[Any], roles: tuple[str, ...]) -> dict[frozenset, np.ndarray]:
+    """Each coalition's v̂(C) per joint episode: the episode's own replay when C holds the first
+    role, the mean of the group's samples otherwise; a coalition only where every episode (or
+    group) has it. Two-role groups also give their solo and Solver-removed values."""
+    first = roles[0]
+    out: dict[frozenset, np.ndarray] = {}
+    own = [getattr(e, "coalition_rewards", None) or {} for g in groups for e in g.episodes]
+    if own:
+        for c in set.intersection(*(set(d) for d in own)):
+            if first in c:
+                out[frozenset(c)] = np.array([float(d[c]) for d in own], dtype=np.float64)
+    shared = [getattr(g, "coalition_rewards", None) or {} for g in groups]
+    if shared:
+        for c in set.intersection(*(set(d) for d in shared)):
+            if first not in c and all(len(d[c]) for d in shared):
+                out[frozenset(c)] = np.array([float(np.mean(d[c])) for g, d in zip(groups, shared) for _ in g.episodes],
+                                             dtype=np.float64)
+    if len(roles) == 2:  # the named two-role counterfactuals, when collected that way
+        if all(getattr(g, "solo_rewards", None) for g in groups):
+            out.setdefault(frozenset(roles[1:]), np.array([float(np.mean(g.solo_rewards)) for g in groups
+                                                           for _ in g.episodes], dtype=np.float64))
+        alone = [getattr(e, "no_solver_reward", None) for g in groups for e in g.episodes]
+        if alone and all(v is not None for v in alone):
+            out.setdefault(frozenset(roles[:-1]), np.array(alone, dtype=np.float64))
+    return out
+
+
+def _read_nodes(groups: Sequence[Any], roles: tuple[str, ...], thought: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Batch-wide node numbers per chain position 0 … N − 2 (episodes continuing the same text of
+    that role share it), from ``Episode.path``; without paths, position 0 is the thought and every
+    later node is the episode's own."""
+    n = int(thought.size)
+    nodes = [thought]
+    for p in range(1, len(roles) - 1):
+        ids = np.empty(n, dtype=np.int64)
+        seen: dict[Any, int] = {}
+        k = 0
+        for gi, g in enumerate(groups):
+            for e in g.episodes:
+                path = getattr(e, "path", None)
+                key = (gi, tuple(path[:p + 1])) if path is not None and len(path) > p else ("own", k)
+                ids[k] = seen.setdefault(key, len(seen))
+                k += 1
+        nodes.append(ids)
+    return tuple(nodes)
 
 
 def _collected(values: np.ndarray | None, need: str, helper: str) -> np.ndarray:
@@ -460,6 +623,62 @@ def thought_values(groups: Sequence[Any]) -> np.ndarray:
     return _mean_by(R, ids)[ids]
 
 
+# ------------------------------------------------ chains of N roles (docs/method.md#teams-of-more-than-two-roles)
+
+
+def chain_roles(groups: Sequence[Any]) -> tuple[str, ...]:
+    """The chain of roles the groups were collected with, in order."""
+    return Outcomes.of(groups).roles
+
+
+def coalition_values(groups: Sequence[Any]) -> dict[frozenset, np.ndarray]:
+    """v̂(C) per joint episode for every collected coalition C (a frozenset of the roles present):
+    the episode's own replay on its prefix when C holds the first role, else the mean of the
+    problem's samples. The empty coalition (v = R_∅ = −1) and the whole team (v = R_joint) are not
+    in it."""
+    return {c: v.copy() for c, v in Outcomes.of(groups).coalitions.items()}
+
+
+def removal_values(groups: Sequence[Any], role: str) -> np.ndarray:
+    """v̂(N∖{role}) per joint episode: the team without ``role``, replayed on the episode's prefix
+    (the roles before it keep their texts); for the first role the mean of the problem's samples."""
+    outcomes = Outcomes.of(groups)
+    if role not in outcomes.roles:
+        raise ValueError(f"removal_values: {role!r} is not one of the roles {list(outcomes.roles)}")
+    c = frozenset(outcomes.roles) - {role}
+    if c not in outcomes.coalitions:
+        raise MissingCounterfactualError(f"removal_values: the groups were collected without the team minus {role!r}; "
+                                         f"collect with needs={{{DROP!r}}}")
+    return outcomes.coalitions[c].copy()
+
+
+def node_ids(groups: Sequence[Any], role: str) -> np.ndarray:
+    """Batch-wide numbers of the texts of ``role`` each joint episode continues (tree collection:
+    the episodes below one text of the role share it; different texts never do). The last role's
+    texts are the episodes themselves."""
+    outcomes = Outcomes.of(groups)
+    p = _position(outcomes, role)
+    if p == len(outcomes.roles) - 1:
+        return np.arange(outcomes.size, dtype=np.int64)
+    return outcomes.nodes[p].copy()
+
+
+def node_values(groups: Sequence[Any], role: str) -> np.ndarray:
+    """The value of the text of ``role`` each joint episode continues: the mean R_joint of the
+    episodes below it (its subtree), repeated for each of them (the last role: R_joint itself;
+    the first role of two: the thought value Q̂(x, t))."""
+    outcomes = Outcomes.of(groups)
+    ids = node_ids(outcomes, role)
+    return outcomes.joint.copy() if ids.size == 0 else _mean_by(outcomes.joint, ids)[ids]
+
+
+def _position(outcomes: Outcomes, role: str) -> int:
+    try:
+        return outcomes.roles.index(role)
+    except ValueError:
+        raise ValueError(f"{role!r} is not one of the roles {list(outcomes.roles)}") from None
+
+
 class Units(tuple):
     """One role's training units: ``(rewards, index, episodes)``.
 
@@ -502,17 +721,25 @@ def role_units(groups: Sequence[Any], rewards: Any, role: str, grouping: str = "
     ``grouping`` (:data:`GROUPINGS`) picks the Solver's group labels: the problem's group number,
     or the batch-wide thought number (siblings compared with each other). The Thinker's units are
     always grouped by problem. With one answer per thought the Thinker's units are the episodes
-    themselves, so K = 1 gives exactly the flat batch."""
+    themselves, so K = 1 gives exactly the flat batch.
+
+    Chains of N roles: a role before the last trains once on each of its texts (reward: the mean
+    over the episodes below it), the last role on each episode; ``"thought"`` groups a role's
+    units by the text of the role before it (its parent; the first role is always grouped by
+    problem). With two roles this is the rule above."""
     if grouping not in GROUPINGS:
         raise ValueError(f"grouping must be one of {GROUPINGS}, got {grouping!r}")
     r = np.asarray(rewards, dtype=np.float64).reshape(-1)
     outcomes = Outcomes.of(groups)
-    gidx, ids = outcomes.group.copy(), outcomes.thought.copy()
+    gidx = outcomes.group.copy()
     if r.shape != gidx.shape:
         raise ValueError(f"role_units: {role} needs one reward per joint episode ({gidx.size}), got shape {np.shape(rewards)}")
-    if role == THINKER:
-        first = np.unique(ids, return_index=True)[1] if ids.size else np.zeros(0, np.int64)
-        if first.size == ids.size:  # one answer per thought: the flat batch, bit for bit
-            return Units(r.copy(), gidx, np.arange(ids.size, dtype=np.int64))
-        return Units(_mean_by(r, ids), gidx[first], first.astype(np.int64))
-    return Units(r.copy(), ids if grouping == "thought" else gidx, np.arange(r.size, dtype=np.int64))
+    p = _position(outcomes, role)
+    parent = gidx if p == 0 or grouping == "problem" else outcomes.nodes[p - 1].copy()
+    if p == len(outcomes.roles) - 1:
+        return Units(r.copy(), parent, np.arange(r.size, dtype=np.int64))
+    ids = outcomes.nodes[p]
+    first = np.unique(ids, return_index=True)[1] if ids.size else np.zeros(0, np.int64)
+    if first.size == ids.size:  # one episode per text: the flat batch, bit for bit
+        return Units(r.copy(), parent, np.arange(ids.size, dtype=np.int64))
+    return Units(_mean_by(r, ids), parent[first], first.astype(np.int64))

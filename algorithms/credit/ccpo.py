@@ -30,6 +30,15 @@ episode's thought verified alone (Solver removed). Variants (``variant=``):
 Moving-average update after a batch with mean m_B and (population) variance v_B of a quantity:
 the first batch sets μ = m_B, σ² = v_B; later ones μ ← d·μ + (1 − d)·m_B, σ² ← d·σ² + (1 − d)·v_B.
 
+A chain of N roles (docs/method.md#teams-of-more-than-two-roles): each role's counterfactual is the
+team without it on the same prefix, v̂(N∖{k}) (the first role: the mean of the problem's
+samples, b(x) for two roles), and V̂_k the value of role k's text (R_joint with one episode per
+text). ``event``: r_k = R_joint + λ·bonus_k for every role but the last (bonus_k from R_joint and
+v̂(N∖{k}) as above), r_last = R_joint; ``margin``: r_k = R_joint + λ·(R_joint − v̂(N∖{k}))/2 for
+every role; ``value``: r_k = V̂_k + λ·(V̂_k − v̂(N∖{k}))/2 for every role but the last, r_last =
+R_joint. They need ``drop``; ``normalized`` is defined for two roles only. With two roles each is
+the formula above.
+
 Know this (docs/method.md#ccpo): with b(x) constant within a group, ``event`` makes the Thinker's reward
 an affine function of R_joint, r_T = (1 + λ/2)·R_joint ± λ/2, in every group with b ≠ 0 (and
 r_T = R_joint when b = 0); ``margin`` gives r_T = (1 + λ/2)·R_joint − λb/2 in every group. Under
@@ -46,14 +55,19 @@ import numpy as np
 
 from ..rollout import EpisodeGroup
 from .base import (
+    DROP,
     NO_SOLVER,
+    ROLES,
     SOLO,
     SOLVER,
     THINKER,
     CreditMethod,
+    chain_roles,
     joint_rewards,
     no_solver_rewards,
+    node_values,
     paired_solo_rewards,
+    removal_values,
     solo_baselines,
     thought_values,
 )
@@ -111,8 +125,20 @@ class CCPO(CreditMethod):
         self.mean = dict.fromkeys(_STATS, 0.0)
         self.var = dict.fromkeys(_STATS, 1.0)
 
+    def needs_for(self, roles: Sequence[str]) -> frozenset[str]:
+        """Two roles: ``requires``; a chain of N roles: ``drop`` (``normalized``: two roles only)."""
+        if tuple(roles) == ROLES:
+            return self.requires
+        if self.variant == "normalized":
+            raise ValueError("ccpo variant 'normalized' is defined for two roles (a Thinker and a Solver); for a chain "
+                             f"of {len(tuple(roles))} roles use variant 'event', 'margin' or 'value'")
+        return frozenset({DROP})
+
     # -- variants -------------------------------------------------------------------------
     def compute(self, groups: Sequence[EpisodeGroup]) -> dict[str, np.ndarray]:
+        roles = chain_roles(groups)
+        if roles != ROLES:
+            return self._chain(groups, roles)
         R = joint_rewards(groups)
         if self.variant == "event":
             b = solo_baselines(groups)
@@ -129,6 +155,29 @@ class CCPO(CreditMethod):
             self.metrics = {"ccpo/thought_margin": float(np.mean(q - b))}
             return {THINKER: q + self.lam * (q - b) / 2, SOLVER: R.copy()}
         return self._normalized(R, paired_solo_rewards(groups))
+
+    def _chain(self, groups: Sequence[EpisodeGroup], roles: tuple[str, ...]) -> dict[str, np.ndarray]:
+        self.needs_for(roles)  # normalized: a clear error
+        R = joint_rewards(groups)
+        last = roles[-1]
+        out, helped, hurt = {}, [], []
+        for k in roles:
+            v = removal_values(groups, k)
+            if self.variant == "margin":
+                out[k] = R + self.lam * (R - v) / 2
+            elif k == last:
+                out[k] = R.copy()
+            elif self.variant == "event":
+                bonus = ((R > 0) & (v < 0)).astype(np.float64) - ((R < 0) & (v > 0)).astype(np.float64)
+                helped.append(float(np.mean(bonus > 0)))
+                hurt.append(float(np.mean(bonus < 0)))
+                out[k] = R + self.lam * bonus
+            else:  # value
+                q = node_values(groups, k)
+                out[k] = q + self.lam * (q - v) / 2
+        if helped:
+            self.metrics = {"ccpo/helped": float(np.mean(helped)), "ccpo/hurt": float(np.mean(hurt))}
+        return out
 
     def _normalized(self, R: np.ndarray, solo: np.ndarray):
         values = {"delta": R - solo, "joint": R, "solo": solo}

@@ -35,7 +35,7 @@ import numpy as np
 from thinksolve_env.prompts import RATER_ROLES, rating_prompts
 
 from ..rollout import EpisodeGroup
-from .base import RATINGS, SOLVER, THINKER, CreditMethod
+from .base import RATINGS, ROLES, SOLVER, THINKER, CreditMethod, chain_roles
 from .rating import MAX_RATING_CHARS, NEUTRAL, RATING_PAIRS, Rating, parse_rating, rating_complete
 from .registry import register
 
@@ -71,7 +71,15 @@ class SEPO(CreditMethod):
             raise ValueError(f"sepo: center must be 'group' or 'none', got {center!r}")
         self.eta, self.lam_credit, self.lam_blame, self.center = float(eta), float(lam_credit), float(lam_blame), center
 
+    def needs_for(self, roles: Sequence[str]) -> frozenset[str]:
+        """``ratings``; defined for the two roles only (a rating is a Thinker/Solver share pair)."""
+        if tuple(roles) != ROLES:
+            raise ValueError(f"sepo rates a Thinker and a Solver (a pair of shares); it is not defined for the chain "
+                             f"{list(roles)}: use shared, ccpo, difference, shapley or tree")
+        return self.requires
+
     def compute(self, groups: Sequence[EpisodeGroup]) -> dict[str, np.ndarray]:
+        self.needs_for(chain_roles(groups))
         eta = self.eta
         reasons: Counter = Counter()
         valid_by = Counter()

@@ -1,6 +1,6 @@
 """``shared`` — the ReMA baseline (docs/method.md#shared): both roles get the team reward.
 
-    r_T = r_S = R_joint
+    r_T = r_S = R_joint            (a chain of N roles: r_k = R_joint for every role)
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..rollout import EpisodeGroup
-from .base import ROLES, CreditMethod, joint_rewards
+from .base import CreditMethod, chain_roles, joint_rewards
 from .registry import register
 
 __all__ = ["Shared"]
@@ -26,4 +26,4 @@ class Shared(CreditMethod):
 
     def compute(self, groups: Sequence[EpisodeGroup]) -> dict[str, np.ndarray]:
         R = joint_rewards(groups)
-        return {a: R.copy() for a in ROLES}
+        return {a: R.copy() for a in chain_roles(groups)}

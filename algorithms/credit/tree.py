@@ -12,6 +12,10 @@ Requires nothing beyond the joint episodes. With K = 1 the Thinker's reward is R
 reward) and every Solver group has one member, so the Solver's group-centred advantage is 0:
 use K ≥ 2 (C3 uses 2 thoughts × 4 answers; prefer n ≥ 4 thoughts, or ``scale="none"``, since with
 n = 2 the group std turns every Thinker advantage into ±1).
+
+A chain of N roles (``answers_per_thought=K`` branches K ways at every position): role k's reward
+is the value of its text, the mean outcome of the episodes below it (the last role: its own
+R), grouped by its parent text (the first role: by problem).
 """
 
 from __future__ import annotations
@@ -21,10 +25,19 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..rollout import EpisodeGroup
-from .base import SOLVER, THINKER, CreditMethod, joint_rewards, thought_values
+from .base import ROLES, SOLVER, THINKER, CreditMethod, chain_roles, joint_rewards, node_values, thought_values
 from .registry import register
 
 __all__ = ["Tree"]
+
+
+class _ParentGrouping(dict):
+    """The Thinker by problem, every other role by its parent text (``"thought"``): a role of a
+    chain not named here is grouped by its parent; the first role of any chain is read as
+    ``"problem"`` by :func:`~.base.role_units`."""
+
+    def get(self, role, default=None):
+        return super().get(role, "thought")
 
 
 @register("tree")
@@ -33,8 +46,11 @@ class Tree(CreditMethod):
 
     name = "tree"
     requires = frozenset()
-    grouping = {THINKER: "problem", SOLVER: "thought"}
+    grouping = _ParentGrouping({THINKER: "problem", SOLVER: "thought"})
     per_group = True
 
     def compute(self, groups: Sequence[EpisodeGroup]) -> dict[str, np.ndarray]:
+        roles = chain_roles(groups)
+        if roles != ROLES:
+            return {k: node_values(groups, k) for k in roles}
         return {THINKER: thought_values(groups), SOLVER: joint_rewards(groups)}

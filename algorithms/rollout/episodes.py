@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from agents import Completion, Messages
-from thinksolve_env import THINKER, Problem
+from thinksolve_env import ROLES, THINKER, Problem
 
 __all__ = ["Episode", "EpisodeGroup", "Collected", "thought_slices"]
 
@@ -57,6 +57,14 @@ class Episode:
     rating_completions: dict[str, Completion] = field(default_factory=dict)
     rating_prompts: dict[str, Messages] = field(default_factory=dict)
     thought_index: int | None = None
+    #: Chains of N roles: ``path[p]`` numbers this episode's node at position p (0 … N − 2) among
+    #: its parent's children — the text of role p that it continues (tree collection; ``None``: a
+    #: flat episode, every node its own); ``path[0]`` is ``thought_index``.
+    path: tuple[int, ...] | None = None
+    #: Chains of N roles: v(C) for the coalitions holding the first role, replayed on this
+    #: episode's prefix (``algorithms.rollout.needs``); ``shown[role]``: what each role was shown.
+    coalition_rewards: dict[frozenset, float] | None = None
+    shown: dict[str, str] = field(default_factory=dict)
 
     @property
     def correct(self) -> bool:
@@ -78,6 +86,10 @@ class EpisodeGroup:
     solo_completions: list[Completion] = field(default_factory=list)
     solo_prompt: Messages | None = None
     solo_verifications: list[dict] = field(default_factory=list)
+    #: The chain of roles, in order (two roles: :data:`~thinksolve_env.ROLES`).
+    roles: tuple[str, ...] = ROLES
+    #: Chains of N roles: the m samples of v(C) for each coalition without the first role.
+    coalition_rewards: dict[frozenset, list[float]] | None = None
 
     @property
     def rewards(self) -> np.ndarray:
@@ -114,11 +126,15 @@ class EpisodeGroup:
     @classmethod
     def from_rewards(cls, joint: Sequence[float], *, solo: Sequence[float] | None = None,
                      no_solver: Sequence[float] | None = None, ratings: Sequence[Mapping[str, Any]] | None = None,
-                     problem: Problem | None = None, answers_per_thought: int = 1) -> EpisodeGroup:
+                     problem: Problem | None = None, answers_per_thought: int = 1, roles: Sequence[str] | None = None,
+                     coalitions: Mapping[frozenset, Sequence[float]] | None = None) -> EpisodeGroup:
         """A group built by hand from outcomes (tests, bandit studies, custom harnesses):
         ``joint`` R_joint per episode, ``solo`` the m values R_¬T, ``no_solver`` R_¬S per
         episode, ``ratings`` one ``{rater: text or pair}`` per episode. With
-        ``answers_per_thought=K`` the joint rewards are thought-major (K per thought)."""
+        ``answers_per_thought=K`` the joint rewards are thought-major (K per thought).
+
+        Chains of N roles: ``roles`` the chain, ``coalitions`` {C: values}: one value per episode
+        for a coalition holding the first role, else the m samples of the problem."""
         n = len(joint)
         K = answers_per_thought
         if isinstance(K, bool) or not isinstance(K, int) or K < 1:
@@ -128,16 +144,34 @@ class EpisodeGroup:
         for name, seq in (("no_solver", no_solver), ("ratings", ratings)):
             if seq is not None and len(seq) != n:
                 raise ValueError(f"{name} needs one entry per joint episode ({n}), got {len(seq)}")
+        roles = ROLES if roles is None else tuple(roles)
+        per_episode, per_problem = {}, {}
+        for c, values in (coalitions or {}).items():
+            c = frozenset(c)
+            if not c or not c < frozenset(roles):
+                raise ValueError(f"coalition {sorted(c)} is not a proper non-empty subset of the roles {list(roles)}")
+            values = [float(v) for v in values]
+            if roles[0] in c:
+                if len(values) != n:
+                    raise ValueError(f"coalition {sorted(c)} holds the first role: one value per joint episode ({n}), "
+                                     f"got {len(values)}")
+                per_episode[c] = values
+            else:
+                if not values:
+                    raise ValueError(f"coalition {sorted(c)}: no samples")
+                per_problem[c] = values
         episodes = [
             Episode(
                 reward=float(joint[j]),
                 no_solver_reward=None if no_solver is None else float(no_solver[j]),
                 ratings=None if ratings is None else dict(ratings[j]),
                 thought_index=j // K,
+                coalition_rewards={c: v[j] for c, v in per_episode.items()} if per_episode else None,
             )
             for j in range(n)
         ]
-        return cls(problem=problem, episodes=episodes, solo_rewards=None if solo is None else [float(v) for v in solo])
+        return cls(problem=problem, episodes=episodes, solo_rewards=None if solo is None else [float(v) for v in solo],
+                   roles=roles, coalition_rewards=per_problem or None)
 
 
 class Collected(list):
