@@ -53,7 +53,8 @@ from __future__ import annotations
 
 import inspect
 import itertools
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +72,21 @@ __all__ = [
     "sample",
     "sample_ratings",
     "categorical",
+    "ChainGame",
+    "ChainValues",
+    "ChainBatch",
+    "CHAIN_GAMES",
+    "make_chain",
+    "available_chains",
+    "chain_values",
+    "chain_from_game",
+    "sample_chain",
+    "coalition_generations",
+    "shapley_weights",
+    "relay_chain",
+    "free_rider",
+    "complements",
+    "substitutes",
 ]
 
 
@@ -420,4 +436,520 @@ def make_game(name: str, **params: Any) -> TabularGame:
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         raise TypeError(f"game {name!r} has no parameter(s) {unknown}; parameters: {', '.join(accepted)}")
+    return fn(**params)
+
+
+# --------------------------------------------------------------------------- chains of N roles
+
+# Tabular chains of N roles (docs/method.md#teams-of-more-than-two-roles, the last point): the
+# ground truth of the N-role lab. The chain's roles r_0 … r_{N−1} act in order; role k picks a
+# message a_k ~ π_k(·|o_k) from a softmax table over its observation o_k = obs[k][x, h_0, …, h_{k−1}]
+# of the problem and what its predecessors wrote, h_j = a_j for a present role j and h_j = M_j
+# (its action count: "absent") for a removed one. The team is right with probability
+# success[x, h_0, …, h_{N−1}] (R = +1, else −1): the verifier reads the last present role's text;
+# nobody present is −1 (the all-absent entry is 0).
+
+#: The four chains of METHOD.md §10 (see make_chain and the factories below).
+CHAIN_GAMES_DOC = """\
+``relay-chain``  (``length`` N ≥ 2, ``states`` K) only the first role sees the answer x (uniform over
+                 K); every later role sees the last present predecessor's message (or nothing) and
+                 writes one of K messages: it may pass the answer on or garble it. The last present
+                 role's message m is verified: right with probability ``right`` when m = x, ``wrong``
+                 otherwise, times ``state_rate`` when that role is not the last of the chain.
+``free-rider``   (``riders`` ≥ 1 useless middle roles, N = riders + 2) the first role sees x and
+                 writes a message, the riders see it and write anything, the last role sees the
+                 first role's message only (or nothing) and answers. A rider's text forwards what it
+                 was shown (verified alone it is its predecessor's text), so every rider is a null
+                 player: v(C ∪ {rider}) = v(C) for every C, marginal and Shapley value 0.
+``complements``  (``parts`` P ≥ 2, N = P + 1) the answer x = (x_1 … x_P) ∈ K^P; role i sees x_i
+                 alone and writes a piece; the last role sees the pieces present and answers one of
+                 K^P. A team missing any piece (or the last role) is never right: every role's
+                 marginal v(N) − v(N∖{k}) is the whole value v(N) − v(∅).
+``substitutes``  (``copies`` ≥ 2, N = copies + 1) x uniform over K; each of the first ``copies``
+                 roles reads x from its own source and passes it on (its action, one of
+                 ``phrasings``, is how it words it and changes nothing); the last role sees x when
+                 any of them is present, nothing otherwise, and answers. Either copy suffices: each
+                 copy's marginal is 0 for every policy, and Shapley splits the key's value between
+                 them. (Exact zero marginals for all policies force this: if v(N) = v(N∖{i}) for
+                 every policy of every copy, no copy's choice can change v(N), so its exact policy
+                 gradient is 0; its presence is what counts.)
+"""
+
+
+@dataclass(frozen=True)
+class ChainGame:
+    """A finite chain of N roles (see the comment above and :data:`CHAIN_GAMES_DOC`).
+
+    ``roles`` (N,) names in chain order; ``problem_probs`` (X,) p(x); ``n_actions`` (N,) M_k;
+    ``obs`` one int table per role, ``obs[k]`` of shape (X, M_0+1, …, M_{k−1}+1), the
+    observation ids 0..O_k−1; ``success`` (X, M_0+1, …, M_{N−1}+1) P(right) of each history, the
+    index M_j marking role j absent (the all-absent entry must be 0: R(∅) = −1)."""
+
+    name: str
+    roles: tuple
+    problem_probs: np.ndarray
+    n_actions: tuple
+    obs: tuple
+    success: np.ndarray
+    description: str = ""
+    params: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        roles = tuple(self.roles)
+        if len(roles) < 2 or len(set(roles)) != len(roles) or not all(isinstance(r, str) and r for r in roles):
+            raise ValueError(f"chain {self.name!r}: roles must be >= 2 distinct non-empty names, got {list(roles)!r}")
+        N = len(roles)
+        M = tuple(int(m) for m in self.n_actions)
+        if len(M) != N or min(M) < 1:
+            raise ValueError(f"chain {self.name!r}: n_actions needs one count >= 1 per role, got {self.n_actions!r}")
+        p = np.asarray(self.problem_probs, float)
+        if p.ndim != 1 or p.size == 0 or np.any(p < 0) or abs(p.sum() - 1) > 1e-9:
+            raise ValueError(f"chain {self.name!r}: problem_probs must be a probability vector, got {p}")
+        X, D = p.size, tuple(m + 1 for m in M)
+        if len(self.obs) != N:
+            raise ValueError(f"chain {self.name!r}: obs needs one table per role, got {len(self.obs)}")
+        obs = []
+        for k, o in enumerate(self.obs):
+            o = np.asarray(o)
+            if o.shape != (X,) + D[:k]:
+                raise ValueError(f"chain {self.name!r}: obs[{k}] must have shape {(X,) + D[:k]}, got {o.shape}")
+            if o.dtype.kind not in "iu" or o.min() < 0:
+                raise ValueError(f"chain {self.name!r}: obs[{k}] must hold observation ids 0..O-1")
+            o = np.array(o, np.int64)
+            o.setflags(write=False)
+            obs.append(o)
+        s = np.array(self.success, float)
+        if s.shape != (X,) + D:
+            raise ValueError(f"chain {self.name!r}: success must have shape {(X,) + D}, got {s.shape}")
+        if np.any(s < 0) or np.any(s > 1):
+            raise ValueError(f"chain {self.name!r}: success probabilities must lie in [0, 1]")
+        if np.any(s[(slice(None),) + tuple(M)] != 0):
+            raise ValueError(f"chain {self.name!r}: nobody present must never be right (R(∅) = −1)")
+        p, s = np.array(p), s
+        for arr in (p, s):
+            arr.setflags(write=False)
+        object.__setattr__(self, "roles", roles)
+        object.__setattr__(self, "n_actions", M)
+        object.__setattr__(self, "problem_probs", p)
+        object.__setattr__(self, "obs", tuple(obs))
+        object.__setattr__(self, "success", s)
+
+    @property
+    def n_roles(self) -> int:
+        return len(self.roles)
+
+    @property
+    def n_problems(self) -> int:
+        return self.problem_probs.size
+
+    @property
+    def n_obs(self) -> tuple:
+        """O_k per role (the largest id + 1)."""
+        return tuple(int(o.max()) + 1 for o in self.obs)
+
+    @property
+    def expected_reward(self) -> np.ndarray:
+        """r(x, h) = 2·success − 1, shape (X, M_0+1, …, M_{N−1}+1)."""
+        return 2.0 * self.success - 1.0
+
+    def position(self, role: str) -> int:
+        if role not in self.roles:
+            raise ValueError(f"chain {self.name!r} has no role {role!r}; roles: {', '.join(self.roles)}")
+        return self.roles.index(role)
+
+    def coalitions(self, *, proper: bool = False) -> list:
+        """Every coalition (frozenset of role names), smallest first; ``proper``: only the
+        non-empty ones that are not the whole team."""
+        out = [frozenset(c) for size in range(self.n_roles + 1) for c in itertools.combinations(self.roles, size)]
+        return [c for c in out if 0 < len(c) < self.n_roles] if proper else out
+
+    def uniform(self) -> list:
+        """Uniform policy tables, one (O_k, M_k) per role."""
+        return [np.full((o, m), 1.0 / m) for o, m in zip(self.n_obs, self.n_actions)]
+
+    def optimum(self) -> float:
+        """The best team success probability over deterministic joint policies: the game's stated
+        value (``params["optimum"]``) when it has one, else by enumeration (small games only)."""
+        if "optimum" in self.params:
+            return float(self.params["optimum"])
+        obs_counts, M = self.n_obs, self.n_actions
+        count = math.prod(m ** o for o, m in zip(obs_counts, M))
+        if count > 200_000:
+            raise ValueError(f"chain {self.name!r}: {count} deterministic joint policies are too many to enumerate")
+        best = -np.inf
+        eyes = [np.eye(m) for m in M]
+        for choice in itertools.product(*[itertools.product(range(m), repeat=o) for o, m in zip(obs_counts, M)]):
+            pis = [eyes[k][list(c)] for k, c in enumerate(choice)]
+            best = max(best, float(chain_values(self, pis).J))
+        return (1.0 + best) / 2.0
+
+
+@dataclass
+class ChainValues:
+    """Exact quantities of a chain under policy tables (leading batch dims ``…`` kept).
+
+    ``v`` {coalition: (…,)} the team's expected reward with exactly that coalition present
+    (v(∅) = −1, v(all roles) = J); ``shapley`` and ``marginal`` {role: (…,)} (Δ_k = v(N) −
+    v(N∖{k})); per role k (a list in chain order) for the whole team: ``Q[k]`` (…, X, M_0, …, M_k)
+    E[R | x, a_0 … a_k], ``V[k]`` (…, X, M_0, …, M_{k−1}), ``A[k] = Q[k] − V[k]``, ``reach[k]``
+    P(a_0 … a_{k−1} | x) and ``grad[k]`` (…, O_k, M_k) ∂J/∂θ_k."""
+
+    roles: tuple
+    v: dict
+    shapley: dict
+    marginal: dict
+    Q: list
+    V: list
+    A: list
+    reach: list
+    grad: list
+    J: np.ndarray
+    success: np.ndarray
+
+    def advantages(self, batch: ChainBatch, table: np.ndarray | None = None) -> np.ndarray:
+        """The exact advantage A_k(x, a_0 … a_k) of every sampled action of ``batch``, shape
+        (G, E, N); with leading batch dims, ``table`` (G,) says which table each group played."""
+        G, E, N = batch.actions.shape
+        out = np.zeros((G, E, N))
+        lead = () if table is None else (np.asarray(table)[:, None],)
+        for k in range(N):
+            idx = lead + (batch.x[:, None],) + tuple(batch.actions[:, :, j] for j in range(k + 1))
+            out[:, :, k] = self.A[k][idx]
+        return out
+
+
+def shapley_weights(n: int) -> np.ndarray:
+    """w(s) = s!(n − s − 1)!/n!, the Shapley weight of a coalition of size s without the player."""
+    return np.array([math.factorial(s) * math.factorial(n - s - 1) / math.factorial(n) for s in range(n)])
+
+
+def _chain_tables(game: ChainGame, pis: Any) -> list:
+    pis = [np.asarray(p, np.float64) for p in pis]
+    if len(pis) != game.n_roles:
+        raise ValueError(f"chain {game.name!r}: one policy table per role ({game.n_roles}), got {len(pis)}")
+    for k, (p, o, m) in enumerate(zip(pis, game.n_obs, game.n_actions)):
+        if p.shape[-2:] != (o, m):
+            raise ValueError(f"chain {game.name!r}: the table of {game.roles[k]} must end in ({o}, {m}), got {p.shape}")
+    lead = np.broadcast_shapes(*[p.shape[:-2] for p in pis])
+    return [np.broadcast_to(p, lead + p.shape[-2:]) for p in pis]
+
+
+def _coalition_value(game: ChainGame, pis: list, present: Sequence[bool]) -> np.ndarray:
+    """v(C) for the roles marked present: the history distribution, forward, then E[r]."""
+    lead = pis[0].shape[:-2]
+    P = np.ones(lead + (game.n_problems,))
+    for k, m in enumerate(game.n_actions):
+        if present[k]:
+            step = P[..., None] * pis[k][..., game.obs[k], :]
+            P = np.concatenate([step, np.zeros(step.shape[:-1] + (1,))], axis=-1)
+        else:
+            P = np.concatenate([np.zeros(P.shape + (m,)), P[..., None]], axis=-1)
+    r = game.expected_reward
+    return np.einsum("x,...x->...", game.problem_probs, (P * r).reshape(P.shape[:len(lead) + 1] + (-1,)).sum(-1))
+
+
+def chain_values(game: ChainGame, pis: Sequence[ArrayLike]) -> ChainValues:
+    """Every exact value of :class:`ChainValues` for the policy tables ``pis`` (one per role, rows
+    of probabilities, matching leading batch dims or none), by enumerating the histories."""
+    pis = _chain_tables(game, pis)
+    N, roles, M = game.n_roles, game.roles, game.n_actions
+    lead = pis[0].shape[:-2]
+    v = {}
+    for c in game.coalitions():
+        v[c] = _coalition_value(game, pis, [r in c for r in roles]) if c else np.full(lead, -1.0)
+    everyone = frozenset(roles)
+    w = shapley_weights(N)
+    shapley, marginal = {}, {}
+    for r in roles:
+        shapley[r] = sum(w[len(c)] * (v[c | {r}] - v[c]) for c in v if r not in c)
+        marginal[r] = v[everyone] - v[everyone - {r}]
+    # the whole team: backward values over the histories without absences
+    full = tuple(slice(0, m) for m in M)
+    obs = [o[(slice(None),) + full[:k]] for k, o in enumerate(game.obs)]  # (X, M_0..M_{k-1})
+    pk = [pis[k][..., obs[k], :] for k in range(N)]  # (…, X, M_0..M_{k-1}, M_k)
+    W = np.broadcast_to(game.expected_reward[(slice(None),) + full], lead + (game.n_problems,) + M)
+    Q, V = [None] * N, [None] * N
+    for k in range(N - 1, -1, -1):
+        Q[k] = np.array(W)
+        V[k] = np.sum(pk[k] * Q[k], axis=-1)
+        W = V[k]
+    A = [Q[k] - V[k][..., None] for k in range(N)]
+    reach = [np.ones(lead + (game.n_problems,))]
+    for k in range(N - 1):
+        reach.append(reach[k][..., None] * pk[k])
+    J = np.einsum("x,...x->...", game.problem_probs, V[0])
+    grad = []
+    for k in range(N):
+        wgt = game.problem_probs.reshape((-1,) + (1,) * (k + 1)) * reach[k][..., None] * pk[k] * A[k]
+        onehot = np.eye(game.n_obs[k])[obs[k].reshape(-1)]  # (X·ΠM_<k, O_k)
+        grad.append(np.einsum("no,...na->...oa", onehot, wgt.reshape(lead + (-1, M[k]))))
+    return ChainValues(roles=roles, v=v, shapley=shapley, marginal=marginal, Q=Q, V=V, A=A, reach=reach, grad=grad,
+                       J=J, success=(1 + J) / 2)
+
+
+# --------------------------------------------------------------------------- sampling chains
+
+
+@dataclass
+class ChainBatch:
+    """Sampled episodes of G groups (one problem each), E joint episodes per group, with the
+    counterfactual replays of the requested coalitions.
+
+    ``x`` (G,); ``actions`` (G, E, N) each role's message; ``reward`` (G, E) R_joint;
+    ``coalitions`` {C: rewards}: (G, E) for a coalition holding the first role (each episode's
+    replay on its own prefix: the texts of the roles before the first one missing from C are
+    kept, the present roles after it resampled, the last present text verified afresh), (G, m)
+    for one without it (m independent plays per problem) — the arrays
+    ``algorithms.credit.Outcomes.from_rewards(reward, roles=roles, coalitions=coalitions)`` takes;
+    ``generations`` {C: {role: generations per problem}} what each replay cost."""
+
+    roles: tuple
+    x: np.ndarray
+    actions: np.ndarray
+    reward: np.ndarray
+    coalitions: dict
+    generations: dict
+
+    @property
+    def shape(self) -> tuple:
+        """(G, E)."""
+        return self.reward.shape
+
+
+def coalition_generations(roles: Sequence[str], coalition: Iterable[str], episodes: int, samples: int) -> dict:
+    """Generations per problem, per role, of the replays of ``coalition`` (module docstring of
+    :class:`ChainBatch`): on each of ``episodes`` prefixes the present roles after the first
+    missing one, or ``samples`` plays of every present role when the first role is missing."""
+    roles, c = tuple(roles), frozenset(coalition)
+    if roles[0] not in c:
+        return {r: (samples if r in c else 0) for r in roles}
+    j = next((i for i, r in enumerate(roles) if r not in c), len(roles))
+    return {r: (episodes if (r in c and i > j) else 0) for i, r in enumerate(roles)}
+
+
+def _play(game: ChainGame, pis: list, tables: list, x: np.ndarray, hist: np.ndarray, todo: Sequence[int],
+          rng: np.random.Generator) -> np.ndarray:
+    """Fill the positions ``todo`` of ``hist`` (G, S, N) in order by sampling, then draw R."""
+    for k in todo:
+        o = game.obs[k][(x[:, None],) + tuple(hist[:, :, j] for j in range(k))]
+        hist[:, :, k] = categorical(pis[k][tables[k][:, None], o], rng)
+    s = game.success[(x[:, None],) + tuple(hist[:, :, j] for j in range(game.n_roles))]
+    return np.where(rng.random(s.shape) < s, 1.0, -1.0)
+
+
+def sample_chain(game: ChainGame, pis: Sequence[ArrayLike], rng: np.random.Generator, *, groups: int, episodes: int,
+                 samples: int = 4, coalitions: Iterable[Iterable[str]] | None = None,
+                 problems: np.ndarray | None = None) -> ChainBatch:
+    """``groups`` groups of ``episodes`` joint episodes (one problem each: ``problems`` or drawn
+    from p(x)) with the replays of ``coalitions`` (default: every proper non-empty one): per
+    episode when the coalition holds the first role, ``samples`` plays per problem otherwise.
+    ``pis``: one table per role, each (O_k, M_k) or one per group (G, O_k, M_k)."""
+    for nm, val, lo in (("groups", groups, 1), ("episodes", episodes, 1), ("samples", samples, 0)):
+        if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < lo:
+            raise ValueError(f"sample_chain: {nm} must be an integer >= {lo}, got {val!r}")
+    G, E, m = int(groups), int(episodes), int(samples)
+    pis = [_per_group(np.asarray(p, np.float64), G, f"the table of {r}") for p, r in zip(pis, game.roles)]
+    _chain_tables(game, pis)
+    tables = [np.arange(G) if p.shape[0] == G else np.zeros(G, np.int64) for p in pis]
+    roles, N, M = game.roles, game.n_roles, game.n_actions
+    if problems is None:
+        x = categorical(np.broadcast_to(game.problem_probs, (G, game.n_problems)), rng)
+    else:
+        x = np.asarray(problems, np.int64).reshape(G)
+    actions = np.zeros((G, E, N), np.int64)
+    reward = _play(game, pis, tables, x, actions, range(N), rng)
+    wanted = game.coalitions(proper=True) if coalitions is None else [frozenset(c) for c in coalitions]
+    out, gens = {}, {}
+    for c in wanted:
+        if not c or not c < frozenset(roles):
+            raise ValueError(f"sample_chain: coalition {sorted(c)} is not a proper non-empty subset of {list(roles)}")
+        present = [r in c for r in roles]
+        if present[0]:
+            j = present.index(False)
+            hist = actions.copy()
+            hist[:, :, j:] = np.array(M)[j:]
+            out[c] = _play(game, pis, tables, x, hist, [k for k in range(j + 1, N) if present[k]], rng)
+        else:
+            if m == 0:
+                raise ValueError(f"sample_chain: coalition {sorted(c)} lacks the first role: it needs samples >= 1")
+            hist = np.broadcast_to(np.array(M), (G, m, N)).copy()
+            out[c] = _play(game, pis, tables, x, hist, [k for k in range(N) if present[k]], rng)
+        gens[c] = coalition_generations(roles, c, E, m)
+    return ChainBatch(roles=roles, x=x, actions=actions, reward=reward, coalitions=out, generations=gens)
+
+
+# --------------------------------------------------------------------------- the chains
+
+
+def _tabulate(shape: tuple, fn: Callable[..., Any], dtype: Any = np.int64) -> np.ndarray:
+    """A table of ``fn(x, h_0, …)`` over every index of ``shape``."""
+    out = np.zeros(shape, dtype)
+    for idx in np.ndindex(*shape):
+        out[idx] = fn(*idx)
+    return out
+
+
+def _chain_roles(roles: Sequence[str] | None, default: tuple, n: int, name: str) -> tuple:
+    roles = default if roles is None else tuple(roles)
+    if len(roles) != n:
+        raise ValueError(f"{name}: needs {n} role names, got {list(roles)!r}")
+    return roles
+
+
+def _answer_rates(right: float, wrong: float, noise: float) -> tuple[float, float]:
+    if not 0 <= wrong <= right <= 1:
+        raise ValueError(f"right and wrong must satisfy 0 <= wrong <= right <= 1, got {right!r}, {wrong!r}")
+    return float(_noisy(right, noise)), float(_noisy(wrong, noise))
+
+
+def _check_int(name: str, value: Any, lo: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
+    return int(value)
+
+
+def relay_chain(length: int = 3, states: int = 3, right: float = 0.9, wrong: float = 0.1, state_rate: float = 0.1,
+                noise: float = 0.0, roles: Sequence[str] | None = None) -> ChainGame:
+    """Only the first role sees the answer; every later role passes on (or garbles) the last
+    message it is shown; the last present role's message is verified."""
+    N, K = _check_int("relay-chain: length", length, 2), _check_int("relay-chain: states", states, 2)
+    if not 0 <= state_rate <= 1:
+        raise ValueError(f"state_rate must be in [0, 1], got {state_rate!r}")
+    hi, lo = _answer_rates(right, wrong, noise)
+    default = ("thinker_0",) + tuple(f"relay_{i}" for i in range(N - 2)) + ("solver_0",)
+    roles = _chain_roles(roles, default, N, "relay-chain")
+
+    def shown(h: tuple) -> int:  # the last present predecessor's message, K for none
+        return next((m for m in reversed(h) if m < K), K)
+
+    obs = [np.arange(K)] + [_tabulate((K,) + (K + 1,) * k, lambda x, *h: shown(h)) for k in range(1, N)]
+
+    def success(x: int, *h: int) -> float:
+        last = next((k for k in range(N - 1, -1, -1) if h[k] < K), None)
+        if last is None:
+            return 0.0
+        p = hi if h[last] == x else lo
+        return p if last == N - 1 else state_rate * p
+
+    return ChainGame("relay-chain", roles, np.full(K, 1 / K), (K,) * N, tuple(obs),
+                     _tabulate((K,) + (K + 1,) * N, success, float),
+                     description=f"relay chain of {N}: only the first role sees the answer (1 of {K}); each later "
+                                 "role passes on or garbles the last message it is shown",
+                     params={"length": N, "states": K, "right": right, "wrong": wrong, "state_rate": state_rate,
+                             "noise": noise, "optimum": hi})
+
+
+def free_rider(riders: int = 1, states: int = 3, right: float = 0.9, wrong: float = 0.1, state_rate: float = 0.1,
+               noise: float = 0.0, roles: Sequence[str] | None = None) -> ChainGame:
+    """A first role that knows the answer, ``riders`` useless middle roles, a last role that reads
+    the first role's message only; a rider's text forwards what it was shown."""
+    R, K = _check_int("free-rider: riders", riders, 1), _check_int("free-rider: states", states, 2)
+    if not 0 <= state_rate <= 1:
+        raise ValueError(f"state_rate must be in [0, 1], got {state_rate!r}")
+    hi, lo = _answer_rates(right, wrong, noise)
+    N = R + 2
+    roles = _chain_roles(roles, ("thinker_0",) + tuple(f"rider_{i}" for i in range(R)) + ("solver_0",), N, "free-rider")
+    obs = [np.arange(K)] + [_tabulate((K,) + (K + 1,) * k, lambda x, h0, *h: h0) for k in range(1, N)]
+
+    def success(x: int, h0: int, *rest: int) -> float:
+        a = rest[-1]
+        if a < K:  # the last role answers from the first role's message (or nothing)
+            return hi if a == x else lo
+        if h0 < K:  # the first role's text, forwarded by any rider after it, verified alone
+            return state_rate * (hi if h0 == x else lo)
+        return 0.0  # riders alone have nothing to forward
+
+    return ChainGame("free-rider", roles, np.full(K, 1 / K), (K,) * N, tuple(obs),
+                     _tabulate((K,) + (K + 1,) * N, success, float),
+                     description=f"free rider: {R} useless middle role(s) between a first role that knows the answer "
+                                 f"(1 of {K}) and a last role that reads only the first",
+                     params={"riders": R, "states": K, "right": right, "wrong": wrong, "state_rate": state_rate,
+                             "noise": noise, "optimum": hi})
+
+
+def complements(parts: int = 2, states: int = 2, right: float = 0.9, wrong: float = 0.1, noise: float = 0.0,
+                roles: Sequence[str] | None = None) -> ChainGame:
+    """The answer has ``parts`` pieces, each seen by one role; the last role needs them all."""
+    P, K = _check_int("complements: parts", parts, 2), _check_int("complements: states", states, 2)
+    hi, lo = _answer_rates(right, wrong, noise)
+    N, X = P + 1, K**P
+    roles = _chain_roles(roles, tuple(f"thinker_{i}" for i in range(P)) + ("solver_0",), N, "complements")
+    digits = np.array(list(itertools.product(range(K), repeat=P)))  # x -> (x_1 … x_P)
+    obs = [_tabulate((X,) + (K + 1,) * i, lambda x, *h, i=i: digits[x, i]) for i in range(P)]
+    obs.append(_tabulate((X,) + (K + 1,) * P, lambda x, *h: int(np.ravel_multi_index(h, (K + 1,) * P))))
+
+    def success(x: int, *h: int) -> float:
+        pieces, a = h[:P], h[P]
+        if a == X or any(m == K for m in pieces):
+            return 0.0
+        return hi if a == x else lo
+
+    return ChainGame("complements", roles, np.full(X, 1 / X), (K,) * P + (X,), tuple(obs),
+                     _tabulate((X,) + (K + 1,) * P + (X + 1,), success, float),
+                     description=f"complements: {P} roles each see one piece (1 of {K}) of the answer, the last role "
+                                 "needs every piece",
+                     params={"parts": P, "states": K, "right": right, "wrong": wrong, "noise": noise, "optimum": hi})
+
+
+def substitutes(copies: int = 2, states: int = 3, phrasings: int = 2, right: float = 0.9, wrong: float = 0.1,
+                state_rate: float = 0.1, noise: float = 0.0, roles: Sequence[str] | None = None) -> ChainGame:
+    """``copies`` roles each bring the answer from their own source; either one suffices."""
+    C, K = _check_int("substitutes: copies", copies, 2), _check_int("substitutes: states", states, 2)
+    F = _check_int("substitutes: phrasings", phrasings, 1)
+    if not 0 <= state_rate <= 1:
+        raise ValueError(f"state_rate must be in [0, 1], got {state_rate!r}")
+    hi, lo = _answer_rates(right, wrong, noise)
+    N = C + 1
+    roles = _chain_roles(roles, tuple(f"thinker_{i}" for i in range(C)) + ("solver_0",), N, "substitutes")
+    obs = [_tabulate((K,) + (F + 1,) * i, lambda x, *h: x) for i in range(C)]
+    obs.append(_tabulate((K,) + (F + 1,) * C, lambda x, *h: x if any(m < F for m in h) else K))
+
+    def success(x: int, *h: int) -> float:
+        copies_, a = h[:C], h[C]
+        if a < K:
+            return hi if a == x else lo
+        return state_rate * hi if any(m < F for m in copies_) else 0.0
+
+    return ChainGame("substitutes", roles, np.full(K, 1 / K), (F,) * C + (K,), tuple(obs),
+                     _tabulate((K,) + (F + 1,) * C + (K + 1,), success, float),
+                     description=f"substitutes: {C} roles each bring the answer (1 of {K}) from their own source, either "
+                                 "suffices; the last role answers",
+                     params={"copies": C, "states": K, "phrasings": F, "right": right, "wrong": wrong,
+                             "state_rate": state_rate, "noise": noise, "optimum": hi})
+
+
+def chain_from_game(game: TabularGame, roles: Sequence[str] = ("thinker_0", "solver_0")) -> ChainGame:
+    """A two-role :class:`TabularGame` as a :class:`ChainGame` (the same values: v({solver}) = b,
+    v({thinker}) from ``states``, J and both gradients)."""
+    X, T, A = game.n_problems, game.n_thoughts, game.n_answers
+    success = np.zeros((X, T + 1, A + 1))
+    success[:, :, :A] = game.success
+    success[:, :T, A] = game.states
+    return ChainGame(game.name, tuple(roles), game.problem_probs, (T, A), (game.thinker_obs, game.solver_obs), success,
+                     description=game.description, params=dict(game.params))
+
+
+#: Chain name → factory (keyword parameters as in :data:`CHAIN_GAMES_DOC`).
+CHAIN_GAMES: dict[str, Callable[..., ChainGame]] = {
+    "relay-chain": relay_chain,
+    "free-rider": free_rider,
+    "complements": complements,
+    "substitutes": substitutes,
+}
+
+
+def available_chains() -> list[str]:
+    return list(CHAIN_GAMES)
+
+
+def make_chain(name: str, **params: Any) -> ChainGame:
+    """The chain ``name`` with ``params`` (the keyword parameters of its factory in
+    :data:`CHAIN_GAMES`); an unknown name or parameter lists the valid ones."""
+    if name not in CHAIN_GAMES:
+        raise ValueError(f"unknown tabular chain {name!r}; available: {', '.join(CHAIN_GAMES)}")
+    fn = CHAIN_GAMES[name]
+    accepted = list(inspect.signature(fn).parameters)
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise TypeError(f"chain {name!r} has no parameter(s) {unknown}; parameters: {', '.join(accepted)}")
     return fn(**params)
