@@ -269,5 +269,15 @@ def test_per_group_tables_and_exact_advantages_of_sampled_actions():
     x, (a0, a1, a2) = b.x[i], b.actions[i, e]
     assert adv[i, e, 0] == pytest.approx(ex.Q[0][i, x, a0] - ex.V[0][i, x])
     assert adv[i, e, 2] == pytest.approx(ex.Q[2][i, x, a0, a1, a2] - ex.V[2][i, x, a0, a1])
+    flat = sample_chain(g, g.uniform(), np.random.default_rng(15), groups=400, episodes=2,
+                        coalitions=[])
+    for k in range(3):  # every episode draws every role afresh: two episodes agree 1/3 of the time
+        assert abs(np.mean(flat.actions[:, 0, k] == flat.actions[:, 1, k]) - 1 / 3) < 0.1
+    tree = sample_chain(g, [p[0] for p in pis], np.random.default_rng(14), groups=3, episodes=6, branches=3,
+                        coalitions=[fs(T, "rider_0")])
+    first = tree.actions[:, :, 0].reshape(3, 2, 3)
+    assert np.all(first == first[:, :, :1])  # text-major: three continuations of each first-role text
+    with pytest.raises(ValueError, match="multiple of branches"):
+        sample_chain(g, [p[0] for p in pis], np.random.default_rng(0), groups=2, episodes=5, branches=2)
     with pytest.raises(ValueError, match="needs samples >= 1"):
         sample_chain(g, [p[0] for p in pis], np.random.default_rng(0), groups=2, episodes=1, samples=0)

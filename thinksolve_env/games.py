@@ -731,7 +731,7 @@ def _play(game: ChainGame, pis: list, tables: list, x: np.ndarray, hist: np.ndar
           rng: np.random.Generator) -> np.ndarray:
     """Fill the positions ``todo`` of ``hist`` (G, S, N) in order by sampling, then draw R."""
     for k in todo:
-        o = game.obs[k][(x[:, None],) + tuple(hist[:, :, j] for j in range(k))]
+        o = np.broadcast_to(game.obs[k][(x[:, None],) + tuple(hist[:, :, j] for j in range(k))], hist.shape[:2])
         hist[:, :, k] = categorical(pis[k][tables[k][:, None], o], rng)
     s = game.success[(x[:, None],) + tuple(hist[:, :, j] for j in range(game.n_roles))]
     return np.where(rng.random(s.shape) < s, 1.0, -1.0)
@@ -739,15 +739,20 @@ def _play(game: ChainGame, pis: list, tables: list, x: np.ndarray, hist: np.ndar
 
 def sample_chain(game: ChainGame, pis: Sequence[ArrayLike], rng: np.random.Generator, *, groups: int, episodes: int,
                  samples: int = 4, coalitions: Iterable[Iterable[str]] | None = None,
-                 problems: np.ndarray | None = None) -> ChainBatch:
+                 problems: np.ndarray | None = None, branches: int = 1) -> ChainBatch:
     """``groups`` groups of ``episodes`` joint episodes (one problem each: ``problems`` or drawn
     from p(x)) with the replays of ``coalitions`` (default: every proper non-empty one): per
     episode when the coalition holds the first role, ``samples`` plays per problem otherwise.
-    ``pis``: one table per role, each (O_k, M_k) or one per group (G, O_k, M_k)."""
-    for nm, val, lo in (("groups", groups, 1), ("episodes", episodes, 1), ("samples", samples, 0)):
+    ``pis``: one table per role, each (O_k, M_k) or one per group (G, O_k, M_k). ``branches`` K:
+    the first role writes episodes/K texts, each continued K times by the rest of the chain
+    (text-major: episodes j·K … j·K + K − 1 share text j; K = 1 is the flat batch)."""
+    for nm, val, lo in (("groups", groups, 1), ("episodes", episodes, 1), ("samples", samples, 0),
+                        ("branches", branches, 1)):
         if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < lo:
             raise ValueError(f"sample_chain: {nm} must be an integer >= {lo}, got {val!r}")
-    G, E, m = int(groups), int(episodes), int(samples)
+    G, E, m, K = int(groups), int(episodes), int(samples), int(branches)
+    if E % K:
+        raise ValueError(f"sample_chain: episodes ({E}) must be a multiple of branches ({K})")
     pis = [_per_group(np.asarray(p, np.float64), G, f"the table of {r}") for p, r in zip(pis, game.roles)]
     _chain_tables(game, pis)
     tables = [np.arange(G) if p.shape[0] == G else np.zeros(G, np.int64) for p in pis]
@@ -757,7 +762,11 @@ def sample_chain(game: ChainGame, pis: Sequence[ArrayLike], rng: np.random.Gener
     else:
         x = np.asarray(problems, np.int64).reshape(G)
     actions = np.zeros((G, E, N), np.int64)
-    reward = _play(game, pis, tables, x, actions, range(N), rng)
+    if K > 1:
+        first = np.zeros((G, E // K, N), np.int64)
+        _play(game, pis, tables, x, first, [0], rng)
+        actions[:, :, 0] = np.repeat(first[:, :, 0], K, axis=1)
+    reward = _play(game, pis, tables, x, actions, range(1 if K > 1 else 0, N), rng)
     wanted = game.coalitions(proper=True) if coalitions is None else [frozenset(c) for c in coalitions]
     out, gens = {}, {}
     for c in wanted:
