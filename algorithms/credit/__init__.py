@@ -38,7 +38,9 @@ benchmark do it for you); ``examples/event_both.py`` is a complete example.
 from __future__ import annotations
 
 from .base import (
+    COALITIONS,
     COUNTERFACTUALS,
+    DROP,
     GROUPINGS,
     NO_SOLVER,
     R_EMPTY,
@@ -49,12 +51,20 @@ from .base import (
     MissingCounterfactualError,
     Outcomes,
     Units,
+    chain_coalitions,
+    chain_roles,
     check_needs,
+    coalition_label,
+    coalition_values,
     group_index,
     joint_rewards,
+    needs_for,
     no_solver_rewards,
+    node_ids,
+    node_values,
     normalize_needs,
     paired_solo_rewards,
+    removal_values,
     resolve_grouping,
     role_units,
     solo_baselines,
@@ -115,6 +125,16 @@ __all__ = [
     "thought_values",
     "role_units",
     "resolve_grouping",
+    "DROP",
+    "COALITIONS",
+    "needs_for",
+    "chain_roles",
+    "chain_coalitions",
+    "coalition_label",
+    "coalition_values",
+    "removal_values",
+    "node_ids",
+    "node_values",
 ]
 
 # Built-ins register themselves on import; the order of these lines is the order of available().

@@ -68,11 +68,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents import Completion
-from thinksolve_env import SOLVER, THINKER, MathVerifier, Problem, ThinkSolveEnv, load_problems
+from thinksolve_env import ROLES, SOLVER, THINKER, MathVerifier, Problem, ThinkSolveEnv, load_problems
 from thinksolve_env.prompts import PromptSet, rating_prompts
 
+from .chain import collect_chain
 from .episodes import Collected, Episode, EpisodeGroup
-from .needs import NO_SOLVER, RATINGS, SOLO, normalize_needs
+from .needs import NO_SOLVER, RATINGS, SOLO, chain_coalitions, normalize_needs
 from .sampling import SAMPLING_DEFAULTS, Sampling
 
 __all__ = ["collect_groups", "SAMPLING_DEFAULTS", "PHASES"]
@@ -118,7 +119,8 @@ def collect_groups(problems: Sequence[Problem] | str, policies: Mapping[str, Any
                    verifier: Any = None, solo_samples: int | None = None, env_options: Mapping[str, Any] | None = None,
                    answers_per_thought: int = 1, sampling: Sampling | None = None,
                    rating_stop: Callable[[str], bool] | None = None, raters: Mapping[str, Any] | None = None,
-                   rater_prompts: PromptSet | None = None, **keywords: Any) -> Collected:
+                   rater_prompts: PromptSet | None = None, roles: Sequence[str] | None = None,
+                   **keywords: Any) -> Collected:
     """Play ``group_size`` joint episodes per problem plus the counterfactuals in ``needs``.
 
     Args:
@@ -138,6 +140,9 @@ def collect_groups(problems: Sequence[Problem] | str, policies: Mapping[str, Any
         raters: the policies that write the ratings, ``{agent: policy}`` (default ``policies``:
             each role rates with its own); a separate judge model, for instance.
         rater_prompts: the templates of the rating prompts (default the env's prompt set).
+        roles: the chain of roles in order (default ``env_options["roles"]``, else the two
+            roles); any other chain is collected by :func:`~.chain.collect_chain` (a policy per
+            role; ``needs`` as a credit method gives its ``needs_for(roles)``).
         **keywords: the same settings as keywords instead (see the module docstring); not
             together with ``sampling``.
 
@@ -153,19 +158,33 @@ def collect_groups(problems: Sequence[Problem] | str, policies: Mapping[str, Any
     K = answers_per_thought
     if isinstance(K, bool) or not isinstance(K, int) or K < 1:
         raise ValueError(f"collect_groups: answers_per_thought must be an integer >= 1, got {answers_per_thought!r}")
-    need = normalize_needs(needs)
+    options = dict(env_options or {})
+    chain = tuple(options.get("roles") or ROLES) if roles is None else tuple(roles)
+    if roles is not None and options.get("roles") is not None and tuple(options["roles"]) != chain:
+        raise ValueError(f"collect_groups: roles={list(chain)} but env_options['roles']={list(options['roles'])}")
+    if chain != ROLES:
+        options["roles"] = chain
+        fn = getattr(needs, "needs_for", None)
+        need = normalize_needs(fn(chain) if callable(fn) and not isinstance(needs, (str, frozenset, set, list, tuple))
+                               else needs)
+    else:
+        need = normalize_needs(needs)
     m = group_size if solo_samples is None else solo_samples
     if isinstance(m, bool) or not isinstance(m, int) or m < 0:
         raise ValueError(f"collect_groups: solo_samples must be an integer >= 0, got {solo_samples!r}")
-    if SOLO in need and m < 1:
+    if chain != ROLES:
+        if m < 1 and any(chain[0] not in C for C in chain_coalitions(chain, need)):
+            raise ValueError(f"collect_groups: needs {sorted(need)} replays coalitions without the first role "
+                             f"{chain[0]!r}, sampled solo_samples times per problem, but solo_samples=0")
+    elif SOLO in need and m < 1:
         raise ValueError("collect_groups: needs includes 'solo' (the Thinker-removed counterfactual) but solo_samples=0")
-    if SOLO not in need:
+    elif SOLO not in need:
         m = 0
     if not isinstance(policies, Mapping):
         raise TypeError(f"policies must map agent names to policies, got {type(policies).__name__}")
-    for agent in (THINKER, SOLVER):
+    for agent in (THINKER, SOLVER) if chain == ROLES else chain:
         if agent not in policies:
-            what = "" if agent == THINKER else " (also needed for the 'solo' counterfactual)" if SOLO in need else ""
+            what = "" if agent != SOLVER else " (also needed for the 'solo' counterfactual)" if SOLO in need else ""
             raise ValueError(f"collect_groups: no policy for {agent!r}{what}; policies has {sorted(policies)}")
         if not callable(getattr(policies[agent], "generate", None)):
             raise TypeError(f"policies[{agent!r}] has no generate() method")
@@ -183,8 +202,11 @@ def collect_groups(problems: Sequence[Problem] | str, policies: Mapping[str, Any
     own = verifier is None
     inner = MathVerifier() if own else verifier
     counter = _CountingVerifier(inner)
-    env = ThinkSolveEnv(problems, verifier=counter, **dict(env_options or {}))
+    env = ThinkSolveEnv(problems, verifier=counter, **options)
     try:
+        if chain != ROLES:
+            return collect_chain(_Collection(env=env, problems=problems, policies=policies, n=group_size, m=m, K=K,
+                                             need=need, sampling=s, counter=counter), chain)
         return _collect(_Collection(env=env, problems=problems, policies=policies, n=group_size, m=m, K=K, need=need,
                                     sampling=s, counter=counter, rating_stop=rating_stop, raters=raters,
                                     rater_prompts=rater_prompts))

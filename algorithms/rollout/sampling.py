@@ -64,6 +64,10 @@ class Sampling:
     """Budget of each SEPO rating (tokens)."""
     rating_temperature: float | None = None
     """Temperature of the ratings; ``None`` = ``temperature`` (see :attr:`resolved_rating_temperature`)."""
+    role_max_new_tokens: tuple[tuple[str, int], ...] = ()
+    """Chains of N roles: ``(role, tokens)`` budgets by role name (a mapping is accepted and kept
+    as sorted pairs); a role not named uses ``thinker_max_new_tokens`` before the last position
+    and ``solver_max_new_tokens`` at it (:meth:`chain_kwargs`)."""
 
     def __post_init__(self) -> None:
         if not _is_number(self.temperature) or self.temperature < 0:
@@ -79,6 +83,16 @@ class Sampling:
         rt = self.rating_temperature
         if rt is not None and (not _is_number(rt) or rt < 0):
             raise SamplingError("rating_temperature", rt, ">= 0 (0 = greedy) or None (= temperature)")
+        budgets = self.role_max_new_tokens
+        pairs = sorted(budgets.items()) if isinstance(budgets, dict) else budgets
+        try:
+            pairs = tuple((r, t) for r, t in pairs)
+        except (TypeError, ValueError):
+            raise SamplingError("role_max_new_tokens", budgets, "a mapping role -> tokens") from None
+        for r, t in pairs:
+            if not isinstance(r, str) or not _is_int(t) or t < 1:
+                raise SamplingError("role_max_new_tokens", budgets, "a mapping role name -> an integer >= 1")
+        object.__setattr__(self, "role_max_new_tokens", pairs)
 
     @classmethod
     def from_keywords(cls, **keywords: Any) -> Sampling:
@@ -120,6 +134,20 @@ class Sampling:
                 "top_p": self.top_p, "seed": self.phase_seed(phase)}
 
 
+    def chain_kwargs(self, roles: tuple[str, ...], position: int) -> dict[str, Any]:
+        """The ``Policy.generate`` keywords of the role at ``position`` of a chain of N roles (its
+        joint texts and every replay it writes): its budget (:attr:`role_max_new_tokens`, else the
+        Thinker's before the last position, the Solver's at it) and its own random stream — the
+        first role ``seed``, the last ``seed + 1`` (as for two roles), a middle role at position p
+        ``seed + 3 + p`` (clear of the rating phases)."""
+        role, last = roles[position], position == len(roles) - 1
+        budget = dict(self.role_max_new_tokens).get(
+            role, self.solver_max_new_tokens if last else self.thinker_max_new_tokens)
+        offset = 0 if position == 0 else 1 if last else 3 + position
+        return {"max_new_tokens": budget, "temperature": self.temperature, "top_p": self.top_p,
+                "seed": None if self.seed is None else self.seed + offset}
+
+
 #: Sampling keywords ``collect_groups`` accepts, with their defaults (``max_new_tokens``: both
 #: roles' budget when given; ``rating_temperature`` None: ``temperature``).
 SAMPLING_DEFAULTS: dict[str, Any] = {
@@ -131,4 +159,5 @@ SAMPLING_DEFAULTS: dict[str, Any] = {
     "solver_max_new_tokens": Sampling.solver_max_new_tokens,
     "rating_max_new_tokens": Sampling.rating_max_new_tokens,
     "rating_temperature": Sampling.rating_temperature,
+    "role_max_new_tokens": Sampling.role_max_new_tokens,
 }
