@@ -239,6 +239,17 @@ def _table_header(title: str) -> None:
     print(f"|{'-' * 24}|---------:|----------------:|--------------:|")
 
 
+def _chain_header(title: str, roles: list[str]) -> None:
+    """The table of a team of more than two roles: the team, and the team without each role."""
+    print(f"| {title:<22} | team     | " + " | ".join(f"without {r}" for r in roles) + " |")
+    print(f"|{'-' * 24}|---------:|" + "|".join("-" * (len(f"without {r}") + 1) + ":" for r in roles) + "|")
+
+
+def _chain_row(prefix: str, r: dict, roles: list[str]) -> None:
+    print(f"| {prefix:<22} | {r['joint_accuracy']:>8.1%} | "
+          + " | ".join(f"{r['removed'][role]:>{len('without ' + role)}.1%}" for role in roles) + " |")
+
+
 def _list_fields(args) -> int:
     try:
         cfg = preset(args.preset or "tiny-arith")
@@ -382,10 +393,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 for p in {id(p): p for p in team.values()}.values():
                     p.close()
     print()
-    if args.remove is None:
+    chain = next(iter(results.values())).get("roles")
+    if chain and args.remove is None:
+        _chain_header("dataset", chain)
+        for f, r in results.items():
+            _chain_row(_data_name(f)[:22], r, chain)
+    elif args.remove is None:
         _table_header("dataset")
         for f, r in results.items():
             _print_row(_data_name(f)[:22], r)
+    elif chain:
+        for f, r in results.items():
+            print(f"{_data_name(f)}: {args.remove} removed {r['removed'][args.remove]:.1%}")
     else:
         key = "solo_accuracy" if args.remove == "thinker_0" else "no_solver_accuracy"
         print(f"| dataset                | {args.remove} removed |")
@@ -534,10 +553,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"thinksolve demo: {args.preset}, credit {cfg.credit.name} ({cfg.credit.params or 'event'}), "
           f"{cfg.optim.estimator}+{cfg.optim.loss}, {cfg.steps} steps, {cfg.rollout.problems_per_step} problems x "
           f"{cfg.rollout.group_size} rollouts per step, seed {cfg.seed} -> {out}")
+    roles = list(cfg.rollout.roles)
+    chain = len(roles) > 2
     with Trainer(cfg) as trainer:
         before = trainer.evaluate(cfg.eval_data)
-        print(f"warm start: team {before['joint_accuracy']:.1%}, Thinker removed {before['solo_accuracy']:.1%} "
-              f"({time.perf_counter() - t0:.0f}s so far); training...")
+        if chain:
+            print("warm start: team " + f"{before['joint_accuracy']:.1%}, "
+                  + ", ".join(f"without {r} {before['removed'][r]:.1%}" for r in roles)
+                  + f" ({time.perf_counter() - t0:.0f}s so far); training...")
+        else:
+            print(f"warm start: team {before['joint_accuracy']:.1%}, Thinker removed {before['solo_accuracy']:.1%} "
+                  f"({time.perf_counter() - t0:.0f}s so far); training...")
         try:
             trainer.train()
         except KeyboardInterrupt:
@@ -545,6 +571,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         after = trainer.evaluate(cfg.eval_data)
     wall = time.perf_counter() - t0
     gain = paired_interval(after["per_problem"]["joint"], before["per_problem"]["joint"])
+    if chain:
+        return _demo_chain_report(cfg, args, out, roles, before, after, gain, wall, label)
     collab = {k: paired_interval(r["per_problem"]["joint"], r["per_problem"]["solo"])
               for k, r in (("before", before), ("after", after))}
     print()
@@ -563,6 +591,35 @@ def cmd_demo(args: argparse.Namespace) -> int:
     (out / "demo.json").write_text(json.dumps({
         "seed": cfg.seed, "preset": args.preset, "before": before, "after": after, "wall_s": wall,
         "gain": gain, "collaboration": collab, "config": cfg.to_dict()}, indent=2))
+    return 0
+
+
+def _demo_chain_report(cfg: TrainerConfig, args: argparse.Namespace, out: Path, roles: list[str], before: dict,
+                       after: dict, gain: dict, wall: float, label: str) -> int:
+    """The demo's report for a team of more than two roles: the team and the team without each
+    role, before and after; the gain and each role's contribution (team − without it) after
+    training with its paired interval over the held-out problems; ``DIR/demo.json``."""
+    contribution = {k: {role: paired_interval(r["per_problem"]["joint"], r["per_problem"][f"without_{role}"])
+                        for role in roles} for k, r in (("before", before), ("after", after))}
+    print()
+    print(f"held-out {cfg.eval_data}: accuracy of the last role's answer, {cfg.eval_samples} sample(s) per problem "
+          f"at temperature {cfg.eval_temperature}; a removed role's successors answer without its message")
+    print()
+    _chain_header("model", roles)
+    _chain_row("warm start", before, roles)
+    _chain_row(f"+ {label}, {cfg.steps} steps", after, roles)
+    print()
+    lo, hi = gain["ci95"]
+    print(f"team accuracy {before['joint_accuracy']:.1%} -> {after['joint_accuracy']:.1%} "
+          f"({gain['mean']:+.1%}, 95% interval {lo:+.1%} to {hi:+.1%}, paired over {before['problems']} problems)")
+    for role in roles:
+        c = contribution["after"][role]
+        print(f"  {role} at the end: team minus without it {c['mean']:+.1%} "
+              f"({c['ci95'][0]:+.1%} to {c['ci95'][1]:+.1%})")
+    print(f"wall time {wall / 60:.1f} min")
+    (out / "demo.json").write_text(json.dumps({
+        "seed": cfg.seed, "preset": args.preset, "roles": roles, "before": before, "after": after, "wall_s": wall,
+        "gain": gain, "contribution": contribution, "config": cfg.to_dict()}, indent=2))
     return 0
 
 

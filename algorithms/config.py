@@ -29,9 +29,11 @@ import difflib
 import functools
 import inspect
 import json
+import re
 import textwrap
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -48,11 +50,14 @@ __all__ = [
     "ModelConfig", "ParallelConfig",
     "RolloutConfig", "CreditConfig", "OptimConfig", "ScheduleConfig", "WarmStartConfig", "TrainerConfig",
     "PRESETS", "preset", "apply_overrides", "ConfigError", "list_fields", "field_docs", "OPTIMIZERS", "apply_optimizer",
-    "apply_credit", "PROMPT_SETS", "prompt_templates", "GPU_PRESETS", "LOGGERS",
+    "apply_credit", "PROMPT_SETS", "prompt_templates", "env_options", "GPU_PRESETS", "LOGGERS",
 ]
 
 #: What ``report_to`` may name (TRL's names): each but ``none`` is an optional extra of the package.
 LOGGERS = ("tensorboard", "wandb", "none")
+
+#: What a role's name may be (it names files, metrics keys and LoRA adapters).
+_ROLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 #: Model names the warm start applies to (``agents.models.PRESETS``).
 BUILTIN_MODELS = ("tiny", "smollm2-135m")
@@ -67,10 +72,14 @@ class ModelConfig:
     name: str = "Qwen/Qwen2.5-1.5B-Instruct"
     """Model for both roles: ``tiny``, ``smollm2-135m``, a local path or a hub id."""
     solver_name: str | None = None
-    """A different model for the Solver (``None``: the same as ``name``)."""
+    """A different model for the Solver, the last role of the team (``None``: the same as ``name``)."""
+    role_models: dict = field(default_factory=dict)
+    """A model per role for the roles it names (role -> model name, ``sharing=separate`` only),
+    e.g. ``{"relay_0": "smollm2-135m"}``; the others use ``name`` (the last role ``solver_name``
+    when set)."""
     sharing: Literal["separate", "shared", "lora"] = "separate"
-    """``separate``: two full models (reference); ``shared``: one model, role prompts only;
-    ``lora``: one frozen base with a LoRA adapter per role."""
+    """``separate``: one full model per role (reference); ``shared``: one model for every role,
+    role prompts only; ``lora``: one frozen base with a LoRA adapter per role."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     """Parameter dtype: float32, bfloat16 or float16."""
     device: str = "cpu"
@@ -81,6 +90,15 @@ class ModelConfig:
     """LoRA rank when ``sharing == "lora"``."""
     lora_alpha: int = 32
     """LoRA alpha when ``sharing == "lora"``."""
+
+    def name_of(self, role: str, roles: Sequence[str]) -> str:
+        """The model name role ``role`` of the team ``roles`` loads under ``sharing=separate``:
+        ``role_models[role]``, else ``solver_name`` for the last role when set, else ``name``."""
+        if role in self.role_models:
+            return self.role_models[role]
+        if role == roles[-1] and self.solver_name:
+            return self.solver_name
+        return self.name
 
 
 @dataclass
@@ -120,10 +138,19 @@ class RolloutConfig:
     """Solver answers per thought (K, tree rollouts, docs/method.md#tree-credit): each of the ``group_size``
     thoughts gets K answers, so a step has ``group_size``·K joint Solver answers; the Thinker's
     tokens of a thought enter its loss once. 1 = flat collection."""
+    roles: list = field(default_factory=lambda: list(ROLES))
+    """The team: its agent names in chain order (at least two, distinct; letters, digits and
+    ``_``). The first role plays the Thinker's part (thinker prompts, the briefing), the last the
+    Solver's (its ``\\boxed{}`` answer is verified), any between are middle roles that see the
+    problem and the messages before them (``["planner_0", "relay_0", "solver_0"]``)."""
     thinker_max_new_tokens: int = 4096
-    """Thinker generation budget (tokens)."""
+    """Thinker generation budget (tokens): the first role's, and a middle role's unless
+    ``role_max_new_tokens`` names it."""
     solver_max_new_tokens: int = 6144
-    """Solver generation budget (tokens)."""
+    """Solver generation budget (tokens): the last role's."""
+    role_max_new_tokens: dict = field(default_factory=dict)
+    """Generation budget per role (role -> tokens) for the roles it names; it overrides
+    ``thinker_max_new_tokens`` / ``solver_max_new_tokens`` for them."""
     rating_max_new_tokens: int = 512
     """SEPO rating budget (tokens)."""
     max_prompt_tokens: int = 4096
@@ -144,13 +171,31 @@ class RolloutConfig:
     """Role prompt templates (:data:`PROMPT_SETS`): ``default`` (the env's), or ``compact``
     (one-line prompts with the same roles and formats, for tiny models: 5x fewer tokens)."""
 
+    def max_new_tokens(self, role: str) -> int:
+        """Role ``role``'s generation budget: ``role_max_new_tokens[role]``, else
+        ``solver_max_new_tokens`` for the last role and ``thinker_max_new_tokens`` for the others."""
+        if role in self.role_max_new_tokens:
+            return self.role_max_new_tokens[role]
+        return self.solver_max_new_tokens if role == self.roles[-1] else self.thinker_max_new_tokens
+
+    def budgets(self) -> dict[str, int]:
+        """Every role's generation budget (:meth:`max_new_tokens`), in chain order."""
+        return {role: self.max_new_tokens(role) for role in self.roles}
+
     def sampling(self, seed: int | None = None) -> Sampling:
         """The :class:`~algorithms.rollout.Sampling` of a collection with these settings, seeded
-        with ``seed`` (a training step's seed; evaluation replaces the temperature)."""
+        with ``seed`` (a training step's seed; evaluation replaces the temperature). The first
+        and last roles' budgets are the Thinker's and the Solver's; a team of more than two
+        roles also passes every role's budget (:meth:`budgets`)."""
+        first, last = self.roles[0], self.roles[-1]
+        kw: dict[str, Any] = {}
+        if tuple(self.roles) != ROLES or self.role_max_new_tokens:
+            kw = _role_budgets(self.budgets())
         return Sampling(temperature=self.temperature, top_p=self.top_p, seed=seed,
-                        thinker_max_new_tokens=self.thinker_max_new_tokens,
-                        solver_max_new_tokens=self.solver_max_new_tokens,
-                        rating_max_new_tokens=self.rating_max_new_tokens, rating_temperature=self.rating_temperature)
+                        thinker_max_new_tokens=self.max_new_tokens(first),
+                        solver_max_new_tokens=self.max_new_tokens(last),
+                        rating_max_new_tokens=self.rating_max_new_tokens, rating_temperature=self.rating_temperature,
+                        **kw)
 
 
 #: Named prompt-template overrides of :class:`thinksolve_env.prompts.PromptSet`.
@@ -166,6 +211,22 @@ PROMPT_SETS: dict[str, dict[str, str]] = {
         "rater_user": "{problem}\nThought: {thought}\nAnswer: {answer}\nOutcome: {outcome}. You are the {role}.",
     },
 }
+
+
+def env_options(rollout: RolloutConfig) -> dict[str, Any]:
+    """The :class:`~thinksolve_env.ThinkSolveEnv` options of a collection with ``rollout``'s
+    settings: its prompt set, and its ``roles`` when the team is not the default Thinker and
+    Solver (so that a two-role collection's options are what they always were)."""
+    out: dict[str, Any] = {"prompts": prompt_templates(rollout.prompts)}
+    if tuple(rollout.roles) != ROLES:
+        out["roles"] = tuple(rollout.roles)
+    return out
+
+
+def _role_budgets(budgets: dict[str, int]) -> dict[str, Any]:
+    """The :class:`~algorithms.rollout.Sampling` keywords that carry every role's budget."""
+    names = {f.name for f in dataclasses.fields(Sampling)}
+    return {"role_max_new_tokens": dict(budgets)} if "role_max_new_tokens" in names else {}
 
 
 def prompt_templates(name: str) -> PromptSet:
@@ -229,11 +290,12 @@ class OptimConfig:
 @dataclass
 class ScheduleConfig:
     mode: Literal["alternate", "simultaneous"] = "alternate"
-    """``alternate``: one role updated per step; ``simultaneous``: both every step."""
+    """``alternate``: one role updated per step, the roles in chain order; ``simultaneous``:
+    every role every step."""
     period: int = 10
     """Steps before the updated role switches (alternate mode)."""
-    start_role: Literal[ROLES] = "thinker_0"  # Literal[("thinker_0", "solver_0")]: the env's roles
-    """Role updated first (alternate mode)."""
+    start_role: str | None = "thinker_0"
+    """Role updated first (alternate mode): one of ``rollout.roles`` (``None``: the first)."""
 
 
 @dataclass
@@ -352,6 +414,29 @@ class TrainerConfig:
                 raise ConfigError(f"plugins: cannot load {source!r}: {e}") from e
         return modules
 
+    def _validate_roles(self, need: Any) -> None:
+        """The team (``rollout.roles``) and the fields that name its roles."""
+        r, m, s = self.rollout, self.model, self.schedule
+        roles = r.roles
+        need(isinstance(roles, (list, tuple)) and len(roles) >= 2 and len(set(map(str, roles))) == len(roles)
+             and all(isinstance(x, str) and _ROLE_NAME.fullmatch(x) for x in roles), "rollout.roles",
+             "a list of at least two distinct names of letters, digits and _, in chain order (first: the Thinker's "
+             "part, last: the Solver's)", roles)
+        named = "a mapping whose keys are roles of rollout.roles (" + "|".join(roles) + ")"
+        budgets = r.role_max_new_tokens
+        need(isinstance(budgets, dict) and set(budgets) <= set(roles), "rollout.role_max_new_tokens", named, budgets)
+        need(all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in budgets.values()),
+             "rollout.role_max_new_tokens", "token budgets that are integers >= 1", budgets)
+        need(isinstance(m.role_models, dict) and set(m.role_models) <= set(roles), "model.role_models", named,
+             m.role_models)
+        need(all(isinstance(v, str) and v.strip() for v in m.role_models.values()), "model.role_models",
+             "model names (non-empty strings)", m.role_models)
+        need(not m.role_models or m.sharing == "separate", "model.role_models",
+             f"{{}} with model.sharing={m.sharing!r} (one model serves every role there; a model per role needs "
+             "model.sharing=separate)", m.role_models)
+        need(s.start_role is None or s.start_role in roles, "schedule.start_role",
+             "|".join(roles) + " (a role of rollout.roles) or None (the first)", s.start_role)
+
     def validate(self) -> TrainerConfig:
         """Raise :class:`ConfigError` naming the first invalid field and its allowed range.
 
@@ -383,7 +468,8 @@ class TrainerConfig:
         need(w.steps >= 1, "warm_start.steps", ">= 1", w.steps)
         need(w.batch_size >= 1, "warm_start.batch_size", ">= 1", w.batch_size)
         need(w.lr > 0, "warm_start.lr", "> 0", w.lr)
-        for name in filter(None, (self.model.name, self.model.solver_name)):
+        self._validate_roles(need)
+        for name in filter(None, (self.model.name, self.model.solver_name, *self.model.role_models.values())):
             need(not w.enabled or name in BUILTIN_MODELS, "warm_start.enabled",
                  f"false with model {name!r}: the format warm start is for the built-in models "
                  f"({', '.join(BUILTIN_MODELS)}); on another model it would first train it for warm_start.steps="

@@ -171,7 +171,8 @@ def parse_arith_spec(spec: str) -> dict[str, Any]:
     Keys: ``n`` (count), ``difficulty`` (1–5), ``seed`` (int), ``split`` (``train``/``test``:
     disjoint random streams), ``steps`` (operations; overrides the difficulty's), ``brief``
     (0/1: give the Thinker the worked steps as a briefing only it sees, ``meta["briefing"]``),
-    ``digit`` (0/1: keep only problems whose answer is a single digit, 0–9).
+    ``digit`` (0/1: keep only problems whose answer is a single digit, 0–9), ``relay`` (0/1: the
+    three-role variant, two-digit answers split between two briefings, ``meta["briefings"]``).
     """
     if not spec.startswith("arith:"):
         raise ValueError(f"not an arith spec: {spec!r}")
@@ -182,9 +183,9 @@ def parse_arith_spec(spec: str) -> dict[str, Any]:
         if not sep:
             raise ValueError(f"arith spec {spec!r}: {part!r} is not key=value")
         key = key.strip()
-        if key not in ("n", "difficulty", "seed", "split", "steps", "brief", "digit"):
+        if key not in ("n", "difficulty", "seed", "split", "steps", "brief", "digit", "relay"):
             raise ValueError(
-                f"arith spec {spec!r}: unknown key {key!r} (known: n, difficulty, seed, split, steps, brief, digit)"
+                f"arith spec {spec!r}: unknown key {key!r} (known: n, difficulty, seed, split, steps, brief, digit, relay)"
             )
         if key == "split":
             if value not in ("train", "test"):
@@ -201,11 +202,14 @@ def parse_arith_spec(spec: str) -> dict[str, Any]:
         raise ValueError(f"arith spec {spec!r}: n must be >= 1, got {cfg['n']}")
     if "steps" in cfg and not 1 <= cfg["steps"] <= 10:
         raise ValueError(f"arith spec {spec!r}: steps must be 1..10, got {cfg['steps']}")
-    for flag in ("brief", "digit"):
+    for flag in ("brief", "digit", "relay"):
         if cfg.get(flag, 0) not in (0, 1):
             raise ValueError(f"arith spec {spec!r}: {flag} must be 0 or 1, got {cfg[flag]}")
         if flag in cfg:
             cfg[flag] = bool(cfg[flag])
+    if cfg.get("relay") and (cfg.get("brief") or cfg.get("digit")):
+        raise ValueError(f"arith spec {spec!r}: relay=1 has its own briefings and two-digit answers: it does not combine "
+                         "with brief=1 or digit=1")
     return cfg
 
 
@@ -214,7 +218,8 @@ def _text_bucket(text: str, buckets: int = 5) -> int:
 
 
 def arith_problems(n: int = 1000, *, difficulty: int = 2, seed: int = 0, split: str = "train",
-                   steps: int | None = None, brief: bool = False, digit: bool = False) -> list[Problem]:
+                   steps: int | None = None, brief: bool = False, digit: bool = False,
+                   relay: bool = False) -> list[Problem]:
     """Multi-step integer arithmetic, e.g. ``Compute ((12 + 7) * 3) - 5.`` → ``52``.
 
     Each problem chains ``steps`` operations (+, −, ×) onto a start value, so writing down the
@@ -233,11 +238,24 @@ def arith_problems(n: int = 1000, *, difficulty: int = 2, seed: int = 0, split: 
     (about 1,250 distinct problems at difficulty 1), so its split is by problem text instead: a
     problem is ``test`` when a hash of its text falls in one bucket of five, ``train`` otherwise,
     which keeps the two splits disjoint at any ``n`` (problems repeat within a split).
+
+    ``relay=True`` (spec ``relay=1``) is the laptop testbed of a three-role chain (planner →
+    relay → solver) where the middle role matters: only problems with a two-digit answer
+    (10–99) are kept, split by text as with ``digit``, and ``meta["briefings"]`` holds one
+    briefing per chain position: the first role sees the answer's tens digit (``"tens digit:
+    4"``), the middle one its ones digit (``"ones digit: 7"``), the last role nothing. Neither
+    briefed role can give the answer alone (the other digit is a guess among ten): the middle
+    role has to combine the first role's digit with its own and hand both on, and without it
+    (or without the first role) the team guesses.
     """
+    if relay and (brief or digit):
+        raise ValueError("arith: relay=True has its own briefings and two-digit answers; it does not combine with "
+                         "brief or digit")
     n_ops, start_hi, other_hi = _ARITH_LEVELS[difficulty]
     n_ops = steps or n_ops
     stream = 0 if split == "train" else 1
-    rng = random.Random(f"thinksolve-arith/{seed}/{0 if digit else stream}/{difficulty}/{n_ops}")
+    rng = random.Random(f"thinksolve-arith/{seed}/{0 if digit or relay else stream}/{difficulty}/{n_ops}"
+                        + ("/relay" if relay else ""))
 
     def make(r: random.Random) -> tuple[str, int, list[str]]:
         value = r.randint(2, start_hi)
@@ -253,26 +271,28 @@ def arith_problems(n: int = 1000, *, difficulty: int = 2, seed: int = 0, split: 
         return f"Compute {expr}.", value, trace
 
     exclude: set[str] = set()
-    if split == "test" and not digit:
+    by_text = digit or relay  # a small space of problems: split by a hash of the text
+    if split == "test" and not by_text:
         train_rng = random.Random(f"thinksolve-arith/{seed}/0/{difficulty}/{n_ops}")
         exclude = {make(train_rng)[0] for _ in range(max(n, 1000))}
     out = []
     attempts = 0
     while len(out) < n:
         attempts += 1
-        if attempts > (500 if digit else 50) * n + 1000:
+        if attempts > (500 if by_text else 50) * n + 1000:
             raise ValueError(f"arith: could not draw {n} distinct {split} problems at difficulty {difficulty}")
         text, answer, trace = make(rng)
-        if text in exclude or (digit and not 0 <= answer <= 9):
+        if text in exclude or (digit and not 0 <= answer <= 9) or (relay and not 10 <= answer <= 99):
             continue
-        if digit and (_text_bucket(text) == 0) != (split == "test"):
+        if by_text and (_text_bucket(text) == 0) != (split == "test"):
             continue
         out.append(Problem(
             id=f"arith-{split}-{seed}-{len(out)}",
             problem=text,
             answer=str(answer),
             meta={"steps": trace, "difficulty": difficulty, "split": split,
-                  **({"briefing": "; ".join(trace)} if brief else {})},
+                  **({"briefing": "; ".join(trace)} if brief else {}),
+                  **({"briefings": [f"tens digit: {answer // 10}", f"ones digit: {answer % 10}", None]} if relay else {})},
         ))
     return out
 

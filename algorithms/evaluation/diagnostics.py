@@ -25,6 +25,16 @@ key                         meaning
                             (tree rollouts only: how much the thoughts of a problem differ)
 ==========================  ===============================================================
 
+Teams of more than two roles (``EpisodeGroup.roles``): the rows above that name a removal read
+the chain's coalitions (``solo``: the first role removed, ``no_solver``: the last), the help and
+hurt rates are left out, and for each role k whose removal was collected (the ``drop``
+counterfactual, or ``solo``/``no_solver``) two more keys:
+
+==============================  ===========================================================
+``without_<role>_accuracy``     mean_x of the accuracy with the role removed
+``contribution_<role>``         joint_accuracy − without_<role>_accuracy
+==============================  ===========================================================
+
 A credit method that is only a rescaled shared reward shows ``adv_corr`` = 1. A correlation is
 ``None`` when either advantage vector is constant (e.g. every group is all-correct).
 """
@@ -54,6 +64,9 @@ def collaboration_diagnostics(groups: Sequence[Any], rewards: Mapping[str, Any] 
     groups = list(groups)
     if not groups:
         raise ValueError("collaboration_diagnostics got no episode groups")
+    roles = tuple(getattr(groups[0], "roles", None) or (THINKER, SOLVER))
+    if roles != (THINKER, SOLVER):
+        return _chain_diagnostics(groups, roles, rewards, estimator=estimator, method=method, **estimator_params)
     out: dict[str, float | None] = {}
     acc, solo, help_, hurt = [], [], [], []
     has_solo = all(getattr(g, "solo_rewards", None) for g in groups)
@@ -86,21 +99,66 @@ def collaboration_diagnostics(groups: Sequence[Any], rewards: Mapping[str, Any] 
     if rated:
         out["rating_valid_rate"] = float(np.mean([parse_rating(e.ratings.get(r), e.reward > 0).valid for e, r in rated]))
     if rewards is not None:
-        est = estimators.get(estimator)
-        R = joint_rewards(groups)
-        for agent in (THINKER, SOLVER):
-            if agent in rewards:
-                grouping = resolve_grouping(method, agent) if method is not None else "problem"
-                mine = role_units(groups, rewards[agent], agent, grouping)
-                ref = role_units(groups, R, agent, "problem")
-                adv = est(mine.rewards, mine.index, **estimator_params).numpy()
-                shared = est(ref.rewards, ref.index, **estimator_params).numpy()
-                out[f"adv_corr_{agent}"] = correlation(adv, shared)
+        out.update(_advantage_correlations(groups, (THINKER, SOLVER), rewards, estimator, method, estimator_params))
+    out.update(_thought_spread(groups))
+    return out
+
+
+def _advantage_correlations(groups: list, roles: Sequence[str], rewards: Mapping[str, Any], estimator: str,
+                            method: Any, estimator_params: dict) -> dict[str, float | None]:
+    """``adv_corr_<role>`` for each role of ``roles`` in ``rewards``."""
+    out: dict[str, float | None] = {}
+    est = estimators.get(estimator)
+    R = joint_rewards(groups)
+    for agent in roles:
+        if agent in rewards:
+            grouping = resolve_grouping(method, agent) if method is not None else "problem"
+            mine = role_units(groups, rewards[agent], agent, grouping)
+            ref = role_units(groups, R, agent, "problem")
+            adv = est(mine.rewards, mine.index, **estimator_params).numpy()
+            shared = est(ref.rewards, ref.index, **estimator_params).numpy()
+            out[f"adv_corr_{agent}"] = correlation(adv, shared)
+    return out
+
+
+def _thought_spread(groups: list) -> dict[str, float]:
+    """``thought_value_std`` (tree rollouts only)."""
     spreads = []
     for g in groups:
         vals = getattr(g, "thought_values", None)
         if vals is not None and getattr(g, "answers_per_thought", 1) > 1 and len(vals) > 1:
             spreads.append(float(np.std(vals)))
-    if spreads:
-        out["thought_value_std"] = float(np.mean(spreads))
+    return {"thought_value_std": float(np.mean(spreads))} if spreads else {}
+
+
+def _without(group: Any, roles: tuple[str, ...], role: str) -> list[float] | None:
+    """The rewards of ``group`` with ``role`` removed, when collected (else ``None``)."""
+    coalition = frozenset(roles) - {role}
+    if role == roles[0]:
+        values = (group.coalition_rewards or {}).get(coalition)
+        return list(values) if values else None
+    per = [(e.coalition_rewards or {}).get(coalition) for e in group.episodes]
+    return None if any(v is None for v in per) else per
+
+
+def _chain_diagnostics(groups: list, roles: tuple[str, ...], rewards: Mapping[str, Any] | None, *, estimator: str,
+                       method: Any, **estimator_params: Any) -> dict[str, float | None]:
+    """The diagnostics of a batch of a chain of three or more roles (see the module docstring)."""
+    out: dict[str, float | None] = {}
+    out["joint_accuracy"] = float(np.mean([np.mean([e.reward > 0 for e in g.episodes]) for g in groups]))
+    for role in roles:
+        values = [_without(g, roles, role) for g in groups]
+        if any(v is None for v in values):
+            continue
+        acc = float(np.mean([np.mean(np.asarray(v) > 0) for v in values]))
+        out[f"without_{role}_accuracy"] = acc
+        out[f"contribution_{role}"] = out["joint_accuracy"] - acc
+    if f"without_{roles[0]}_accuracy" in out:
+        out["solo_accuracy"] = out[f"without_{roles[0]}_accuracy"]
+        out["collaboration"] = out[f"contribution_{roles[0]}"]
+    if f"without_{roles[-1]}_accuracy" in out:
+        out["no_solver_accuracy"] = out[f"without_{roles[-1]}_accuracy"]
+    if rewards is not None:
+        out.update(_advantage_correlations(groups, roles, rewards, estimator, method, estimator_params))
+    out.update(_thought_spread(groups))
     return out

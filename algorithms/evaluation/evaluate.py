@@ -17,6 +17,14 @@ Verification: every chunk uses the same verifier, ``verifier`` when one is passe
 closed at its end. Its worker processes start once per evaluation, not once per chunk (starting
 them costs about a second each, more than a chunk of a small model's generations).
 
+Teams of more than two roles (``rollout.roles``, or ``roles=``): each problem is played with the
+whole chain and with each role removed in turn (the ``drop`` counterfactual: the roles before the
+removed one keep their texts, the later ones answer afresh; without the first role, ``samples``
+fresh plays of the others), in one batched collection. The result holds the team's accuracy, the
+accuracy without each role (``removed``), and each role's contribution, the paired difference
+team − without it, with its interval over the problems (``intervals["contribution_<role>"]``):
+what "the middle role matters" means, measured.
+
 Runs and models are loaded for evaluation by :func:`algorithms.team.load_team`.
 """
 
@@ -29,14 +37,14 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from thinksolve_env import MathVerifier, Problem, load_problems
+from thinksolve_env import ROLES, MathVerifier, Problem, load_problems
 
-from ..config import RolloutConfig, prompt_templates
+from ..config import RolloutConfig, env_options, prompt_templates
 from ..rollout import Sampling, collect_groups
 from ..runs import clock
 from .stats import paired_interval
 
-__all__ = ["evaluate", "REMOVALS", "eval_progress", "intervals"]
+__all__ = ["evaluate", "REMOVALS", "eval_progress", "intervals", "without_rewards"]
 
 REMOVALS = ("thinker_0", "solver_0")
 
@@ -44,7 +52,7 @@ REMOVALS = ("thinker_0", "solver_0")
 def evaluate(policies: dict, data: str | Sequence[Problem], *, samples: int = 1, temperature: float = 1.0,
              seed: int = 0, remove: str | None = None, verifier: Any = None, rollout: RolloutConfig | None = None,
              limit: int | None = None, chunk: int | None = None,
-             progress: Callable[[dict], Any] | None = None) -> dict[str, Any]:
+             progress: Callable[[dict], Any] | None = None, roles: Sequence[str] | None = None) -> dict[str, Any]:
     """Accuracy of ``policies`` on ``data`` (a problem list or anything ``load_problems`` reads).
 
     Returns ``{"problems", "samples", "temperature", "joint_accuracy", "solo_accuracy",
@@ -62,7 +70,16 @@ def evaluate(policies: dict, data: str | Sequence[Problem], *, samples: int = 1,
     (:meth:`~algorithms.config.RolloutConfig.sampling`: token budgets, ``top_p``) and the prompt
     set, with this evaluation's own ``temperature`` and ``seed``; without it, the defaults of
     :class:`~algorithms.rollout.Sampling` and the env's prompts.
+
+    ``roles`` (default ``rollout.roles``, else the keys of ``policies`` when they are not the two
+    default roles): a team of three or more roles is evaluated with each role removed in turn (see
+    the module docstring and :func:`_evaluate_chain`); ``remove`` then names one role.
     """
+    chain = _team(policies, rollout, roles)
+    if chain != ROLES:
+        return _evaluate_chain(policies, data, chain, samples=samples, temperature=temperature, seed=seed,
+                               remove=remove, verifier=verifier, rollout=rollout, limit=limit, chunk=chunk,
+                               progress=progress)
     if remove is not None and remove not in REMOVALS:
         raise ValueError(f"remove must be one of {list(REMOVALS)} or None, got {remove!r}")
     if samples < 1:
@@ -71,27 +88,11 @@ def evaluate(policies: dict, data: str | Sequence[Problem], *, samples: int = 1,
         raise ValueError(f"chunk must be >= 1 or None, got {chunk}")
     problems = load_problems(data, limit=limit) if not isinstance(data, (list, tuple)) else list(data)
     sampling = (rollout.sampling(seed) if rollout is not None else Sampling()).replace(temperature=temperature)
-    env_options = {"prompts": prompt_templates(rollout.prompts)} if rollout is not None else None
+    options = {"prompts": prompt_templates(rollout.prompts)} if rollout is not None else None
     needs = {"solo"} if remove in (None, "thinker_0") else {"no_solver"}
     t0 = time.perf_counter()
-    size = chunk or len(problems)
-    groups, tokens = [], 0
-    own = verifier is None  # one verifier (one worker pool) for every chunk, closed here if made here
-    verifier = MathVerifier() if own else verifier
-    try:
-        for j, lo in enumerate(range(0, len(problems), size)):
-            part = collect_groups(problems[lo:lo + size], policies, group_size=samples, needs=needs, solo_samples=samples,
-                                  verifier=verifier, sampling=sampling.replace(seed=seed + j), env_options=env_options)
-            groups += list(part)
-            tokens += sum(v["tokens"] for k, v in part.budget.items() if k != "generate_calls")
-            if progress is not None:
-                done, dt = min(lo + size, len(problems)), time.perf_counter() - t0
-                progress({"done": done, "total": len(problems), "tokens": tokens, "seconds": dt,
-                          "tokens_per_s": tokens / dt if dt > 0 else 0.0,
-                          "eta_s": dt / done * (len(problems) - done)})
-    finally:
-        if own:
-            verifier.close()
+    groups, tokens = _collect(problems, policies, needs=needs, samples=samples, sampling=sampling, seed=seed,
+                              verifier=verifier, env_options=options, chunk=chunk, progress=progress)
     joint = float(np.mean([e.reward > 0 for g in groups for e in g.episodes]))
     out: dict[str, Any] = {"problems": len(problems), "samples": samples, "temperature": temperature}
     settings = {"temperature": temperature, "top_p": sampling.top_p, "thinker_max_new_tokens": sampling.thinker_max_new_tokens,
@@ -126,19 +127,129 @@ def evaluate(policies: dict, data: str | Sequence[Problem], *, samples: int = 1,
     return out
 
 
+def _team(policies: dict, rollout: RolloutConfig | None, roles: Sequence[str] | None) -> tuple[str, ...]:
+    """The chain an evaluation plays: ``roles``, else the run's ``rollout.roles``, else the keys of
+    ``policies`` (the two default roles when they hold those)."""
+    if roles is not None:
+        return tuple(roles)
+    if rollout is not None:
+        return tuple(rollout.roles)
+    keys = tuple(policies)
+    return ROLES if set(keys) == set(ROLES) else keys
+
+
+def _collect(problems: Sequence[Problem], policies: dict, *, needs: Any, samples: int, sampling: Any, seed: int,
+             verifier: Any, env_options: dict | None, chunk: int | None, progress: Callable[[dict], Any] | None,
+             **kw: Any) -> tuple[list, int]:
+    """The collection of an evaluation, ``chunk`` problems at a time (chunk ``j`` seeded
+    ``seed + j``), one verifier for every chunk: the groups and the tokens generated."""
+    t0 = time.perf_counter()
+    size = chunk or len(problems)
+    groups, tokens = [], 0
+    own = verifier is None  # one verifier (one worker pool) for every chunk, closed here if made here
+    verifier = MathVerifier() if own else verifier
+    try:
+        for j, lo in enumerate(range(0, len(problems), size)):
+            part = collect_groups(problems[lo:lo + size], policies, group_size=samples, needs=needs, solo_samples=samples,
+                                  verifier=verifier, sampling=sampling.replace(seed=seed + j), env_options=env_options,
+                                  **kw)
+            groups += list(part)
+            tokens += sum(v["tokens"] for k, v in part.budget.items() if k != "generate_calls" and "tokens" in v)
+            if progress is not None:
+                done, dt = min(lo + size, len(problems)), time.perf_counter() - t0
+                progress({"done": done, "total": len(problems), "tokens": tokens, "seconds": dt,
+                          "tokens_per_s": tokens / dt if dt > 0 else 0.0,
+                          "eta_s": dt / done * (len(problems) - done)})
+    finally:
+        if own:
+            verifier.close()
+    return groups, tokens
+
+
+def without_rewards(group: Any, role: str) -> list[float]:
+    """The rewards of ``group``'s problem with ``role`` removed from its chain: one per joint
+    episode (the replay on the episode's prefix) when the first role stays, else the problem's
+    samples of the team without its first role."""
+    roles = tuple(group.roles)
+    coalition = frozenset(roles) - {role}
+    if role == roles[0]:
+        values = (group.coalition_rewards or {}).get(coalition)
+        return list(values if values is not None else group.solo_rewards or [])
+    return [e.coalition_rewards[coalition] for e in group.episodes]
+
+
+def _evaluate_chain(policies: dict, data: str | Sequence[Problem], roles: tuple[str, ...], *, samples: int,
+                    temperature: float, seed: int, remove: str | None, verifier: Any, rollout: RolloutConfig | None,
+                    limit: int | None, chunk: int | None, progress: Callable[[dict], Any] | None) -> dict[str, Any]:
+    """:func:`evaluate` for a chain of three or more roles.
+
+    Returns ``{"problems", "samples", "temperature", "roles", "joint_accuracy", "removed",
+    "contribution", "solo_accuracy", "per_problem", "ids", "intervals", "seed", "sampling",
+    "tokens", "seconds"}``: ``removed[role]`` the accuracy with ``role`` removed, ``contribution[role]``
+    the team's accuracy minus it; ``per_problem`` holds ``joint`` and ``without_<role>`` (the share
+    of each problem's samples that are correct), and ``intervals`` their paired 95% intervals and
+    ``contribution_<role>`` (team − without the role, paired over the problems). ``solo_accuracy``
+    is the accuracy without the first role (the two-role name, so that a log line reads the same).
+    ``remove=role``: only that removal (no joint accuracy, as for two roles)."""
+    if remove is not None and remove not in roles:
+        raise ValueError(f"remove must be one of {list(roles)} or None, got {remove!r}")
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
+    if chunk is not None and chunk < 1:
+        raise ValueError(f"chunk must be >= 1 or None, got {chunk}")
+    problems = load_problems(data, limit=limit) if not isinstance(data, (list, tuple)) else list(data)
+    sampling = (rollout.sampling(seed) if rollout is not None else Sampling()).replace(temperature=temperature)
+    options = env_options(rollout) if rollout is not None else {"roles": roles}
+    options["roles"] = roles
+    t0 = time.perf_counter()
+    groups, tokens = _collect(problems, policies, needs={"drop"}, samples=samples, sampling=sampling, seed=seed,
+                              verifier=verifier, env_options=options, chunk=chunk, progress=progress)
+    removed = [remove] if remove is not None else list(roles)
+    per: dict[str, list[float]] = {}
+    if remove is None:
+        per["joint"] = [float(np.mean([e.reward > 0 for e in g.episodes])) for g in groups]
+    for role in removed:
+        per[f"without_{role}"] = [float(np.mean([r > 0 for r in without_rewards(g, role)])) for g in groups]
+    out: dict[str, Any] = {"problems": len(problems), "samples": samples, "temperature": temperature, "roles": list(roles)}
+    if remove is None:
+        out["joint_accuracy"] = float(np.mean([e.reward > 0 for g in groups for e in g.episodes]))
+    out["removed"] = {role: float(np.mean([r > 0 for g in groups for r in without_rewards(g, role)])) for role in removed}
+    if remove is None:
+        out["contribution"] = {role: out["joint_accuracy"] - out["removed"][role] for role in roles}
+        out["solo_accuracy"] = out["removed"][roles[0]]
+    out["per_problem"] = per
+    out["ids"] = [p.id for p in problems]
+    out["intervals"] = intervals(per)
+    if remove is None:
+        for role in roles:
+            out["intervals"][f"contribution_{role}"] = _clean(paired_interval(per["joint"], per[f"without_{role}"]))
+    out["seed"] = seed
+    out["sampling"] = {"temperature": temperature, "top_p": sampling.top_p,
+                       "thinker_max_new_tokens": sampling.thinker_max_new_tokens,
+                       "solver_max_new_tokens": sampling.solver_max_new_tokens,
+                       "role_max_new_tokens": rollout.budgets() if rollout is not None else None,
+                       "samples": samples, "prompts": rollout.prompts if rollout is not None else "default"}
+    out["tokens"] = tokens
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def _clean(r: dict) -> dict:
+    """A :func:`paired_interval` result as JSON can hold it (a standard error that needs two
+    problems is ``None`` with one)."""
+    se = None if r["se"] != r["se"] else r["se"]
+    return {"mean": r["mean"], "se": se, "ci95": r["ci95"] if se is not None else [None, None]}
+
+
 def intervals(per_problem: dict[str, Sequence[float]]) -> dict[str, dict[str, Any]]:
     """Paired 95% intervals over problems (:func:`paired_interval`) of an evaluation's
     ``per_problem`` values: each accuracy measured (``joint`` = the team, ``solo`` = the Thinker
     removed, ``no_solver``) and, with both ``joint`` and ``solo``, ``collaboration`` (their paired
     difference). A standard error that needs two problems is ``None`` with one (JSON has no NaN)."""
 
-    def clean(r: dict) -> dict:
-        se = None if r["se"] != r["se"] else r["se"]
-        return {"mean": r["mean"], "se": se, "ci95": r["ci95"] if se is not None else [None, None]}
-
-    out = {k: clean(paired_interval(v)) for k, v in per_problem.items() if len(v)}
+    out = {k: _clean(paired_interval(v)) for k, v in per_problem.items() if len(v)}
     if len(per_problem.get("joint", ())) and len(per_problem.get("solo", ())):
-        out["collaboration"] = clean(paired_interval(per_problem["joint"], per_problem["solo"]))
+        out["collaboration"] = _clean(paired_interval(per_problem["joint"], per_problem["solo"]))
     return out
 
 

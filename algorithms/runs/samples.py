@@ -51,12 +51,20 @@ def _number(v: Any) -> float | None:
 
 def sample_rows(step: int, groups: Sequence[Any], credit: Mapping[str, Sequence[float]],
                 advantages: Mapping[str, Sequence[float] | None], *, n: int, updated: Sequence[str],
-                timestamp: float, thinker: str = "thinker_0", solver: str = "solver_0") -> list[dict]:
+                timestamp: float, thinker: str = "thinker_0", solver: str = "solver_0",
+                roles: Sequence[str] | None = None) -> list[dict]:
     """The sample rows of training step ``step`` (1-based) from its episode groups.
 
     ``credit[role]`` holds the credit method's reward of every joint episode of ``groups`` (flat,
     in order) and ``advantages[role]`` the role's advantage per joint episode (``None`` for a role
-    whose advantages were not computed); ``updated`` the roles the step updated."""
+    whose advantages were not computed); ``updated`` the roles the step updated.
+
+    ``roles``: a team of more than two roles in chain order (default ``(thinker, solver)``): the
+    thought is the first role's text, the answer the last's, ``briefing`` the first role's
+    briefing, and each row adds ``messages`` (every role's text, by role) and ``briefings`` (the
+    problem's ``meta["briefings"]``, one per position)."""
+    chain = (thinker, solver) if roles is None else tuple(roles)
+    thinker, solver = chain[0], chain[-1]
     flat = [0]
     for g in groups:
         flat.append(flat[-1] + len(g.episodes))
@@ -67,7 +75,7 @@ def sample_rows(step: int, groups: Sequence[Any], credit: Mapping[str, Sequence[
         p = g.problem
         v = e.verification or {}
         solo = getattr(g, "solo_rewards", None)
-        rows.append({
+        row = {
             "step": step,
             "timestamp": timestamp,
             "problem_id": getattr(p, "id", None),
@@ -82,13 +90,17 @@ def sample_rows(step: int, groups: Sequence[Any], credit: Mapping[str, Sequence[
             "reward": float(e.reward),
             "verdict": v.get("reason"),
             "solo_accuracy": None if not solo else sum(r > 0 for r in solo) / len(solo),
-            "credit": {role: _number(credit[role][k]) for role in (thinker, solver) if role in credit},
+            "credit": {role: _number(credit[role][k]) for role in chain if role in credit},
             "advantage": {role: None if advantages.get(role) is None else _number(advantages[role][k])
-                          for role in (thinker, solver)},
+                          for role in chain},
             "updated": sorted(updated),
             "group": gi,
             "episode": j,
-        })
+        }
+        if len(chain) > 2:
+            row["messages"] = {role: e.actions.get(role, _text(e.completions.get(role))) for role in chain}
+            row["briefings"] = (getattr(p, "meta", None) or {}).get("briefings")
+        rows.append(row)
     return rows
 
 
@@ -130,13 +142,16 @@ def _signed(v: Any) -> str:
 
 def format_sample(row: Mapping[str, Any], width: int = 100) -> str:
     """A sample row in four lines, each cut to ``width`` characters: the problem, the thought,
-    the answer with the verdict, and each role's credit and advantage."""
+    the answer with the verdict, and each role's credit and advantage (a team of more than two
+    roles: a line per middle role's text after the thought)."""
     roles = list(row.get("credit") or {})
     short = {r: r.split("_")[0][:1].upper() for r in roles}  # thinker_0 -> T, solver_0 -> S
     verdict = "correct" if row.get("correct") else (row.get("verdict") or "wrong")
+    middle = list(row.get("messages") or {})[1:-1]  # a chain of more than two roles: the middle roles' texts
     lines = [
         f"step {row.get('step')} · {row.get('problem_id')}: {row.get('problem')}",
         f"  thought: \"{row.get('thought')}\"",
+        *(f"  {r}: \"{row['messages'][r]}\"" for r in middle),
         f"  answer:  \"{row.get('answer')}\" -> {row.get('extracted')} (reference {row.get('reference')}): {verdict}",
         "  credit " + " ".join(f"{short[r]} {_signed(row['credit'].get(r))}" for r in roles)
         + " · advantage " + " ".join(f"{short[r]} {_signed((row.get('advantage') or {}).get(r))}" for r in roles),

@@ -5,7 +5,9 @@
 the first and the last evaluation of the run (when evaluations ran), the training batches' team
 accuracy and collaboration at the start and the end (means over the first and the last few
 steps), the wall time of the steps and the last samples. :func:`write_summary` writes it
-atomically; :func:`format_summary` renders it for a terminal.
+atomically; :func:`format_summary` renders it for a terminal. A team of more than two roles
+reports the accuracy without each role (``removed``) and each role's contribution (team − without
+it) instead of the Thinker-removed accuracy and the collaboration gap.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ def _eval_point(row: dict) -> dict:
         point[key] = _num(row.get(key))
     if point["collaboration"] is None and None not in (point["joint_accuracy"], point["solo_accuracy"]):
         point["collaboration"] = point["joint_accuracy"] - point["solo_accuracy"]
+    if isinstance(row.get("removed"), dict):  # a team of more than two roles
+        point["removed"] = {role: _num(v) for role, v in row["removed"].items()}
     return point
 
 
@@ -63,6 +67,10 @@ def run_summary(out: str | os.PathLike, *, samples: int = 3) -> dict:
             "collaboration_first": _mean(first, "collaboration"),
             "collaboration_last": _mean(last, "collaboration"),
         }
+        roles = [k[len("contribution_"):] for k in rows[-1] if k.startswith("contribution_")]
+        if roles:  # a team of more than two roles: each role's contribution in the batches
+            batch["contribution_first"] = {r: _mean(first, f"contribution_{r}") for r in roles}
+            batch["contribution_last"] = {r: _mean(last, f"contribution_{r}") for r in roles}
     times = [v for v in (_num(r.get("time_total")) for r in rows) if v is not None]
     return {
         "out": str(out),
@@ -107,15 +115,22 @@ def format_summary(summary: dict, *, width: int = 100) -> str:
             span = f"step {b['step']}"
         else:
             span = f"step {a['step']} → {b['step']}"
-        table += [(f"held-out accuracy, team ({span})", _pct(a["joint_accuracy"]), _pct(b["joint_accuracy"])),
-                  ("held-out accuracy, Thinker removed", _pct(a["solo_accuracy"]), _pct(b["solo_accuracy"])),
-                  ("held-out collaboration", _pts(a["collaboration"]), _pts(b["collaboration"]))]
+        table.append((f"held-out accuracy, team ({span})", _pct(a["joint_accuracy"]), _pct(b["joint_accuracy"])))
+        if b.get("removed"):
+            before = a.get("removed") or {}
+            table += [(f"held-out accuracy, without {r}", _pct(before.get(r)), _pct(v)) for r, v in b["removed"].items()]
+        else:
+            table += [("held-out accuracy, Thinker removed", _pct(a["solo_accuracy"]), _pct(b["solo_accuracy"])),
+                      ("held-out collaboration", _pts(a["collaboration"]), _pts(b["collaboration"]))]
     batch = summary.get("batch")
     if batch:
         (f0, f1), (l0, l1) = batch["first_steps"], batch["last_steps"]
         span = f"steps {f0}-{f1} → {l0}-{l1}" if batch["window"] > 1 else f"step {f0} → {l0}"
         table.append((f"batch accuracy, team ({span})", _pct(batch["accuracy_first"]), _pct(batch["accuracy_last"])))
-        if batch["collaboration_first"] is not None:
+        if batch.get("contribution_last"):
+            table += [(f"batch contribution of {r}", _pts(batch["contribution_first"][r]), _pts(v))
+                      for r, v in batch["contribution_last"].items()]
+        elif batch["collaboration_first"] is not None:
             table.append(("batch collaboration", _pts(batch["collaboration_first"]), _pts(batch["collaboration_last"])))
     if not table:
         return "\n".join(lines + [f"summary of {summary.get('out')}: no steps recorded"])

@@ -2,12 +2,14 @@
 
 ``model.sharing`` picks the layout:
 
-* ``separate`` (the reference): one full model per role (``solver_name`` may name another one);
-* ``shared``: one model serves both roles, which differ by prompt only (the same policy object
-  under both names; each role still has its own optimizer state);
+* ``separate`` (the reference): one full model per role (``solver_name`` may name another one for
+  the last role, ``role_models`` one for any role);
+* ``shared``: one model serves every role, which differ by prompt only (the same policy object
+  under every name; each role still has its own optimizer state);
 * ``lora``: one frozen base with one LoRA adapter per role (:class:`RolePolicy` activates the
   role's adapter for every call and exposes only its parameters).
 
+The team's roles are ``rollout.roles`` (chain order; ``("thinker_0", "solver_0")`` by default).
 What a checkpoint stores per role (:func:`role_weights`) and how it is put back
 (:func:`load_role_weights`) follow the same layout. :func:`team_state` is the same content for a
 sharded checkpoint (weights and optimizer states keyed by parameter name, as
@@ -24,7 +26,6 @@ from typing import Any
 import torch
 
 from agents import TransformersPolicy, load_model, lora_config
-from thinksolve_env import ROLES, SOLVER, THINKER
 
 from ..config import ModelConfig, RolloutConfig
 from ..runs.checkpoint import load_sharded_state
@@ -86,27 +87,29 @@ def build_policies(model: ModelConfig, rollout: RolloutConfig, *, seed: int,
         return load_model(source(name), seed=seed, dtype=model.dtype, device=model.device)
 
     kw = dict(seed=seed, gradient_checkpointing=model.gradient_checkpointing)
+    roles = list(rollout.roles)
     if model.sharing == "shared":
         p = TransformersPolicy(*load(model.name), name=model.name, **kw)
-        policies = {THINKER: p, SOLVER: p}
+        policies = dict.fromkeys(roles, p)
     elif model.sharing == "lora":
         import peft  # noqa: PLC0415 (peft is optional: lora sharing only)
 
         net, tok = load(model.name)
         lcfg = lora_config({"r": model.lora_rank, "lora_alpha": model.lora_alpha})
-        torch.manual_seed(seed)  # adapter initialisation
-        pm = peft.get_peft_model(net, lcfg, adapter_name=THINKER)
-        pm.add_adapter(SOLVER, lcfg)
+        torch.manual_seed(seed)  # adapter initialisation, in chain order
+        pm = peft.get_peft_model(net, lcfg, adapter_name=roles[0])
+        for role in roles[1:]:
+            pm.add_adapter(role, lcfg)
         for n, p in pm.named_parameters():
             p.requires_grad_(".lora_" in n)
-        policies = {role: RolePolicy(pm, tok, role, name=f"{model.name}+lora:{role}", **kw) for role in ROLES}
+        policies = {role: RolePolicy(pm, tok, role, name=f"{model.name}+lora:{role}", **kw) for role in roles}
     else:
-        solver_name = model.solver_name or model.name
-        policies = {THINKER: TransformersPolicy(*load(model.name), name=model.name, **kw),
-                    SOLVER: TransformersPolicy(*load(solver_name), name=solver_name, **kw)}
+        policies = {}
+        for role in roles:  # loaded in chain order (each load seeded alike)
+            name = model.name_of(role, roles)
+            policies[role] = TransformersPolicy(*load(name), name=name, **kw)
     # prompts are cut (from the left of the user message) to max_prompt_tokens
-    context = rollout.max_prompt_tokens + max(rollout.thinker_max_new_tokens, rollout.solver_max_new_tokens,
-                                              rollout.rating_max_new_tokens)
+    context = rollout.max_prompt_tokens + max(*rollout.budgets().values(), rollout.rating_max_new_tokens)
     for p in policies.values():
         p.max_context = min(p.max_context, context)
     return policies
@@ -115,7 +118,7 @@ def build_policies(model: ModelConfig, rollout: RolloutConfig, *, seed: int,
 def build_reference(policies: dict[str, TransformersPolicy]) -> dict[str, TransformersPolicy]:
     """A frozen copy of each role's policy (the KL reference)."""
     ref = {}
-    for role in ROLES:
+    for role in policies:
         frozen = copy.deepcopy(policies[role])
         for p in frozen.model.parameters():
             p.requires_grad_(False)
@@ -124,13 +127,15 @@ def build_reference(policies: dict[str, TransformersPolicy]) -> dict[str, Transf
 
 
 def role_weights(policies: dict[str, TransformersPolicy], sharing: str) -> dict[str, dict[str, torch.Tensor]]:
-    """What the checkpoint stores per role: the full state dict (``separate``; ``shared``
-    stores it once, under the Thinker), or the role's adapter (``lora``)."""
+    """What the checkpoint stores per role of ``policies`` (the team in chain order): the full
+    state dict (``separate``; ``shared`` stores it once, under the first role), or the role's
+    adapter (``lora``)."""
     if sharing == "lora":
-        return {role: {n: p.detach() for n, p in policies[role].named_parameters()} for role in ROLES}
+        return {role: {n: p.detach() for n, p in policies[role].named_parameters()} for role in policies}
     if sharing == "shared":
-        return {THINKER: policies[THINKER].model.state_dict()}
-    return {role: policies[role].model.state_dict() for role in ROLES}
+        first = next(iter(policies))
+        return {first: policies[first].model.state_dict()}
+    return {role: policies[role].model.state_dict() for role in policies}
 
 
 def load_role_weights(policies: dict[str, TransformersPolicy], sharing: str,

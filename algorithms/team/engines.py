@@ -1,7 +1,7 @@
 """Rollout engines: what the team samples from while it trains or is evaluated.
 
 With ``engine="transformers"`` rollouts sample from the trainable policies themselves. With
-``engine="vllm"`` each distinct trainable policy (one for both roles under ``shared``) is served
+``engine="vllm"`` each distinct trainable policy (one for every role under ``shared``) is served
 by one :class:`~agents.VLLMPolicy` holding a copy of its weights; :meth:`RolloutEngines.sync`
 loads the current weights into each engine whose policy changed since its last sync (an
 optimizer step, or a resume), once per engine.
@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from agents import VLLMPolicy
-from thinksolve_env import ROLES
 
 __all__ = ["RolloutEngines", "rollout_team", "ENGINES"]
 
@@ -46,7 +45,7 @@ class RolloutEngines:
         self.engine = engine
         self.trainable = dict(policies)
         self.weights = weights
-        self.synced_at = dict.fromkeys(ROLES, 0)  # optimizer steps the engine's weights reflect
+        self.synced_at = dict.fromkeys(self.trainable, 0)  # optimizer steps the engine's weights reflect
         self.policies = rollout_team(self.trainable, engine, seed=seed, folders=folders, **dict(vllm_args or {}))
         if engine == "transformers" and view is not None:  # e.g. sharded models generating from a gathered copy
             views = {id(p): view(p) for p in self.trainable.values()}
@@ -58,11 +57,11 @@ class RolloutEngines:
         if self.engine != "vllm":
             return
         done = set()
-        for role in ROLES:
+        for role in self.trainable:
             engine = self.policies[role]
             if id(engine) in done:
                 continue
-            sharers = [r for r in ROLES if self.policies[r] is engine]
+            sharers = [r for r in self.trainable if self.policies[r] is engine]
             if any(optimizer_steps[r] != self.synced_at[r] for r in sharers):
                 if self.weights is None:
                     engine.sync_weights(self.trainable[role])

@@ -7,7 +7,7 @@ with). Each folder loads with ``AutoModelForCausalLM.from_pretrained`` and serve
 
 Any checkpoint exports: whole or sharded (a sharded one is read at one process, its shards
 joined), written at any world size. Under ``model.sharing=lora`` each role's adapter is merged
-into the base weights, so every folder is a plain model; under ``shared`` both folders hold the
+into the base weights, so every folder is a plain model; under ``shared`` every folder holds the
 same weights (one per role, so that a role is always ``DIR/<role>``). The folder appears whole or
 not at all: it is written beside ``DIR`` and renamed into place.
 """
@@ -19,8 +19,6 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-
-from thinksolve_env import ROLES
 
 from ..runs.checkpoint import is_run, recorded_config
 from .load import load_team
@@ -43,12 +41,12 @@ def export_team(run_dir: str | os.PathLike, out: str | os.PathLike) -> dict[str,
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     try:
         folders = {}
-        for role in ROLES:
+        for role in policies:  # the team's roles, in chain order
             policies[role].save_pretrained(tmp / role)
             folders[role] = out / role
         model = recorded["config"].get("model", {})
         (tmp / "team.json").write_text(json.dumps({
-            "run": str(run.resolve()), "step": recorded["step"], "roles": {role: role for role in ROLES},
+            "run": str(run.resolve()), "step": recorded["step"], "roles": {role: role for role in policies},
             "model": model.get("name"), "solver_model": model.get("solver_name"), "sharing": model.get("sharing"),
             "lora": "merged into each role's weights" if model.get("sharing") == "lora" else None,
             "prompts": rollout.prompts if rollout is not None else None,

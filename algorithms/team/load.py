@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 from agents import TransformersPolicy
 
-from ..config import RolloutConfig, TrainerConfig, prompt_templates
+from ..config import RolloutConfig, TrainerConfig, env_options
 from ..rollout import Sampling, collect_groups
 from ..runs.checkpoint import is_run, load_checkpoint
 from .build import build_policies, restore_team
@@ -48,10 +48,11 @@ class Team(_TeamFields):
     @property
     def env_options(self) -> dict[str, Any]:
         """The :class:`~thinksolve_env.ThinkSolveEnv` options the run trained with (its prompt set:
-        ``{"prompts": prompt_templates(rollout.prompts)}``); ``{}`` (the env's default prompts) for
-        a team loaded from model names. Pass it as ``collect_groups(..., env_options=...)`` and
+        ``{"prompts": prompt_templates(rollout.prompts)}``, and its ``roles`` when the team is not
+        the default Thinker and Solver); ``{}`` (the env's default prompts) for a team loaded from
+        model names. Pass it as ``collect_groups(..., env_options=...)`` and
         ``ThinkSolveEnv(**team.env_options)``."""
-        return {"prompts": prompt_templates(self.rollout.prompts)} if self.rollout is not None else {}
+        return env_options(self.rollout) if self.rollout is not None else {}
 
     def sampling(self, seed: int | None = None, **changes: Any) -> Sampling:
         """The run's sampling settings (temperature, top-p, the roles' token budgets) seeded with

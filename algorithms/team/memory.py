@@ -312,11 +312,11 @@ def _team(config: TrainerConfig) -> _Team:
     def arch(name: str) -> Architecture:
         return architecture(name, overrides if name == "tiny" else None)
 
-    thinker, solver = "thinker_0", "solver_0"
+    roles = list(config.rollout.roles)
     base = arch(m.name)
-    solver_arch = arch(m.solver_name) if (m.sharing == "separate" and m.solver_name) else base
+    archs = {role: arch(m.name_of(role, roles)) if m.sharing == "separate" else base for role in roles}
     adapter = base.lora_params(m.lora_rank) if m.sharing == "lora" else 0
-    return _Team(m.sharing, {thinker: base, solver: solver_arch}, adapter)
+    return _Team(m.sharing, archs, adapter)
 
 
 def _sharded(config: TrainerConfig, world: int) -> bool:
@@ -341,7 +341,7 @@ def _state(config: TrainerConfig, world: int, on_gpu: bool) -> dict[str, int]:
 
     full_bytes = 4 if fsdp else b  # a full fine-tune's weights, grads and AdamW state
     if team.sharing == "lora":
-        base = team.archs["thinker_0"]
+        base = team.archs[team.roles[0]]
         frozen = split(base.params, b)
         weights = {role: split(team.adapter, 4) for role in team.roles}
         train_bytes = 4
@@ -428,7 +428,7 @@ def own_layout(config: TrainerConfig) -> str:
 
 def _context(config: TrainerConfig) -> int:
     r = config.rollout
-    return r.max_prompt_tokens + max(r.thinker_max_new_tokens, r.solver_max_new_tokens, r.rating_max_new_tokens)
+    return r.max_prompt_tokens + max(*r.budgets().values(), r.rating_max_new_tokens)
 
 
 def _layout_plan(config: TrainerConfig, world: int, gpu_memory: int | None) -> dict[str, Any]:
@@ -441,13 +441,13 @@ def _layout_plan(config: TrainerConfig, world: int, gpu_memory: int | None) -> d
     parts["weights"] = s["params"] - s["params_cpu"] + s["reference"]
     parts["gradients"] = s["grads"] - s["grads_cpu"]
     if not fsdp and world > 1:  # DDP's bucket buffers: one per wrapped model, the size of its trainable params
-        buckets = [team.adapter * 4] * 2 if lora else [a.params * b for a in team.archs.values()]
+        buckets = [team.adapter * 4] * len(team.roles) if lora else [a.params * b for a in team.archs.values()]
         parts["gradients"] += buckets[0] if team.sharing == "shared" else sum(buckets)
     parts["optimizer state"] = s["optimizer"] - s["optimizer_cpu"]
     parts["optimizer step"] = s["step"] - s["step_cpu"]
 
     # the update: one micro-batch's activations (the larger model's) and, under fsdp, the gathered layers
-    longest = max(r.thinker_max_new_tokens, r.solver_max_new_tokens)
+    longest = max(r.budgets().values())
     tokens = max(config.optim.micro_batch_tokens, r.max_prompt_tokens + longest)
     logit_tokens = min(tokens, max(config.optim.micro_batch_tokens, longest + 1))
     acts, gathered = [], []
@@ -474,7 +474,7 @@ def _layout_plan(config: TrainerConfig, world: int, gpu_memory: int | None) -> d
     notes: list[str] = []
     if r.engine == "vllm":
         tp = int(vargs.get("tensor_parallel_size", 1) or 1)
-        engines = [team.archs["thinker_0"]] if team.sharing == "shared" else list(team.archs.values())
+        engines = [team.archs[team.roles[0]]] if team.sharing == "shared" else list(team.archs.values())
         batched = int(vargs.get("max_num_batched_tokens", _VLLM_BATCHED_TOKENS))
         max_seqs = int(vargs.get("max_num_seqs", _VLLM_MAX_SEQS))
         w = [a.params * b // tp for a in engines]

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from thinksolve_env import ROLES, Problem, load_problems
+from thinksolve_env import Problem, load_problems
 
 from ..config import ConfigError, TrainerConfig
 from ..credit import resolve_grouping
@@ -60,10 +60,13 @@ def check_models(cfg: TrainerConfig) -> None:
     """The models first: a mistyped path or a hub id that cannot be loaded here is the real
     problem, to be named before any setting that depends on the model (the warm start is for the
     built-in ones) is judged."""
-    for field_name in ("name", "solver_name"):
-        if getattr(cfg.model, field_name):
+    names = [(f"model.{f}", getattr(cfg.model, f)) for f in ("name", "solver_name")]
+    role_models = cfg.model.role_models if isinstance(cfg.model.role_models, dict) else {}
+    names += [(f"model.role_models.{role}", name) for role, name in role_models.items()]
+    for field_name, name in names:
+        if isinstance(name, str) and name:
             try:
-                check_model_source(getattr(cfg.model, field_name), field=f"model.{field_name}")
+                check_model_source(name, field=field_name)
             except ValueError as e:
                 raise ConfigError(str(e)) from None
 
@@ -90,7 +93,7 @@ def check_collection(credit: Any, cfg: TrainerConfig) -> None:
     collections, that every accepted setting gives each role a non-zero advantage when its
     rewards vary."""
     K = cfg.rollout.answers_per_thought
-    for role in ROLES:
+    for role in cfg.rollout.roles:
         if resolve_grouping(credit, role) == "thought" and K < 2 and _centres_each_group(cfg):
             raise ConfigError(
                 f"credit {cfg.credit.name!r} compares each {role} answer with the other answers to the same thought, but "

@@ -57,10 +57,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from thinksolve_env import ROLES, THINKER, MathVerifier
+from thinksolve_env import MathVerifier
 
 from .. import credit as credit_registry
-from ..config import ConfigError, TrainerConfig, prompt_templates
+from ..config import ConfigError, TrainerConfig, env_options
+from ..credit.base import needs_for
 from ..evaluation import collaboration_diagnostics, evaluate
 from ..optim import estimators, losses
 from ..rollout import collect_groups
@@ -234,7 +235,7 @@ class Trainer:
         compute = getattr(torch, cfg.model.dtype)
         wrapped_by_id: dict[int, Any] = {}
         self.wrapped = {}
-        for role in ROLES:
+        for role in self.roles:
             model = self.policies[role].model
             if id(model) not in wrapped_by_id:
                 wrapped_by_id[id(model)] = self.dist.wrap(model, compute)
@@ -254,16 +255,16 @@ class Trainer:
             if self.dist.main:
                 shutil.rmtree(self.out / ENGINE_STAGING, ignore_errors=True)
         self.optimizers = {role: adamw(list(self.policies[role].parameters()), lr=cfg.optim.lr,
-                                       weight_decay=cfg.optim.weight_decay) for role in ROLES}
+                                       weight_decay=cfg.optim.weight_decay) for role in self.roles}
         # the idle role's optimizer state (and, when vLLM samples its rollouts, its weights) off the GPU
         self.idle = IdleRoles(self.optimizers,
-                              {r: self.policies[r].model for r in ROLES} if cfg.rollout.engine == "vllm" else {},
+                              {r: self.policies[r].model for r in self.roles} if cfg.rollout.engine == "vllm" else {},
                               cfg.model.device, self.roles_to_update,
                               enabled=cfg.parallel.offload_idle and cfg.schedule.mode == "alternate"
                               and not (self.dist.sharding and cfg.parallel.offload))  # (offloaded shards live on CPU)
         self.verifier = MathVerifier()
         self.step_count = 0
-        self.optimizer_steps = dict.fromkeys(ROLES, 0)
+        self.optimizer_steps = dict.fromkeys(self.roles, 0)
 
     def _stage_engine_weights(self) -> dict[str, str]:
         """Several ranks, vLLM engines: rank 0 writes each distinct policy's starting weights to
@@ -272,14 +273,14 @@ class Trainer:
         share, as they share checkpoints)."""
         root = self.out / ENGINE_STAGING
         first = {}
-        for role in ROLES:
+        for role in self.roles:
             first.setdefault(id(self.policies[role]), role)
         if self.dist.main:
             shutil.rmtree(root, ignore_errors=True)
             for role in set(first.values()):
                 self.policies[role].save_pretrained(root / role)
         self.dist.barrier()
-        return {role: str(root / first[id(self.policies[role])]) for role in ROLES}
+        return {role: str(root / first[id(self.policies[role])]) for role in self.roles}
 
     def _vllm_args(self) -> dict:
         """The vLLM engines' arguments: the models' dtype, a context as long as the rollout's
@@ -339,9 +340,9 @@ class Trainer:
 
         # 2. collect: both roles sampled; counterfactuals as the credit method requires
         groups = collect_groups(
-            problems, self.rollout_policies, group_size=r.group_size, needs=self.credit.requires,
+            problems, self.rollout_policies, group_size=r.group_size, needs=self.needs,
             verifier=self.verifier, solo_samples=r.solo_samples, answers_per_thought=r.answers_per_thought,
-            sampling=r.sampling(seed), env_options={"prompts": prompt_templates(r.prompts)},
+            sampling=r.sampling(seed), env_options=env_options(r),
             rating_stop=getattr(self.credit, "rating_stop", None),
         )
         self.last_groups = groups  # this rank's groups of the latest step (for inspection)
@@ -351,7 +352,7 @@ class Trainer:
         all_groups, offset = self._gather_outcomes(groups)
         rewards_all = self.credit(all_groups)
         n_local = sum(len(g.episodes) for g in groups)
-        rewards = {role: rewards_all[role][offset:offset + n_local] for role in ROLES}
+        rewards = {role: rewards_all[role][offset:offset + n_local] for role in self.roles}
         diag = collaboration_diagnostics(all_groups, rewards_all, estimator=cfg.optim.estimator,
                                          method=self.credit, **self._estimator_params())
         t["credit"] = time.perf_counter()
@@ -402,7 +403,7 @@ class Trainer:
         """Append the step's sample episodes to ``OUT/samples.jsonl`` (rank 0's shard of the batch):
         each role's advantage per joint episode, computed here for a role the step did not update."""
         per_episode = {}
-        for role in ROLES:
+        for role in self.roles:
             if role in advantages:
                 units, adv = advantages[role]
             else:
@@ -411,12 +412,12 @@ class Trainer:
             # (float32 advantages written with their 7 significant digits: 0.55, not 0.550000011920929)
             per_episode[role] = [float(f"{v:.7g}") for v in adv.detach().float().cpu().numpy()[unit_of].tolist()]
         write_samples(self.out, sample_rows(step, groups, rewards, per_episode, n=self.config.samples_per_write,
-                                            updated=row["updated"], timestamp=row["timestamp"]))
+                                            updated=row["updated"], timestamp=row["timestamp"], roles=self.roles))
 
     def _budget(self, role: str) -> int:
-        """The role's generation budget: the L of the Dr. GRPO aggregations (fixed, as in TRL and verl)."""
-        r = self.config.rollout
-        return r.thinker_max_new_tokens if role == THINKER else r.solver_max_new_tokens
+        """The role's generation budget (:meth:`~algorithms.config.RolloutConfig.max_new_tokens`):
+        the L of the Dr. GRPO aggregations (fixed, as in TRL and verl)."""
+        return self.config.rollout.max_new_tokens(role)
 
     def update(self, role: str, prompts: list, completions: list, advantages: torch.Tensor) -> dict[str, float]:
         """Update ``role`` on one rollout batch (:func:`~algorithms.train.update.policy_update`:
@@ -432,7 +433,20 @@ class Trainer:
 
     def roles_to_update(self, step: int) -> list[str]:
         """The roles the schedule updates at ``step`` (0-based)."""
-        return scheduled_roles(self.config.schedule, step)
+        return scheduled_roles(self.config.schedule, step, self.roles)
+
+    @property
+    def needs(self) -> frozenset[str]:
+        """The counterfactuals a step collects: the credit method's ``requires`` (for a chain of
+        more roles what it needs for that chain, :func:`algorithms.credit.needs_for`)."""
+        if len(self.roles) == 2:
+            return self.credit.requires
+        return needs_for(self.credit, self.roles)
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """The team's roles in chain order (``rollout.roles``)."""
+        return tuple(self.config.rollout.roles)
 
     def _estimator_params(self) -> dict:
         return {"scale": self.config.optim.scale} if self.config.optim.estimator == "grpo" else {}
@@ -448,17 +462,20 @@ class Trainer:
 
     def _metrics_row(self, step: int, groups: Any, rewards: dict, diag: dict, role_metrics: dict, t: dict) -> dict:
         row: dict[str, Any] = {"step": step + 1, "updated": sorted(role_metrics)}
-        for role in ROLES:
+        roles = self.roles
+        for role in roles:
             row[f"reward_{role}"] = float(np.mean(rewards[role]))
         row.update(diag)
-        row["accuracy_solver_0"] = diag["joint_accuracy"]
+        # the accuracy of the text each role hands on: the last role's answer (the team's), and the
+        # text before it verified on its own (the last role removed) when that was collected
+        row[f"accuracy_{roles[-1]}"] = diag["joint_accuracy"]
         if "no_solver_accuracy" in diag:
-            row["accuracy_thinker_0"] = diag["no_solver_accuracy"]
+            row[f"accuracy_{roles[-2]}"] = diag["no_solver_accuracy"]
         row.update({f"credit_{k}": v for k, v in getattr(self.credit, "metrics", {}).items()})
         # every role's update metrics in every row (null for a role the step did not update), so
         # that all rows of a run have the same keys; the updated role(s) name them
         keys = list(dict.fromkeys(k for m in role_metrics.values() for k in m))
-        for role in ROLES:
+        for role in roles:
             row.update({f"{k}_{role}": role_metrics.get(role, {}).get(k) for k in keys})
         first = role_metrics.get(sorted(role_metrics)[0]) if role_metrics else {}
         for k in ("loss", "kl", "clip_frac"):
@@ -547,7 +564,8 @@ class Trainer:
     # ------------------------------------------------------------------ evaluation
 
     def evaluate(self, data: str | list, *, samples: int | None = None, temperature: float | None = None) -> dict:
-        """Accuracy with and without the Thinker on ``data`` (see :func:`algorithms.evaluate`),
+        """Accuracy with and without the Thinker on ``data`` (a team of more than two roles: with
+        and without each role; see :func:`algorithms.evaluate`),
         verified by the trainer's own verifier (its worker pool, started once per run), with the
         run's seed and rollout settings; the result also names its ``data`` (the source, or
         ``None`` for a problem list) and ``sampling["engine"]``."""
@@ -569,7 +587,10 @@ class Trainer:
         if self.metrics is not None:
             self.metrics.write({"step": self.step_count, "time": utc_time(),
                                 "remove": None, **result}, EVALS)
-            if self.log:
+            if self.log and "removed" in result:  # a team of more than two roles
+                self.log(f"eval @ step {self.step_count}: joint {result['joint_accuracy']:.1%}, "
+                         + ", ".join(f"without {r} {v:.1%}" for r, v in result["removed"].items()))
+            elif self.log:
                 self.log(f"eval @ step {self.step_count}: joint {result['joint_accuracy']:.1%}, "
                          f"Thinker removed {result['solo_accuracy']:.1%}")
 
