@@ -21,6 +21,15 @@ generations, as the credit comparison does).
         [--flat 8x1] [--tree 4x2] [--plugin FILE] [--out DIR] [--workers 2]
         [--policy tabular|tiny|smollm2-135m]
 
+Chains of N roles (``--games relay-chain free-rider complements substitutes``, or ``--games
+chains`` for the four; ``NAME:key=value,...`` sets a chain's parameters, e.g.
+``relay-chain:length=4``): the same scores per role, keyed by role name
+(``<role>_sign_accuracy``, ``<role>_credit_mean``, ``<role>_bonus_mean``, ``<role>_advantage_mean``,
+...), each row with ``roles`` (the chain length) and the method's replay cost
+(``replay_generations_per_episode``, ``last_role_generations_per_problem``); methods defined for
+two roles only (``sepo``, ``ccpo-normalized``) are skipped there. A run of chains alone writes
+``credit_fidelity_chains.*`` unless ``--name`` says otherwise.
+
 (also ``thinksolve bench fidelity ...``). Method names as in the credit comparison
 (``shared``, ``ccpo-event``, ``ccpo-margin``, ``ccpo-normalized``, ``ccpo-value``, ``sepo``,
 ``difference``, ``shapley``, ``tree``, or any registered name; ``--plugin`` loads yours).
@@ -58,6 +67,9 @@ DEFAULT_GAMES = ["helpful-harmful", "lazy-thinker", "climbing", "two-step", "sig
 DEFAULT_METHODS = ["shared", "ccpo-event", "ccpo-margin", "ccpo-normalized", "ccpo-value", "sepo", "difference",
                    "shapley", "tree"]
 DEFAULT_ESTIMATORS = ["grpo", "dr_grpo", "rloo", "reinforce++"]
+CHAINS = ["relay-chain", "free-rider", "complements", "substitutes"]
+CHAIN_COLUMNS = ["game", "roles", "collection", "method", "estimator", "success_after", "success_after_ci95",
+                 "reach_optimum", "last_role_generations_per_problem", "replay_generations_per_episode"]
 COLUMNS = ["game", "collection", "method", "estimator", "thinker_sign_accuracy", "thinker_sign_accuracy_ci95",
            "thinker_spearman", "thinker_grad_cosine", "solver_sign_accuracy", "solver_grad_cosine", "success_after",
            "success_after_ci95", "reach_optimum", "solver_generations"]
@@ -103,6 +115,59 @@ def collection(text: str, name: str, solo: int):
 # --------------------------------------------------------------------------- tabular grid
 
 
+def game_spec(text: str) -> tuple[str, dict]:
+    """``relay-chain`` or ``relay-chain:length=4,states=2`` → (name, params)."""
+    name, _, rest = text.partition(":")
+    params = {}
+    for item in filter(None, rest.split(",")):
+        k, _, v = item.partition("=")
+        try:
+            params[k] = int(v)
+        except ValueError:
+            params[k] = float(v)
+    return name, params
+
+
+def is_chain(text: str) -> bool:
+    from thinksolve_env.games import CHAIN_GAMES
+
+    return game_spec(text)[0] in CHAIN_GAMES
+
+
+def make_any_game(text: str, noise: float = 0.0):
+    """The two-role game or the chain named by ``text`` (``--noise`` applies to both)."""
+    from thinksolve_env.games import make_chain, make_game
+
+    name, params = game_spec(text)
+    if noise:
+        params.setdefault("noise", noise)
+    return (make_chain if is_chain(text) else make_game)(name, **params)
+
+
+def chain_methods(text: str, methods: list[str]) -> tuple[list[str], list[str]]:
+    """(methods that run on the chain ``text``, methods that do not: the two-role-only built-ins,
+    which say so through ``needs_for``, and any registered method that fails on a small batch of
+    the chain)."""
+    import numpy as np
+
+    from algorithms.lab import chain_needs, chain_outcomes, needed_coalitions
+    from thinksolve_env.games import sample_chain
+
+    game = make_any_game(text)
+    ok, skipped = [], []
+    for m in methods:
+        method = method_spec(m).make()
+        try:
+            need = chain_needs(method, game.roles)
+            batch = sample_chain(game, game.uniform(), np.random.default_rng(0), groups=2, episodes=2, samples=2,
+                                 coalitions=needed_coalitions(need, game.roles))
+            method(chain_outcomes(batch))
+            ok.append(m)
+        except Exception:  # any failure on the chain: the method does not run there
+            skipped.append(m)
+    return ok, skipped
+
+
 def _worker_init(plugins: list[str]) -> None:
     import torch
 
@@ -118,23 +183,37 @@ def run_part(task: dict) -> dict:
     (``task["part"] == "fidelity"``: they share their sampled batches), or the learning rows of
     the methods in ``task["methods"]`` (each learning cell draws its own random streams, so the
     methods of a game can run apart)."""
-    from algorithms.lab import fidelity_scores, learning_runs
-    from thinksolve_env.games import make_game
+    from algorithms.lab import chain_fidelity_scores, chain_learning_runs, fidelity_scores, learning_runs
 
     t0, c0 = time.perf_counter(), time.process_time()
-    game = make_game(task["game"], **task["game_params"])
+    game = make_any_game(task["game"], task["noise"])
     specs = [method_spec(m) for m in task["methods"]]
     ests = [estimator_spec(e) for e in task["estimators"]]
     colls = [collection(task["flat"], "flat", task["solo"]), collection(task["tree"], "tree", task["solo"])]
-    if task["part"] == "fidelity":
+    if is_chain(task["game"]):
+        if task["part"] == "fidelity":
+            rows = chain_fidelity_scores(game, specs, ests, colls, batches=task["batches"],
+                                         problems_per_batch=task["problems"], seed=task["seed"],
+                                         policy_scale=task["policy_scale"])
+        else:
+            rows = chain_learning_runs(game, specs, ests, colls, seeds=task["seeds"], updates=task["updates"],
+                                       problems_per_batch=task["learn_problems"], lr=task["lr"], seed=task["seed"],
+                                       optimum_tol=task["optimum_tol"])
+        for r in rows:
+            r["game"] = task["game"]
+    elif task["part"] == "fidelity":
         rows = fidelity_scores(game, specs, ests, colls, batches=task["batches"], problems_per_batch=task["problems"],
                                seed=task["seed"], policy_scale=task["policy_scale"], rater_accuracy=task["rater_accuracy"])
     else:
         rows = learning_runs(game, specs, ests, colls, seeds=task["seeds"], updates=task["updates"],
                              problems_per_batch=task["learn_problems"], lr=task["lr"], seed=task["seed"],
                              rater_accuracy=task["rater_accuracy"], optimum_tol=task["optimum_tol"])
+    if not is_chain(task["game"]):
+        for r in rows:
+            r.setdefault("roles", 2)
     return {"game": task["game"], "slot": task["slot"], "part": task["part"], "rows": rows, "seconds": time.perf_counter() - t0,
-            "cpu_seconds": time.process_time() - c0, "optimum": game.optimum(), "description": game.description}
+            "cpu_seconds": time.process_time() - c0, "optimum": game.optimum(), "description": game.description,
+            "roles": list(getattr(game, "roles", ("thinker_0", "solver_0"))), "skipped": task.get("skipped", [])}
 
 
 def _join(game: str, parts: list[dict]) -> dict:
@@ -144,6 +223,7 @@ def _join(game: str, parts: list[dict]) -> dict:
     by = {key(r): r for p in parts if p["part"] == "learning" for r in p["rows"]}
     rows = [{**r, **by[key(r)]} for r in fid]
     return {"game": game, "rows": rows, "optimum": parts[0]["optimum"], "description": parts[0]["description"],
+            "roles": parts[0]["roles"], "skipped_methods": parts[0].get("skipped", []),
             "fidelity_seconds": sum(p["seconds"] for p in parts if p["part"] == "fidelity"),
             "learning_seconds": sum(p["seconds"] for p in parts if p["part"] == "learning"),
             "cpu_seconds": sum(p["cpu_seconds"] for p in parts)}
@@ -155,9 +235,11 @@ def run_grid(args) -> tuple[list[dict], dict]:
     evenly; the rows are the same as running each game whole."""
     base = {k: getattr(args, k) for k in ("methods", "estimators", "flat", "tree", "solo", "batches", "problems", "seed",
                                           "policy_scale", "rater_accuracy", "seeds", "updates", "learn_problems", "lr",
-                                          "optimum_tol")}
-    params = {"noise": args.noise} if args.noise else {}
-    games = [{**base, "game": g, "game_params": params, "slot": i} for i, g in enumerate(args.games)]
+                                          "optimum_tol", "noise")}
+    games = []
+    for i, g in enumerate(args.games):
+        methods, skipped = chain_methods(g, args.methods) if is_chain(g) else (args.methods, [])
+        games.append({**base, "game": g, "methods": methods, "skipped": skipped, "slot": i})
     tasks = [{**t, "part": "learning", "methods": [m]} for t in games for m in t["methods"]]
     tasks += [{**t, "part": "fidelity"} for t in games]
     t0 = time.perf_counter()
@@ -172,8 +254,9 @@ def run_grid(args) -> tuple[list[dict], dict]:
     results = [_join(g, [p for p in parts if p["slot"] == i]) for i, g in enumerate(args.games)]
     rows = [r for res in results for r in res["rows"]]
     info = {"grid_seconds": wall, "grid_cpu_seconds": sum(res["cpu_seconds"] for res in results), "workers": args.workers,
-            "games": {res["game"]: {k: res[k] for k in ("optimum", "description", "fidelity_seconds", "learning_seconds",
-                                                        "cpu_seconds")} for res in results}}
+            "games": {res["game"]: {k: res[k] for k in ("optimum", "description", "roles", "skipped_methods",
+                                                        "fidelity_seconds", "learning_seconds", "cpu_seconds")}
+                      for res in results}}
     return rows, info
 
 
@@ -185,14 +268,16 @@ def _ci(lo_hi) -> str:
     return "—" if lo is None or (isinstance(lo, float) and math.isnan(lo)) else f"[{lo:.3f}, {hi:.3f}]"
 
 
-def display_rows(rows: list[dict]) -> list[dict]:
+def display_rows(rows: list[dict], columns: list[str] = COLUMNS) -> list[dict]:
     out = []
     for r in rows:
         d = {}
-        for c in COLUMNS:
+        for c in columns:
             v = r.get(c)
             if c.endswith("_ci95"):
                 d[c] = _ci(v) if v is not None else "—"
+            elif v is None:
+                d[c] = "—"
             elif isinstance(v, float):
                 d[c] = "—" if math.isnan(v) else f"{v:.3f}"
             else:
@@ -250,6 +335,99 @@ def plot(rows: list[dict], estimator: str, path: Path) -> Path | None:
             if row == 0:
                 ax.axvline(0.5, color="gray", lw=0.8)
     fig.suptitle(f"credit fidelity ({estimator}); blue flat, orange tree; bars 95% intervals")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=80)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def _pm(v, ci) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "—"
+    if not ci or ci[0] is None or (isinstance(ci[0], float) and math.isnan(ci[0])):
+        return f"{v:+.3f}"
+    return f"{v:+.3f} ± {(ci[1] - ci[0]) / 2:.3f}"
+
+
+def chain_notes(rows: list[dict], estimator: str, games_info: dict) -> list[str]:
+    """Per chain game under ``estimator``: each role's credit mean (± the 95% half-width) and sign
+    accuracy per method and collection, the exact Shapley value and marginal of each role at the
+    drawn policies, learning, and each method's replay cost."""
+    notes = []
+    for game in dict.fromkeys(r["game"] for r in rows if r.get("roles", 2) > 2 or "role_names" in r):
+        sel = [r for r in rows if r["game"] == game and r["estimator"] == estimator]
+        if not sel:
+            continue
+        roles = sel[0]["role_names"]
+        cols = ["method", "collection", *[f"{r} credit" for r in roles], *[f"{r} sign acc." for r in roles],
+                "success after", "reach opt.", "replays/episode", "last-role gens/problem"]
+        table = []
+        for r in sel:
+            d = {"method": r["method"], "collection": r["collection"]}
+            for role in roles:
+                d[f"{role} credit"] = _pm(r.get(f"{role}_credit_mean"), r.get(f"{role}_credit_mean_ci95"))
+                acc = r.get(f"{role}_sign_accuracy")
+                d[f"{role} sign acc."] = "—" if acc is None else f"{acc:.3f}"
+            d["success after"] = _pm(r.get("success_after"), r.get("success_after_ci95")).lstrip("+")
+            d["reach opt."] = f"{r['reach_optimum']:.2f}" if r.get("reach_optimum") is not None else "—"
+            d["replays/episode"] = f"{r['replay_generations_per_episode']:g}"
+            d["last-role gens/problem"] = r["last_role_generations_per_problem"]
+            table.append(d)
+        flat = next(r for r in sel if r["collection"].startswith("flat"))
+        exact = ", ".join(f"{role} φ {flat[f'{role}_exact_shapley']:+.3f} / Δ {flat[f'{role}_exact_marginal']:+.3f}"
+                          for role in roles)
+        info = games_info.get(game, {})
+        skipped = info.get("skipped_methods") or []
+        notes.append(f"## {game} ({len(roles)} roles: {' → '.join(roles)}) under {estimator}\n\n"
+                     f"{info.get('description', '')}. Exact values at the drawn policies (flat batches, mean): "
+                     f"v(N) {flat['exact_value']:+.3f}; {exact}. Credit: the method's reward per joint episode "
+                     "(batch means ± 95% half-width); sign accuracy against the role's exact advantage (— where "
+                     "every action of the role is worth the same)."
+                     + (f" Not run on this chain (two roles only): {', '.join(skipped)}." if skipped else "")
+                     + f"\n\n{markdown_table(cols, table)}")
+    return notes
+
+
+def chain_plot(rows: list[dict], estimator: str, path: Path) -> Path | None:
+    """One panel per chain game: each method's credit mean per role (flat collection, 95% bars),
+    the exact Shapley value (black tick) and marginal (red tick) of each role."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed (pip install 'thinksolve[bench]'): no plot", file=sys.stderr)
+        return None
+    sel = [r for r in rows if "role_names" in r and r["estimator"] == estimator and r["collection"].startswith("flat")]
+    games = list(dict.fromkeys(r["game"] for r in sel))
+    if not games:
+        return None
+    fig, axes = plt.subplots(1, len(games), figsize=(4.2 * len(games), 3.8), squeeze=False)
+    for ax, game in zip(axes[0], games):
+        gr = [r for r in sel if r["game"] == game]
+        roles, methods = gr[0]["role_names"], [r["method"] for r in gr]
+        width = 0.8 / len(methods)
+        for i, r in enumerate(gr):
+            xs = [j + (i - (len(methods) - 1) / 2) * width for j in range(len(roles))]
+            vals = [r[f"{role}_credit_mean"] for role in roles]
+            errs = [(r[f"{role}_credit_mean_ci95"][1] - r[f"{role}_credit_mean_ci95"][0]) / 2 for role in roles]
+            ax.bar(xs, vals, width, yerr=errs, label=r["method"], alpha=0.85)
+        for j, role in enumerate(roles):
+            ax.hlines(gr[0][f"{role}_exact_shapley"], j - 0.45, j + 0.45, colors="black", lw=1.5)
+            ax.hlines(gr[0][f"{role}_exact_marginal"], j - 0.45, j + 0.45, colors="red", lw=1, linestyles="dashed")
+        ax.axhline(0, color="gray", lw=0.6)
+        ax.set_xticks(range(len(roles)))
+        ax.set_xticklabels(roles, fontsize=8)
+        ax.set_title(game, fontsize=9)
+        ax.grid(alpha=0.3, axis="y")
+    axes[0][0].set_ylabel("credit per episode (mean)")
+    axes[0][-1].legend(fontsize=7, loc="best")
+    fig.suptitle(f"chains: each method's credit per role ({estimator}, flat); black: exact Shapley, red dashed: "
+                 "exact marginal", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
@@ -344,17 +522,27 @@ def build_parser() -> argparse.ArgumentParser:
                     help="prompt set of the rating prompts (default: the preset's)")
     ap.add_argument("--mc-answers", type=int, default=32, help="independent Solver answers per thought for Q (>= 32)")
     ap.add_argument("--out", default=str(RESULTS), help="results directory (default benchmarks/results)")
-    ap.add_argument("--name", default="credit_fidelity", help="results file stem")
+    ap.add_argument("--name", help="results file stem (default credit_fidelity; credit_fidelity_chains for chains alone)")
     ap.add_argument("overrides", nargs="*", metavar="field=value", help="--policy tiny|smollm2-135m: preset overrides")
     return ap
 
 
 def _check(args) -> None:
-    from thinksolve_env.games import GAMES
+    from thinksolve_env.games import CHAIN_GAMES, GAMES
 
+    args.games = [g for name in args.games for g in (CHAINS if name == "chains" else [name])]
     for g in args.games:
-        if g not in GAMES:
-            raise ValueError(f"unknown game {g!r}; available: {', '.join(GAMES)}")
+        name = game_spec(g)[0]
+        if name not in GAMES and name not in CHAIN_GAMES:
+            raise ValueError(f"unknown game {name!r}; available: {', '.join([*GAMES, *CHAIN_GAMES])}, chains")
+        try:
+            make_any_game(g, args.noise)
+        except TypeError as e:
+            raise ValueError(str(e)) from None
+        if is_chain(g) and not chain_methods(g, args.methods)[0]:
+            raise ValueError(f"none of the methods {args.methods} is defined for the chain {g!r}")
+    if args.name is None:
+        args.name = "credit_fidelity_chains" if all(is_chain(g) for g in args.games) else "credit_fidelity"
     for name, lo in (("seeds", 1), ("batches", 1), ("problems", 1), ("updates", 1), ("learn_problems", 1), ("solo", 1)):
         if getattr(args, name) < lo:
             raise ValueError(f"--{name.replace('_', '-')} must be >= {lo}, got {getattr(args, name)}")
@@ -392,14 +580,21 @@ def main(argv: list[str] | None = None) -> int:
     est0 = estimator_spec(args.estimators[0])
     est_label = est0[0] if not est0[1] else None
     est_label = est_label or rows[0]["estimator"]
-    png = plot(rows, est_label, out / f"{args.name}_plot.png") if args.policy == "tabular" else None
+    two = [r for r in rows if r.get("roles", 2) == 2 and "role_names" not in r]
+    chain_rows = [r for r in rows if "role_names" in r]
+    png = None
+    if args.policy == "tabular":
+        png = plot(two, est_label, out / f"{args.name}_plot.png") if two else \
+            chain_plot(chain_rows, est_label, out / f"{args.name}_plot.png")
     notes = []
     if args.policy == "tabular":
-        cols, tab = pivot(rows, "thinker_sign_accuracy", est_label)
-        cols2, tab2 = pivot(rows, "success_after", est_label)
-        notes.append(f"## Thinker sign accuracy under {est_label} (± 95% half-width)\n\n{markdown_table(cols, tab)}")
-        notes.append(f"## Team success after {args.updates} updates under {est_label} ({args.seeds} seeds)\n\n"
-                     f"{markdown_table(cols2, tab2)}")
+        if two:
+            cols, tab = pivot(two, "thinker_sign_accuracy", est_label)
+            cols2, tab2 = pivot(two, "success_after", est_label)
+            notes.append(f"## Thinker sign accuracy under {est_label} (± 95% half-width)\n\n{markdown_table(cols, tab)}")
+            notes.append(f"## Team success after {args.updates} updates under {est_label} ({args.seeds} seeds)\n\n"
+                         f"{markdown_table(cols2, tab2)}")
+        notes += chain_notes(chain_rows, est_label, info["games"])
         notes.append(f"Grid: {info['grid_seconds']:.0f} s wall on {args.workers} worker(s), {info['grid_cpu_seconds']:.0f} s "
                      f"of CPU time in the workers (one torch thread each; re-measure the wall time on an idle machine). Optima: "
                      + ", ".join(f"{g} {v['optimum']:.3f}" for g, v in info["games"].items())
@@ -421,8 +616,8 @@ def main(argv: list[str] | None = None) -> int:
                              f"{c['budget']['rating_thinker']['tokens'] + c['budget']['rating_solver']['tokens']}; "
                              f"parse outcomes {c['rating_reasons']}")
     command = shlex.join(["python", "benchmarks/credit_fidelity.py", *(sys.argv[1:] if argv is None else argv)])
-    columns = [c for c in COLUMNS if any(c in r for r in rows)]
-    table = write_results(args.name, columns, display_rows(rows), notes="\n\n".join(notes), command=command,
+    columns = [c for c in dict.fromkeys([*COLUMNS, *(CHAIN_COLUMNS if chain_rows else [])]) if any(c in r for r in rows)]
+    table = write_results(args.name, columns, display_rows(rows, columns), notes="\n\n".join(notes), command=command,
                           extra={"raw_rows": rows, **info,
                                  "settings": {k: v for k, v in vars(args).items() if k != "overrides"}})
     # ``rows`` of the JSON are the raw numbers (intervals as [low, high]); the Markdown shows them rounded

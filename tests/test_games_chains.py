@@ -281,3 +281,127 @@ def test_per_group_tables_and_exact_advantages_of_sampled_actions():
         sample_chain(g, [p[0] for p in pis], np.random.default_rng(0), groups=2, episodes=5, branches=2)
     with pytest.raises(ValueError, match="needs samples >= 1"):
         sample_chain(g, [p[0] for p in pis], np.random.default_rng(0), groups=2, episodes=1, samples=0)
+
+
+# --------------------------------------------------------------------------- the N-role lab (algorithms.lab.chains)
+
+
+def _specs():
+    from algorithms.lab import MethodSpec
+
+    return [MethodSpec("shared", "shared"), MethodSpec("ccpo-event", "ccpo", {"variant": "event"}),
+            MethodSpec("ccpo-margin", "ccpo", {"variant": "margin"}), MethodSpec("ccpo-value", "ccpo", {"variant": "value"}),
+            MethodSpec("difference", "difference"), MethodSpec("shapley", "shapley")]
+
+
+def test_chain_costs_and_needed_coalitions():
+    from algorithms import credit
+    from algorithms.lab import FLAT, chain_cost, chain_needs, needed_coalitions
+
+    roles = (T, "rider_0", S)
+    assert chain_needs(credit.get("shared"), roles) == frozenset()
+    drop = needed_coalitions(chain_needs(credit.get("difference"), roles), roles)
+    assert drop == [fs(T, "rider_0"), fs(T, S), fs("rider_0", S)]
+    every = needed_coalitions(chain_needs(credit.get("shapley"), roles), roles)
+    assert len(every) == 6
+    with pytest.raises(ValueError, match="two roles"):
+        chain_needs(credit.get("ccpo", variant="normalized"), roles)
+    # flat 8x1, m = 4: drop replays S on the rider-less prefix (8), and 4 plays of {rider, S}
+    cost = chain_cost(roles, drop, FLAT)
+    assert cost["replay_generations_per_episode"] == 2 and cost["last_role_generations_per_problem"] == 20
+    cost = chain_cost(roles, every, FLAT)
+    assert cost["replay_generations_per_episode"] == 3 and cost["last_role_generations_per_problem"] == 24
+    assert chain_cost(roles, [], FLAT)["generations_per_problem"] == 24
+
+
+def test_credit_on_a_chain_batch_averages_to_the_exact_values():
+    """difference's mean credit is the exact marginal, sampled Shapley's the exact Shapley value
+    (and it is efficient episode by episode); on the free rider shared pays the team's value,
+    difference ≈ 0."""
+    from algorithms import credit
+    from algorithms.lab import chain_outcomes
+
+    g = make_chain("free-rider")
+    pis = random_tables(g, seed=20)
+    ex = chain_values(g, pis)
+    b = sample_chain(g, pis, np.random.default_rng(21), groups=4000, episodes=4, samples=4)
+    out = chain_outcomes(b)
+    assert out.roles == g.roles and len(out) == 4000
+    R = b.reward.reshape(-1)
+    shared, diff, shap = (credit.get(m)(out) for m in ("shared", "difference", "shapley"))
+    np.testing.assert_allclose(sum(shap[r] for r in g.roles), R + 1, atol=1e-12)  # efficiency, per episode
+    for role in g.roles:
+        np.testing.assert_array_equal(shared[role], R)
+        for got, want in ((diff[role], ex.marginal[role]), (shap[role], ex.shapley[role])):
+            se = got.reshape(4000, 4).mean(1).std() / np.sqrt(4000)
+            assert abs(got.mean() - float(want)) < 4 * se + 1e-9, (role, got.mean(), float(want))
+    rider = "rider_0"
+    assert abs(shared[rider].mean() - float(ex.J)) < 0.05 and abs(float(ex.J)) > 0.1
+    assert abs(diff[rider].mean()) < 0.03
+
+
+def test_chain_fidelity_rows_carry_roles_and_per_role_scores():
+    from algorithms.lab import FLAT, TREE, chain_fidelity_scores
+
+    g = make_chain("substitutes")
+    rows = chain_fidelity_scores(g, _specs(), [("grpo", {}), ("rloo", {})], (FLAT, TREE), batches=40, problems_per_batch=2)
+    assert len(rows) == 2 * 6 * 2
+    for r in rows:
+        assert r["roles"] == 3 and r["role_names"] == list(g.roles)
+        for role in g.roles:
+            for key in ("sign_accuracy", "spearman", "grad_cosine", "credit_mean", "bonus_mean", "advantage_mean",
+                        "advantage_rms", "exact_shapley", "exact_marginal"):
+                assert f"{role}_{key}" in r, (role, key)
+        # a substitute's actions are all worth the same: nothing to rank, no gradient to point at
+        assert r["thinker_0_sign_accuracy"] is None and r["thinker_0_grad_cosine"] is None
+        assert r["solver_0_sign_accuracy"] > 0.6
+        assert r["thinker_0_exact_marginal"] == pytest.approx(0, abs=1e-12)
+    by = {(r["collection"], r["method"], r["estimator"]): r for r in rows}
+    shared, diff = by[("flat 8x1", "shared", "grpo")], by[("flat 8x1", "difference", "grpo")]
+    assert shared["thinker_0_credit_mean"] == shared["solver_0_credit_mean"] and shared["thinker_0_bonus_mean"] == 0
+    lo, hi = diff["thinker_1_credit_mean_ci95"]
+    assert lo < 0 < hi
+    assert shared["replay_generations_per_episode"] == 0 and by[("flat 8x1", "shapley", "grpo")][
+        "replay_generations_per_episode"] == 3
+    assert by[("tree 4x2", "shared", "grpo")]["last_role_generations_per_problem"] == 8
+
+
+def test_chain_learning_improves_and_is_reproducible():
+    from algorithms.lab import FLAT, chain_learning_runs
+
+    g = make_chain("substitutes")
+    specs = _specs()[:1] + _specs()[4:5]
+    a = chain_learning_runs(g, specs, [("grpo", {})], (FLAT,), seeds=20, updates=15)
+    b = chain_learning_runs(g, specs, [("grpo", {})], (FLAT,), seeds=20, updates=15)
+    assert [r["success_after"] for r in a] == [r["success_after"] for r in b]
+    start = float(chain_values(g, g.uniform()).success)
+    for r in a:
+        assert r["roles"] == 3 and r["success_after"] > start + 0.2 and r["optimum"] == pytest.approx(0.9)
+    assert a[0]["last_role_generations"] == 8 * 2 * 15 and a[1]["last_role_generations"] == 20 * 2 * 15
+
+
+def test_the_benchmark_runs_the_chains(tmp_path):
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import credit_fidelity
+
+    rc = credit_fidelity.main(["--games", "free-rider", "relay-chain:length=4", "--methods", "shared", "difference",
+                               "sepo", "--estimators", "grpo", "--batches", "4", "--seeds", "3", "--updates", "2",
+                               "--workers", "1", "--out", str(tmp_path)])
+    assert rc == 0
+    record = json.loads((tmp_path / "credit_fidelity_chains.json").read_text())
+    rows = record["rows"]
+    assert {(r["game"], r["roles"]) for r in rows} == {("free-rider", 3), ("relay-chain:length=4", 4)}
+    assert {r["method"] for r in rows} == {"shared", "difference"}  # sepo is defined for two roles only
+    assert record["games"]["free-rider"]["skipped_methods"] == ["sepo"]
+    r = rows[0]
+    assert {"rider_0_sign_accuracy", "rider_0_credit_mean", "rider_0_advantage_mean", "success_after",
+            "replay_generations_per_episode", "last_role_generations_per_problem"} <= set(r)
+    md = (tmp_path / "credit_fidelity_chains.md").read_text()
+    assert "## free-rider (3 roles: thinker_0 → rider_0 → solver_0)" in md and "relay_1 credit" in md
+    assert (tmp_path / "credit_fidelity_chains_plot.png").stat().st_size > 1000
+    assert credit_fidelity.main(["--games", "free-rider:riders=0", "--out", str(tmp_path)]) == 2
+    assert credit_fidelity.main(["--games", "free-rider", "--methods", "sepo", "--out", str(tmp_path)]) == 2

@@ -5,5 +5,8 @@ The lab sits outside the core: it uses only the public API of ``algorithms`` (pa
 names; the credit methods' ``per_group`` and the estimators' ``group_local`` for its speed) and
 nothing in the core imports it (``tests/test_lab_boundary.py``)."""
 
+from . import chains, fidelity
+from .chains import *  # noqa: F403
 from .fidelity import *  # noqa: F403
-from .fidelity import __all__  # noqa: F401
+
+__all__ = [*fidelity.__all__, *chains.__all__]
