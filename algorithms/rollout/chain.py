@@ -30,15 +30,12 @@ generations, tokens and verifier calls; a coalition's entry also says its genera
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from agents import Completion
 
 from .episodes import Collected, Episode, EpisodeGroup
 from .needs import RATINGS, chain_coalitions, coalition_label
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .collect import _Collection
 
 __all__ = ["collect_chain"]
 
@@ -73,9 +70,10 @@ def _next_present(roles: tuple[str, ...], coalition: frozenset, after: int) -> i
     return None
 
 
-def collect_chain(c: _Collection, roles: tuple[str, ...]) -> Collected:
-    """Collect ``c``'s joint episodes and counterfactual replays for the chain ``roles`` (see
-    the module docstring)."""
+def collect_chain(c: Any, roles: tuple[str, ...]) -> Collected:
+    """Collect the joint episodes and counterfactual replays of ``c`` (the collection's settings
+    and state, as ``collect_groups`` builds them: env, problems, policies, n, m, K, need,
+    sampling, counting verifier) for the chain ``roles`` (see the module docstring)."""
     env, problems, n, m, K = c.env, c.problems, c.n, c.m, c.K
     if RATINGS in c.need:
         raise ValueError(f"collect_groups: ratings (SEPO) are defined for two roles, not for the chain {list(roles)}")
