@@ -571,7 +571,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.policy == "tabular":
         print(f"{len(args.games)} games x {len(args.methods)} methods x {len(args.estimators)} estimators x 2 collections; "
               f"{args.batches} batches per fidelity cell, {args.seeds} seeds x {args.updates} updates per learning cell; "
-              f"{args.workers} worker(s)", flush=True)
+              f"{args.workers} worker(s)" + ("; on the chains, methods defined for two roles only are skipped"
+                                              if any(is_chain(g) for g in args.games) else ""), flush=True)
         rows, info = run_grid(args)
     else:
         rows, info = run_real(args)
