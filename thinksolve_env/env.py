@@ -5,16 +5,30 @@
 | Actions            | text (`str`)                                                    |
 | Parallel API       | yes, turn-based (`parallel_env`)                                |
 | Manual control     | no                                                              |
-| Agents             | `agents = ["thinker_0", "solver_0"]`                            |
-| Number of agents   | 2                                                               |
+| Agents             | `agents = list(roles)`, default `["thinker_0", "solver_0"]`     |
+| Number of agents   | N = `len(roles)` >= 2 (default 2), a chain in turn order       |
 | Action space       | `UnicodeText(max_length=role limit)`                            |
 | Observation space  | `Dict(problem=UnicodeText, thought=UnicodeText)`                |
 | Reward             | verifier reward, +1 correct / −1 wrong, to every acting agent   |
 
-Two LLM agents collaborate on one math problem. The **Thinker** (`thinker_0`) writes a thought
-(approach, observations, intermediate results; no final answer). The **Solver** (`solver_0`)
-reads the problem and the thought and writes an answer ending in `\\boxed{...}`. A verifier
-compares the last boxed answer with the reference and both agents receive R = ±1.
+Two LLM agents (by default; see *Chains of N roles* for more) collaborate on one math problem.
+The **Thinker** (`thinker_0`) writes a thought (approach, observations, intermediate results;
+no final answer). The **Solver** (`solver_0`) reads the problem and the thought and writes an
+answer ending in `\\boxed{...}`. A verifier compares the last boxed answer with the reference
+and both agents receive R = ±1.
+
+### Chains of N roles (`roles=`, METHOD.md §10)
+`roles` names the team in chain order, e.g. `("planner_0", "critic_0", "solver_0")`; the default
+`("thinker_0", "solver_0")` is the two-role game above, bit for bit. Position 0 writes a thought
+with the Thinker's templates, each middle position reads the problem and the messages of the
+present roles before it and writes a thought for the next (`relay_*` templates, no final
+answer), and the last position writes the boxed answer with the Solver's templates (`solo_*`
+when no predecessor is present). Every agent gets the same reward; `infos[agent]["role"]` is
+`"thinker"`, `"relay"` or `"solver"` by position. With N >= 3 a role's `thought` is every
+present predecessor's message, one trailing box stripped, labelled by its role in chain order
+(`PromptSet.relay_message`) and the whole kept within `solver_thought_chars` (long messages cut
+to equal shares); `env.shown[agent]` holds the text each agent was shown this episode ("" for one
+that was shown nothing).
 
 ### Chat prompts
 A policy never builds a prompt: when it is an agent's turn, `infos[agent]["messages"]` holds its
@@ -24,15 +38,21 @@ the thought reaches the Solver, one trailing `\\boxed{...}` is stripped from it 
 
 ### Observations
 `{"problem": str, "thought": str}` — the thought is empty for the Thinker and for a solo
-Solver. PettingZoo's test suite checks the `"observation"` key of a Dict space for dtype; this
-one has none, so the text fields pass `api_test`.
+Solver (with N roles: what the agent is shown, `env.shown[agent]`). PettingZoo's test suite
+checks the `"observation"` key of a Dict space for dtype; this one has none, so the text fields
+pass `api_test`.
 
 ### Briefings
 A problem may carry text that only the Thinker sees, `Problem.meta["briefing"]` (the `arith:`
 task's `brief=1` option puts the worked steps there). With `briefing=True` (the default) the env
 renders it into the Thinker's prompt alone (template `thinker_briefing_user`); the Solver, the
 solo Solver and the raters never see it, so a thought is the only way it reaches the answer.
-`briefing=False` ignores it.
+`Problem.meta["briefings"]` (a list with one entry per chain position, str or None) gives any
+position a briefing of its own: position 0's through `thinker_briefing_user`, the others' user
+text wrapped in `briefed_user`; each reaches only its own position's prompt. A list of the
+wrong length, a non-string entry, one longer than `max_problem_chars` or a position-0 entry
+that differs from `meta["briefing"]` is refused at construction, naming the problem.
+`briefing=False` ignores both.
 
 ### Counterfactual removal (`reset(options={"remove": ...})`)
 | removed   | who acts                        | reward                                   |
@@ -42,12 +62,19 @@ solo Solver and the raters never see it, so a thought is the only way it reaches
 | Solver    | Thinker alone                   | R_¬S = R(the thought's own final answer) |
 | both      | nobody (`agents` is empty)      | R_∅ = −1                                 |
 
+With N roles `remove` takes one agent name or any iterable of names (any subset; an unknown
+name is a `ValueError`): the remaining agents act in chain order, each shown only the messages
+of the present roles before it, and the text of the LAST PRESENT role is verified (as the
+Thinker's is when the Solver is removed); with nobody present R = −1 and `agents` is empty.
+`infos[agent]["mode"]` is `"joint"` (nobody removed), `"solo"` (a later role with no present
+predecessor) or `"partial"` for N >= 3; the two-role modes are as in the table.
+
 A removed agent is not in `agents` for that episode. `env.outcome` (a dict: `reward`,
-`verification`, `removed`, `problem_id`) holds the team result of the last finished episode in
-every mode, including the one where nobody acts.
+`verification`, `removed`, `problem_id`, `actions`) holds the team result of the last finished
+episode in every mode, including the one where nobody acts.
 
 ### Episode end
-After the last acting agent's step both agents are terminated, `rewards[agent]` is R and
+After the last acting agent's step every present agent is terminated, `rewards[agent]` is R and
 `infos[agent]["verification"]` is the verifier's record (`reward`, `correct`, `extracted`,
 `reason`, `reference`). An action longer than the role's limit is cut to the limit and
 `infos[agent]["action_truncated"]` is set; lone surrogate code points (not encodable text) are
@@ -56,13 +83,17 @@ replaced by U+FFFD and `infos[agent]["action_sanitized"]` is set. Neither raises
 ### Arguments
 `ThinkSolveEnv(problems, *, verifier=None, render_mode=None, prompts=None,
 max_thought_chars=16384, max_answer_chars=24576, solver_thought_chars=12000, briefing=True,
-max_problem_chars=16000)`:
+max_problem_chars=16000, roles=None)`:
 `problems` is a list of :class:`Problem` or anything :func:`load_problems` reads; `verifier`
 defaults to a :class:`MathVerifier` owned (and closed) by the env. A problem longer than
-``max_problem_chars`` (``0``: no limit) is refused at construction, naming it.
+``max_problem_chars`` (``0``: no limit) is refused at construction, naming it. ``roles``: at
+least 2 distinct, non-empty agent names in chain order (default :data:`ROLES`); the first
+N − 1 roles write up to ``max_thought_chars``, the last up to ``max_answer_chars``. A
+``PromptSet.per_role`` naming a role not in the team is refused.
 
 ### Version history
-* v0: initial release.
+* v0: initial release; chains of N roles (`roles=`) and removal of any subset added without
+  changing the two-role game.
 """
 
 from __future__ import annotations
@@ -70,7 +101,7 @@ from __future__ import annotations
 import functools
 import string
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -81,14 +112,14 @@ from pettingzoo.utils import AgentSelector, wrappers
 from pettingzoo.utils.conversions import turn_based_aec_to_parallel_wrapper
 
 from . import prompts as P
-from .problems import MAX_PROBLEM_CHARS, Problem, check_lengths, load_problems
+from .problems import MAX_PROBLEM_CHARS, Problem, ProblemFormatError, check_lengths, load_problems
 from .verifier import MathVerifier, Verification, Verifier
 
 __all__ = ["ThinkSolveEnv", "raw_env", "env", "parallel_env", "UnicodeText", "THINKER", "SOLVER", "ROLES"]
 
 THINKER = "thinker_0"
 SOLVER = "solver_0"
-#: The roles, in turn order (the one role tuple of the package).
+#: The default roles, in turn order (the two-role team; ``ThinkSolveEnv(roles=...)`` takes a chain).
 ROLES = (THINKER, SOLVER)
 
 
@@ -156,6 +187,52 @@ def _sanitize(text: str) -> tuple[str, bool]:
         return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text), True
 
 
+def _check_roles(roles: Sequence[str] | None) -> tuple[str, ...]:
+    """The team's agent names in chain order (default :data:`ROLES`), checked."""
+    if roles is None:
+        return ROLES
+    if isinstance(roles, str) or not isinstance(roles, Iterable):
+        raise ValueError(f"roles must be a sequence of agent names in chain order, e.g. {list(ROLES)}; got {roles!r}")
+    roles = tuple(roles)
+    bad = [r for r in roles if not isinstance(r, str) or not r.strip()]
+    if bad:
+        raise ValueError(f"roles must be non-empty strings (agent names); got {bad} in {list(roles)}")
+    if len(roles) < 2:
+        raise ValueError(f"roles needs at least 2 agent names (a chain of N >= 2 roles); got {list(roles)}")
+    dup = sorted({r for r in roles if roles.count(r) > 1})
+    if dup:
+        raise ValueError(f"roles must be distinct; {dup} appear more than once in {list(roles)}")
+    return roles
+
+
+def _position_briefings(i: int, p: Problem, n: int, max_chars: int) -> tuple[str | None, ...]:
+    """Problem ``p``'s briefing for each of the ``n`` chain positions: ``meta["briefing"]`` for
+    position 0, ``meta["briefings"]`` (one entry per position, None for none) for any position."""
+    meta = p.meta if isinstance(p.meta, dict) else {}
+    out: list[str | None] = [meta.get("briefing")] + [None] * (n - 1)
+    per = meta.get("briefings")
+    if per is None:
+        return tuple(out)
+    where = f"problems[{i}] ({p.id!r}): meta['briefings']"
+    if isinstance(per, str) or not isinstance(per, Sequence):
+        raise TypeError(f"{where} must be a list with one entry (str or None) per chain position, got {type(per).__name__}")
+    if len(per) != n:
+        raise ValueError(f"{where} has {len(per)} entries but the team has {n} roles; give one (str or None) per position")
+    for k, b in enumerate(per):
+        if b is None:
+            continue
+        if not isinstance(b, str):
+            raise TypeError(f"{where}[{k}] must be a string or None, got {type(b).__name__}")
+        if max_chars and len(b) > max_chars:
+            raise ProblemFormatError(
+                f"{where}[{k}] is {len(b):,} characters long, over the limit of {max_chars:,}: refused rather "
+                f"than cut; shorten it, or lift the limit with max_problem_chars=0")
+        if k == 0 and out[0] is not None and b != out[0]:
+            raise ValueError(f"{where}[0] and meta['briefing'] differ; give position 0's briefing once")
+        out[k] = b
+    return tuple(out)
+
+
 # --------------------------------------------------------------------------- the env
 
 
@@ -180,8 +257,11 @@ class raw_env(AECEnv):
         solver_thought_chars: int | None = 12000,
         briefing: bool = True,
         max_problem_chars: int = MAX_PROBLEM_CHARS,
+        roles: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
+        self.roles: tuple[str, ...] = _check_roles(roles)
+        n = len(self.roles)
         if isinstance(problems, str):
             problems = load_problems(problems)
         self.problems: list[Problem] = list(problems)
@@ -209,9 +289,18 @@ class raw_env(AECEnv):
             if briefing and b is not None and not isinstance(b, str):
                 raise TypeError(f"problems[{i}] ({p.id!r}): meta['briefing'] must be a string, got {type(b).__name__}")
         self.briefing = briefing
+        #: Per problem, the briefing of each chain position (None: none); all None with briefing=False.
+        self._briefings = [
+            _position_briefings(i, p, n, max_problem_chars) if briefing else (None,) * n
+            for i, p in enumerate(self.problems)
+        ]
         self.render_mode = render_mode
         self.prompts = prompts or P.DEFAULT_PROMPTS
-        self.max_chars = {THINKER: max_thought_chars, SOLVER: max_answer_chars}
+        stray = sorted(set(self.prompts.per_role) - set(self.roles))
+        if stray:
+            raise ValueError(f"prompts.per_role names role(s) {stray} that are not in the team {list(self.roles)}")
+        #: Each role's action limit: the last role answers (max_answer_chars), the others think.
+        self.max_chars = dict.fromkeys(self.roles[:-1], max_thought_chars) | {self.roles[-1]: max_answer_chars}
         self.solver_thought_chars = solver_thought_chars
         self._owns_verifier = verifier is None
         self._verifier = verifier
@@ -219,16 +308,22 @@ class raw_env(AECEnv):
         if len(self._index) != len(self.problems):
             warnings.warn("problem ids are not unique; reset(options={'problem': id}) picks the last one", stacklevel=2)
 
-        self.possible_agents = list(ROLES)
+        self.possible_agents = list(self.roles)
         longest_problem = max(len(p.problem) for p in self.problems)
         problem_space = UnicodeText(max(4096, longest_problem))
-        thought_cap = max_thought_chars
-        if solver_thought_chars is not None:
-            thought_cap = min(max_thought_chars, solver_thought_chars)
+        if n == 2:
+            thought_cap = max_thought_chars
+            if solver_thought_chars is not None:
+                thought_cap = min(max_thought_chars, solver_thought_chars)
+        else:
+            # The longest possible rendering of every predecessor's message, labels included.
+            thought_cap = max(self._shown_bound(a) for a in self.roles)
+            if solver_thought_chars is not None:
+                thought_cap = min(thought_cap, solver_thought_chars)
         self._observation_spaces = {
-            a: spaces.Dict({"problem": problem_space, "thought": UnicodeText(thought_cap)}) for a in ROLES
+            a: spaces.Dict({"problem": problem_space, "thought": UnicodeText(thought_cap)}) for a in self.roles
         }
-        self._action_spaces = {a: UnicodeText(self.max_chars[a]) for a in ROLES}
+        self._action_spaces = {a: UnicodeText(self.max_chars[a]) for a in self.roles}
         self._np_random, self._np_random_seed = seeding.np_random(None)
         # Episode state (filled by reset).
         self.agents: list[str] = []
@@ -236,7 +331,15 @@ class raw_env(AECEnv):
         self.removed: frozenset[str] = frozenset()
         self.actions: dict[str, str] = {}
         self.thought_for_solver: str | None = None
+        self.shown: dict[str, str] = {}
         self.outcome: dict | None = None
+
+    def _shown_bound(self, reader: str) -> int:
+        """The longest text ``reader`` can be shown (no cut): every predecessor's whole message,
+        labelled, separated by blank lines."""
+        k = self.roles.index(reader)
+        label = self.prompts.for_role(reader, len(self.roles)).relay_message
+        return sum(len(label.format(role=r, message="")) + self.max_chars[r] for r in self.roles[:k]) + 2 * max(k - 1, 0)
 
     # -- spaces -----------------------------------------------------------------------
     def observation_space(self, agent: str) -> spaces.Space:
@@ -265,14 +368,20 @@ class raw_env(AECEnv):
             return self._index[choice]
         raise TypeError(f"options['problem'] must be an index or a problem id, got {type(choice).__name__}")
 
-    @staticmethod
-    def _parse_remove(remove: Any) -> frozenset[str]:
+    def _parse_remove(self, remove: Any) -> frozenset[str]:
         if remove is None:
             return frozenset()
-        names = [remove] if isinstance(remove, str) else list(remove)
-        bad = [n for n in names if n not in ROLES]
+        if isinstance(remove, str):
+            names = [remove]
+        elif isinstance(remove, Iterable):
+            names = list(remove)
+        else:
+            raise TypeError(
+                f"options['remove'] must be None, an agent name or an iterable of agent names, got {remove!r}"
+            )
+        bad = [n for n in names if n not in self.roles]
         if bad:
-            raise ValueError(f"options['remove']: unknown agent(s) {bad}; choose from {list(ROLES)}")
+            raise ValueError(f"options['remove']: unknown agent(s) {bad}; choose from {list(self.roles)}")
         return frozenset(names)
 
     def reset(self, seed: int | None = None, options: dict | None = None) -> None:
@@ -288,8 +397,10 @@ class raw_env(AECEnv):
         idx = self._pick_problem(options.get("problem"))
         self.removed = self._parse_remove(options.get("remove"))
         self.problem = self.problems[idx]
+        self._problem_index = idx
         self.actions = {}
         self.thought_for_solver = None
+        self.shown = {}
         self.outcome = None
 
         self.agents = [a for a in self.possible_agents if a not in self.removed]
@@ -305,29 +416,41 @@ class raw_env(AECEnv):
             return
         self._agent_selector = AgentSelector(self.agents)
         self.agent_selection = self._agent_selector.reset()
-        self.infos[self.agent_selection]["messages"] = self._messages(self.agent_selection)
+        self._start_turn(self.agent_selection)
 
     def _base_info(self, agent: str) -> dict:
-        solo = agent == SOLVER and THINKER in self.removed
+        k, n = self.roles.index(agent), len(self.roles)
+        first_present = not any(a in self.agents for a in self.roles[:k])
+        if n == 2:
+            solo = k == 1 and first_present
+            mode = "solo" if solo else ("thinker-only" if self.roles[1] in self.removed else "joint")
+        else:
+            mode = "joint" if not self.removed else ("solo" if k > 0 and first_present else "partial")
         return {
-            "role": "thinker" if agent == THINKER else "solver",
+            "role": "thinker" if k == 0 else ("solver" if k == n - 1 else "relay"),
             "problem_id": self.problem.id,
-            "mode": "solo" if solo else ("thinker-only" if SOLVER in self.removed else "joint"),
+            "mode": mode,
             "messages": None,
         }
 
-    def _messages(self, agent: str) -> list[dict]:
-        x = self.problem.problem
-        if agent == THINKER:
-            brief = self.problem.meta.get("briefing") if self.briefing and isinstance(self.problem.meta, dict) else None
-            return P.thinker_messages(x, self.prompts, briefing=brief)
-        if THINKER in self.removed:
-            return P.solo_messages(x, self.prompts)
-        return P.solver_messages(x, self.thought_for_solver or "", self.prompts)
+    def _start_turn(self, agent: str) -> None:
+        """``agent``'s turn begins: render what it is shown and its chat prompt."""
+        k, n = self.roles.index(agent), len(self.roles)
+        before = [(a, self.actions[a]) for a in self.roles[:k] if a in self.actions]
+        shown = P.predecessor_text(before, n, self.solver_thought_chars, self.prompts.for_role(agent, n))
+        self.shown[agent] = shown or ""
+        if k == n - 1:
+            self.thought_for_solver = shown
+        self.infos[agent]["messages"] = self._messages(agent, shown)
+
+    def _messages(self, agent: str, shown: str | None) -> list[dict]:
+        k = self.roles.index(agent)
+        brief = self._briefings[self._problem_index][k]
+        return P.role_messages(self.problem.problem, k, len(self.roles), shown, self.prompts,
+                               role=agent, briefing=brief)
 
     def observe(self, agent: str) -> dict:
-        thought = self.thought_for_solver if (agent == SOLVER and self.thought_for_solver is not None) else ""
-        return {"problem": self.problem.problem, "thought": thought}
+        return {"problem": self.problem.problem, "thought": self.shown.get(agent, "")}
 
     def step(self, action: Any) -> None:
         if self.agent_selection is None or not self.agents:
@@ -351,12 +474,11 @@ class raw_env(AECEnv):
         self._cumulative_rewards[agent] = 0.0
         self._clear_rewards()
 
-        if agent == THINKER and SOLVER not in self.removed:
-            self.thought_for_solver = P.prepare_thought(action, self.solver_thought_chars)
+        if agent != self.agents[-1]:
             self.agent_selection = self._agent_selector.next()
-            self.infos[SOLVER]["messages"] = self._messages(SOLVER)
+            self._start_turn(self.agent_selection)
         else:
-            # The last acting agent has spoken: verify its text (the Thinker's when the Solver
+            # The last present agent has spoken: verify its text (the Thinker's when the Solver
             # is removed, docs/method.md#counterfactual-removal) and end the episode for everyone.
             self._finish(self.verifier.verify(action, self.problem.answer))
             self.agent_selection = self._agent_selector.next()
@@ -388,7 +510,7 @@ class raw_env(AECEnv):
         lines = [f"[{self.problem.id}] {self.problem.problem}"]
         if self.removed:
             lines.append(f"(removed: {', '.join(sorted(self.removed))})")
-        for a in ROLES:
+        for a in self.roles:
             if a in self.actions:
                 lines.append(f"--- {a} ---\n{self.actions[a]}")
         if self.outcome is not None:
