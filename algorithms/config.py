@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from thinksolve_env import ROLES
-from thinksolve_env.prompts import PromptSet, prompt_set
+from thinksolve_env.prompts import CHAIN_TEMPLATES, PromptSet, prompt_set
 
 from . import credit
 from .optim import estimators, losses
@@ -230,10 +230,12 @@ def _role_budgets(budgets: dict[str, int]) -> dict[str, Any]:
 
 
 def prompt_templates(name: str) -> PromptSet:
-    """The :class:`~thinksolve_env.prompts.PromptSet` named ``name``."""
+    """The :class:`~thinksolve_env.prompts.PromptSet` named ``name``: its templates
+    (:data:`PROMPT_SETS`) and the middle roles' of a chain of three or more roles in the same style
+    (``thinksolve_env.prompts.CHAIN_TEMPLATES``, unused by a two-role team)."""
     if name not in PROMPT_SETS:
         raise ConfigError(f"unknown prompt set {name!r}; choose from {sorted(PROMPT_SETS)}")
-    return prompt_set(**PROMPT_SETS[name])
+    return prompt_set(**PROMPT_SETS[name], **CHAIN_TEMPLATES.get(name, {}))
 
 
 @dataclass
@@ -709,6 +711,25 @@ def _tiny_brief() -> TrainerConfig:
     )
 
 
+def _tiny_relay() -> TrainerConfig:
+    # The laptop testbed of a three-role chain where the middle role matters (docs/training.md, "the
+    # tiny-relay testbed"): planner_0 -> relay_0 -> solver_0 on arith relay=1, two-digit answers
+    # whose tens digit only the planner sees and whose ones digit only the relay sees. Without the
+    # relay the solver has the tens digit and guesses the other; without the planner the relay
+    # guesses the tens. The tiny model warm-starts on the chain's formats (faithful texts first,
+    # then garbled digits, empty-handed planners, relays that pass on only their own digit, and
+    # solver slips) and RL fixes what the warm start left imperfect.
+    data = "arith:n=3000,difficulty=1,relay=1"
+    cfg = _tiny_brief()
+    cfg.train_data, cfg.eval_data = data, "arith:n=200,difficulty=1,split=test,relay=1"
+    cfg.out = "runs/tiny-relay"
+    cfg.warm_start = dataclasses.replace(cfg.warm_start, data=data, steps=500)
+    cfg.rollout = dataclasses.replace(cfg.rollout, roles=["planner_0", "relay_0", "solver_0"],
+                                      thinker_max_new_tokens=16, solver_max_new_tokens=16)
+    cfg.schedule = ScheduleConfig(period=5, start_role="planner_0")
+    return cfg
+
+
 def _smollm2_arith() -> TrainerConfig:
     # Out of the box SmolLM2-135M-Instruct rarely ends with a \boxed{} answer in 96 tokens (team
     # accuracy near 0, so every group is all-wrong and nothing is learnt); 60 supervised format
@@ -798,6 +819,7 @@ def _gpu_presets() -> dict[str, Any]:
 PRESETS = {
     "tiny-arith": _tiny_arith,
     "tiny-brief": _tiny_brief,
+    "tiny-relay": _tiny_relay,
     "smollm2-arith": _smollm2_arith,
     "smollm2-brief": _smollm2_brief,
     **_gpu_presets(),

@@ -13,6 +13,11 @@ results go to ``demo_seeds_<preset>``); ``--jobs N`` runs N seeds at once, each 
 ``thinksolve demo`` process (the presets use one torch thread, so 2 jobs fill a 2-core machine;
 the warm start is trained first, once, so the jobs share it). Overrides go to every seed's run.
 
+``--preset tiny-relay`` runs the three-role demo (planner_0 → relay_0 → solver_0): its table has,
+per seed, the team before and after, the gain, and after training the accuracy without each role
+and the middle role's contribution (team − without it, paired 95% interval over the held-out
+problems); the notes give each role's contribution as a mean over the seeds with a t interval.
+
 ``--cold`` runs the seeds with an empty ``THINKSOLVE_CACHE`` (a fresh temporary directory): the
 first seed then trains the warm start, as on a new machine, and its ``wall s`` is the time a new
 user waits; the later seeds reuse it (the warm start does not depend on the run's seed).
@@ -97,10 +102,12 @@ def main(argv: list[str] | None = None) -> int:
         if failed:
             return failed
 
+    demos = {seed: json.loads((Path(args.runs) / f"s{seed}" / "demo.json").read_text()) for seed in args.seeds}
+    if "roles" in demos[args.seeds[0]]:
+        return _chain_table(args, demos, argv)
     rows = []
     for seed in args.seeds:
-        out = Path(args.runs) / f"s{seed}"
-        d = json.loads((out / "demo.json").read_text())
+        d = demos[seed]
         b, a = d["before"], d["after"]
         wall = round(d["wall_s"])
         rows.append({"seed": seed, "team before %": _pct(b["joint_accuracy"]),
@@ -125,6 +132,67 @@ def main(argv: list[str] | None = None) -> int:
     columns = [c for c in rows[0] if c not in ("before", "after", "gain", "collaboration")]
     name = "demo_seeds" if args.preset == "tiny-brief" else f"demo_seeds_{args.preset}"
     print(write_results(name, columns, rows, notes=notes, command=command))
+    print(notes)
+    return 0
+
+
+#: The 97.5% quantile of Student's t by degrees of freedom (a normal one beyond).
+_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+         11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093, 20: 2.086}
+
+
+def _over_seeds(values: list[float]) -> dict:
+    """Mean over seeds with a t interval (95%, n − 1 degrees of freedom)."""
+    import math
+
+    import numpy as np
+
+    x = np.asarray(values, dtype=float)
+    mean = float(x.mean())
+    if x.size < 2:
+        return {"mean": mean, "ci95": [None, None], "n": int(x.size)}
+    half = float(_T975.get(x.size - 1, 1.96) * x.std(ddof=1) / math.sqrt(x.size))
+    return {"mean": mean, "ci95": [mean - half, mean + half], "n": int(x.size)}
+
+
+def _chain_table(args, demos: dict, argv) -> int:
+    """The table of a team of more than two roles (``demo.json`` with ``roles``)."""
+    first = demos[args.seeds[0]]
+    roles = first["roles"]
+    middle = roles[1:-1]
+    rows = []
+    for seed, d in demos.items():
+        b, a, c = d["before"], d["after"], d["contribution"]
+        row = {"seed": seed, "team before %": _pct(b["joint_accuracy"]), "team after %": _pct(a["joint_accuracy"]),
+               "gain (pts) [95%]": _ci(d["gain"])}
+        for role in roles:
+            row[f"without {role} after %"] = _pct(a["removed"][role])
+        for role in middle:
+            row[f"{role} contribution before (pts)"] = _pct(c["before"][role]["mean"], "+")
+            row[f"{role} contribution after (pts) [95%]"] = _ci(c["after"][role])
+        row["wall s"] = f"{round(d['wall_s'])} (cold cache)" if args.cold and seed == args.seeds[0] else round(d["wall_s"])
+        row.update({"before": {k: v for k, v in b.items() if k != "per_problem"},
+                    "after": {k: v for k, v in a.items() if k != "per_problem"},
+                    "gain": d["gain"], "contribution": c})
+        rows.append(row)
+    cfg = first["config"]
+    over = {role: _over_seeds([d["contribution"]["after"][role]["mean"] for d in demos.values()]) for role in roles}
+    gain = _over_seeds([d["gain"]["mean"] for d in demos.values()])
+
+    def fmt(r: dict) -> str:
+        lo, hi = r["ci95"]
+        return f"{100 * r['mean']:+.1f}" + (f" [{100 * lo:+.1f}, {100 * hi:+.1f}]" if lo is not None else "")
+
+    concurrent = f"; {args.jobs} seeds at a time, one process each" if args.jobs > 1 else ""
+    notes = (f"`thinksolve demo --preset {args.preset} --seed S`{concurrent}: {' -> '.join(roles)}, {cfg['steps']} steps, "
+             f"credit {cfg['credit']['name']} {cfg['credit']['params'] or '(event)'}; held-out {cfg['eval_data']}, "
+             f"{cfg['eval_samples']} samples per problem at temperature {cfg['eval_temperature']}; a role's contribution "
+             f"is the team's accuracy minus its accuracy without the role (paired over the problems). Over "
+             f"{len(demos)} seeds (mean, 95% t interval, points): gain {fmt(gain)}; contribution after training "
+             + ", ".join(f"{role} {fmt(over[role])}" for role in roles) + ".")
+    command = shlex.join(["python", "benchmarks/demo_seeds.py", *(sys.argv[1:] if argv is None else argv)])
+    columns = [c for c in rows[0] if c not in ("before", "after", "gain", "contribution")]
+    print(write_results(f"demo_seeds_{args.preset}", columns, rows, notes=notes, command=command))
     print(notes)
     return 0
 

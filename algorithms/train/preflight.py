@@ -18,6 +18,7 @@ from thinksolve_env import Problem, load_problems
 
 from ..config import ConfigError, TrainerConfig
 from ..credit import resolve_grouping
+from ..credit.base import needs_for
 from ..credit.registry import plugin_source
 from ..optim import estimators
 from ..runs.checkpoint import config_diff
@@ -84,7 +85,8 @@ def _centres_each_group(cfg: TrainerConfig) -> bool:
 
 
 def check_collection(credit: Any, cfg: TrainerConfig) -> None:
-    """Refuse a collection on which a role would train on nothing: a role whose answers are
+    """Refuse a credit method that is not defined for the team's chain of roles (``sepo`` for
+    more than two), and a collection on which a role would train on nothing: a role whose answers are
     compared with their siblings (grouping ``"thought"``, e.g. the Solver under ``tree``) with one
     answer per thought (``rollout.answers_per_thought=1``) and an estimator that centres each
     group (every built-in but ``reinforce++``): every group has one member, the role's advantage
@@ -92,8 +94,14 @@ def check_collection(credit: Any, cfg: TrainerConfig) -> None:
     tests/test_silent_zero.py checks, for every built-in method and estimator on flat and tree
     collections, that every accepted setting gives each role a non-zero advantage when its
     rewards vary."""
+    roles = tuple(cfg.rollout.roles)
+    if len(roles) > 2:  # what the method needs for the chain; a two-role method says it is one
+        try:
+            needs_for(credit, roles)
+        except ValueError as e:
+            raise ConfigError(f"credit.name={cfg.credit.name!r} is invalid with rollout.roles={list(roles)}: {e}") from None
     K = cfg.rollout.answers_per_thought
-    for role in cfg.rollout.roles:
+    for role in roles if len(roles) == 2 else roles[1:]:  # (a chain's first role is grouped by problem)
         if resolve_grouping(credit, role) == "thought" and K < 2 and _centres_each_group(cfg):
             raise ConfigError(
                 f"credit {cfg.credit.name!r} compares each {role} answer with the other answers to the same thought, but "
@@ -128,7 +136,7 @@ def preflight(cfg: TrainerConfig, *, world: int = 1, loggers: bool = True) -> Pr
     eval_problems = load_data("eval_data", cfg.eval_data)
     ws, cached = cfg.warm_start, None
     if ws.enabled:
-        cached = (warm_start_path(ws, cfg.model.name, cfg.rollout.prompts) / "config.json").exists()
+        cached = (warm_start_path(ws, cfg.model.name, cfg.rollout.prompts, cfg.rollout.roles) / "config.json").exists()
         if not cached:
             load_data("warm_start.data", ws.data)
     return Preflight(credit=credit, problems=problems, eval_problems=eval_problems, warm_start_cached=cached)
