@@ -800,7 +800,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="runs/demo", help="run directory (replaced)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--preset", default="tiny-brief",
-                      help="the team to train (default tiny-brief, the testbed where the Thinker matters)")
+                      help="the team to train (default tiny-brief, the testbed where the Thinker matters; tiny-relay: "
+                           "three roles, the middle one matters)")
     demo.add_argument("--steps", type=int, help="training steps (default: the preset's)")
     demo.add_argument("--scripted", action="store_true", help="play scripted MATH500 episodes instead (= `thinksolve play`)")
     demo.add_argument("--data", default=str(DEFAULT_DATA), help=argparse.SUPPRESS)

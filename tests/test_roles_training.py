@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from agents import ScriptedPolicy
-from algorithms import credit, evaluate
+from algorithms import credit, evaluate, load_team
 from algorithms.config import ConfigError, ScheduleConfig, TrainerConfig, apply_overrides, preset
 from algorithms.runs import load_checkpoint
 from algorithms.train import Trainer, scheduled_roles
@@ -151,6 +151,14 @@ def test_a_three_role_run_trains_every_role_in_turn_and_resumes_exactly(tmp_path
         for k in straight[role]:
             assert torch.equal(straight[role][k], resumed[role][k]), f"{role}.{k} differs after resume"
 
+    team = load_team(str(b))  # the run rolls out as it trained: its roles, prompts and budgets
+    assert list(team.policies) == list(CHAIN) and team.env_options["roles"] == CHAIN
+    for role in CHAIN:
+        live = team.policies[role].model.state_dict()
+        assert all(torch.equal(live[k], v) for k, v in resumed[role].items()), role
+    groups = team.collect(load_problems("arith:n=2,difficulty=1"), seed=0, group_size=2)
+    assert groups[0].roles == CHAIN and set(groups[0].episodes[0].completions) == set(CHAIN)
+
     rows = _rows(b)
     assert [r["updated"] for r in rows] == [["planner_0"], ["relay_0"], ["solver_0"]]
     assert all(r.keys() == rows[0].keys() for r in rows)  # every row the same keys
@@ -249,3 +257,22 @@ def test_the_relay_warm_start_teaches_each_position_through_the_env():
     assert here != warm_start_path(cfg.warm_start, "tiny", "compact", ("a_0", "b_0", "c_0"))  # the prompts name them
     brief = preset("tiny-brief")  # a two-role warm start's key does not depend on the team
     assert warm_start_path(brief.warm_start, "tiny", "compact", CHAIN) == warm_start_path(brief.warm_start, "tiny", "compact")
+
+
+def test_the_three_role_demo_reports_each_role_with_intervals(tmp_path, capsys):
+    from algorithms.cli import main
+
+    out = tmp_path / "demo"
+    rc = main(["demo", "--preset", "tiny-relay", "--steps", "1", "--out", str(out), "warm_start.steps=3",
+               "warm_start.batch_size=4", "warm_start.data=arith:n=40,difficulty=1,relay=1",
+               "eval_data=arith:n=6,difficulty=1,split=test,relay=1", "eval_samples=1", "rollout.problems_per_step=2",
+               "rollout.group_size=2", "rollout.solo_samples=1", "eval_every=0", "samples_every=0"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "| without planner_0 | without relay_0 | without solver_0 |" in text and "relay_0 at the end" in text
+    d = json.loads((out / "demo.json").read_text())
+    assert d["roles"] == list(CHAIN) and set(d["contribution"]["after"]) == set(CHAIN)
+    assert set(d["after"]["per_problem"]) == {"joint", *(f"without_{r}" for r in CHAIN)}
+    c = d["contribution"]["after"]["relay_0"]
+    assert c["mean"] == pytest.approx(np.mean(d["after"]["per_problem"]["joint"])
+                                      - np.mean(d["after"]["per_problem"]["without_relay_0"]))

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 from agents import TransformersPolicy
 
 from ..config import RolloutConfig, TrainerConfig, env_options
+from ..credit.base import needs_for
 from ..rollout import Sampling, collect_groups
 from ..runs.checkpoint import is_run, load_checkpoint
 from .build import build_policies, restore_team
@@ -74,7 +75,8 @@ class Team(_TeamFields):
         cfg, r = self.config, self.config.rollout
         cfg.load_plugins()
         method = cfg.credit.build()
-        return dict(group_size=r.group_size, needs=method.requires, solo_samples=r.solo_samples,
+        needs = method.requires if len(r.roles) == 2 else needs_for(method, r.roles)  # (a chain: what it needs there)
+        return dict(group_size=r.group_size, needs=needs, solo_samples=r.solo_samples,
                     answers_per_thought=r.answers_per_thought, sampling=self.sampling(seed),
                     env_options=self.env_options, rating_stop=getattr(method, "rating_stop", None))
 
