@@ -332,6 +332,7 @@ def _dry_run(args: argparse.Namespace, cfg: TrainerConfig, step: int | None) -> 
         ("model", f"{cfg.model.name}" + (f" (Solver {cfg.model.solver_name})" if cfg.model.solver_name else "")
                   + f", {cfg.model.sharing}, {cfg.model.device}"),
         ("warm start", warm),
+        *([("team", " -> ".join(r.roles) + f" (budgets {r.budgets()})")] if len(r.roles) > 2 else []),
         ("steps", f"{cfg.steps}, {r.problems_per_step} problems x {r.group_size} rollouts per step, seed {cfg.seed}"),
         ("train data", f"{cfg.train_data} ({len(found.problems)} problems)"),
         ("eval data", f"{cfg.eval_data} ({len(found.eval_problems)} problems), "

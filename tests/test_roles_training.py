@@ -276,3 +276,12 @@ def test_the_three_role_demo_reports_each_role_with_intervals(tmp_path, capsys):
     c = d["contribution"]["after"]["relay_0"]
     assert c["mean"] == pytest.approx(np.mean(d["after"]["per_problem"]["joint"])
                                       - np.mean(d["after"]["per_problem"]["without_relay_0"]))
+
+
+def test_the_dry_run_names_the_team(tmp_path, capsys):
+    from algorithms.cli import main
+
+    assert main(["train", "--preset", "tiny-relay", "--out", str(tmp_path / "r"), "--dry-run",
+                 "train_data=arith:n=20,difficulty=1,relay=1"]) == 0
+    assert "planner_0 -> relay_0 -> solver_0" in capsys.readouterr().out
+    assert not (tmp_path / "r").exists()
