@@ -783,7 +783,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a run directory (with checkpoint/), a model name (tiny, smollm2-135m) or path")
     ev.add_argument("--solver-model", help="a different model for the Solver")
     ev.add_argument("--data", required=True, help="problem file(s) or arith: specs, comma-separated")
-    ev.add_argument("--remove", choices=["thinker_0", "solver_0"], help="evaluate only with this agent removed")
+    ev.add_argument("--remove", metavar="ROLE",
+                    help="evaluate only with this role removed (thinker_0 or solver_0; a role of the chain for a team "
+                         "of more than two roles)")
     ev.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
     ev.add_argument("--greedy", action="store_true", help="greedy decoding (temperature 0)")
     ev.add_argument("--samples", type=int, default=1, help="samples per problem (mean@k)")

@@ -170,6 +170,15 @@ def test_a_three_role_run_trains_every_role_in_turn_and_resumes_exactly(tmp_path
     samples = [json.loads(line) for line in (b / "samples.jsonl").read_text().splitlines()]
     assert set(samples[0]["messages"]) == set(CHAIN) and set(samples[0]["credit"]) == set(CHAIN)
 
+    # thinksolve eval on the chain run, one role removed by name; an unknown role is one clear line
+    from algorithms.cli import main as cli_main
+
+    base = ["eval", "--model", str(b), "--data", "arith:n=2,difficulty=1,relay=1", "--max-new-tokens", "6"]
+    assert cli_main(base + ["--remove", "relay_0", "--out", str(tmp_path / "evals.jsonl")]) == 0
+    record = json.loads((tmp_path / "evals.jsonl").read_text().splitlines()[-1])
+    assert record["remove"] == "relay_0" and set(next(iter(record["results"].values()))["removed"]) == {"relay_0"}
+    assert cli_main(base + ["--remove", "critic_0"]) != 0
+
 
 def test_simultaneous_lora_updates_one_adapter_per_role(tmp_path):
     pytest.importorskip("peft")
