@@ -31,7 +31,6 @@ episode) and ``last_role_generations_per_problem`` (joint and replayed answers o
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -66,34 +65,17 @@ __all__ = [
     "chain_learning_runs",
 ]
 
-#: counterfactual names of :mod:`algorithms.rollout` (``credit.COUNTERFACTUALS``) and the chain's
-SOLO, NO_SOLVER, DROP, COALITIONS = "solo", "no_solver", "drop", "coalitions"
-
-
 def chain_needs(method: credit.CreditMethod, roles: Sequence[str]) -> frozenset:
-    """What ``method`` needs collected for the chain ``roles``: its ``needs_for(roles)`` (every
-    built-in has one; it raises for a method that refuses chains), else its ``requires``."""
-    fn = getattr(method, "needs_for", None)
-    return frozenset(fn(tuple(roles)) if callable(fn) else getattr(method, "requires", ()))
+    """What ``method`` needs collected for the chain ``roles``: :func:`algorithms.credit.needs_for`
+    (every built-in states it; it raises for a method that refuses chains)."""
+    return credit.needs_for(method, tuple(roles))
 
 
 def needed_coalitions(needs: Iterable[str], roles: Sequence[str]) -> list:
-    """The coalitions a collection with ``needs`` replays (``solo``: N∖{first}, ``no_solver``:
-    N∖{last}, ``drop``: every N∖{k}, ``coalitions``: every proper non-empty one), by size then
-    chain order."""
-    roles, need = tuple(roles), set(needs)
-    every = frozenset(roles)
-    want = set()
-    if SOLO in need:
-        want.add(every - {roles[0]})
-    if NO_SOLVER in need:
-        want.add(every - {roles[-1]})
-    if DROP in need:
-        want.update(every - {r} for r in roles)
-    if COALITIONS in need:
-        want.update(frozenset(c) for size in range(1, len(roles)) for c in itertools.combinations(roles, size))
-    order = {r: i for i, r in enumerate(roles)}
-    return sorted(want, key=lambda c: (-len(c), sorted(order[r] for r in c)))
+    """The coalitions a collection with ``needs`` replays, by size then chain order:
+    :func:`algorithms.credit.chain_coalitions` (``solo``: N∖{first}, ``no_solver``: N∖{last},
+    ``drop``: every N∖{k}, ``coalitions``: every proper non-empty one)."""
+    return credit.chain_coalitions(tuple(roles), set(needs))
 
 
 def chain_cost(roles: Sequence[str], coalitions: Iterable[frozenset], collection: Collection) -> dict:
