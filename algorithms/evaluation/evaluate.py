@@ -80,14 +80,8 @@ def evaluate(policies: dict, data: str | Sequence[Problem], *, samples: int = 1,
         return _evaluate_chain(policies, data, chain, samples=samples, temperature=temperature, seed=seed,
                                remove=remove, verifier=verifier, rollout=rollout, limit=limit, chunk=chunk,
                                progress=progress)
-    if remove is not None and remove not in REMOVALS:
-        raise ValueError(f"remove must be one of {list(REMOVALS)} or None, got {remove!r}")
-    if samples < 1:
-        raise ValueError(f"samples must be >= 1, got {samples}")
-    if chunk is not None and chunk < 1:
-        raise ValueError(f"chunk must be >= 1 or None, got {chunk}")
-    problems = load_problems(data, limit=limit) if not isinstance(data, (list, tuple)) else list(data)
-    sampling = (rollout.sampling(seed) if rollout is not None else Sampling()).replace(temperature=temperature)
+    problems, sampling = _prepare(data, REMOVALS, remove=remove, samples=samples, chunk=chunk, limit=limit,
+                                  rollout=rollout, seed=seed, temperature=temperature)
     options = {"prompts": prompt_templates(rollout.prompts)} if rollout is not None else None
     needs = {"solo"} if remove in (None, "thinker_0") else {"no_solver"}
     t0 = time.perf_counter()
@@ -178,6 +172,20 @@ def without_rewards(group: Any, role: str) -> list[float]:
     return [e.coalition_rewards[coalition] for e in group.episodes]
 
 
+def _prepare(data: Any, removable: Any, *, remove: str | None, samples: int, chunk: int | None, limit: int | None,
+             rollout: RolloutConfig | None, seed: int, temperature: float) -> tuple[list, Sampling]:
+    """The arguments every evaluation checks, then its problems and sampling settings."""
+    if remove is not None and remove not in removable:
+        raise ValueError(f"remove must be one of {list(removable)} or None, got {remove!r}")
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
+    if chunk is not None and chunk < 1:
+        raise ValueError(f"chunk must be >= 1 or None, got {chunk}")
+    problems = load_problems(data, limit=limit) if not isinstance(data, (list, tuple)) else list(data)
+    sampling = (rollout.sampling(seed) if rollout is not None else Sampling()).replace(temperature=temperature)
+    return problems, sampling
+
+
 def _evaluate_chain(policies: dict, data: str | Sequence[Problem], roles: tuple[str, ...], *, samples: int,
                     temperature: float, seed: int, remove: str | None, verifier: Any, rollout: RolloutConfig | None,
                     limit: int | None, chunk: int | None, progress: Callable[[dict], Any] | None) -> dict[str, Any]:
@@ -191,14 +199,8 @@ def _evaluate_chain(policies: dict, data: str | Sequence[Problem], roles: tuple[
     ``contribution_<role>`` (team − without the role, paired over the problems). ``solo_accuracy``
     is the accuracy without the first role (the two-role name, so that a log line reads the same).
     ``remove=role``: only that removal (no joint accuracy, as for two roles)."""
-    if remove is not None and remove not in roles:
-        raise ValueError(f"remove must be one of {list(roles)} or None, got {remove!r}")
-    if samples < 1:
-        raise ValueError(f"samples must be >= 1, got {samples}")
-    if chunk is not None and chunk < 1:
-        raise ValueError(f"chunk must be >= 1 or None, got {chunk}")
-    problems = load_problems(data, limit=limit) if not isinstance(data, (list, tuple)) else list(data)
-    sampling = (rollout.sampling(seed) if rollout is not None else Sampling()).replace(temperature=temperature)
+    problems, sampling = _prepare(data, roles, remove=remove, samples=samples, chunk=chunk, limit=limit,
+                                  rollout=rollout, seed=seed, temperature=temperature)
     options = env_options(rollout) if rollout is not None else {"roles": roles}
     options["roles"] = roles
     t0 = time.perf_counter()
