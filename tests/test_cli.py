@@ -8,7 +8,9 @@ from algorithms.cli import main, scripted_team
 
 FAST = ["warm_start.enabled=false", "train_data=arith:n=20,difficulty=1", "rollout.problems_per_step=2",
         "rollout.group_size=2", "rollout.solo_samples=1", "rollout.thinker_max_new_tokens=4",
-        "rollout.solver_max_new_tokens=4", "tensorboard=false"]
+        "rollout.solver_max_new_tokens=4", "tensorboard=false",
+        # the run still ends with the preset's evaluation (its last step), on 4 problems, not 200 x 2 samples
+        "eval_data=arith:n=4,difficulty=1,split=test", "eval_samples=1"]
 
 
 def test_play_prints_accuracy_per_removal_mode(capsys, math500_path):

@@ -38,7 +38,8 @@ cfg = apply_overrides(preset("tiny-arith"), [
     "warm_start.enabled=false", "train_data=arith:n=50,difficulty=1", "rollout.problems_per_step=4",
     "rollout.group_size=2", "rollout.solo_samples=1", "rollout.thinker_max_new_tokens=6",
     "rollout.solver_max_new_tokens=6", "credit.name=test_token_parity", "optim.lr=1e-3",
-    "schedule.mode=simultaneous", "steps=2", "tensorboard=false", f"out={out}", f"parallel.strategy={strategy}"])
+    "schedule.mode=simultaneous", "steps=2", "tensorboard=false", f"out={out}", f"parallel.strategy={strategy}",
+    "eval_data=arith:n=4,difficulty=1,split=test", "eval_samples=1"])  # the last step's evaluation, small
 with Trainer(cfg, log=None) as t:
     initial = digest(t.role_weights())
     t.train()

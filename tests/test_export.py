@@ -35,7 +35,8 @@ def _trained(out, sharing):
         "warm_start.enabled=false", "train_data=arith:n=50,difficulty=1", "rollout.problems_per_step=2",
         "rollout.group_size=2", "rollout.solo_samples=1", "rollout.thinker_max_new_tokens=6",
         "rollout.solver_max_new_tokens=6", "optim.lr=1e-2", "steps=1", "credit.name=export_parity", "tensorboard=false",
-        "schedule.mode=simultaneous", f"model.sharing={sharing}", "model.lora_rank=4", f"out={out}"])
+        "schedule.mode=simultaneous", f"model.sharing={sharing}", "model.lora_rank=4",
+        "eval_data=arith:n=4,difficulty=1,split=test", "eval_samples=1", f"out={out}"])  # (a small last evaluation)
     t = Trainer(cfg, log=None)
     t.train()
     return t

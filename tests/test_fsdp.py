@@ -242,7 +242,7 @@ def test_the_cli_trains_and_resumes_sharded_under_torchrun(tmp_path):
     args = ["-m", "algorithms.cli", "train", "--preset", "tiny-arith", "--out", str(out), "warm_start.enabled=false",
             "rollout.problems_per_step=2", "rollout.group_size=2", "rollout.solo_samples=1",
             "rollout.thinker_max_new_tokens=6", "rollout.solver_max_new_tokens=6", "tensorboard=false",
-            "parallel.strategy=fsdp", "--steps"]
+            "parallel.strategy=fsdp", *fsdp_job.SMALL_EVAL, "--steps"]
     first = torchrun(*args, "2")
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
     again = torchrun("-m", "algorithms.cli", "train", "--resume", "--out", str(out), "--steps", "3")

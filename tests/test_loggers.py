@@ -21,7 +21,8 @@ def tiny(out, *extra):
     return apply_overrides(preset("tiny-arith"), [
         "warm_start.enabled=false", "train_data=arith:n=30,difficulty=1", "rollout.problems_per_step=2",
         "rollout.group_size=2", "rollout.solo_samples=1", "rollout.thinker_max_new_tokens=5",
-        "rollout.solver_max_new_tokens=5", "schedule.period=1", "save_every=100", "steps=2", f"out={out}", *extra])
+        "rollout.solver_max_new_tokens=5", "schedule.period=1", "save_every=100", "steps=2",
+        "eval_data=arith:n=4,difficulty=1,split=test", "eval_samples=1", f"out={out}", *extra])  # (a small last evaluation)
 
 
 def needs(module, extra):

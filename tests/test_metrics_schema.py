@@ -49,7 +49,9 @@ def _tiny(out, *extra):
         "warm_start.enabled=false", "train_data=arith:n=30,difficulty=1", "rollout.problems_per_step=2",
         "rollout.group_size=2", "rollout.solo_samples=1", "rollout.thinker_max_new_tokens=5",
         "rollout.solver_max_new_tokens=5", "rollout.rating_max_new_tokens=6", "schedule.period=1", "steps=2",
-        "save_every=100", "tensorboard=false", "samples_per_write=2", f"out={out}", *extra])
+        "save_every=100", "tensorboard=false", "samples_per_write=2",
+        # the last step's evaluation (summary.json's eval) on 4 problems, not the preset's 200 x 2 samples
+        "eval_data=arith:n=4,difficulty=1,split=test", "eval_samples=1", f"out={out}", *extra])
 
 
 RUNS = {

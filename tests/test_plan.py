@@ -140,7 +140,7 @@ def _tiny(out, sharing):
         "rollout.group_size=2", "rollout.solo_samples=1", "rollout.thinker_max_new_tokens=6",
         "rollout.solver_max_new_tokens=6", "credit.name=plan_token_parity", "optim.lr=1e-3", "schedule.period=1",
         "optim.ppo_epochs=1", "tensorboard=false", "steps=2", f"model.sharing={sharing}", "model.lora_rank=4",
-        f"out={out}"])
+        "eval_data=arith:n=4,difficulty=1,split=test", "eval_samples=1", f"out={out}"])  # (a small last evaluation)
 
 
 @pytest.mark.parametrize("sharing", ["separate", "shared", "lora"])
