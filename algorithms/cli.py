@@ -58,6 +58,7 @@ from .config import (
     preset,
 )
 from .credit import available as credit_available
+from .credit import chain_coalitions, coalition_label, needs_for
 from .evaluation import eval_progress, evaluate, paired_interval
 from .runs import (
     CheckpointError,
@@ -324,6 +325,11 @@ def _dry_run(args: argparse.Namespace, cfg: TrainerConfig, step: int | None) -> 
     ws = cfg.warm_start
     warm = ("none" if found.warm_start_cached is None else
             f"{ws.steps} supervised steps on {ws.data}, " + ("cached (reused)" if found.warm_start_cached else "trained first"))
+    replays = "nothing"
+    if len(r.roles) > 2:
+        roles = tuple(r.roles)
+        wanted = chain_coalitions(roles, needs_for(found.credit, roles))
+        replays = ", ".join(coalition_label(roles, c) for c in wanted) or "nothing"
     print(f"dry run ({cfg.out}: {state}); nothing loaded or written")
     for key, value in (
         ("preset", args.preset or ("the run's recorded configuration" if step is not None else "tiny-arith")),
@@ -332,7 +338,8 @@ def _dry_run(args: argparse.Namespace, cfg: TrainerConfig, step: int | None) -> 
         ("model", f"{cfg.model.name}" + (f" (Solver {cfg.model.solver_name})" if cfg.model.solver_name else "")
                   + f", {cfg.model.sharing}, {cfg.model.device}"),
         ("warm start", warm),
-        *([("team", " -> ".join(r.roles) + f" (budgets {r.budgets()})")] if len(r.roles) > 2 else []),
+        *([("team", " -> ".join(r.roles) + f" (budgets {r.budgets()})"), ("replays", replays)]
+          if len(r.roles) > 2 else []),
         ("steps", f"{cfg.steps}, {r.problems_per_step} problems x {r.group_size} rollouts per step, seed {cfg.seed}"),
         ("train data", f"{cfg.train_data} ({len(found.problems)} problems)"),
         ("eval data", f"{cfg.eval_data} ({len(found.eval_problems)} problems), "

@@ -292,5 +292,8 @@ def test_the_dry_run_names_the_team(tmp_path, capsys):
 
     assert main(["train", "--preset", "tiny-relay", "--out", str(tmp_path / "r"), "--dry-run",
                  "train_data=arith:n=20,difficulty=1,relay=1"]) == 0
-    assert "planner_0 -> relay_0 -> solver_0" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "planner_0 -> relay_0 -> solver_0" in out
+    # the preset's ccpo (event) replays the team without each role on the same prefix
+    assert "replays      without:solver_0, without:relay_0, without:planner_0" in out
     assert not (tmp_path / "r").exists()
