@@ -65,3 +65,40 @@ def credit_registry_restored():
     credit.REGISTRY.restore(saved)
     for name in [m for m in sys.modules if m.startswith("thinksolve_plugin_")]:
         del sys.modules[name]
+
+
+# --------------------------------------------------------------------------- the order files run in under xdist
+
+#: The test files that take longest, longest first (wall seconds on this 2-core machine under load, from
+#: one `pytest -n 2 --dist loadfile` run: the README's quick start, its 350-step warm start from an empty
+#: cache included, ~230; test_fsdp ~125; test_cli ~90; test_verifier_hostile ~80; test_trl_parity ~70 with
+#: the SmolLM2 conversion; the rest 20-50). Under pytest-xdist each worker is handed the next file when it
+#: is nearly done, so these start first and the two workers finish together. xdist's own order (most tests
+#: first) started test_doc_commands (6 tests) last: one worker ran its quick start alone for minutes at the
+#: end. A new file that takes more than ~20 s belongs in this list.
+SLOWEST_FILES = (
+    "test_doc_commands.py", "test_fsdp.py", "test_cli.py", "test_verifier_hostile.py", "test_trl_parity.py",
+    "test_docs.py", "test_briefed.py", "test_gpu_check.py", "test_credit_comparison.py", "test_distributed.py",
+    "test_scaling_bench.py", "test_verifier_load.py", "test_verifier_math500.py", "test_performance_bench.py",
+    "test_eval.py",
+)
+
+
+def pytest_configure(config):
+    # pytest-xdist sorts the files by their number of tests unless told not to; the order of
+    # pytest_collection_modifyitems below is kept instead (under xdist only).
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under xdist, files in the order of :data:`SLOWEST_FILES`, then the others as xdist would
+    order them (most tests first); the tests of a file keep their order. A plain ``pytest`` run
+    keeps the collection order."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    count: dict[Path, int] = {}
+    for item in items:
+        count[item.path] = count.get(item.path, 0) + 1
+    rank = {name: i for i, name in enumerate(SLOWEST_FILES)}
+    items.sort(key=lambda item: (rank.get(item.path.name, len(rank)), -count[item.path]))

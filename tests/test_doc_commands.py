@@ -7,8 +7,9 @@ the text (a command the table does not know fails :func:`test_every_doc_command_
   root of a temporary copy of the working tree (the docs say the commands run from the clone
   root) with ``THINKSOLVE_CACHE`` in a temporary folder. The README's quick start (train, resume,
   eval, export) runs like this, the tiny-brief warm start (350 steps) included.
-* ``capped``: it runs with extra arguments that make it short (``--steps 2``); what it would do
-  for longer is the same code.
+* ``capped``: it runs with extra arguments that make it short (``--steps 2``, and the evaluation
+  at its last step on a few held-out problems instead of the preset's 200 x 4 samples); what it
+  would do for longer is the same code.
 * ``checked``: too long for the suite (the demo, full benchmarks, the test suite itself) or it
   needs GPUs or a model download; it is checked as far as that goes without running it: its
   arguments parsed by the program's own parser, ``--dry-run``, the config it names validated, or
@@ -52,6 +53,9 @@ class How:
     check: str = ""  # checked: "dry-run", "config", "help", "make", "exists", "extra"
 
 
+#: What a capped training command's evaluation at its last step runs on (the preset's 200 problems x 4 samples
+#: are the same code, slower).
+SMALL_EVAL = ("eval_data=arith:n=8,difficulty=1,split=test,brief=1,digit=1", "eval_samples=1")
 QUICK = "the README's quick start: runs as written, in order (the warm start included, ~1.5 min in all)"
 COMMANDS: dict[str, How] = {
     # README.md
@@ -66,7 +70,8 @@ COMMANDS: dict[str, How] = {
     "thinksolve eval --model runs/first --data arith:n=50,difficulty=1,split=test,brief=1,digit=1": How("run", QUICK),
     "thinksolve export --model runs/first --out hf/first": How("run", QUICK),
     "thinksolve train --preset tiny-brief --plugin examples/event_both.py --credit event_both --out runs/mine": How(
-        "capped", "150 steps (about 2 min): run for 2 steps, then resumed from another directory", extra=("--steps", "2")),
+        "capped", "150 steps (about 2 min): run for 2 steps (its last-step evaluation on 8 problems), then resumed "
+        "from another directory", extra=("--steps", "2", *SMALL_EVAL)),
     "python benchmarks/credit_comparison.py --plugin examples/event_both.py --methods shared event_both --optimizers "
     "gspo --seeds 0 --steps 12 --eval-every 6 --eval-samples 1 --runs runs/bench-mine": How(
         "checked", "about a minute once the warm start is cached; tests/test_credit_comparison.py runs the same "
