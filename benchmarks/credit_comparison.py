@@ -43,6 +43,24 @@ run's training time.
         [--eval-samples S] [--answers-per-thought K] [--workers 2] [--plugin examples/event_both.py]
         [--name credit_comparison] [--runs DIR] [--results DIR] [--dry-run]
 
+**Chains of three or more roles** (a preset whose ``rollout.roles`` names more than two, e.g.
+``tiny-relay``: planner_0 → relay_0 → solver_0; docs/method.md#teams-of-more-than-two-roles):
+the methods are ``shared``, ``ccpo-event``, ``ccpo-margin``, ``difference``, ``shapley`` (exact:
+every coalition), ``tree``, ``ccpo-value``, ``shared-tree`` (:data:`CHAIN_METHODS`, the first five
+and ``tree`` by default) and registered methods that are defined for the chain; ``sepo`` and
+``ccpo-normalized`` (two roles only) are refused with the method's own reason. Each run collects
+what ``credit.needs_for(method, roles)`` asks for. A tree collection branches K ways at every
+position, so ``rollout.group_size`` n becomes n/K^(N−1) first-role texts (K^(N−1) joint episodes
+below each) and the last role's joint answers per problem stay n. The budget is the **last
+role's generations** (its joint answers + the replays in which it answers afresh, from the
+collection's per-coalition budget; the key ``solver_generations`` of a chain's records holds
+them), and the evaluation plays every problem with the whole team and with each role removed.
+Columns: team accuracy (the primary metric, as above), accuracy without each role and each role's
+contribution (team − without it), last-role generations, replays (counterfactual episodes, each
+verified once) and their generations (all roles) per step, ``adv_corr`` of every role, and one
+run's training and wall time. The default optimizer of a chain is the preset's own (``dr_grpo``
+for ``tiny-relay``).
+
 (also ``thinksolve bench credit ...``). Method names: ``shared``, ``ccpo-event``,
 ``ccpo-margin``, ``ccpo-normalized``, ``sepo``, ``difference``, ``shapley`` (flat), ``tree``,
 ``ccpo-value``, ``shared-tree`` (tree), any registered name (``--plugin`` imports the file that
@@ -98,6 +116,10 @@ BUILTIN = {
 #: A method name with this suffix runs on the tree collection (n/K thoughts × K answers).
 TREE_SUFFIX = "@tree"
 DEFAULT_METHODS = list(BUILTIN)
+#: The methods a chain of three or more roles can run (the others are two-role only).
+CHAIN_METHODS = ["shared", "ccpo-event", "ccpo-margin", "difference", "shapley", "tree", "ccpo-value", "shared-tree"]
+#: The default grid of a chain preset.
+DEFAULT_CHAIN_METHODS = ["shared", "ccpo-event", "difference", "shapley", "tree"]
 DEFAULT_OPTIMIZERS = ["gspo", "grpo", "reinforce++"]
 DEFAULT_SEEDS = [0, 1, 2, 3, 4]
 #: Generations counted as "Solver generations" (the Thinker's joint thought is not).
@@ -151,6 +173,8 @@ def run_config(preset: str, method: str, optimizer: str, seed: int, *, steps: in
     if eval_samples is not None:
         cfg.eval_samples = eval_samples
     cfg = apply_overrides(cfg, overrides)
+    if is_chain(cfg):
+        return _chain_config(cfg, method, name, params, collection, answers_per_thought)
     if collection == "tree":
         K, n = answers_per_thought, cfg.rollout.group_size
         if isinstance(K, bool) or not isinstance(K, int) or K < 2:
@@ -162,10 +186,59 @@ def run_config(preset: str, method: str, optimizer: str, seed: int, *, steps: in
     return cfg.validate()
 
 
+def is_chain(cfg) -> bool:
+    """Whether a TrainerConfig (or its dict) is a team of three or more roles."""
+    roles = cfg["rollout"].get("roles") if isinstance(cfg, dict) else cfg.rollout.roles
+    return roles is not None and len(roles) > 2
+
+
+def _chain_config(cfg, method: str, name: str, params: dict, collection: str, answers_per_thought: int):
+    """:func:`run_config` for a chain: the method must be defined for the chain; a tree collection
+    branches K ways at every position and keeps the last role's n joint answers per problem
+    (n/K^(N−1) first-role texts)."""
+    from algorithms import credit
+
+    roles = tuple(cfg.rollout.roles)
+    try:
+        credit.needs_for(credit.get(name, **params), roles)
+    except ValueError as e:
+        raise ValueError(f"{method} is not defined for a chain of {len(roles)} roles: {e} "
+                         f"(methods for a chain: {', '.join(CHAIN_METHODS)}, or a registered method that is)") from None
+    if collection == "tree":
+        K, n = answers_per_thought, cfg.rollout.group_size
+        if isinstance(K, bool) or not isinstance(K, int) or K < 2:
+            raise ValueError(f"--answers-per-thought must be an integer >= 2 for the tree methods, got {K!r}")
+        below = K ** (len(roles) - 1)
+        if n % below:
+            raise ValueError(f"{method}: rollout.group_size={n} is not a multiple of K^(N-1) = {K}^{len(roles) - 1} = "
+                             f"{below} (a tree collection of {len(roles)} roles spends the same n last-role answers per "
+                             f"problem as n/K^(N-1) first-role texts, branching K ways at every position)")
+        cfg.rollout.group_size, cfg.rollout.answers_per_thought = n // below, K
+    cfg = cfg.validate()
+    from algorithms.train.preflight import check_collection
+
+    check_collection(cfg.credit.build(), cfg)
+    return cfg
+
+
+def preset_optimizer(preset_name: str) -> str | None:
+    """The name in :data:`~algorithms.config.OPTIMIZERS` whose fields the preset's optim has."""
+    from algorithms.config import OPTIMIZERS
+    from algorithms.config import preset as get_preset
+
+    optim = get_preset(preset_name).optim
+    for name, fields in OPTIMIZERS.items():
+        if all(getattr(optim, k) == v for k, v in fields.items()):
+            return name
+    return None
+
+
 def collection_of(record_or_config: dict) -> str:
     """``"flat"`` or ``"n/K x K"`` of a run's config dict."""
     r = record_or_config["rollout"]
     K = r.get("answers_per_thought", 1)
+    if K > 1 and is_chain(record_or_config):
+        return f"tree {r['group_size']}" + f"x{K}" * (len(r["roles"]) - 1)
     return "flat" if K == 1 else f"tree {r['group_size']}x{K}"
 
 
@@ -197,6 +270,8 @@ def start_key(cfg) -> str:
     r = d["rollout"]
     keep["rollout"] = {k: r.get(k) for k in ("thinker_max_new_tokens", "solver_max_new_tokens", "top_p", "prompts",
                                               "max_prompt_tokens")}
+    if is_chain(d):  # (two-role keys stay as they were, so stored two-role runs are reused)
+        keep["rollout"].update({k: r.get(k) for k in ("roles", "role_max_new_tokens")})
     blob = json.dumps({"start": keep}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -206,7 +281,30 @@ def solver_generations(row: dict) -> int:
     return int(sum(gens.get(p, 0) for p in BUDGET_PHASES))
 
 
+def chain_budget(budget: dict, roles: tuple[str, ...]) -> dict:
+    """A chain collection's budget (``groups.budget``) summed for the tables: ``last`` the last
+    role's generations (its joint answers + the replays in which it answers afresh), ``replays``
+    the counterfactual episodes (each verified once), ``replay_generations`` their generations
+    (every role), ``by_role`` each role's generations (joint + replays)."""
+    last = roles[-1]
+    coalitions = {k: v for k, v in budget.items() if k not in roles and isinstance(v, dict) and "by_role" in v}
+    by_role = {r: budget.get(r, {}).get("generations", 0) + sum(c["by_role"].get(r, 0) for c in coalitions.values())
+               for r in roles}
+    return {"last": by_role[last], "replays": sum(c["verifier_calls"] for c in coalitions.values()),
+            "replay_generations": sum(c["generations"] for c in coalitions.values()), "by_role": by_role}
+
+
+def _chain_point(step: int, generations: int, ev: dict) -> dict:
+    """An evaluation of a chain: team accuracy, accuracy without each role, each role's contribution."""
+    per = {k: [round(v, 6) for v in vals] for k, vals in ev["per_problem"].items()}
+    return {"step": step, "solver_generations": generations, "joint_accuracy": ev["joint_accuracy"],
+            "removed": dict(ev["removed"]), "contribution": dict(ev["contribution"]),
+            "solo_accuracy": ev["solo_accuracy"], "per_problem": per}
+
+
 def _eval_point(step: int, generations: int, ev: dict) -> dict:
+    if "removed" in ev and "contribution" in ev:  # a chain of three or more roles
+        return _chain_point(step, generations, ev)
     keys = ("joint_accuracy", "solo_accuracy", "collaboration", "help_rate", "hurt_rate")
     per = {k: [round(v, 6) for v in ev["per_problem"][k]] for k in ("joint", "solo")}
     return {"step": step, "solver_generations": generations, **{k: ev[k] for k in keys}, "per_problem": per}
@@ -252,13 +350,21 @@ def run_one(task: dict) -> dict:
     t_start = time.perf_counter()
     curve, diag = [], {"rating_valid_rate": [], "adv_corr_thinker_0": [], "adv_corr_solver_0": [], "batch_accuracy": []}
     gens_per_step, train_s, eval_s = [], 0.0, 0.0
+    roles = tuple(cfg.rollout.roles)
+    chain = len(roles) > 2
+    spent, adv_corr = [], {r: [] for r in roles}
     with Trainer(cfg, log=None) as trainer:
         cumulative = 0
         for s in range(cfg.steps):
             t0 = time.perf_counter()
             row = trainer.step()
             train_s += time.perf_counter() - t0
-            g = solver_generations(row)
+            if chain:
+                spent.append(chain_budget(trainer.last_groups.budget, roles))
+                for r in roles:
+                    if row.get(f"adv_corr_{r}") is not None:
+                        adv_corr[r].append(row[f"adv_corr_{r}"])
+            g = spent[-1]["last"] if chain else solver_generations(row)
             gens_per_step.append(g)
             cumulative += g
             diag["batch_accuracy"].append(row["joint_accuracy"])
@@ -281,8 +387,40 @@ def run_one(task: dict) -> dict:
         "batch_accuracy_last10": float(np.mean(diag["batch_accuracy"][-10:])),
         "train_seconds": train_s, "eval_seconds": eval_s, "wall_seconds": time.perf_counter() - t_start,
     }
+    if chain:
+        record["roles"] = list(roles)
+        record["replays_per_step"] = float(np.mean([b["replays"] for b in spent]))
+        record["replay_generations_per_step"] = float(np.mean([b["replay_generations"] for b in spent]))
+        record["generations_per_step_by_role"] = {r: float(np.mean([b["by_role"][r] for b in spent])) for r in roles}
+        record["adv_corr"] = {r: float(np.mean(v)) if v else None for r, v in adv_corr.items()}
     _atomic_write(Path(task["path"]), json.dumps(record, indent=2) + "\n")
     return record
+
+
+def preset_is_chain(preset_name: str, overrides: list[str] | None = None) -> bool:
+    """Whether the preset (with the overrides) is a team of three or more roles."""
+    from algorithms.config import apply_overrides
+    from algorithms.config import preset as get_preset
+
+    cfg = get_preset(preset_name)
+    try:
+        cfg = apply_overrides(cfg, list(overrides or []))
+    except ValueError:  # a bad override is named by run_config
+        pass
+    return is_chain(cfg)
+
+
+def resolve_defaults(args) -> None:
+    """Fill ``--methods``/``--optimizers`` left out: every built-in and gspo, grpo, reinforce++
+    for two roles; for a chain :data:`DEFAULT_CHAIN_METHODS` and the preset's own optimizer."""
+    chain = None
+    if getattr(args, "methods", None) is None:
+        chain = preset_is_chain(args.preset, args.overrides)
+        args.methods = list(DEFAULT_CHAIN_METHODS if chain else DEFAULT_METHODS)
+    if getattr(args, "optimizers", None) is None:
+        chain = preset_is_chain(args.preset, args.overrides) if chain is None else chain
+        own = preset_optimizer(args.preset) if chain else None
+        args.optimizers = [own] if own else list(DEFAULT_OPTIMIZERS)
 
 
 def plan(args) -> list[dict]:
@@ -291,6 +429,7 @@ def plan(args) -> list[dict]:
     Order (what an interrupted grid has finished first): the first ``args.lead_optimizers``
     optimizers seed by seed (every method of one seed under each of them), then the others seed by
     seed."""
+    resolve_defaults(args)
     tasks = []
     lead = max(1, getattr(args, "lead_optimizers", len(args.optimizers)))
     K = getattr(args, "answers_per_thought", 2)
@@ -399,12 +538,23 @@ def execute(tasks: list[dict], *, workers: int, plugins: list[str], log=print) -
 
 
 def _log_done(log, n, total, r, t0) -> None:
+    if r.get("kind") == "start" and "removed" in r["point"]:
+        p = r["point"]
+        log(f"[{n}/{total}] warm start seed {r['seed']}: team {p['joint_accuracy']:.1%}, "
+            + ", ".join(f"without {k} {v:.1%}" for k, v in p["removed"].items())
+            + f" ({r['wall_seconds']:.0f}s; {time.perf_counter() - t0:.0f}s elapsed)")
+        return
     if r.get("kind") == "start":
         p = r["point"]
         log(f"[{n}/{total}] warm start seed {r['seed']}: team {p['joint_accuracy']:.1%}, Thinker removed "
             f"{p['solo_accuracy']:.1%} ({r['wall_seconds']:.0f}s; {time.perf_counter() - t0:.0f}s elapsed)")
         return
     f = r["final"]
+    if "removed" in f:
+        log(f"[{n}/{total}] {r['method']:<16} {r['optimizer']:<12} seed {r['seed']}: team {f['joint_accuracy']:.1%}, "
+            + ", ".join(f"without {k} {v:.1%}" for k, v in f["removed"].items())
+            + f" ({r['wall_seconds']:.0f}s; {time.perf_counter() - t0:.0f}s elapsed)")
+        return
     log(f"[{n}/{total}] {r['method']:<16} {r['optimizer']:<12} seed {r['seed']}: team {f['joint_accuracy']:.1%}, "
         f"Thinker removed {f['solo_accuracy']:.1%} ({r['wall_seconds']:.0f}s; {time.perf_counter() - t0:.0f}s elapsed)")
 
@@ -417,7 +567,8 @@ def _prepare_warm_start(config: dict) -> None:
     if cfg.warm_start.enabled:
         from algorithms.team.warmstart import warm_start
 
-        warm_start(cfg.warm_start, model=cfg.model.name, prompts=cfg.rollout.prompts, log=None)
+        roles = {"roles": cfg.rollout.roles} if is_chain(cfg) else {}
+        warm_start(cfg.warm_start, model=cfg.model.name, prompts=cfg.rollout.prompts, log=None, **roles)
 
 
 # --------------------------------------------------------------------------- summarising
@@ -516,6 +667,8 @@ def _compare(points: dict, shared_points: dict) -> dict | None:
 
 def summarise(records: list[dict], methods: list[str], optimizers: list[str]) -> tuple[list[dict], list[dict], dict]:
     """(equal-steps rows, equal-generations rows, extra facts) over seeds; ``records`` with step 0."""
+    if records and records[0].get("roles") and len(records[0]["roles"]) > 2:
+        return summarise_chain(records, methods, optimizers)
     by = {}
     for r in records:
         by.setdefault((r["method"], r["optimizer"]), []).append(r)
@@ -572,6 +725,83 @@ def summarise(records: list[dict], methods: list[str], optimizers: list[str]) ->
     return steps_rows, gen_rows, extra
 
 
+def _role_short(role: str) -> str:
+    return role[:-2] if role.endswith("_0") else role
+
+
+def summarise_chain(records: list[dict], methods: list[str], optimizers: list[str]) -> tuple[list[dict], list[dict], dict]:
+    """:func:`summarise` for a chain of three or more roles: team accuracy (the primary metric,
+    paired with shared as for two roles), accuracy without each role, each role's contribution
+    (team − without it), last-role generations and replays per step; the equal-generations view
+    reads every run at the last evaluation where its cumulative last-role generations fit the
+    smallest final budget."""
+    roles = records[0]["roles"]
+    last = roles[-1]
+    by = {}
+    for r in records:
+        by.setdefault((r["method"], r["optimizer"]), []).append(r)
+    budget = min(r["final"]["solver_generations"] for r in records)
+    shared = {(r["optimizer"], r["seed"]): r for r in records if r["method"] == "shared"}
+    steps_rows, gen_rows, diffs = [], [], []
+
+    def accuracies(points: list[dict]) -> dict:
+        row = {"team %": _pm([p["joint_accuracy"] for p in points])}
+        row.update({f"without {_role_short(k)} %": _pm([p["removed"][k] for p in points]) for k in roles})
+        row.update({f"{_role_short(k)} contribution (pts)": _pm([p["contribution"][k] for p in points], signed=True)
+                    for k in roles})
+        return row
+
+    def vs_shared(d: dict | None, mde: bool = True) -> dict:
+        out = {"vs shared (pts) [95% CI]": "—" if d is None else _fmt_diff(d),
+               "SE": "—" if d is None else _pts(d["se"]), "SE eval": "—" if d is None else _pts(d["se_eval"])}
+        if mde:
+            out["MDE"] = "—" if d is None else _pts(d["mde"])
+        return out
+
+    for opt in optimizers:
+        for method in methods:
+            rs = sorted(by.get((method, opt), []), key=lambda r: r["seed"])
+            if not rs:
+                continue
+            d = None
+            if method != "shared":
+                d = _compare({r["seed"]: r["final"] for r in rs},
+                             {s: shared[(opt, s)]["final"] for (o, s) in shared if o == opt})
+            if d is not None:
+                diffs.append({"optimizer": opt, "method": method, "view": "equal steps", **d})
+            corr = "/".join("—" if math.isnan(_mean_std([(r.get("adv_corr") or {}).get(k) for r in rs])[0]) else
+                            f"{_mean_std([(r.get('adv_corr') or {}).get(k) for r in rs])[0]:.2f}" for k in roles)
+            steps_rows.append({
+                "optimizer": opt, "method": method, "collection": rs[0].get("collection", "flat"), "seeds": len(rs),
+                f"{last} gens/step": f"{_mean_std([r['solver_generations_per_step'] for r in rs])[0]:.0f}",
+                "replays/step": f"{_mean_std([r['replays_per_step'] for r in rs])[0]:.0f}",
+                "replay gens/step": f"{_mean_std([r['replay_generations_per_step'] for r in rs])[0]:.0f}",
+                **accuracies([r["final"] for r in rs]), **vs_shared(d),
+                "adv_corr " + "/".join(_role_short(k) for k in roles): corr,
+                "train s": f"{_mean_std([r['train_seconds'] for r in rs])[0]:.0f}",
+                "run s": f"{_mean_std([r['wall_seconds'] for r in rs])[0]:.0f}",
+            })
+            pts = {r["seed"]: at_budget(r, budget) for r in rs}
+            g = None
+            if method != "shared":
+                g = _compare(pts, {s: at_budget(shared[(opt, s)], budget) for (o, s) in shared if o == opt})
+            if g is not None:
+                diffs.append({"optimizer": opt, "method": method, "view": f"equal {last} generations", **g})
+            gen_rows.append({
+                "optimizer": opt, "method": method,
+                "step": "/".join(sorted({str(p["step"]) for p in pts.values()}, key=int)),
+                f"{last} gens": f"{_mean_std([p['solver_generations'] for p in pts.values()])[0]:.0f}",
+                **accuracies(list(pts.values())), **vs_shared(g, mde=False),
+            })
+    start = list({r["seed"]: r["curve"][0] for r in records}.values())  # one warm-start evaluation per seed
+    extra = {"primary_metric": PRIMARY, "roles": list(roles), "generation_budget": budget, "differences": diffs,
+             "warm_start": {"team": _mean_std([p["joint_accuracy"] for p in start])[0],
+                            "removed": {k: _mean_std([p["removed"][k] for p in start])[0] for k in roles},
+                            "contribution": {k: _mean_std([p["contribution"][k] for p in start])[0] for k in roles}},
+             "power": power_summary(diffs)}
+    return steps_rows, gen_rows, extra
+
+
 def power_summary(diffs: list[dict]) -> dict:
     """Medians over the equal-steps comparisons (methods that are not exact copies of shared):
     total SE, evaluation-only SE (of the seed mean and of one seed), and the MDE from each."""
@@ -612,7 +842,8 @@ def power_line(p: dict) -> str:
 
 
 def plot(records: list[dict], methods: list[str], optimizers: list[str], path: Path) -> Path | None:
-    """Held-out team accuracy (mean over seeds) against training steps and Solver generations."""
+    """Held-out team accuracy (mean over seeds) against training steps and Solver generations (a
+    chain: its last role's generations)."""
     try:
         import matplotlib
 
@@ -637,7 +868,9 @@ def plot(records: list[dict], methods: list[str], optimizers: list[str], path: P
             axes[1][col].plot(gens, acc, style, marker="o", ms=3, label=method)
         axes[0][col].set_title(f"{opt}")
         axes[0][col].set_xlabel("training step")
-        axes[1][col].set_xlabel("cumulative Solver generations")
+        roles = records[0].get("roles") or []
+        axes[1][col].set_xlabel(f"cumulative {roles[-1]} generations" if len(roles) > 2 else
+                                "cumulative Solver generations")
         for row in (0, 1):
             axes[row][col].grid(alpha=0.3)
     axes[0][0].set_ylabel("held-out team accuracy (%)")
@@ -660,8 +893,11 @@ def plot(records: list[dict], methods: list[str], optimizers: list[str], path: P
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="credit_comparison", description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="tiny-brief")
-    ap.add_argument("--methods", nargs="+", default=DEFAULT_METHODS)
-    ap.add_argument("--optimizers", nargs="+", default=DEFAULT_OPTIMIZERS)
+    ap.add_argument("--methods", nargs="+", default=None,
+                    help="benchmark method names (default: every built-in; a chain preset: "
+                         + " ".join(DEFAULT_CHAIN_METHODS) + ")")
+    ap.add_argument("--optimizers", nargs="+", default=None,
+                    help="optimizers (default: " + " ".join(DEFAULT_OPTIMIZERS) + "; a chain preset: its own)")
     ap.add_argument("--seeds", nargs="+", type=int, default=DEFAULT_SEEDS)
     ap.add_argument("--steps", type=int, help="training steps per run (default: the preset's)")
     ap.add_argument("--eval-every", type=int, default=50, help="steps between held-out evaluations (default 50)")
@@ -696,9 +932,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.eval_every < 1:
         print("credit_comparison: --eval-every must be >= 1", file=sys.stderr)
         return 2
+    try:
+        resolve_defaults(args)
+    except (ValueError, ImportError) as e:
+        print(f"credit_comparison: {e}", file=sys.stderr)
+        return 2
     if "shared" not in args.methods:
         args.methods = ["shared", *args.methods]  # the reference every method is compared with
     args.runs = args.runs or f"runs/bench-{args.name}"
+    load_before = _loadavg()
     try:
         tasks = plan(args)
     except (ValueError, ImportError) as e:
@@ -725,6 +967,9 @@ def main(argv: list[str] | None = None) -> int:
     png = plot(records, args.methods, args.optimizers, results / f"{args.name}_curve.png")
     cfg0 = tasks[0]["config"]
     columns = list(steps_rows[0])
+    if is_chain(cfg0):
+        return _write_chain(args, argv, tasks, raw, records, steps_rows, gen_rows, extra, results, png, wall,
+                            load_before)
     gens = {f"{r['method']} ({r['collection']})": r["Solver gens/step"] for r in steps_rows
             if r["optimizer"] == args.optimizers[0]}
     gen_table = markdown_table(list(gen_rows[0]), gen_rows)
@@ -755,6 +1000,65 @@ def main(argv: list[str] | None = None) -> int:
                           extra={"equal_generations": {"columns": list(gen_rows[0]), "rows": gen_rows}, **extra,
                                  "runs": records, "invocation_seconds": wall,
                                  "worker_minutes": worker_min,
+                                 "reused_runs": sum(1 for t in tasks if t.get("reused"))})
+    print()
+    print(f"Primary metric: {PRIMARY}")
+    print(table)
+    print()
+    print(notes)
+    return 0
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def _write_chain(args, argv, tasks, raw, records, steps_rows, gen_rows, extra, results, png, wall, load_before) -> int:
+    """The results files of a chain's comparison (:func:`main`)."""
+    import shlex
+
+    import _results
+
+    cfg0 = tasks[0]["config"]
+    roles = extra["roles"]
+    last = roles[-1]
+    K = args.answers_per_thought
+    n = cfg0["rollout"]["group_size"]
+    ws = extra["warm_start"]
+    gens = {f"{r['method']} ({r['collection']})": r[f"{last} gens/step"] for r in steps_rows
+            if r["optimizer"] == args.optimizers[0]}
+    worker_min = (sum(r["wall_seconds"] for r in raw)) / 60
+    load_after = _loadavg()
+    notes = (
+        f"Primary metric (declared before the runs): {PRIMARY}.\n\n"
+        f"{power_line(extra['power'])}\n\n"
+        f"Chain {' -> '.join(roles)}. Equal training steps ({cfg0['steps']}); held-out {cfg0['eval_data']}, "
+        f"{cfg0['eval_samples']} sample(s) per problem at temperature {cfg0['eval_temperature']}, with the whole team and "
+        f"with each role removed, evaluated every {args.eval_every} steps; mean ± std over seeds {sorted(args.seeds)}; "
+        f"contribution = team − without the role; SE, SE eval and MDE in points. Flat collections: {n} texts of each role "
+        f"per problem; tree collections: {n // K ** (len(roles) - 1)} first-role texts, branching {K} ways at every "
+        f"position ({n} {last} answers per problem). Warm start (step 0): team {ws['team']:.1%}, "
+        + ", ".join(f"without {k} {v:.1%}" for k, v in ws["removed"].items()) + f". {last} generations per step "
+        "(joint + replays in which it answers): " + ", ".join(f"{k} {v}" for k, v in gens.items()) + ". "
+        "adv_corr: the correlation of each role's advantages with shared reward's under the same estimator "
+        "(1.00: the method only rescales shared reward for that role).\n\n"
+        f"## Equal {last} generations (budget {extra['generation_budget']}: its joint answers + the replays in which "
+        f"it answers)\n\n{markdown_table(list(gen_rows[0]), gen_rows)}\n\n"
+        f"Runs: {worker_min:.0f} min of worker time in all (training, evaluations, model loading), one torch thread "
+        f"each, {args.workers} worker(s); this invocation {wall / 60:.1f} min of wall time "
+        f"({sum(1 for t in tasks if t.get('reused'))} stored run(s) reused), {os.cpu_count()} CPUs, load average "
+        f"(1/5/15 min) {load_before} before and {load_after} after"
+        f"{'' if png is None else f'; learning curves: {png.name}'}."
+    )
+    _results.RESULTS = results
+    command = shlex.join(["python", "benchmarks/credit_comparison.py", *(sys.argv[1:] if argv is None else argv)])
+    table = write_results(args.name, list(steps_rows[0]), steps_rows, notes=notes, command=command,
+                          extra={"equal_generations": {"columns": list(gen_rows[0]), "rows": gen_rows}, **extra,
+                                 "runs": records, "invocation_seconds": wall, "worker_minutes": worker_min,
+                                 "load_average": {"before": load_before, "after": load_after},
                                  "reused_runs": sum(1 for t in tasks if t.get("reused"))})
     print()
     print(f"Primary metric: {PRIMARY}")

@@ -253,3 +253,87 @@ def test_paired_difference_interval_and_evaluation_standard_error():
     p = cc.power_summary([{**d, "optimizer": "gspo", "method": "x", "view": "equal steps"}])
     assert p["se"] > p["se_eval"] and "makes the total SE larger" in cc.power_line(p)
     assert p["mde_eval_only"] == pytest.approx(2.8 * d["se_eval"])
+
+
+#: A three-role run in seconds: a small warm start of the relay chain, one problem a step.
+RELAY_SMALL = ["warm_start.steps=3", "warm_start.batch_size=4", "warm_start.data=arith:n=40,difficulty=1,relay=1",
+               "rollout.problems_per_step=1", "rollout.group_size=8", "rollout.solo_samples=1", "samples_every=0"]
+CHAIN = ("planner_0", "relay_0", "solver_0")
+
+
+def test_chain_presets_get_chain_methods_and_two_role_methods_are_refused(tmp_path, capsys):
+    args = cc.build_parser().parse_args(["--preset", "tiny-relay", "--runs", str(tmp_path)])
+    cc.resolve_defaults(args)
+    assert args.methods == cc.DEFAULT_CHAIN_METHODS and args.optimizers == ["dr_grpo"]  # the preset's own optimizer
+    args = cc.build_parser().parse_args(["--runs", str(tmp_path)])
+    cc.resolve_defaults(args)  # two roles: as before
+    assert args.methods == cc.DEFAULT_METHODS and args.optimizers == cc.DEFAULT_OPTIMIZERS
+    for method in ("sepo", "ccpo-normalized"):
+        assert cc.main(["--preset", "tiny-relay", "--methods", method, "--runs", str(tmp_path), "--dry-run"]) == 2
+        err = capsys.readouterr().err
+        assert f"{method} is not defined for a chain of 3 roles" in err and "shapley" in err
+    # a tree collection branches K ways at every position and keeps the solver's n answers per problem
+    kw = dict(steps=1, eval_data=None, eval_samples=None, plugins=[], out="x", overrides=[])
+    cfg = cc.run_config("tiny-relay", "tree", "dr_grpo", 0, **kw)
+    assert (cfg.rollout.group_size, cfg.rollout.answers_per_thought) == (2, 2)
+    assert cc.collection_of(cfg.to_dict()) == "tree 2x2x2"
+    with pytest.raises(ValueError, match=r"group_size=8 is not a multiple of K\^\(N-1\) = 3\^2 = 9"):
+        cc.run_config("tiny-relay", "tree", "dr_grpo", 0, answers_per_thought=3, **kw)
+    from algorithms.config import preset as get_preset
+
+    assert cc.run_config("tiny-relay", "shared", "dr_grpo", 0, **kw).optim == get_preset("tiny-relay").optim
+    # the chain's budget summed: the solver's joint answers and the replays in which it answers
+    budget = {"generate_calls": {}, "planner_0": {"generations": 8}, "relay_0": {"generations": 8},
+              "solver_0": {"generations": 8, "verifier_calls": 8},
+              "without:relay_0": {"generations": 8, "verifier_calls": 8, "by_role": {"solver_0": 8}},
+              "without:solver_0": {"generations": 0, "verifier_calls": 8, "by_role": {}},
+              "only:relay_0": {"generations": 2, "verifier_calls": 2, "by_role": {"relay_0": 2}}}
+    assert cc.chain_budget(budget, CHAIN) == {"last": 16, "replays": 18, "replay_generations": 10,
+                                              "by_role": {"planner_0": 8, "relay_0": 10, "solver_0": 16}}
+
+
+@pytest.mark.slow
+def test_the_three_role_comparison_runs_and_tabulates_each_role(tmp_path):
+    """A tiny grid on tiny-relay (3 methods x 1 seed x 2 steps): the chain's columns come from the runs."""
+    args = ["--preset", "tiny-relay", "--methods", "shapley", "tree", "--seeds", "0", "--steps", "2",
+            "--eval-every", "1", "--eval-data", "arith:n=6,difficulty=1,split=test,relay=1", "--eval-samples", "1",
+            "--workers", "1", "--name", "relay", "--results", str(tmp_path / "results"), "--runs", str(tmp_path / "runs"),
+            *RELAY_SMALL]
+    assert cc.main(args) == 0
+    out = json.loads((tmp_path / "results" / "relay.json").read_text())
+    assert [r["method"] for r in out["rows"]] == ["shared", "shapley", "tree"]
+    assert [r["optimizer"] for r in out["rows"]] == ["dr_grpo"] * 3
+    for col in ("team %", "without planner %", "without relay %", "without solver %", "relay contribution (pts)",
+                "solver_0 gens/step", "replays/step", "replay gens/step", "vs shared (pts) [95% CI]", "SE eval", "MDE",
+                "adv_corr planner/relay/solver", "run s"):
+        assert col in out["columns"], col
+    runs = {r["method"]: r for r in out["runs"]}
+    assert runs["shared"]["curve"][0] == runs["shapley"]["curve"][0] == runs["tree"]["curve"][0]  # one warm start
+    for r in runs.values():
+        assert [p["step"] for p in r["curve"]] == [0, 1, 2] and r["roles"] == list(CHAIN)
+        f = r["final"]
+        assert set(f["removed"]) == set(f["contribution"]) == set(CHAIN)
+        for role in CHAIN:
+            assert f["contribution"][role] == pytest.approx(f["joint_accuracy"] - f["removed"][role])
+            assert f["removed"][role] == pytest.approx(np.mean(f["per_problem"][f"without_{role}"]))
+        assert f["removed"]["solver_0"] == 0.0  # without the solver nobody boxes an answer
+    # the solver's generations per step: 1 problem x 8 joint answers; shapley adds its replays (without the
+    # relay: one per planner text; without the planner and the solver alone: solo_samples=1 per problem)
+    assert runs["shared"]["solver_generations_per_step"] == 8 and runs["shared"]["replays_per_step"] == 0
+    assert runs["tree"]["solver_generations_per_step"] == 8 and runs["tree"]["collection"] == "tree 2x2x2"
+    assert runs["tree"]["generations_per_step_by_role"] == {"planner_0": 2, "relay_0": 4, "solver_0": 8}
+    assert runs["shapley"]["solver_generations_per_step"] == 8 + 8 + 1 + 1
+    # replays: without the solver / the relay / all but the planner one per prefix (8 each), the others 1
+    assert runs["shapley"]["replays_per_step"] == 27 and runs["shapley"]["replay_generations_per_step"] == 12
+    assert runs["shapley"]["generations_per_step_by_role"] == {"planner_0": 8, "relay_0": 10, "solver_0": 18}
+    row = {r["method"]: r for r in out["rows"]}
+    assert row["shapley"]["solver_0 gens/step"] == "18" and row["shapley"]["replays/step"] == "27"
+    assert row["tree"]["team %"] == f"{runs['tree']['final']['joint_accuracy'] * 100:.1f} ± 0.0"
+    d = [x for x in out["differences"] if x["method"] == "tree" and x["view"] == "equal steps"][0]
+    assert d["mean"] == pytest.approx(runs["tree"]["final"]["joint_accuracy"] - runs["shared"]["final"]["joint_accuracy"])
+    # equal solver generations: shared's final budget (16); shapley spends 18 a step, so it is read at step 0
+    assert out["generation_budget"] == 16
+    gen = {r["method"]: r for r in out["equal_generations"]["rows"]}
+    assert gen["shapley"]["step"] == "0" and gen["tree"]["step"] == "2"
+    md = (tmp_path / "results" / "relay.md").read_text()
+    assert "Equal solver_0 generations" in md and "planner_0 -> relay_0 -> solver_0" in md
