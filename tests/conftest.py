@@ -75,9 +75,12 @@ def credit_registry_restored():
 #: the SmolLM2 conversion; the rest 20-50). Under pytest-xdist each worker is handed the next file when it
 #: is nearly done, so these start first and the two workers finish together. xdist's own order (most tests
 #: first) started test_doc_commands (6 tests) last: one worker ran its quick start alone for minutes at the
-#: end. A new file that takes more than ~20 s belongs in this list.
+#: end. test_two_role_reproduces (~40 s; ~190 s where it trains the 350-step tiny-brief warm start itself)
+#: comes after the README's first training has put that warm start into the session's cache
+#: (test_doc_commands.share_warm_starts). A new file that takes more than ~20 s belongs in this list.
 SLOWEST_FILES = (
-    "test_doc_commands.py", "test_fsdp.py", "test_cli.py", "test_verifier_hostile.py", "test_trl_parity.py",
+    "test_doc_commands.py", "test_fsdp.py", "test_cli.py", "test_two_role_reproduces.py", "test_verifier_hostile.py",
+    "test_trl_parity.py",
     "test_docs.py", "test_briefed.py", "test_gpu_check.py", "test_credit_comparison.py", "test_distributed.py",
     "test_scaling_bench.py", "test_verifier_load.py", "test_verifier_math500.py", "test_performance_bench.py",
     "test_eval.py",
@@ -92,13 +95,16 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Under xdist, files in the order of :data:`SLOWEST_FILES`, then the others as xdist would
-    order them (most tests first); the tests of a file keep their order. A plain ``pytest`` run
-    keeps the collection order."""
+    """Under xdist, files in the order of :data:`SLOWEST_FILES`, then files with a test marked
+    ``slow``, then the others as xdist would order them (most tests first); the tests of a file keep
+    their order. A plain ``pytest`` run keeps the collection order."""
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         return
     count: dict[Path, int] = {}
+    slow: set[Path] = set()
     for item in items:
         count[item.path] = count.get(item.path, 0) + 1
+        if item.get_closest_marker("slow") is not None:
+            slow.add(item.path)
     rank = {name: i for i, name in enumerate(SLOWEST_FILES)}
-    items.sort(key=lambda item: (rank.get(item.path.name, len(rank)), -count[item.path]))
+    items.sort(key=lambda item: (rank.get(item.path.name, len(rank)), item.path not in slow, -count[item.path]))

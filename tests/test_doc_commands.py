@@ -185,6 +185,20 @@ def clone(tmp_path_factory) -> Copy:
     return Copy(root, env, files, digest(root, files))
 
 
+def share_warm_starts(copy: Copy) -> None:
+    """Offer the warm starts the copy's commands built (in its own cache, empty before) to the rest
+    of the session, in the session's cache, where one is not there yet: tests/test_two_role_reproduces.py
+    trains from the same tiny-brief warm start (the same cache key, trained with the preset's one
+    thread: the same bytes) and builds it itself (a minute) where it finds none. The copy's commands
+    never read the session's cache."""
+    from agents import atomic_dir, cache_dir
+
+    built = Path(copy.env["THINKSOLVE_CACHE"]) / "warmstart"
+    for src in sorted(built.iterdir()) if built.is_dir() else []:
+        if not src.name.startswith(".") and (src / "config.json").is_file():
+            atomic_dir(cache_dir() / "warmstart" / src.name, lambda tmp, src=src: shutil.copytree(src, tmp, dirs_exist_ok=True))
+
+
 def assert_repository_files_unchanged(copy: Copy) -> None:
     after = digest(copy.root, copy.files)
     changed = sorted(f for f in copy.before if after.get(f) != copy.before[f])
@@ -247,6 +261,7 @@ def test_readme_commands_run_from_the_clone_root(clone):
     for cmd, how in page_commands("README.md", "run", "capped"):
         if how.mode == "run":
             clone.ok(cmd)
+            share_warm_starts(clone)
         else:
             clone.ok(shlex.split(cmd) + list(how.extra))
     assert (clone.root / "runs/first/checkpoint").is_dir() and (clone.root / "hf/first/team.json").is_file()
