@@ -19,6 +19,9 @@ from algorithms.train import Trainer
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "metrics.md"
 ROLES = ("thinker_0", "solver_0")
+CHAIN = ("planner_0", "relay_0", "solver_0")
+#: samples keys only a chain of more than two roles writes
+CHAIN_SAMPLES = {"messages", "briefings"}
 UPDATE = ("loss", "pg_loss", "kl", "clip_frac", "clip_frac_low", "clip_frac_high", "dual_clip_frac", "ratio_mean",
           "grad_norm", "lr", "micro_batches", "advantage_mean", "advantage_abs_mean")
 
@@ -32,7 +35,7 @@ def documented(heading: str) -> set[str]:
         if not line.startswith("| `"):
             continue
         for key in re.findall(r"`([^`]+)`", line.split("|")[1]):
-            keys |= {key.replace("<role>", r) for r in ROLES} if "<role>" in key else {key}
+            keys |= {key.replace("<role>", r) for r in ROLES + CHAIN} if "<role>" in key else {key}
     assert keys, f"no table under '## {heading}' in {PAGE}"
     return keys
 
@@ -64,6 +67,9 @@ RUNS = {
     "difference-gspo-kl": ["credit.name=difference", "optim.loss=gspo", "optim.kl_coef=0.1"],
     "shared-simultaneous": ["credit.name=shared", "schedule.mode=simultaneous"],
     "tree": ["credit.name=tree", "rollout.answers_per_thought=2"],
+    # a chain of three roles: per-role keys for every role, each role's removal and contribution
+    "chain-ccpo": ["credit.name=ccpo", f"rollout.roles={json.dumps(list(CHAIN))}", "schedule.start_role=planner_0",
+                   "train_data=arith:n=30,difficulty=1,relay=1", "eval_data=arith:n=4,difficulty=1,split=test,relay=1"],
 }
 
 
@@ -85,17 +91,22 @@ def test_every_key_a_training_step_writes_is_documented(runs, name):
     undocumented = sorted(set().union(*rows) - documented("Metrics rows"))
     assert not undocumented, f"{name}: metrics keys missing from docs/metrics.md: {undocumented}"
     assert set(rows[0]) == set(rows[1]), f"{name}: rows differ in their keys: {set(rows[0]) ^ set(rows[1])}"
+    roles = CHAIN if name.startswith("chain") else ROLES
     for row in rows:  # every role's update metrics, null where the role was not updated
-        for role in ROLES:
+        for role in roles:
             for k in UPDATE:
                 assert f"{k}_{role}" in row
                 assert (row[f"{k}_{role}"] is None) == (role not in row["updated"]), (name, row["step"], k, role)
         assert isinstance(row["timestamp"], float) and row["timestamp"] > 1.7e9
     if name != "shared-simultaneous":
-        assert rows[0]["updated"] == ["thinker_0"] and rows[1]["updated"] == ["solver_0"]
+        assert rows[0]["updated"] == [roles[0]] and rows[1]["updated"] == [roles[1]]
+    if roles == CHAIN:
+        for role in CHAIN:
+            assert {f"without_{role}_accuracy", f"contribution_{role}"} <= set(rows[0])
     samples = read_rows(runs[name] / SAMPLES)
     assert [s["step"] for s in samples] == [1, 1, 2, 2]
     assert not set().union(*samples) - documented("Samples rows")
-    assert not set().union(*samples) ^ documented("Samples rows"), "a documented samples key is never written"
+    expected = documented("Samples rows") - (set() if roles == CHAIN else CHAIN_SAMPLES)
+    assert not set().union(*samples) ^ expected, "a documented samples key is never written"
     summary = json.loads((runs[name] / "summary.json").read_text())
     assert set(summary) == documented("Summary")
