@@ -225,7 +225,7 @@ def test_two_role_only_methods_refuse_chains():
     assert needs_for(credit.get("difference"), ROLES) == {"solo", "no_solver"}
 
 
-def test_registered_function_gets_the_chain():
+def test_registered_function_gets_the_chain(credit_registry_restored):  # its probes leave the registry as they found it
     seen = {}
 
     @credit.register("chain_probe_test", replace=True)
