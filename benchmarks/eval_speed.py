@@ -23,6 +23,9 @@ Rows:
   evaluation, the record), and the evaluation alone (the ``seconds`` of its record).
 * ``library, in a fresh process``: the same library call in a new interpreter (``python -c``:
   imports, ``load_team``, ``evaluate``), i.e. what a script pays that the CLI pays too.
+* ``start-up floor (imports + model build)``: a new interpreter that imports torch and
+  transformers and builds the model with ``AutoModelForCausalLM.from_pretrained``, nothing else:
+  what any process that evaluates this model with transformers pays before its first token.
 * ``thinksolve eval (CLI, before)``: the same command in an older checkout (``--baseline-root``,
   e.g. ``git worktree add /tmp/evalbase <commit>``), when given.
 
@@ -110,6 +113,26 @@ def script_run(args: argparse.Namespace, chunk: int) -> dict:
     return {"wall_s": wall, **json.loads(proc.stdout.strip().splitlines()[-1])}
 
 
+FLOOR = """
+import torch
+torch.set_num_threads({threads})
+from transformers import AutoModelForCausalLM
+AutoModelForCausalLM.from_pretrained({model!r})
+"""
+
+
+def floor_run(args: argparse.Namespace) -> dict:
+    """Start-up floor: a fresh interpreter that imports torch and transformers and builds the model."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", FLOOR.format(threads=args.threads, model=args.model_path)], cwd=ROOT,
+                          env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"the start-up floor script failed:\n{proc.stderr[-2000:]}")
+    return {"wall_s": wall, "eval_s": 0.0, "joint_accuracy": None}
+
+
 def library_runs(team, problems, rollout, args: argparse.Namespace) -> dict:
     from algorithms.evaluation import evaluate
 
@@ -143,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="torch threads in every system (default 1: on a shared machine, spinning OpenMP threads "
                          "that wait for a busy core make timings erratic)")
     ap.add_argument("--no-write", action="store_true", help="print the table only")
+    ap.add_argument("--name", default="eval_speed",
+                    help="results name under benchmarks/results (default eval_speed; e.g. eval_speed_default_budget "
+                         "for a run at the CLI's default budget)")
     args = ap.parse_args(argv)
 
     import torch
@@ -164,13 +190,14 @@ def main(argv: list[str] | None = None) -> int:
     rollout = RolloutConfig(thinker_max_new_tokens=args.max_new_tokens, solver_max_new_tokens=args.max_new_tokens,
                             prompts=args.prompts)
     load_before = os.getloadavg()[0]
-    runs: dict[str, list[dict]] = {"library": [], "fresh": [], "script": [], "cli": [], "cli_before": []}
+    runs: dict[str, list[dict]] = {"library": [], "fresh": [], "script": [], "cli": [], "floor": [], "cli_before": []}
     for i in range(args.repeats):
         lib = library_runs(team, problems, rollout, args)
         runs["library"].append(lib["one"])
         runs["fresh"].append(lib["fresh"])
         runs["script"].append(script_run(args, max(1, min(32, math.ceil(len(problems) / 10)))))
         runs["cli"].append(cli_run(ROOT, args))
+        runs["floor"].append(floor_run(args))
         if args.baseline_root:
             runs["cli_before"].append(cli_run(args.baseline_root, args))
         print(f"repeat {i + 1}/{args.repeats}: " + ", ".join(f"{k} {v[-1]['wall_s']:.1f}s" for k, v in runs.items() if v),
@@ -183,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     base = med("library")
     names = {"library": "library, one verifier", "fresh": "library, a verifier per chunk (before)",
              "script": "library, in a fresh process", "cli": "thinksolve eval (CLI)",
+             "floor": "start-up floor (imports + model build)",
              "cli_before": "thinksolve eval (CLI, before)"}
     rows = []
     for key, label in names.items():
@@ -195,7 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         print(rows[-1], flush=True)
     cli_ratio = med("cli") / base
     ratios = {"cli_over_library": cli_ratio, "cli_evaluation_over_library": med("cli", "eval_s") / base,
-              "cli_over_library_fresh_process": med("cli") / med("script")}
+              "cli_over_library_fresh_process": med("cli") / med("script"),
+              "cli_start_up_s": med("cli") - med("cli", "eval_s"), "start_up_floor_s": med("floor"),
+              "cli_over_library_plus_floor": med("cli") / (base + med("floor"))}
     if runs["cli_before"]:
         ratios["cli_before_over_cli"] = med("cli_before") / med("cli")
     model = "the tiny model warm-started as tiny-arith (compact prompts)" if args.model == WARM else f"model {args.model}"
@@ -208,7 +238,10 @@ def main(argv: list[str] | None = None) -> int:
              f"CLI / library = {cli_ratio:.2f} (done-when: <= 1.5); the CLI's evaluation alone / library = "
              f"{ratios['cli_evaluation_over_library']:.2f}; CLI / the library call in a fresh process = "
              f"{ratios['cli_over_library_fresh_process']:.2f} (the difference is the start-up every new process pays: "
-             "imports, model build)"
+             "imports, model build); the CLI's start-up (wall minus evaluation) "
+             f"{ratios['cli_start_up_s']:.2f} s against the floor of {ratios['start_up_floor_s']:.2f} s that any process "
+             "importing torch and transformers and building the model pays; CLI / (library + floor) = "
+             f"{ratios['cli_over_library_plus_floor']:.2f}"
              + (f"; CLI before / CLI now = {ratios['cli_before_over_cli']:.2f}" if runs["cli_before"] else "")
              + f". CPU only ({os.cpu_count()} cores), {args.threads} torch "
              "thread(s) in every system (OMP_NUM_THREADS for the CLI); load average "
@@ -223,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from _results import write_results
 
-    table = write_results("eval_speed", ["system", "wall s", "evaluation s", "problems/s", "ratio", "team accuracy"], rows,
+    table = write_results(args.name, ["system", "wall s", "evaluation s", "problems/s", "ratio", "team accuracy"], rows,
                           notes=notes, extra={"runs": runs, "settings": {k: str(v) for k, v in vars(args).items()},
                                               **ratios})
     print(table)
